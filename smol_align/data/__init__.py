@@ -1,0 +1,1 @@
+"""Preference data: the built-in demo set, normalizers for common schemas, and a doctor."""
