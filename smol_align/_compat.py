@@ -25,3 +25,39 @@ def import_orpo():
     except ImportError:  # TRL < 1.0
         from trl import ORPOConfig, ORPOTrainer
     return ORPOConfig, ORPOTrainer
+
+
+def checkpointing_kwargs(enabled: bool | None) -> dict:
+    """The TrainingArguments field for gradient checkpointing under this transformers release.
+
+    transformers 5.x renamed ``gradient_checkpointing`` to ``activation_checkpointing`` (the old
+    name warns); older releases only know the old one.
+    """
+    if enabled is None:
+        return {}
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+    return {key: bool(enabled)}
+
+
+def setup_chat_format(model, tokenizer, format: str = "chatml", resize_to_multiple_of: int | None = None):
+    """The course's ``trl.setup_chat_format``, removed in TRL 1.x, kept working here.
+
+    Adds the ChatML template and its special tokens when the tokenizer has no chat template
+    (resizing the embeddings), sets the pad token, and returns ``(model, tokenizer)`` as the old
+    function did. A tokenizer that already has a template is left as it is (the old function
+    refused it). TRL's replacement, ``clone_chat_template``, copies a template from another
+    model on the Hub.
+    """
+    if format != "chatml":
+        raise ValueError(f"Only the 'chatml' format is supported, got {format!r}.")
+    from .models import prepare_tokenizer
+
+    prepare_tokenizer(model, tokenizer)
+    if resize_to_multiple_of:
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=resize_to_multiple_of)
+    return model, tokenizer

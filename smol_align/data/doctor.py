@@ -1,0 +1,414 @@
+"""The doctor: what is wrong with a preference dataset, before an hour of training on it.
+
+``doctor(data)`` normalizes ``data`` (rows that do not fit are counted, not raised) and checks
+the pairs themselves: identical pairs, empty completions, ties, duplicated prompts, broken role
+order, pairs that ``max_length`` would truncate (and how much of the completions is lost), the
+length distribution of prompt/chosen/rejected, and how often the chosen answer is the longer
+one (DPO learns "longer is better" from such data).
+
+Command line (wired into ``smol-align doctor`` by ``smol_align/cli.py``)::
+
+    smol-align doctor data.jsonl --max-length 1024 --tokenizer HuggingFaceTB/SmolLM2-135M-Instruct
+    python -m smol_align.data.doctor data.jsonl --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from array import array
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import SmolAlignError
+from . import filters, sources
+from .messages import ROLE_ORDER
+from .normalize import normalize
+
+LENGTH_BIAS_WARNING = 0.6  # chosen longer in more than this share of pairs: worth a look
+CHARS_PER_TOKEN = 4  # the estimate used when no tokenizer is given
+
+
+@dataclass
+class LengthStats:
+    min: int = 0
+    p50: float = 0.0
+    p90: float = 0.0
+    max: int = 0
+    mean: float = 0.0
+
+
+@dataclass
+class DoctorReport:
+    """The doctor's findings for one dataset. ``print(report)`` shows a table; ``.to_dict()`` the numbers."""
+
+    dataset: str
+    format: str
+    rows: int  # pairs after normalization
+    set_aside: dict[str, int]  # rows that do not fit the format, by reason
+    dropped: dict[str, int]  # rows dropped on purpose while normalizing (binarization ties, filters)
+    identical_pairs: int
+    empty_completions: int  # pairs with an empty (or whitespace) chosen or rejected completion
+    ties: int | None  # equal ratings (or status "tie"); None when the data has no ratings
+    duplicated_prompts: int  # rows whose prompt appeared in an earlier row
+    broken_role_order: int  # set aside because of the order of turns
+    length_unit: str  # "tokens", or "~tokens (chars/4)" without a tokenizer
+    lengths: dict[str, LengthStats]  # prompt / chosen / rejected
+    chosen_longer: float  # share of pairs where chosen is longer than rejected
+    rejected_longer: float
+    max_length: int | None = None
+    truncated_pairs: int | None = None  # prompt + chosen or prompt + rejected longer than max_length
+    prompt_fills_max_length: int | None = None  # TRL drops these (keep_start truncation)
+    completion_tokens_lost: float | None = None  # share of all completion tokens cut by max_length
+    advice: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def _share(self, count: int | None) -> str:
+        if count is None:
+            return ""
+        return f"{count / self.rows:.1%}" if self.rows else ""
+
+    def summary_line(self) -> str:
+        """One line, printed by ``train_dpo``/``train_orpo`` before training."""
+        parts = [f"doctor: {self.rows:,} pairs ({self.format})"]
+        if self.set_aside:
+            parts.append(f"{sum(self.set_aside.values()):,} set aside")
+        parts.append(f"{self.identical_pairs:,} identical")
+        parts.append(f"{self.empty_completions:,} empty")
+        if self.ties is not None:
+            parts.append(f"{self.ties:,} ties")
+        parts.append(f"{self.duplicated_prompts:,} duplicated prompts")
+        parts.append(f"chosen longer in {self.chosen_longer:.0%}")
+        if self.max_length is not None:
+            parts.append(f"{self.truncated_pairs:,} truncated at {self.max_length}")
+        return " | ".join(parts)
+
+    def __str__(self) -> str:
+        rows = [("pairs", f"{self.rows:,}", "", "")]
+        rows.append(("set aside (do not fit the format)", f"{sum(self.set_aside.values()):,}", "", ""))
+        rows += [("", f"{count:,}", "", reason) for reason, count in self.set_aside.items()]
+        if self.dropped:
+            rows.append(("dropped while normalizing", f"{sum(self.dropped.values()):,}", "", ""))
+            rows += [("", f"{count:,}", "", reason) for reason, count in self.dropped.items()]
+        rows.append(("identical pairs", f"{self.identical_pairs:,}", self._share(self.identical_pairs), ""))
+        rows.append(
+            ("empty completions", f"{self.empty_completions:,}", self._share(self.empty_completions), "")
+        )
+        if self.ties is None:
+            rows.append(("ties (equal ratings)", "-", "", "no ratings"))
+        else:
+            rows.append(("ties (equal ratings)", f"{self.ties:,}", self._share(self.ties), ""))
+        rows.append(
+            ("duplicated prompts", f"{self.duplicated_prompts:,}", self._share(self.duplicated_prompts), "")
+        )
+        rows.append(("broken role order", f"{self.broken_role_order:,}", "", "(set aside, counted above)"))
+        if self.max_length is not None:
+            note = f"{self.completion_tokens_lost:.1%} of completion tokens lost"
+            if self.prompt_fills_max_length:
+                note += f"; {self.prompt_fills_max_length:,} prompts alone fill it (TRL drops them)"
+            label = f"truncated at max_length={self.max_length}"
+            rows.append((label, f"{self.truncated_pairs:,}", self._share(self.truncated_pairs), note))
+        others = f"rejected longer {self.rejected_longer:.1%}"
+        rows.append(("chosen longer than rejected", "", f"{self.chosen_longer:.1%}", others))
+
+        width = max(len(r[0]) for r in rows)
+        lines = [f"Doctor: {self.dataset} (format {self.format})"]
+        lines += [f"  {a:<{width}}  {b:>9}  {c:>6}  {d}".rstrip() for a, b, c, d in rows]
+        lines.append("")
+        lines.append(
+            f"  {'length in ' + self.length_unit:<{width}}  {'min':>9}  {'p50':>6}  {'p90':>7}  {'max':>7}  mean"
+        )
+        for part, s in self.lengths.items():
+            lines.append(
+                f"  {part:<{width}}  {s.min:>9,}  {s.p50:>6,.0f}  {s.p90:>7,.0f}  {s.max:>7,}  {s.mean:,.1f}"
+            )
+        if self.advice:
+            lines.append("")
+            lines.append("Advice:")
+            lines += [f"  - {line}" for line in self.advice]
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# lengths
+# ------------------------------------------------------------------------------------------------
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _token_lengths(rows: list[dict], tokenizer) -> list[tuple[int, int, int]]:
+    """``(prompt, chosen, rejected)`` lengths in tokens, split the way TRL's DPO trainer splits them."""
+    if getattr(tokenizer, "chat_template", None):
+        texts = []
+        for row in rows:
+            texts.append(
+                tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+            )
+            texts.append(tokenizer.apply_chat_template(row["prompt"] + row["chosen"], tokenize=False))
+            texts.append(tokenizer.apply_chat_template(row["prompt"] + row["rejected"], tokenize=False))
+    else:  # no chat template: plain concatenation of the turns
+        texts = []
+        for row in rows:
+            prompt = "\n".join(m["content"] for m in row["prompt"]) + "\n"
+            texts += [prompt, prompt + row["chosen"][0]["content"], prompt + row["rejected"][0]["content"]]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    lengths = []
+    for i in range(0, len(ids), 3):
+        prompt, with_chosen, with_rejected = ids[i : i + 3]
+        p = min(_common_prefix(prompt, with_chosen), _common_prefix(prompt, with_rejected))
+        lengths.append((p, len(with_chosen) - p, len(with_rejected) - p))
+    return lengths
+
+
+def _estimated_lengths(rows: list[dict]) -> list[tuple[int, int, int]]:
+    def estimate(messages: list[dict]) -> int:
+        return -(-sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN)
+
+    return [(estimate(r["prompt"]), estimate(r["chosen"]), estimate(r["rejected"])) for r in rows]
+
+
+def _stats(values) -> LengthStats:
+    import numpy as np
+
+    if len(values) == 0:
+        return LengthStats()
+    array = np.asarray(values)
+    p50, p90 = np.percentile(array, [50, 90])
+    return LengthStats(int(array.min()), float(p50), float(p90), int(array.max()), float(array.mean()))
+
+
+# ------------------------------------------------------------------------------------------------
+# the doctor
+# ------------------------------------------------------------------------------------------------
+
+
+def _load_tokenizer(tokenizer):
+    if tokenizer is None or not isinstance(tokenizer, str):
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(tokenizer)
+    except Exception as exc:  # offline, typo: say which and what to do
+        raise SmolAlignError(
+            f"could not load the tokenizer {tokenizer!r} ({type(exc).__name__}: {exc}); pass a local path, "
+            "or leave it out to estimate lengths as characters/4"
+        ) from exc
+
+
+def _take(data, max_rows: int | None):
+    if max_rows is None:
+        return data
+    if isinstance(data, list):
+        return data[:max_rows]
+    import datasets
+
+    if isinstance(data, datasets.Dataset):
+        return data.select(range(min(max_rows, len(data))))
+    if isinstance(data, datasets.IterableDataset):
+        return data.take(max_rows)
+    return data
+
+
+def doctor(
+    data: Any,
+    tokenizer=None,
+    max_length: int | None = None,
+    *,
+    source: str = "auto",
+    columns: dict[str, str] | None = None,
+    split: str | None = None,
+    max_rows: int | None = None,
+    batch_size: int = 1000,
+    **options: Any,
+) -> DoctorReport:
+    """Check a preference dataset; returns a :class:`DoctorReport` (``print`` it for a table).
+
+    Args:
+        data: anything :func:`~smol_align.data.normalize` reads.
+        tokenizer: a tokenizer (or its name/path) to count tokens as TRL's DPO trainer does;
+            without one, lengths are estimated as characters / 4.
+        max_length: the training ``max_length``: count the pairs it would truncate.
+        source, columns, split, **options: as for ``normalize`` (a ``DatasetDict`` without
+            ``split`` is checked on ``train``, else its first split).
+        max_rows: check only the first ``max_rows`` rows.
+    """
+    tokenizer = _load_tokenizer(tokenizer)
+    src = sources.read(data, split=split, streaming=options.pop("streaming", None))
+    raw = src.data
+    name = src.name
+    if not isinstance(raw, list) and hasattr(raw, "keys"):  # a DatasetDict: one split
+        chosen_split = "train" if "train" in raw else next(iter(raw))
+        raw, name = raw[chosen_split], f"{name}[{chosen_split}]"
+    raw = _take(raw, max_rows)
+    if source == "auto" and columns is None and src.hub_format is not None:
+        source = src.hub_format
+    pairs, report = normalize(
+        raw, source=source, columns=columns, return_report=True, batch_size=batch_size, **options
+    )
+    report.dataset = name
+
+    names = pairs.column_names or []
+    has_ratings = ("score_chosen" in names and "score_rejected" in names) or "status" in names
+    identical = empty = ties = chosen_longer = rejected_longer = 0
+    seen: set[str] = set()
+    duplicated = 0
+    lengths = {part: array("q") for part in ("prompt", "chosen", "rejected")}  # compact for big data
+    for batch in pairs.iter(batch_size=batch_size):
+        keys = list(batch)
+        rows = [dict(zip(keys, values, strict=False)) for values in zip(*batch.values(), strict=False)]
+        batch_lengths = _token_lengths(rows, tokenizer) if tokenizer is not None else _estimated_lengths(rows)
+        for row, (p, c, r) in zip(rows, batch_lengths, strict=False):
+            lengths["prompt"].append(p)
+            lengths["chosen"].append(c)
+            lengths["rejected"].append(r)
+            identical += filters.is_identical(row)
+            empty += filters.is_empty(row)
+            ties += has_ratings and filters.is_tie(row)
+            chosen_longer += c > r
+            rejected_longer += r > c
+            key = filters.prompt_key(row)
+            duplicated += key in seen
+            seen.add(key)
+
+    n = len(lengths["prompt"])
+    found = DoctorReport(
+        dataset=name,
+        format=report.format,
+        rows=n,
+        set_aside=dict(report.invalid.most_common()),
+        dropped=dict(report.dropped.most_common()),
+        identical_pairs=identical,
+        empty_completions=empty,
+        ties=ties if has_ratings else None,
+        duplicated_prompts=duplicated,
+        broken_role_order=sum(c for reason, c in report.invalid.items() if reason.startswith(ROLE_ORDER)),
+        length_unit="tokens" if tokenizer is not None else f"~tokens (chars/{CHARS_PER_TOKEN})",
+        lengths={part: _stats(values) for part, values in lengths.items()},
+        chosen_longer=chosen_longer / n if n else 0.0,
+        rejected_longer=rejected_longer / n if n else 0.0,
+        max_length=max_length,
+    )
+    if max_length is not None:
+        _truncation(found, zip(*lengths.values(), strict=True), max_length)
+    found.advice = _advice(found)
+    return found
+
+
+def _truncation(found: DoctorReport, lengths: Iterable[tuple[int, int, int]], max_length: int) -> None:
+    """TRL (``truncation_mode="keep_start"``) cuts prompt+completion at ``max_length`` tokens."""
+    truncated = fills = lost = total = 0
+    for p, c, r in lengths:
+        truncated += p + max(c, r) > max_length
+        fills += p >= max_length
+        lost += min(c, max(0, p + c - max_length)) + min(r, max(0, p + r - max_length))
+        total += c + r
+    found.truncated_pairs = truncated
+    found.prompt_fills_max_length = fills
+    found.completion_tokens_lost = lost / total if total else 0.0
+
+
+def _advice(found: DoctorReport) -> list[str]:
+    advice = []
+    if found.set_aside:
+        advice.append(
+            f"{sum(found.set_aside.values()):,} rows do not fit {found.format!r} and are left out: see "
+            "normalize(..., return_report=True) for the rows, or strict=True to stop at the first one"
+        )
+    if found.identical_pairs:
+        advice.append("identical pairs teach nothing: normalize(..., drop_identical=True)")
+    if found.empty_completions:
+        advice.append("empty completions are rarely intended: normalize(..., drop_empty=True)")
+    if found.ties:
+        advice.append("tied ratings carry no preference: normalize(..., drop_ties=True) or min_margin=...")
+    if found.duplicated_prompts:
+        advice.append(
+            "repeated prompts weigh more in training: normalize(..., dedupe_prompts=True) unless intended"
+        )
+    if found.chosen_longer > LENGTH_BIAS_WARNING:
+        advice.append(
+            f"chosen is the longer answer in {found.chosen_longer:.0%} of pairs: DPO tends to learn "
+            "'longer is better' from this; compare response lengths after training"
+        )
+    if found.truncated_pairs:
+        advice.append(
+            f"{found.truncated_pairs:,} pairs exceed max_length={found.max_length}: raise it or drop long pairs"
+        )
+    return advice
+
+
+# ------------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------------
+
+
+def _columns_arg(value: str) -> dict[str, str]:
+    try:
+        return dict(item.split("=", 1) for item in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected KEY=COLUMN[,KEY=COLUMN...], got {value!r}") from None
+
+
+def add_doctor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``doctor`` arguments to ``parser`` (a subcommand parser of ``smol-align``)."""
+    parser.add_argument("dataset", help="hub id (owner/name), or a local json/jsonl/parquet/csv file")
+    parser.add_argument(
+        "--max-length", type=int, default=None, help="count the pairs this max_length truncates"
+    )
+    parser.add_argument(
+        "--tokenizer", default=None, help="tokenizer name or path to count tokens (default: estimate chars/4)"
+    )
+    parser.add_argument("--source", default="auto", help="force a format (see smol_align.data.formats())")
+    parser.add_argument(
+        "--split", default=None, help="split to check (default: the dataset's usual one, or train)"
+    )
+    parser.add_argument(
+        "--columns",
+        type=_columns_arg,
+        default=None,
+        help="name the columns: prompt=question,chosen=good,rejected=bad",
+    )
+    parser.add_argument("--max-rows", type=int, default=None, help="check only the first N rows")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def run_doctor_cli(args: argparse.Namespace) -> int:
+    """Run the doctor for parsed ``args``; prints the report, returns the exit code (2: unusable data)."""
+    try:
+        report = doctor(
+            args.dataset,
+            tokenizer=args.tokenizer,
+            max_length=args.max_length,
+            source=args.source,
+            columns=args.columns,
+            split=args.split,
+            max_rows=args.max_rows,
+        )
+    except SmolAlignError as exc:
+        print(f"smol-align doctor: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m smol_align.data.doctor", description=__doc__.splitlines()[0]
+    )
+    return run_doctor_cli(add_doctor_arguments(parser).parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

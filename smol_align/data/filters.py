@@ -1,0 +1,214 @@
+"""Filters over normalized pairs: all off unless asked for, one by one or through a named recipe.
+
+Each filter is a pure predicate on one normalized row; :func:`drop_reason` applies them in a
+fixed order and names the first that drops the row, so every dropped row is counted once, under
+one name:
+
+=================  ==============================================================================
+``drop_empty``     a chosen or rejected completion that is empty or whitespace
+``drop_identical`` chosen and rejected are the same text (no preference signal)
+``drop_ties``      equal ratings (``score_chosen == score_rejected``) or ``status == "tie"``
+``min_margin``     ``score_chosen - score_rejected < min_margin`` (pairs without ratings are kept)
+``argilla_orca``   Argilla's advice for its Orca pairs: ``status != "tie"``, ``score_chosen >= 8``
+                   (``chosen_score`` in the source) and not ``in_gsm8k_train``
+``dedupe_prompts`` a prompt already seen in an earlier row (the first one is kept)
+=================  ==============================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ..errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+FILTERS: dict[str, Any] = {
+    "drop_empty": False,
+    "drop_identical": False,
+    "drop_ties": False,
+    "min_margin": None,
+    "argilla_orca": False,
+    "dedupe_prompts": False,
+}
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # https://huggingface.co/datasets/argilla/distilabel-intel-orca-dpo-pairs (dataset card)
+    "argilla-orca": {"argilla_orca": True},
+    # what the doctor flags, dropped: pairs that carry no preference signal, repeated prompts
+    "clean": {"drop_empty": True, "drop_identical": True, "drop_ties": True, "dedupe_prompts": True},
+}
+
+# Reasons, as counted in NormalizeReport.dropped.
+REASONS = {
+    "drop_empty": "empty completion",
+    "drop_identical": "identical pair",
+    "drop_ties": "tie",
+    "min_margin": "low margin",
+    "argilla_orca": "argilla-orca recipe",
+    "dedupe_prompts": "duplicate prompt",
+}
+
+
+def resolve(recipe: str | None = None, **options: Any) -> dict[str, Any]:
+    """The active filters: a recipe's, overridden by explicit options; ``ConfigError`` on a bad one."""
+    active: dict[str, Any] = {}
+    if recipe is not None:
+        if recipe not in RECIPES:
+            raise ConfigError(f"unknown filter recipe {recipe!r}; recipes: {', '.join(RECIPES)}")
+        active.update(RECIPES[recipe])
+    for key, value in options.items():
+        if key not in FILTERS:
+            raise ConfigError(f"unknown filter {key!r}; filters: {', '.join(FILTERS)}, recipe")
+        active[key] = value
+    margin = active.get("min_margin")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
+        raise ConfigError(f"min_margin must be a number (a rating difference), got {margin!r}")
+    return {key: value for key, value in active.items() if value not in (None, False)}
+
+
+def check_columns(active: Mapping[str, Any], columns: list[str], format_name: str) -> None:
+    """Rating filters need rating columns: say so rather than keep everything quietly."""
+    needs = {
+        "drop_ties": ("score_chosen", "score_rejected"),
+        "min_margin": ("score_chosen", "score_rejected"),
+        "argilla_orca": ("score_chosen", "status", "in_gsm8k_train"),
+    }
+    for key, wanted in needs.items():
+        if key in active and not set(wanted) <= set(columns):
+            if key == "drop_ties" and "status" in columns:
+                continue
+            raise ConfigError(
+                f"filter {key} needs the columns {list(wanted)}, which format {format_name!r} does not provide"
+            )
+
+
+# ------------------------------------------------------------------------------------------------
+# predicates on one normalized row
+# ------------------------------------------------------------------------------------------------
+
+
+def completion_text(completion: list[dict]) -> str:
+    return "".join(m["content"] for m in completion)
+
+
+def is_empty(row: Mapping[str, Any]) -> bool:
+    return not completion_text(row["chosen"]).strip() or not completion_text(row["rejected"]).strip()
+
+
+def is_identical(row: Mapping[str, Any]) -> bool:
+    return completion_text(row["chosen"]) == completion_text(row["rejected"])
+
+
+def margin(row: Mapping[str, Any]) -> float | None:
+    chosen, rejected = row.get("score_chosen"), row.get("score_rejected")
+    return None if chosen is None or rejected is None else chosen - rejected
+
+
+def is_tie(row: Mapping[str, Any]) -> bool:
+    return margin(row) == 0 or row.get("status") == "tie"
+
+
+def argilla_orca_keeps(row: Mapping[str, Any]) -> bool:
+    score = row.get("score_chosen")
+    return row.get("status") != "tie" and score is not None and score >= 8 and not row.get("in_gsm8k_train")
+
+
+def prompt_key(row: Mapping[str, Any]) -> str:
+    """A short digest of the prompt, equal for equal prompts."""
+    encoded = json.dumps(row["prompt"], ensure_ascii=False, separators=(",", ":")).encode()
+    return hashlib.blake2b(encoded, digest_size=12).hexdigest()
+
+
+def drop_reason(row: Mapping[str, Any], active: Mapping[str, Any]) -> str | None:
+    """The first active filter (except ``dedupe_prompts``, which needs the other rows) that drops ``row``."""
+    if "drop_empty" in active and is_empty(row):
+        return REASONS["drop_empty"]
+    if "drop_identical" in active and is_identical(row):
+        return REASONS["drop_identical"]
+    if "drop_ties" in active and is_tie(row):
+        return REASONS["drop_ties"]
+    if "min_margin" in active:
+        value = margin(row)
+        if value is not None and value < active["min_margin"]:
+            return REASONS["min_margin"]
+    if "argilla_orca" in active and not argilla_orca_keeps(row):
+        return REASONS["argilla_orca"]
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# over a dataset
+# ------------------------------------------------------------------------------------------------
+
+
+def _rows(batch: dict[str, list]) -> Iterator[dict]:
+    keys = list(batch)
+    return (dict(zip(keys, values, strict=False)) for values in zip(*batch.values(), strict=False))
+
+
+def _mark(batch: dict[str, list], active: Mapping[str, Any]) -> dict[str, list]:
+    reasons, keys = [], []
+    for row in _rows(batch):
+        reasons.append(drop_reason(row, active))
+        keys.append(prompt_key(row) if "dedupe_prompts" in active else None)
+    return {"_drop": reasons, "_prompt_key": keys}
+
+
+def apply(dataset, active: Mapping[str, Any], num_proc: int | None = None, batch_size: int = 1000):
+    """``(filtered dataset, Counter of dropped rows by reason)`` for a normalized ``Dataset``."""
+    import numpy as np
+
+    if not active or len(dataset) == 0:
+        return dataset, Counter()
+    marked = dataset.map(
+        _mark,
+        batched=True,
+        batch_size=batch_size,
+        num_proc=num_proc,
+        fn_kwargs={"active": dict(active)},
+        remove_columns=dataset.column_names,
+        desc="Filtering pairs",
+    )
+    reasons = marked.data.column("_drop").to_pylist()
+    keys = marked.data.column("_prompt_key").to_pylist()
+    counts: Counter = Counter()
+    keep = np.ones(len(reasons), dtype=bool)
+    seen: set[str] = set()
+    for i, reason in enumerate(reasons):
+        if reason is None and keys[i] is not None:
+            if keys[i] in seen:
+                reason = REASONS["dedupe_prompts"]
+            else:
+                seen.add(keys[i])
+        if reason is not None:
+            keep[i] = False
+            counts[reason] += 1
+    if not counts:
+        return dataset, counts
+    return dataset.select(np.flatnonzero(keep)), counts
+
+
+def apply_streaming(dataset, active: Mapping[str, Any], counts: Counter):
+    """The lazy counterpart of :func:`apply`: ``counts`` fills up as the stream is read."""
+    if not active:
+        return dataset
+    seen: set[str] = set()
+
+    def keep(row: dict) -> bool:
+        reason = drop_reason(row, active)
+        if reason is None and "dedupe_prompts" in active:
+            key = prompt_key(row)
+            if key in seen:
+                reason = REASONS["dedupe_prompts"]
+            seen.add(key)
+        if reason is not None:
+            counts[reason] += 1
+        return reason is None
+
+    return dataset.filter(keep)

@@ -1,0 +1,89 @@
+"""Anthropic/hh-rlhf: whole dialogues as text, ``"\\n\\nHuman: ...\\n\\nAssistant: ..."``.
+
+The prompt is the shared prefix up to the last ``"\\n\\nAssistant: "``; the completions are what
+follows it. Parsing is lossless: :func:`to_text` rebuilds the original string from a normalized
+row, for every row that :func:`normalize_row` accepts. The rules:
+
+- a turn starts at ``"\\n\\nHuman: "`` or ``"\\n\\nAssistant: "`` (blank line, name, colon,
+  space). ``Human:`` anywhere else (mid-sentence, after a single newline) is content;
+- a marker that repeats the previous speaker is quoted text inside that turn, not a new turn;
+- contents are kept character for character (the real data's extra spaces and newlines too);
+- rows that cannot be split that way are set aside with a reason: texts that differ before the
+  last assistant turn, text that does not start with ``"\\n\\nHuman: "``, and an empty last turn
+  written ``"\\n\\nAssistant:"`` with no space (it could not be rebuilt exactly).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..messages import ASSISTANT, USER, InvalidRow, check_prompt, text
+from ..registry import Format, register
+
+HUMAN_MARK = "\n\nHuman: "
+ASSISTANT_MARK = "\n\nAssistant: "
+_TURN = re.compile(r"\n\n(Human|Assistant): ")
+_SPEAKER = {USER: "Human", ASSISTANT: "Assistant"}
+
+
+def _last_assistant(dialogue: str, column: str) -> int:
+    if dialogue.endswith(ASSISTANT_MARK[:-1]):
+        raise InvalidRow("hh-rlhf: empty last turn written without the space after 'Assistant:'", column)
+    cut = dialogue.rfind(ASSISTANT_MARK)
+    if cut < 0:
+        raise InvalidRow("hh-rlhf: no '\\n\\nAssistant: ' turn", column)
+    return cut
+
+
+def _turns(prefix: str) -> list[dict[str, str]]:
+    parts = _TURN.split(prefix)
+    if parts[0]:
+        raise InvalidRow("hh-rlhf: text does not start with '\\n\\nHuman: '", "chosen")
+    turns: list[dict[str, str]] = []
+    for i in range(1, len(parts), 2):
+        role = USER if parts[i] == "Human" else ASSISTANT
+        if turns and turns[-1]["role"] == role:  # "\n\nHuman: " quoted inside a human turn
+            turns[-1]["content"] += f"\n\n{parts[i]}: {parts[i + 1]}"
+        else:
+            turns.append({"role": role, "content": parts[i + 1]})
+    return turns
+
+
+def normalize_row(row: dict) -> dict:
+    """``{"chosen": str, "rejected": str}`` dialogues -> explicit-prompt conversational pair."""
+    chosen = text(row.get("chosen"), "chosen")
+    rejected = text(row.get("rejected"), "rejected")
+    cut_chosen = _last_assistant(chosen, "chosen")
+    cut_rejected = _last_assistant(rejected, "rejected")
+    if chosen[:cut_chosen] != rejected[:cut_rejected]:
+        raise InvalidRow("hh-rlhf: chosen and rejected differ before the last assistant turn", "rejected")
+    prompt = _turns(chosen[:cut_chosen])
+    check_prompt(prompt)
+    return {
+        "prompt": prompt,
+        "chosen": [{"role": ASSISTANT, "content": chosen[cut_chosen + len(ASSISTANT_MARK) :]}],
+        "rejected": [{"role": ASSISTANT, "content": rejected[cut_rejected + len(ASSISTANT_MARK) :]}],
+    }
+
+
+def to_text(prompt: list[dict], completion: list[dict]) -> str:
+    """The inverse of :func:`normalize_row`: messages back to ``"\\n\\nHuman: ...\\n\\nAssistant: ..."``."""
+    return "".join(f"\n\n{_SPEAKER[m['role']]}: {m['content']}" for m in (*prompt, *completion))
+
+
+def _looks_like_hh(rows: list[dict]) -> bool:
+    return any(isinstance(r.get("chosen"), str) and ASSISTANT_MARK[:-1] in r["chosen"] for r in rows)
+
+
+register(
+    Format(
+        name="hh-rlhf",
+        normalize_row=normalize_row,
+        required=("chosen", "rejected"),
+        check=_looks_like_hh,
+        description="Anthropic/hh-rlhf dialogues as '\\n\\nHuman: ...\\n\\nAssistant: ...' text",
+        expected="`chosen` and `rejected`: the same '\\n\\nHuman: ...\\n\\nAssistant: ...' dialogue, "
+        "differing only after the last '\\n\\nAssistant: '",
+        hub_ids={"Anthropic/hh-rlhf": "train"},
+    )
+)

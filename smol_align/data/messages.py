@@ -1,0 +1,292 @@
+"""Row-level building blocks: read messages, build a validated TRL pair, say why a row does not fit.
+
+Every normalizer in ``formats/`` is a pure function of one row built from these helpers. A row
+that does not fit raises :class:`InvalidRow` (a format problem: set aside and counted, or raised
+as ``DatasetFormatError`` with ``strict=True``); a row that a binarization recipe skips on purpose
+(a tie in raw UltraFeedback) raises :class:`DroppedRow`.
+
+Reasons are short *categories* (they are counted); row-specific facts go in ``detail``.
+
+TRL's ``extract_prompt`` does the shared-prefix split too, but it fails on empty lists
+(``UnboundLocalError``) and cannot say why a pair does not split, so :func:`split_shared_prefix`
+does it here with a reason for each failure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+Message = dict[str, str]
+
+USER, ASSISTANT, SYSTEM = "user", "assistant", "system"
+
+# Speaker names seen in the wild (ShareGPT, OpenAssistant, Gemini-style exports) -> TRL roles.
+ROLE_ALIASES = {
+    "user": USER,
+    "human": USER,
+    "prompter": USER,
+    "assistant": ASSISTANT,
+    "gpt": ASSISTANT,
+    "bot": ASSISTANT,
+    "model": ASSISTANT,
+    "chatgpt": ASSISTANT,
+    "ai": ASSISTANT,
+    "system": SYSTEM,
+}
+
+ROLE_ORDER = "role order"  # prefix of every reason about the order of turns (the doctor counts them)
+
+
+class RowSetAside(Exception):
+    """A row that does not reach the output. ``reason`` is a category; ``detail`` is about this row."""
+
+    invalid = True
+
+    def __init__(self, reason: str, column: str | None = None, detail: str | None = None):
+        super().__init__(reason if detail is None else f"{reason} ({detail})")
+        self.reason = reason
+        self.column = column
+        self.detail = detail
+
+
+class InvalidRow(RowSetAside):
+    """The row does not fit the format (``strict=True`` turns it into ``DatasetFormatError``)."""
+
+
+class DroppedRow(RowSetAside):
+    """The row fits but a recipe skips it on purpose (e.g. a tie when binarizing ratings)."""
+
+    invalid = False
+
+
+# --------------------------------------------------------------------------------------------
+# values
+# --------------------------------------------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def maybe_json(value: Any) -> Any:
+    """A list stored as a JSON string (after a CSV round trip) comes back as the list; else unchanged."""
+    if isinstance(value, str) and value[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return value
+    return value
+
+
+def _is_message(value: Any) -> bool:
+    return isinstance(value, dict) and ("role" in value or "from" in value)
+
+
+def _is_message_like(value: Any) -> bool:
+    """A message dict, or a non-empty list of them."""
+    if isinstance(value, list):
+        return len(value) > 0 and all(_is_message(m) for m in value)
+    return _is_message(value)
+
+
+def is_missing(value: Any) -> bool:
+    """``None``, or the NaN that pandas leaves in an empty CSV cell."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def text(value: Any, column: str) -> str:
+    """A required text cell."""
+    if isinstance(value, str):
+        return value
+    if is_missing(value):
+        raise InvalidRow(f"{column}: missing value", column)
+    raise InvalidRow(f"{column}: expected text", column, f"got {_type_name(value)}")
+
+
+def optional_text(value: Any) -> str | None:
+    """Metadata text: ``None`` stays ``None``, numbers become text."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float, bool)):
+        return None if isinstance(value, float) and math.isnan(value) else str(value)
+    return None
+
+
+def score(value: Any) -> float | None:
+    """A rating as a float, or ``None`` for a missing one (``None``, NaN, ``"N/A"``, text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return None if math.isnan(value) or math.isinf(value) else float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return None if math.isnan(number) or math.isinf(number) else number
+    return None
+
+
+def flag(value: Any) -> bool | None:
+    """A boolean cell that may have gone through CSV (``"True"``/``"false"``/``1``) or be missing."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# messages
+# --------------------------------------------------------------------------------------------
+
+
+def message(item: Any, column: str) -> Message:
+    """One message as ``{"role", "content"}``; accepts ``role``/``content`` or ShareGPT ``from``/``value``."""
+    if not isinstance(item, dict):
+        raise InvalidRow(f"{column}: malformed message", column, f"expected a dict, got {_type_name(item)}")
+    role = item.get("role", item.get("from"))
+    content = item.get("content", item.get("value"))
+    if not isinstance(role, str):
+        raise InvalidRow(f"{column}: malformed message", column, "no 'role' (or 'from') text")
+    canonical = ROLE_ALIASES.get(role.strip().lower())
+    if canonical is None:
+        raise InvalidRow(f"{column}: unknown role", column, f"role {role!r}")
+    if not isinstance(content, str):
+        raise InvalidRow(f"{column}: message content is not text", column, f"got {_type_name(content)}")
+    return {"role": canonical, "content": content}
+
+
+def is_message_list(value: Any) -> bool:
+    """True when ``value`` (or the JSON it holds) is a non-empty list of message-like dicts."""
+    value = maybe_json(value)
+    return isinstance(value, list) and _is_message_like(value)
+
+
+def messages(value: Any, column: str) -> list[Message]:
+    """A list of messages (or its JSON string); a lone message dict counts as a list of one."""
+    value = maybe_json(value)
+    if isinstance(value, dict):
+        value = [value]
+    if is_missing(value):
+        raise InvalidRow(f"{column}: missing value", column)
+    if not isinstance(value, list):
+        raise InvalidRow(f"{column}: expected a list of messages", column, f"got {_type_name(value)}")
+    if not value:
+        raise InvalidRow(f"{column}: empty list of messages", column)
+    return [message(item, column) for item in value]
+
+
+def text_or_messages(value: Any, column: str, role: str) -> list[Message]:
+    """Plain text becomes one ``role`` message; message lists (or their JSON) are read as such.
+
+    Text that merely *is* JSON (``'{"answer": 42}'``) stays text: only JSON that holds messages
+    is read as messages.
+    """
+    if isinstance(value, str):
+        parsed = maybe_json(value)
+        if parsed is value or not _is_message_like(parsed):
+            return [{"role": role, "content": value}]
+        value = parsed
+    return messages(value, column)
+
+
+# --------------------------------------------------------------------------------------------
+# pairs
+# --------------------------------------------------------------------------------------------
+
+
+def check_prompt(prompt: list[Message], column: str = "prompt") -> None:
+    """Optional system first, then user/assistant alternating, starting and ending with user."""
+    turns = prompt[1:] if prompt and prompt[0]["role"] == SYSTEM else prompt
+    if not turns:
+        raise InvalidRow(f"{ROLE_ORDER}: prompt has no user turn", column)
+    expected = USER
+    for m in turns:
+        if m["role"] == SYSTEM:
+            raise InvalidRow(f"{ROLE_ORDER}: system message after the first turn", column)
+        if m["role"] != expected:
+            if m is turns[0]:
+                raise InvalidRow(f"{ROLE_ORDER}: prompt does not start with a user turn", column)
+            raise InvalidRow(f"{ROLE_ORDER}: two {m['role']} turns in a row", column)
+        expected = ASSISTANT if expected == USER else USER
+    if turns[-1]["role"] != USER:
+        raise InvalidRow(f"{ROLE_ORDER}: prompt ends with an assistant turn", column)
+
+
+def check_completion(completion: list[Message], column: str) -> None:
+    """A completion is exactly one assistant message."""
+    if len(completion) != 1 or completion[0]["role"] != ASSISTANT:
+        roles = "/".join(m["role"] for m in completion) or "nothing"
+        raise InvalidRow(f"{column}: expected one assistant message", column, f"got {roles}")
+
+
+def split_shared_prefix(chosen: list[Message], rejected: list[Message]):
+    """``(prompt, chosen, rejected)`` from two dialogues that share everything but the last turn."""
+    shared = 0
+    for a, b in zip(chosen, rejected, strict=False):
+        if a != b:
+            break
+        shared += 1
+    if shared == len(chosen) == len(rejected):  # identical dialogues: the last turn is the completion
+        shared -= 1
+    if shared == 0:
+        raise InvalidRow("implicit prompt: chosen and rejected share no prompt", "chosen")
+    prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
+    if len(chosen) != 1 or len(rejected) != 1:
+        longer = "chosen" if len(chosen) != 1 else "rejected"
+        raise InvalidRow(
+            "implicit prompt: chosen and rejected differ before the last turn",
+            longer,
+            f"{len(chosen)} and {len(rejected)} messages after the shared prefix",
+        )
+    return prompt, chosen, rejected
+
+
+def make_pair(chosen: Any, rejected: Any, prompt: Any = None, system: Any = None) -> dict[str, list[Message]]:
+    """A validated TRL conversational pair with an explicit prompt.
+
+    ``chosen``/``rejected`` are a completion (text or assistant messages) or whole dialogues
+    whose shared leading messages are the prompt (then ``prompt``, often a plain-text copy of
+    the first user turn, is not needed and not used). ``prompt`` is text (one user turn) or
+    messages. ``system`` is text put first unless the prompt already has a system message.
+    """
+    chosen = text_or_messages(chosen, "chosen", ASSISTANT)
+    rejected = text_or_messages(rejected, "rejected", ASSISTANT)
+    if chosen[0]["role"] != ASSISTANT or rejected[0]["role"] != ASSISTANT:
+        prompt_messages, chosen, rejected = split_shared_prefix(chosen, rejected)
+    else:
+        if is_missing(prompt):
+            raise InvalidRow("prompt: missing value", "prompt")
+        prompt_messages = text_or_messages(prompt, "prompt", USER)
+    if not is_missing(system):
+        system = text(system, "system")
+        if system.strip() and prompt_messages[0]["role"] != SYSTEM:
+            prompt_messages = [{"role": SYSTEM, "content": system}, *prompt_messages]
+    check_prompt(prompt_messages)
+    check_completion(chosen, "chosen")
+    check_completion(rejected, "rejected")
+    return {"prompt": prompt_messages, "chosen": chosen, "rejected": rejected}
+
+
+def is_valid_pair(row: dict) -> bool:
+    """True when ``row`` is a TRL conversational pair as :func:`make_pair` builds it (used by tests)."""
+    try:
+        for column in ("prompt", "chosen", "rejected"):
+            value = row[column]
+            if not isinstance(value, list) or any(set(m) != {"role", "content"} for m in value):
+                return False
+            if any(
+                not isinstance(m["content"], str) or m["role"] not in (USER, ASSISTANT, SYSTEM) for m in value
+            ):
+                return False
+        check_prompt(row["prompt"])
+        check_completion(row["chosen"], "chosen")
+        check_completion(row["rejected"], "rejected")
+    except (InvalidRow, KeyError, TypeError, AttributeError):
+        return False
+    return True

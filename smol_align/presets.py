@@ -1,0 +1,330 @@
+"""Named presets that build TRL's own configs (``DPOConfig`` / ``ORPOConfig``) for a machine.
+
+A preset is a hardware base (``cpu``, ``colab-t4``, ``gpu-bf16``) and an adaptation mode
+(``full``, ``lora``, ``qlora-4bit``); ``auto`` picks the hardware base for this machine. Join
+them with ``+`` (``"colab-t4+lora"``); a mode alone (``"lora"``) runs on the ``auto`` hardware.
+
+>>> from smol_align import presets
+>>> built = presets.build("dpo", "cpu", learning_rate=1e-5)   # doctest: +SKIP
+>>> built.args                                                 # a real trl.DPOConfig
+>>> built.peft_config, built.quantization_config               # None for a full fine-tune
+
+Every field of the TRL config can be overridden by keyword. Unknown keywords are an error that
+suggests the closest valid name; the names the course material used with older TRL releases
+are mapped to today's with a warning, or refused with a message that says what to use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("dpo", "orpo")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One named preset: TRL config values plus the LoRA / 4-bit choices, each value commented."""
+
+    name: str
+    description: str
+    config: dict[str, Any] = field(default_factory=dict)  # fields shared by DPOConfig and ORPOConfig
+    dpo: dict[str, Any] = field(default_factory=dict)  # DPOConfig-only fields
+    orpo: dict[str, Any] = field(default_factory=dict)  # ORPOConfig-only fields
+    lora: dict[str, Any] | None = None  # peft.LoraConfig kwargs; None = full fine-tune
+    load_in_4bit: bool = False  # bitsandbytes NF4 quantization of the frozen base
+
+
+# Values every preset starts from: TRL's defaults, less what gets in a learner's way.
+_COMMON = {
+    "report_to": [],  # no wandb/tensorboard prompts in a notebook; the report is smol_align's own
+    "logging_steps": 1,  # short runs: one point per step for the curves
+    "save_strategy": "no",  # the final model is saved once, at the end, by train_dpo/train_orpo
+    "eval_strategy": "no",  # held-out evaluation runs before and after training, not mid-run
+    "max_length": 512,  # prompt + completion; TRL's 1024 doubles the cost of rare long pairs
+    "seed": 0,
+}
+
+HARDWARE = {
+    "cpu": Preset(
+        name="cpu",
+        description="Laptop or CI CPU: fp32 (bf16 only with native bf16 instructions), no checkpointing.",
+        config={
+            "use_cpu": True,  # without it, TRL's default bf16=True is refused on a machine without a GPU
+            "bf16": "native",  # resolved at build time: True only with AVX512-BF16/AMX, where it is fast
+            "gradient_checkpointing": False,  # memory is plentiful on CPU; recomputation costs ~30% more time
+            "per_device_train_batch_size": 8,  # a 135M model with 8 short pairs fits easily in a few GB
+            "per_device_eval_batch_size": 16,
+            "gradient_accumulation_steps": 1,
+            "learning_rate": 5e-6,  # small models tolerate more than the 5e-7 of 7B recipes
+            "dataloader_num_workers": 0,  # worker processes only compete for the two cores
+        },
+    ),
+    "colab-t4": Preset(
+        name="colab-t4",
+        description="Colab T4 (16 GB, no bf16): fp32 weights and math, never fp16, checkpointing on.",
+        config={
+            "bf16": False,  # the T4 has no bf16
+            "fp16": False,  # fp16 DPO underflows the log-ratios and the loss collapses to 0
+            "gradient_checkpointing": True,  # fp32 activations of 1k-token pairs fill 16 GB quickly
+            "per_device_train_batch_size": 4,
+            "per_device_eval_batch_size": 8,
+            "gradient_accumulation_steps": 4,  # effective batch 16
+            "learning_rate": 5e-6,
+        },
+    ),
+    "gpu-bf16": Preset(
+        name="gpu-bf16",
+        description="One Ampere-or-newer GPU (A100, H100, L4, RTX 30xx+): bf16, checkpointing on.",
+        config={
+            "bf16": True,
+            "gradient_checkpointing": True,  # lets the batch, not the activations, use the memory
+            "per_device_train_batch_size": 8,
+            "per_device_eval_batch_size": 16,
+            "gradient_accumulation_steps": 2,  # effective batch 16
+            "learning_rate": 5e-6,
+            "max_length": 1024,
+        },
+    ),
+}
+
+MODES = {
+    "full": Preset(name="full", description="Full fine-tune: every weight trains (the default mode)."),
+    "lora": Preset(
+        name="lora",
+        description="LoRA adapters (r=16) on every linear layer; the reference is the base with the adapter off.",
+        config={"learning_rate": 5e-5},  # adapters start at zero and need ~10x the full-tune rate
+        lora={
+            "r": 16,
+            "lora_alpha": 32,  # alpha = 2r, the usual scaling
+            "lora_dropout": 0.0,  # TRL disables dropout in DPO anyway; keep train and eval alike
+            "target_modules": "all-linear",  # attention and MLP projections, not lm_head (TRL refuses it)
+            "task_type": "CAUSAL_LM",
+        },
+    ),
+    "qlora-4bit": Preset(
+        name="qlora-4bit",
+        description="QLoRA: the frozen base in 4-bit NF4 (bitsandbytes), LoRA adapters on top.",
+        config={"learning_rate": 1e-4},  # the QLoRA paper's rate for small models
+        lora={"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear", "task_type": "CAUSAL_LM"},
+        load_in_4bit=True,
+    ),
+}
+
+ORPO_DEFAULTS = {
+    "beta": 0.1,  # lambda in the ORPO paper: weight of the odds-ratio term next to the SFT loss
+    "learning_rate": 8e-6,  # the ORPO paper's rate; its SFT term needs no reference model
+}
+
+# Course-era names (TRL < 1.0) -> today's name, or None with the reason it was refused.
+RENAMED = {
+    "evaluation_strategy": "eval_strategy",
+    "per_gpu_train_batch_size": "per_device_train_batch_size",
+    "per_gpu_eval_batch_size": "per_device_eval_batch_size",
+    "no_cuda": "use_cpu",
+    "activation_checkpointing": "gradient_checkpointing",
+}
+RETIRED = {
+    "max_prompt_length": "TRL 1.x has no separate prompt limit: `max_length` bounds prompt + completion, "
+    "keeping the start. Shorten long prompts in the data, or raise max_length.",
+    "max_target_length": "use `max_length` (prompt + completion).",
+    "generate_during_eval": "use smol_align.evaluate() / the report's side-by-side answers.",
+    "is_encoder_decoder": "DPO in TRL 1.x trains decoder-only models; the flag is gone.",
+    "label_pad_token_id": "TRL 1.x masks padding itself; the label pad id is no longer configurable.",
+    "padding_value": "set tokenizer.pad_token instead (load_model does).",
+    "reference_free": "use loss_type='sigmoid' with a reference (TRL 1.x always has one), or train_orpo (no reference).",
+    "model_adapter_name": "TRL 1.x trains the active adapter and uses an adapter named 'ref' as reference if present.",
+    "ref_adapter_name": "name the reference adapter 'ref': TRL 1.x picks it up by that name.",
+    "use_logits_to_keep": "TRL 1.x computes only the needed log-probs through its fused LM head.",
+    "use_num_logits_to_keep": "TRL 1.x computes only the needed log-probs through its fused LM head.",
+    "force_use_ref_model": "pass ref_model= to build_dpo_trainer.",
+    "ref_model_init_kwargs": "pass ref_model= (a loaded model) to build_dpo_trainer.",
+}
+
+# Keys that are not TRL config fields but that presets understand.
+_LORA_KEYS = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
+              "lora_target_modules": "target_modules"}
+EXTRA_KEYS = {"peft_config", "quantization_config", "load_in_4bit", "dtype", *_LORA_KEYS}
+
+
+@dataclass
+class Build:
+    """What a preset builds: TRL's config and the objects that go beside it."""
+
+    method: str
+    preset: str  # the resolved name, e.g. "cpu+lora"
+    args: Any  # trl.DPOConfig or ORPOConfig
+    peft_config: Any = None  # peft.LoraConfig or None
+    quantization_config: Any = None  # transformers.BitsAndBytesConfig or None
+    dtype: Any = None  # torch dtype to load the model in
+
+
+def names() -> list[str]:
+    """The preset names, ``auto`` first."""
+    return ["auto", *HARDWARE, *MODES]
+
+
+def describe() -> list[tuple[str, str]]:
+    """``(name, description)`` for every preset."""
+    rows = [("auto", f"Picks the hardware preset for this machine (here: {auto_hardware()}).")]
+    rows += [(p.name, p.description) for p in (*HARDWARE.values(), *MODES.values())]
+    return rows
+
+
+def auto_hardware() -> str:
+    """``gpu-bf16`` on a bf16 GPU, ``colab-t4`` on another GPU, else ``cpu``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "gpu-bf16" if torch.cuda.is_bf16_supported() else "colab-t4"
+    return "cpu"
+
+
+def resolve(preset: str) -> tuple[Preset, Preset]:
+    """``"colab-t4+lora"`` -> (hardware preset, mode preset); ``auto`` and omissions filled in."""
+    hardware, mode = None, None
+    for part in (preset or "auto").lower().replace(" ", "").split("+"):
+        if part == "auto":
+            continue
+        if part in HARDWARE and hardware is None:
+            hardware = HARDWARE[part]
+        elif part in MODES and mode is None:
+            mode = MODES[part]
+        else:
+            close = difflib.get_close_matches(part, names(), n=3)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(f"Unknown preset {part!r} in {preset!r}.{hint} Presets: {', '.join(names())}.")
+    return hardware or HARDWARE[auto_hardware()], mode or MODES["full"]
+
+
+def config_class(method: str):
+    """TRL's config class for ``method`` ('dpo' or 'orpo')."""
+    if method == "dpo":
+        from trl import DPOConfig
+
+        return DPOConfig
+    if method == "orpo":
+        from ._compat import import_orpo
+
+        return import_orpo()[0]
+    raise ConfigError(f"Unknown method {method!r}: expected one of {', '.join(METHODS)}.")
+
+
+def check_overrides(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Map course-era names to today's, refuse retired ones, and reject unknown keys with a suggestion."""
+    valid = {f.name for f in dataclasses.fields(config_class(method))} | EXTRA_KEYS
+    checked = {}
+    for key, value in overrides.items():
+        if key in RENAMED:
+            new = RENAMED[key]
+            if key != "activation_checkpointing":
+                warnings.warn(f"`{key}` is the pre-1.0 TRL name; use `{new}`. Mapped for you.", FutureWarning, stacklevel=3)
+            key = new
+        elif key in RETIRED:
+            raise ConfigError(f"`{key}` no longer exists in TRL 1.x: {RETIRED[key]}")
+        elif key == "rpo_alpha" and method == "dpo":
+            warnings.warn(
+                "`rpo_alpha` is gone in TRL 1.x; mapped to loss_type=['sigmoid', 'sft'] with "
+                f"loss_weights=[1.0, {value}] (the same RPO objective).",
+                FutureWarning,
+                stacklevel=3,
+            )
+            checked["loss_type"] = ["sigmoid", "sft"]
+            checked["loss_weights"] = [1.0, float(value)]
+            continue
+        elif key not in valid:
+            close = difflib.get_close_matches(key, sorted(valid), n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(
+                f"Unknown option {key!r} for {method.upper()} ({config_class(method).__name__}).{hint}"
+            )
+        if key == "fp16" and value and method == "dpo":
+            warnings.warn(
+                "fp16 DPO often underflows the log-ratios and the loss collapses to 0; prefer bf16 or fp32.",
+                UserWarning,
+                stacklevel=3,
+            )
+        checked[key] = value
+    return checked
+
+
+def build(method: str, preset: str = "auto", output_dir: str | None = None, **overrides) -> Build:
+    """Build TRL's config (plus LoRA and 4-bit configs) for ``method`` on ``preset``, overrides winning."""
+    from ._compat import checkpointing_kwargs
+    from .models import cpu_has_native_bf16
+
+    cls = config_class(method)
+    overrides = check_overrides(method, overrides)
+    hardware, mode = resolve(preset)
+    values: dict[str, Any] = {**_COMMON}
+    for part in (hardware, mode):
+        values.update(part.config)
+        values.update(part.dpo if method == "dpo" else part.orpo)
+    if method == "orpo":
+        values.update(ORPO_DEFAULTS)
+        if mode.lora is not None:
+            values["learning_rate"] = mode.config["learning_rate"]
+    extras = {k: overrides.pop(k) for k in list(overrides) if k in EXTRA_KEYS}
+    values.update(overrides)
+    if values.get("bf16") == "native":
+        values["bf16"] = cpu_has_native_bf16()
+    if values.get("fp16"):
+        values["bf16"] = False
+    values.update(checkpointing_kwargs(values.pop("gradient_checkpointing", None)))
+    values["output_dir"] = output_dir or f"{method}-output"
+    if values.get("bf16") and not values.get("use_cpu") and not _cuda_bf16():
+        raise ConfigError(
+            f"Preset {hardware.name!r} trains in bf16 on a GPU, and this machine has no GPU with bf16. "
+            f"Use preset='auto' (here: {auto_hardware()!r}) or 'cpu', or pass bf16=False."
+        )
+    args = cls(**values)
+
+    peft_config = extras.get("peft_config", _lora_config(mode.lora, extras))
+    load_in_4bit = extras.get("load_in_4bit", mode.load_in_4bit)
+    quantization_config = extras.get("quantization_config")
+    if quantization_config is None and load_in_4bit:
+        quantization_config = _bnb_4bit_config(bf16=bool(values.get("bf16")))
+    if quantization_config is not None and peft_config is None:
+        raise ConfigError("A 4-bit base cannot be trained directly: use the 'qlora-4bit' preset or pass peft_config.")
+    dtype = extras.get("dtype")
+    if dtype is None:
+        import torch
+
+        dtype = torch.bfloat16 if values.get("bf16") else torch.float32
+    return Build(method, f"{hardware.name}+{mode.name}", args, peft_config, quantization_config, dtype)
+
+
+def _cuda_bf16() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _lora_config(lora: dict | None, extras: dict):
+    if lora is None and not any(k in extras for k in _LORA_KEYS):
+        return None
+    from peft import LoraConfig
+
+    kwargs = dict(lora or MODES["lora"].lora)
+    kwargs.update({_LORA_KEYS[k]: extras[k] for k in _LORA_KEYS if k in extras})
+    return LoraConfig(**kwargs)
+
+
+def _bnb_4bit_config(bf16: bool):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",  # the QLoRA paper's NormalFloat4
+        bnb_4bit_use_double_quant=True,  # quantize the quantization constants too (~0.4 bit/param saved)
+        bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32,
+    )

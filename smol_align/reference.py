@@ -1,0 +1,532 @@
+"""Clean-room reference implementations of the preference losses, written from the papers.
+
+This module is what the course's formulas look like in code: tensors in, tensors out, torch only
+(no TRL import). ``tests/test_trl_parity.py`` and ``scripts/check_trl_parity.py`` check, number
+for number, that the installed TRL computes the same losses, logged metrics and gradients.
+
+Notation used in every docstring (one row per preference pair ``(x, y_w, y_l)``):
+
+* ``log pi(y|x)``: the *sum* of the completion's token log-probabilities under the policy,
+  ``log pi_ref(y|x)`` the same under the frozen reference model (see :func:`sequence_logps`);
+* ``r_w = log pi(y_w|x) - log pi_ref(y_w|x)`` and ``r_l`` likewise: the log-ratios;
+* ``Delta = r_w - r_l``, the quantity DPO pushes up;
+* ``sigma`` is the logistic sigmoid and ``log sigma(z) = -softplus(-z)`` (computed stably);
+* the implicit rewards TRL logs are ``beta * r_w`` and ``beta * r_l`` for every loss type.
+
+Shapes: every ``*_logps`` argument is a 1-D tensor with one entry per pair. Each loss function
+returns ``(losses, chosen_rewards, rejected_rewards)``, all of that shape; ``losses.mean()`` is
+what a trainer backpropagates.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+"""Label value of tokens that carry no loss (prompt and padding), as in transformers and TRL."""
+
+_LN2 = math.log(2.0)
+
+LOSS_TYPES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "robust",
+    "bco_pair",
+    "exo_pair",
+    "nca_pair",
+    "apo_zero",
+    "apo_down",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "discopop",
+    "sigmoid_norm",
+    "soft",
+)
+"""Loss types :func:`preference_loss` implements. All but ``"soft"`` have a TRL 1.16 twin."""
+
+_USES_LABEL_SMOOTHING = ("robust", "exo_pair", "aot", "aot_unpaired", "soft")
+_USES_LENGTHS = ("ipo", "sigmoid_norm")
+
+
+# --------------------------------------------------------------------------------------------
+# Log-probabilities of completions
+# --------------------------------------------------------------------------------------------
+
+
+def sequence_logps(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    average: bool = False,
+) -> torch.Tensor:
+    """Per-sequence sum (or mean) of the token log-probabilities of the labelled tokens.
+
+    A causal LM's logits at position ``t`` score the token at position ``t + 1``, so the sum is
+
+        log pi(y|x) = sum_{t >= 1, labels[t] != -100, mask[t]} log softmax(logits[t - 1])[labels[t]]
+
+    (DPO paper, Rafailov et al. 2023, Sec. 4: ``pi(y|x) = prod_t pi(y_t | x, y_<t)``). ``labels`` is
+    aligned with ``input_ids`` (the transformers convention): put ``-100`` on prompt and padding
+    tokens, or pass ``mask`` (1 = count the token) aligned the same way; a token counts when both
+    allow it. The first position never counts (nothing predicts it).
+
+    Args:
+        logits: ``(batch, seq_len, vocab)`` raw model outputs. bf16/fp16 are upcast to float32.
+        labels: ``(batch, seq_len)`` token ids, ``-100`` where no loss is wanted.
+        mask: optional ``(batch, seq_len)`` 0/1 tensor aligned with ``labels``.
+        average: return the mean over counted tokens instead of the sum (ORPO, SimPO); a
+            sequence with no counted token gives 0.
+
+    Returns:
+        ``(batch,)`` tensor, float32 (float64 for float64 logits).
+
+    Example (worked in ``tests/test_reference.py``): vocabulary of 4, ``labels = [-100, 1, 3]``,
+    logits ``[0, ln 3, 0, 0]`` at position 0 (so ``p(1) = 3/6``) and zeros at position 1
+    (``p(3) = 1/4``): the sum is ``ln(1/2) + ln(1/4) = ln(1/8) = -2.0794``, the mean ``-1.0397``.
+    """
+    if logits.dim() != 3:
+        raise ValueError(f"`logits` must be (batch, seq_len, vocab); got shape {tuple(logits.shape)}.")
+    if labels.shape != logits.shape[:2]:
+        raise ValueError(
+            f"`labels` must be (batch, seq_len) = {tuple(logits.shape[:2])}, aligned with the inputs; "
+            f"got {tuple(labels.shape)}."
+        )
+    if mask is not None and mask.shape != labels.shape:
+        raise ValueError(
+            f"`mask` must have the shape of `labels` {tuple(labels.shape)}; got {tuple(mask.shape)}."
+        )
+
+    # Shift: logits at t predict the token at t + 1.
+    shift_logits = logits[:, :-1, :].to(torch.promote_types(logits.dtype, torch.float32))
+    shift_labels = labels[:, 1:]
+    counted = shift_labels != IGNORE_INDEX
+    if mask is not None:
+        counted = counted & mask[:, 1:].bool()
+    safe_labels = shift_labels.masked_fill(~counted, 0)  # any valid index; zeroed below
+    # log softmax(l)[y] = l[y] - logsumexp(l). Not torch.log_softmax: on CPU in float32 it loses
+    # ~4e-5 per token over a 49k vocabulary, logsumexp ~2e-6 (SmolLM2, measured against float64).
+    label_logits = shift_logits.gather(-1, safe_labels.unsqueeze(-1)).squeeze(-1)
+    token_logps = label_logits - torch.logsumexp(shift_logits, dim=-1)
+    token_logps = torch.where(counted, token_logps, torch.zeros_like(token_logps))
+    total = token_logps.sum(dim=-1)
+    if average:
+        return total / counted.sum(dim=-1).clamp(min=1)
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# DPO, as printed in the paper
+# --------------------------------------------------------------------------------------------
+
+
+def dpo_loss(
+    pi_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    yw_idxs: torch.Tensor,
+    yl_idxs: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The DPO loss with the signature of the paper's own listing (Rafailov et al. 2023, App. B).
+
+    Eq. 7 of the paper:
+
+        L_DPO = -E[ log sigma( beta * log(pi(y_w|x)/pi_ref(y_w|x)) - beta * log(pi(y_l|x)/pi_ref(y_l|x)) ) ]
+
+    Args:
+        pi_logps: ``(B,)`` policy log-probabilities of ``B`` completions.
+        ref_logps: ``(B,)`` reference log-probabilities of the same completions.
+        yw_idxs: ``(T,)`` indices in ``[0, B)`` of the preferred completion of each of ``T`` pairs.
+        yl_idxs: ``(T,)`` indices of the dispreferred completion of each pair.
+        beta: strength of the KL penalty towards the reference.
+
+    Returns:
+        ``(losses, rewards)``: ``(T,)`` per-pair losses and ``(B,)`` implicit rewards
+        ``beta * (log pi - log pi_ref)`` (detached), as in the listing.
+
+    Example: ``pi_logps = [-1, -3]``, ``ref_logps = [-2, -2]``, pair ``(0, 1)``, ``beta = 0.5``:
+    log-ratios ``+1`` and ``-1``, ``beta * Delta = 1``, loss ``-log sigma(1) = log(1 + e^-1) = 0.3133``,
+    rewards ``[0.5, -0.5]``.
+    """
+    if pi_logps.shape != ref_logps.shape:
+        raise ValueError(
+            f"`pi_logps` and `ref_logps` must have the same shape; got {tuple(pi_logps.shape)} and "
+            f"{tuple(ref_logps.shape)}."
+        )
+    if yw_idxs.shape != yl_idxs.shape:
+        raise ValueError("`yw_idxs` and `yl_idxs` must have the same shape (one entry per pair).")
+    pi_yw_logps, pi_yl_logps = pi_logps[yw_idxs], pi_logps[yl_idxs]
+    ref_yw_logps, ref_yl_logps = ref_logps[yw_idxs], ref_logps[yl_idxs]
+    pi_logratios = pi_yw_logps - pi_yl_logps
+    ref_logratios = ref_yw_logps - ref_yl_logps
+    losses = -F.logsigmoid(beta * (pi_logratios - ref_logratios))
+    rewards = beta * (pi_logps - ref_logps).detach()
+    return losses, rewards
+
+
+# --------------------------------------------------------------------------------------------
+# DPO and its variants, in TRL's calling convention
+# --------------------------------------------------------------------------------------------
+
+
+def _as_like(value, like: torch.Tensor, name: str) -> torch.Tensor:
+    tensor = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if tensor.shape != like.shape:
+        raise ValueError(
+            f"`{name}` must have one entry per pair, shape {tuple(like.shape)}; got {tuple(tensor.shape)}."
+        )
+    return tensor
+
+
+def preference_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float = 0.1,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+    chosen_lengths: torch.Tensor | Sequence[int] | None = None,
+    rejected_lengths: torch.Tensor | Sequence[int] | None = None,
+    *,
+    preference_probs: torch.Tensor | Sequence[float] | None = None,
+    discopop_tau: float = 0.05,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair preference loss of ``loss_type``, with TRL's implicit rewards.
+
+    With ``r_w``, ``r_l``, ``Delta = r_w - r_l`` and ``z = beta * Delta`` (see the module docstring):
+
+    ``"sigmoid"``: DPO, Rafailov et al. 2023, eq. 7.
+        ``L = -log sigma(z)``
+    ``"soft"``: DPO with a soft label ``p = P(y_w > y_l)`` per pair: the cross-entropy between the
+        Bradley-Terry probability ``sigma(z)`` (DPO eq. 1 with the implicit reward) and ``p``.
+        ``L = -p log sigma(z) - (1 - p) log sigma(-z)``. With one ``p = 1 - eps`` for every pair it is
+        conservative DPO, cDPO (Mitchell 2023, "A note on DPO with noisy preferences"): pass
+        ``preference_probs`` (per pair) or ``label_smoothing = eps``, not both. ``p = 1`` is DPO.
+        Since ``log sigma(z) - log sigma(-z) = z``, ``L = -log sigma(z) + (1 - p) z``.
+    ``"hinge"``: the SLiC hinge (Zhao et al. 2023) on DPO's log-ratios, as in RSO (Liu et al. 2024),
+        margin 1:
+        ``L = max(0, 1 - z)``
+    ``"ipo"``: IPO, Azar et al. 2023, eq. 17, with ``tau = beta``, on per-token log-ratios (TRL
+        divides each log-ratio by the completion's token count; the IPO authors confirmed this is
+        the form behind their results): ``L = (r_w / |y_w| - r_l / |y_l| - 1 / (2 beta))^2``.
+        Needs ``chosen_lengths`` and ``rejected_lengths`` (completion token counts, >= 1).
+    ``"robust"``: robust DPO (rDPO), Chowdhury et al. 2024, ``eps = label_smoothing`` in ``[0, 0.5)``
+        the label-flip rate: ``L = ((1 - eps) (-log sigma(z)) - eps (-log sigma(-z))) / (1 - 2 eps)``.
+    ``"bco_pair"``: BCO on pairs, Jung et al. 2024, with the reward shift ``delta = 0`` (TRL
+        1.16 dropped the paper's running-mean shift): ``L = -log sigma(beta r_w) - log sigma(-beta r_l)``.
+    ``"exo_pair"``: EXO, Ji et al. 2024, eq. 16 for K = 2: ``KL(q || p_eps)`` with
+        ``q = (sigma(z), sigma(-z))`` and target ``p_eps = (1 - eps, eps)``, ``eps = label_smoothing``
+        in ``(0, 1)`` (the paper suggests 1e-3):
+        ``L = sigma(z) (log sigma(z) - log(1 - eps)) + sigma(-z) (log sigma(-z) - log eps)``.
+    ``"nca_pair"``: NCA, Chen et al. 2024, pairwise (K = 2) form:
+        ``L = -log sigma(beta r_w) - 1/2 log sigma(-beta r_w) - 1/2 log sigma(-beta r_l)``.
+    ``"apo_zero"``: APO-zero, D'Oosterlinck et al. 2024, eq. 7, plus the constant 1 TRL adds
+        (changes no gradient): ``L = 1 - sigma(beta r_w) + sigma(beta r_l)``.
+    ``"apo_down"``: APO-down, eq. 8, plus 1 likewise: ``L = sigma(beta r_w) + 1 - sigma(z)``.
+    ``"sppo_hard"``: SPPO, Wu et al. 2024, eq. 4.7 with hard probabilities (1 for y_w, 0 for y_l)
+        and ``eta = 1 / beta``: ``L = (r_w - 1/(2 beta))^2 + (r_l + 1/(2 beta))^2``.
+    ``"aot"`` / ``"aot_unpaired"``: AOT, Melnyk et al. 2024, paired and unpaired: the logistic loss (with ``eps = label_smoothing``) on the difference of
+        *sorted* quantities across the batch. Paired: sort ``log pi(y_w) - log pi(y_l)`` and
+        ``log pi_ref(y_w) - log pi_ref(y_l)`` separately. Unpaired: sort ``r_w`` and ``r_l``
+        separately. ``L_i = -(1 - eps) log sigma(beta d_i) - eps log sigma(-beta d_i)``.
+    ``"discopop"``: DiscoPOP (log-ratio modulated loss), Lu et al. 2024, eq. 5, ``tau = discopop_tau``:
+        ``L = (1 - sigma(z / tau)) (-log sigma(z)) + sigma(z / tau) exp(-z)``; the second term is
+        computed as ``exp(log sigma(z / tau) - z)``, finite where ``exp(-z)`` alone overflows.
+    ``"sigmoid_norm"``: DPO on per-token log-ratios (TRL's length-normalised DPO):
+        ``L = -log sigma(beta (r_w / |y_w| - r_l / |y_l|))``. Needs the lengths, like ``"ipo"``.
+
+    Rewards, for every loss type, are TRL's: ``beta * r_w`` and ``beta * r_l``, detached.
+
+    Worked example (``tests/test_reference.py`` checks every loss on it): ``beta = 0.5``,
+    ``log pi(y_w) = -1``, ``log pi(y_l) = -3``, ``log pi_ref = -2`` for both, so ``r_w = 1``,
+    ``r_l = -1``, ``z = 1``: sigmoid ``log(1 + e^-1) = 0.31326``; hinge ``max(0, 1 - 1) = 0``;
+    robust (eps = 0.1) ``0.31326 - 0.1 * 1 / 0.8 = 0.18826``; soft (p = 0.75)
+    ``0.31326 + 0.25 = 0.56326``.
+
+    Args:
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps:
+            ``(batch,)`` sequence log-probabilities (sums over completion tokens).
+        beta: the KL strength (``tau`` of IPO), > 0.
+        loss_type: one of :data:`LOSS_TYPES`.
+        label_smoothing: ``eps`` of ``robust``, ``exo_pair``, ``aot*`` and constant-``p`` ``soft``; it
+            must stay 0 for the other losses (TRL 1.16 silently ignores it there, e.g. for
+            ``sigmoid``, which used to mean cDPO; use ``"soft"`` for that).
+        chosen_lengths, rejected_lengths: completion token counts, for ``ipo`` and ``sigmoid_norm``.
+        preference_probs: ``(batch,)`` values of ``p`` in ``[0, 1]``, for ``soft``.
+        discopop_tau: ``tau`` of ``discopop``.
+
+    Returns:
+        ``(losses, chosen_rewards, rejected_rewards)``, each ``(batch,)``.
+    """
+    like = policy_chosen_logps
+    for name, tensor in (
+        ("policy_rejected_logps", policy_rejected_logps),
+        ("ref_chosen_logps", ref_chosen_logps),
+        ("ref_rejected_logps", ref_rejected_logps),
+    ):
+        if tensor.shape != like.shape:
+            raise ValueError(
+                f"`{name}` must have the shape of `policy_chosen_logps` {tuple(like.shape)}; got {tuple(tensor.shape)}."
+            )
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"Unknown loss_type {loss_type!r}; expected one of {', '.join(LOSS_TYPES)}.")
+    if not (isinstance(beta, (int, float)) and beta > 0 and math.isfinite(beta)):
+        raise ValueError(f"`beta` must be a finite number > 0; got {beta!r}.")
+    if label_smoothing != 0.0 and loss_type not in _USES_LABEL_SMOOTHING:
+        raise ValueError(
+            f"`label_smoothing` is not used by loss_type {loss_type!r} (only by {', '.join(_USES_LABEL_SMOOTHING)}). "
+            "For conservative DPO (cDPO) use loss_type='soft'."
+        )
+    if preference_probs is not None and loss_type != "soft":
+        raise ValueError(f"`preference_probs` is only used by loss_type='soft', not {loss_type!r}.")
+
+    chosen_logratios = policy_chosen_logps - ref_chosen_logps
+    rejected_logratios = policy_rejected_logps - ref_rejected_logps
+    delta = chosen_logratios - rejected_logratios
+    z = beta * delta
+    eps = label_smoothing
+
+    if loss_type in _USES_LENGTHS:
+        if chosen_lengths is None or rejected_lengths is None:
+            raise ValueError(f"loss_type {loss_type!r} needs `chosen_lengths` and `rejected_lengths`.")
+        # TRL clamps at 1 so an empty completion does not divide by zero.
+        chosen_len = _as_like(chosen_lengths, like, "chosen_lengths").clamp(min=1.0)
+        rejected_len = _as_like(rejected_lengths, like, "rejected_lengths").clamp(min=1.0)
+        per_token_delta = chosen_logratios / chosen_len - rejected_logratios / rejected_len
+
+    if loss_type == "sigmoid":
+        losses = -F.logsigmoid(z)
+    elif loss_type == "soft":
+        if preference_probs is None:
+            if not 0.0 <= eps <= 1.0:
+                raise ValueError(f"`label_smoothing` must lie in [0, 1] for loss_type='soft'; got {eps}.")
+            p = torch.full_like(z, 1.0 - eps)
+        else:
+            if eps != 0.0:
+                raise ValueError(
+                    "Pass either `preference_probs` (per pair) or `label_smoothing` (constant), not both."
+                )
+            p = _as_like(preference_probs, like, "preference_probs")
+            if not bool(((p >= 0) & (p <= 1)).all()):
+                raise ValueError(
+                    f"`preference_probs` must lie in [0, 1]; got min {p.min().item()}, max {p.max().item()}."
+                )
+        losses = -(p * F.logsigmoid(z) + (1 - p) * F.logsigmoid(-z))
+    elif loss_type == "hinge":
+        losses = torch.relu(1 - z)
+    elif loss_type == "ipo":
+        losses = (per_token_delta - 1 / (2 * beta)) ** 2
+    elif loss_type == "robust":
+        if not 0.0 <= eps < 0.5:
+            raise ValueError(
+                f"`label_smoothing` (the flip rate) must lie in [0, 0.5) for 'robust'; got {eps}."
+            )
+        losses = ((1 - eps) * -F.logsigmoid(z) - eps * -F.logsigmoid(-z)) / (1 - 2 * eps)
+    elif loss_type == "bco_pair":
+        losses = -F.logsigmoid(beta * chosen_logratios) - F.logsigmoid(-beta * rejected_logratios)
+    elif loss_type == "exo_pair":
+        if not 0.0 < eps < 1.0:
+            raise ValueError(
+                f"`label_smoothing` must lie in (0, 1) for 'exo_pair' (the paper uses 1e-3); got {eps}."
+            )
+        log_q_w, log_q_l = F.logsigmoid(z), F.logsigmoid(-z)
+        losses = torch.sigmoid(z) * (log_q_w - math.log1p(-eps)) + torch.sigmoid(-z) * (
+            log_q_l - math.log(eps)
+        )
+    elif loss_type == "nca_pair":
+        chosen_rewards_, rejected_rewards_ = beta * chosen_logratios, beta * rejected_logratios
+        losses = (
+            -F.logsigmoid(chosen_rewards_)
+            - 0.5 * F.logsigmoid(-chosen_rewards_)
+            - 0.5 * F.logsigmoid(-rejected_rewards_)
+        )
+    elif loss_type == "apo_zero":
+        losses = 1 - torch.sigmoid(beta * chosen_logratios) + torch.sigmoid(beta * rejected_logratios)
+    elif loss_type == "apo_down":
+        losses = torch.sigmoid(beta * chosen_logratios) + 1 - torch.sigmoid(z)
+    elif loss_type == "sppo_hard":
+        losses = (chosen_logratios - 0.5 / beta) ** 2 + (rejected_logratios + 0.5 / beta) ** 2
+    elif loss_type in ("aot", "aot_unpaired"):
+        if loss_type == "aot":
+            policy_sorted = torch.sort(policy_chosen_logps - policy_rejected_logps, dim=0).values
+            ref_sorted = torch.sort(ref_chosen_logps - ref_rejected_logps, dim=0).values
+            d = policy_sorted - ref_sorted
+        else:
+            d = torch.sort(chosen_logratios, dim=0).values - torch.sort(rejected_logratios, dim=0).values
+        losses = -(1 - eps) * F.logsigmoid(beta * d) - eps * F.logsigmoid(-beta * d)
+    elif loss_type == "discopop":
+        if not discopop_tau > 0:
+            raise ValueError(f"`discopop_tau` must be > 0; got {discopop_tau}.")
+        modulation = torch.sigmoid(z / discopop_tau)
+        logistic = -F.logsigmoid(z)
+        exponential = torch.exp(F.logsigmoid(z / discopop_tau) - z)  # = sigma(z / tau) * exp(-z)
+        losses = logistic * (1 - modulation) + exponential
+    else:  # "sigmoid_norm"; the list is closed by the LOSS_TYPES check above
+        losses = -F.logsigmoid(beta * per_token_delta)
+
+    chosen_rewards = beta * chosen_logratios.detach()
+    rejected_rewards = beta * rejected_logratios.detach()
+    return losses, chosen_rewards, rejected_rewards
+
+
+def preference_prob_from_ratings(chosen_rating, rejected_rating, temperature: float = 1.0):
+    """Probability that the chosen answer is preferred, from two scalar ratings (Bradley-Terry).
+
+    The Bradley-Terry model (Bradley & Terry 1952; DPO eq. 1) gives
+    ``P(y_w > y_l) = sigma((s_w - s_l) / T)`` for scores ``s``; here the scores are ratings (for
+    example Argilla's 1-10 ``chosen_rating`` / ``rejected_rating``) and ``T = temperature`` sets how
+    much a one-point gap counts: with ``T = 1`` a gap of 2 gives ``sigma(2) = 0.881``, equal ratings
+    0.5. Use it to fill the ``preference_prob`` column that ``loss_type="soft"`` trains on.
+
+    Accepts numbers (returns a float), sequences or tensors (returns a float32 tensor).
+    """
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise ValueError(f"`temperature` must be a finite number > 0; got {temperature!r}.")
+    if isinstance(chosen_rating, (int, float)) and isinstance(rejected_rating, (int, float)):
+        gap = (float(chosen_rating) - float(rejected_rating)) / temperature
+        if not math.isfinite(gap):
+            raise ValueError(
+                f"Ratings must be finite numbers; got {chosen_rating!r} and {rejected_rating!r}."
+            )
+        return 1.0 / (1.0 + math.exp(-gap)) if gap >= 0 else math.exp(gap) / (1.0 + math.exp(gap))
+    chosen = torch.as_tensor(chosen_rating, dtype=torch.float32)
+    rejected = torch.as_tensor(rejected_rating, dtype=torch.float32)
+    gap = (chosen - rejected) / temperature
+    if not bool(torch.isfinite(gap).all()):
+        raise ValueError("Ratings must be finite numbers (found NaN or inf).")
+    return torch.sigmoid(gap)
+
+
+# --------------------------------------------------------------------------------------------
+# ORPO
+# --------------------------------------------------------------------------------------------
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 - exp(x))`` for ``x <= 0``, without cancellation (Maechler 2012, "Accurately
+    Computing log(1 - exp(-|a|))"): ``log(-expm1(x))`` near 0, ``log1p(-exp(x))`` below ``-ln 2``.
+
+    Each branch only sees inputs where it is accurate, so no NaN leaks into the gradient through
+    the branch ``torch.where`` discards. ``x = 0`` gives ``-inf`` (the odds of a certain event).
+    """
+    near_zero = x >= -_LN2
+    x_far = torch.where(near_zero, torch.full_like(x, -1.0), x)
+    x_near = torch.where(near_zero, x, torch.full_like(x, -0.5))
+    return torch.where(near_zero, torch.log(-torch.expm1(x_near)), torch.log1p(-torch.exp(x_far)))
+
+
+def orpo_log_odds_ratio(
+    policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor
+) -> torch.Tensor:
+    """Log odds ratio of ORPO (Hong et al. 2024), per pair.
+
+    With length-averaged log-probabilities ``l = (1/|y|) log pi(y|x)`` (ORPO takes ``P(y|x)`` as
+    the geometric mean of the token probabilities) and ``odds(y|x) = P / (1 - P)``:
+
+        log OR = log odds(y_w|x) - log odds(y_l|x) = (l_w - l_l) - (log(1 - e^{l_w}) - log(1 - e^{l_l}))
+
+    ``log(1 - e^l)`` is :func:`log1mexp`. Inputs must be <= 0 (they are log-probabilities).
+    """
+    if policy_chosen_logps.shape != policy_rejected_logps.shape:
+        raise ValueError("`policy_chosen_logps` and `policy_rejected_logps` must have the same shape.")
+    for name, tensor in (
+        ("policy_chosen_logps", policy_chosen_logps),
+        ("policy_rejected_logps", policy_rejected_logps),
+    ):
+        if bool((tensor > 0).any()):
+            raise ValueError(f"`{name}` must be log-probabilities (<= 0); got max {tensor.max().item()}.")
+    return (policy_chosen_logps - policy_rejected_logps) - (
+        log1mexp(policy_chosen_logps) - log1mexp(policy_rejected_logps)
+    )
+
+
+def orpo_loss(
+    chosen_nll: torch.Tensor,
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ORPO's objective (Hong et al. 2024, eqs. 6-7).
+
+        L_ORPO = L_SFT + lambda * L_OR,    L_OR = -log sigma(log OR)                 (eq. 6, eq. 7)
+
+    with ``log OR`` from :func:`orpo_log_odds_ratio` on *length-averaged* log-probabilities and
+    ``lambda = beta`` (TRL's name). ``L_SFT`` is the negative log-likelihood of the chosen answer,
+    computed by the caller (its mean over tokens): ``chosen_nll``, a scalar or one value per pair
+    (then averaged).
+
+    Returns:
+        ``(loss, or_losses)``: the scalar total, batch-averaged, and the ``(batch,)`` odds-ratio
+        terms ``L_OR`` (positive; TRL logs their negation's mean as ``log_odds_ratio``). The rewards
+        TRL logs are ``beta * policy_*_logps``.
+
+    Example: ``l_w = ln(1/2)``, ``l_l = ln(1/4)``: ``odds = 1`` and ``1/3``, ``log OR = ln 3``,
+    ``L_OR = -ln(3/4) = 0.28768``; with ``chosen_nll = 2`` and ``beta = 0.1`` the loss is ``2.028768``.
+    """
+    log_odds = orpo_log_odds_ratio(policy_chosen_logps, policy_rejected_logps)
+    or_losses = -F.logsigmoid(log_odds)
+    loss = chosen_nll.mean() + beta * or_losses.mean()
+    return loss, or_losses
+
+
+# --------------------------------------------------------------------------------------------
+# What TRL logs
+# --------------------------------------------------------------------------------------------
+
+
+def preference_metrics(
+    chosen_rewards: torch.Tensor,
+    rejected_rewards: torch.Tensor,
+    policy_chosen_logps: torch.Tensor | None = None,
+    policy_rejected_logps: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Batch means of the reward metrics, with the keys TRL logs them under.
+
+    ``rewards/chosen`` and ``rewards/rejected`` are the means of the implicit rewards
+    (``beta * r_w``, ``beta * r_l`` for DPO; ``beta * l_w``, ``beta * l_l`` for ORPO);
+    ``rewards/margins`` the mean of ``chosen - rejected``; ``rewards/accuracies`` the fraction of
+    pairs whose chosen reward is strictly larger (ties count as wrong); ``logps/chosen`` and
+    ``logps/rejected`` the means of the policy's sequence log-probabilities, when given.
+
+    Example: chosen rewards ``[0.5, -0.5]``, rejected ``[-0.5, 0.0]``: ``rewards/chosen = 0``,
+    ``rewards/rejected = -0.25``, ``rewards/margins = mean(1, -0.5) = 0.25``,
+    ``rewards/accuracies = 0.5``.
+    """
+    if chosen_rewards.shape != rejected_rewards.shape:
+        raise ValueError("`chosen_rewards` and `rejected_rewards` must have the same shape.")
+    chosen_rewards = chosen_rewards.detach().float()
+    rejected_rewards = rejected_rewards.detach().float()
+    metrics = {
+        "rewards/chosen": chosen_rewards.mean().item(),
+        "rewards/rejected": rejected_rewards.mean().item(),
+        "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean().item(),
+        "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
+    }
+    if policy_chosen_logps is not None:
+        metrics["logps/chosen"] = policy_chosen_logps.detach().float().mean().item()
+    if policy_rejected_logps is not None:
+        metrics["logps/rejected"] = policy_rejected_logps.detach().float().mean().item()
+    return metrics
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "LOSS_TYPES",
+    "dpo_loss",
+    "log1mexp",
+    "orpo_log_odds_ratio",
+    "orpo_loss",
+    "preference_loss",
+    "preference_metrics",
+    "preference_prob_from_ratings",
+    "sequence_logps",
+]

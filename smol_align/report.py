@@ -1,0 +1,336 @@
+"""Training curves, held-out figures and a Markdown report: the outputs learners look at.
+
+Inputs are plain data: a TRL trainer's ``trainer.state.log_history`` (a list of dicts with a
+``step`` and the logged keys) and the dicts :func:`smol_align.evaluate.evaluate` returns. Each
+plot function also returns the numbers it drew, so tests (and notebooks) can check them.
+
+Logged keys (TRL 1.16). Both trainers log ``loss``, ``rewards/accuracies``, ``rewards/margins``,
+``rewards/chosen``, ``rewards/rejected``, ``logps/chosen``, ``logps/rejected``, and the same with
+an ``eval_`` prefix on evaluation. ``DPOTrainer``'s rewards are ``beta * (log pi - log pi_ref)``
+(summed log-probs); ``ORPOTrainer`` (``trl.experimental.orpo``) has no reference, its rewards are
+``beta * mean log pi``, and it adds ``nll_loss``, ``log_odds_ratio`` and ``log_odds_chosen``.
+So DPO and ORPO reward curves on one plot compare trends, not values.
+
+matplotlib is used through its object API with the Agg canvas (no pyplot, no global backend
+switch, no display needed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+TRAIN_PANELS: tuple[tuple[str, str], ...] = (
+    ("loss", "Training loss"),
+    ("rewards/accuracies", "Reward accuracy"),
+    ("rewards/margins", "Reward margin"),
+)
+"""Default ``(log key, title)`` panels of :func:`plot_training`."""
+
+ORPO_PANELS: tuple[tuple[str, str], ...] = (
+    ("nll_loss", "ORPO NLL loss"),
+    ("log_odds_ratio", "ORPO log-odds ratio"),
+)
+"""Extra panels worth adding for ORPO runs (``panels=TRAIN_PANELS + ORPO_PANELS``)."""
+
+HELDOUT_COLUMNS: tuple[str, ...] = ("preference_accuracy", "reward_accuracy", "reward_margin", "nll_chosen")
+"""Default bars of :func:`plot_heldout`."""
+
+TABLE_COLUMNS: tuple[str, ...] = (
+    "n_pairs",
+    "preference_accuracy",
+    "preference_accuracy_normalized",
+    "reward_accuracy",
+    "reward_margin",
+    "rewards_chosen",
+    "rewards_rejected",
+    "nll_chosen",
+    "drift",
+)
+"""Default columns of the tables (those present in at least one model's metrics are shown)."""
+
+_NOT_SERIES = {"step", "epoch"}
+_SUMMARY_MARKERS = ("train_runtime", "total_flos")  # the final entry Trainer.train() appends
+_BULKY_KEYS = ("logps", "ref_logps")  # per-pair lists: not for JSON summaries nor tables
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def training_curves(log_history: Iterable[Mapping[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """Every numeric logged key as a series of ``(step, value)``, in logging order.
+
+    Train keys keep their names (``loss``, ``rewards/accuracies``...), evaluation keys their
+    ``eval_`` prefix. The run summary appended at the end of training (``train_runtime``,
+    ``train_loss``...) and the ``step``/``epoch`` bookkeeping are left out. Entries without a
+    ``step`` take their position in the history.
+    """
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for position, entry in enumerate(log_history):
+        if any(marker in entry for marker in _SUMMARY_MARKERS):
+            continue
+        step = entry.get("step", position)
+        for key, value in entry.items():
+            if key in _NOT_SERIES or not _is_number(value):
+                continue
+            curves.setdefault(key, []).append((int(step), float(value)))
+    return curves
+
+
+def jsonable(obj):
+    """``obj`` with tensors/arrays as numbers or lists, NaN/inf as None, the bulky ``logps`` dropped."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items() if k not in _BULKY_KEYS}
+    if isinstance(obj, list | tuple | set):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str | int):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # torch tensors, numpy arrays and scalars
+        return jsonable(obj.tolist())
+    return str(obj)
+
+
+def write_metrics_json(metrics: Mapping[str, Any], path) -> dict:
+    """Write ``metrics`` (e.g. ``{model name: evaluate() dict}``) as JSON; return what was written."""
+    data = jsonable(metrics)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    logger.info("Wrote %s", path)
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------
+
+
+def _figure(n_panels: int, width: float = 4.2, height: float = 3.4):
+    """A matplotlib Figure on an Agg canvas with ``n_panels`` axes side by side."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * n_panels, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, n_panels, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, format="png")
+    logger.info("Wrote %s", path)
+    return path
+
+
+def plot_training(
+    histories: Mapping[str, Sequence[Mapping[str, Any]]],
+    path,
+    panels: Sequence[tuple[str, str]] = TRAIN_PANELS,
+) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """PNG of training curves: one panel per ``(log key, title)``, one line per method.
+
+    ``histories`` maps a method name ("dpo", "orpo") to its ``trainer.state.log_history``.
+    Evaluation points of the same key (``eval_`` + key), when logged, are drawn dashed as
+    ``"<method> (eval)"``. A panel no run has data for says so.
+
+    Returns:
+        ``{log key: {line label: [(step, value), ...]}}``: exactly the plotted data.
+    """
+    curves = {method: training_curves(history) for method, history in histories.items()}
+    fig, axes = _figure(len(panels))
+    plotted: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        plotted[key] = {}
+        for i, (method, series) in enumerate(curves.items()):
+            for label, points, style in (
+                (method, series.get(key), "-"),
+                (f"{method} (eval)", series.get(f"eval_{key}"), "--o"),
+            ):
+                if not points:
+                    continue
+                steps, values = zip(*points, strict=True)
+                ax.plot(steps, values, style, color=f"C{i}", label=label, markersize=3)
+                plotted[key][label] = list(points)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if plotted[key]:
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, f"no '{key}' logged", ha="center", va="center", transform=ax.transAxes)
+    _save(fig, path)
+    return plotted
+
+
+def _value(metrics: Mapping[str, Any], column: str) -> float:
+    value = metrics.get(column)
+    if hasattr(value, "item"):
+        value = value.item()
+    return float(value) if _is_number(value) else float("nan")
+
+
+def plot_heldout(
+    metrics: Mapping[str, Mapping[str, Any]], path, columns: Sequence[str] = HELDOUT_COLUMNS
+) -> dict[str, dict[str, float]]:
+    """PNG bar chart of held-out figures: one panel per column, one bar per model name.
+
+    ``metrics`` maps a name ("start", "dpo", "orpo") to an :func:`smol_align.evaluate.evaluate`
+    dict. Missing or non-numeric figures are left out (no bar).
+
+    Returns:
+        ``{column: {model name: value}}``: exactly the plotted bars.
+    """
+    fig, axes = _figure(len(columns), width=3.4)
+    names = list(metrics)
+    plotted: dict[str, dict[str, float]] = {}
+    for ax, column in zip(axes, columns, strict=True):
+        values = {name: _value(metrics[name], column) for name in names}
+        plotted[column] = {name: v for name, v in values.items() if math.isfinite(v)}
+        shown = list(plotted[column])
+        bars = ax.bar(shown, [plotted[column][n] for n in shown], color=[f"C{names.index(n)}" for n in shown])
+        ax.bar_label(bars, fmt="%.3g", fontsize="small")
+        ax.set_title(column)
+        ax.axhline(0.0, color="black", linewidth=0.6)
+        ax.grid(axis="y", alpha=0.3)
+        if column.endswith("accuracy") or column.endswith("accuracy_normalized"):
+            ax.set_ylim(0.0, 1.05)
+    _save(fig, path)
+    return plotted
+
+
+# --------------------------------------------------------------------------------------------
+# Tables and the Markdown report
+# --------------------------------------------------------------------------------------------
+
+
+def _columns(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None) -> list[str]:
+    if columns is not None:
+        return list(columns)
+    return [c for c in TABLE_COLUMNS if any(c in m for m in metrics.values())]
+
+
+def _fmt(value) -> str:
+    """A cell: ints as they are, floats to 3 decimals (tiny ones in scientific notation)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "nan" if math.isnan(value) else str(value)
+        if value != 0 and abs(value) < 1e-3:
+            return f"{value:.1e}"
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _rows(metrics, columns) -> list[list[str]]:
+    return [[str(name)] + [_fmt(m.get(c)) for c in columns] for name, m in metrics.items()]
+
+
+def markdown_table(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A GitHub Markdown table: one row per model name, one column per figure."""
+    columns = _columns(metrics, columns)
+    header = ["model", *columns]
+
+    def line(cells):
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    align = "| --- | " + " | ".join("---:" for _ in columns) + " |"
+    return "\n".join([line(header), align, *(line(row) for row in _rows(metrics, columns))])
+
+
+def terminal_table(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """The same table as plain aligned text (names left-aligned, numbers right-aligned)."""
+    columns = _columns(metrics, columns)
+    table = [["model", *columns], *_rows(metrics, columns)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+
+    def line(cells):
+        first = cells[0].ljust(widths[0])
+        return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))]).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(table[0]), rule, *(line(row) for row in table[1:])])
+
+
+def _prompt_text(prompt) -> str:
+    """A prompt for display: a string as is; messages as their non-system contents."""
+    if isinstance(prompt, str):
+        return prompt
+    turns = [m for m in prompt if m.get("role") != "system"]
+    if len(turns) == 1:
+        return str(turns[0].get("content", ""))
+    return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in turns)
+
+
+def _quote(text: str) -> str:
+    text = text.strip() or "(empty answer)"
+    return "\n".join("> " + line if line else ">" for line in text.splitlines())
+
+
+def side_by_side_markdown(side_by_side: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown of ``[{"prompt": ..., "answers": {name: text}}]``: each prompt, then each answer."""
+    parts = []
+    for i, item in enumerate(side_by_side, 1):
+        parts.append(f"### {i}. {_prompt_text(item['prompt']).strip()}")
+        for name, answer in item["answers"].items():
+            parts.append(f"**{name}**\n\n{_quote(str(answer))}")
+    return "\n\n".join(parts)
+
+
+def write_report_md(
+    path,
+    title: str,
+    metrics: Mapping[str, Mapping[str, Any]],
+    side_by_side: Sequence[Mapping[str, Any]] = (),
+    plots: Sequence[str] = (),
+    columns: Sequence[str] | None = None,
+) -> str:
+    """Write a Markdown report: held-out table, plots (paths relative to the report), answers.
+
+    Args:
+        path: the ``.md`` file to write.
+        title: the report's heading.
+        metrics: ``{model name: evaluate() dict}``.
+        side_by_side: ``[{"prompt": str or messages, "answers": {model name: text}}]``.
+        plots: PNG paths, relative to the report's folder.
+        columns: table columns (default: :data:`TABLE_COLUMNS` present in ``metrics``).
+
+    Returns:
+        The Markdown text written.
+    """
+    sections = [f"# {title}"]
+    if metrics:
+        sections.append("## Held-out evaluation\n\n" + markdown_table(metrics, columns))
+    if plots:
+        images = "\n\n".join(f"![{Path(p).stem}]({Path(p).as_posix()})" for p in plots)
+        sections.append("## Plots\n\n" + images)
+    if side_by_side:
+        sections.append("## Side-by-side answers\n\n" + side_by_side_markdown(side_by_side))
+    text = "\n\n".join(sections) + "\n"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    logger.info("Wrote %s", path)
+    return text

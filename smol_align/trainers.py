@@ -1,0 +1,163 @@
+"""Builders that return real, not yet started TRL trainers.
+
+``build_dpo_trainer`` and ``build_orpo_trainer`` turn (model, data, preset, overrides) into
+``trl.DPOTrainer`` / ``ORPOTrainer`` objects with nothing hidden: change any field of
+``trainer.args`` before calling ``trainer.train()``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from typing import Any
+
+from . import presets
+from .errors import ConfigError
+from .models import DEFAULT_MODEL, load_model
+
+logger = logging.getLogger(__name__)
+
+EVAL_SPLITS = ("test", "validation", "eval", "test_prefs", "valid")
+TRAIN_SPLITS = ("train", "train_prefs")
+
+
+def build_dpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: str = "auto", **overrides):
+    """A ``trl.DPOTrainer`` for ``model`` on ``dataset`` with ``preset``; keywords override any config field.
+
+    ``model`` is a name or path (loaded with :func:`smol_align.load_model`, in the preset's dtype
+    and 4-bit setting) or a loaded model, then pass ``tokenizer=``. ``dataset`` is anything
+    :func:`smol_align.data.load_pairs` reads; ``None`` is the built-in demo data. Also accepted:
+    ``tokenizer`` (alias ``processing_class``), ``ref_model``, ``eval_dataset``, ``output_dir``,
+    ``callbacks``. ``loss_type="soft"`` trains the soft-label (cDPO) loss from a
+    ``preference_prob`` column.
+    """
+    return _build("dpo", model, dataset, preset, overrides)
+
+
+def build_orpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: str = "auto", **overrides):
+    """An ``ORPOTrainer`` (from ``trl.experimental.orpo``) built like :func:`build_dpo_trainer`; no reference model."""
+    return _build("orpo", model, dataset, preset, overrides)
+
+
+def _build(method: str, model, dataset, preset: str, overrides: dict):
+    tokenizer = _pop_tokenizer(overrides)
+    ref_model = overrides.pop("ref_model", None)
+    eval_dataset = overrides.pop("eval_dataset", None)
+    output_dir = overrides.pop("output_dir", None)
+    callbacks = overrides.pop("callbacks", None)
+    soft = method == "dpo" and overrides.get("loss_type") == "soft"
+    if soft:
+        overrides.pop("loss_type")
+    built = presets.build(method, preset, output_dir=output_dir, **overrides)
+
+    model, tokenizer = _model_and_tokenizer(model, tokenizer, built)
+    train_dataset, found_eval = split_pairs(load_pairs(dataset))
+    eval_dataset = eval_dataset if eval_dataset is not None else found_eval
+
+    if method == "orpo":
+        _, ORPOTrainer = _orpo()
+        return ORPOTrainer(
+            model=model,
+            args=built.args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=tokenizer,
+            peft_config=built.peft_config,
+            callbacks=callbacks,
+        )
+
+    if ref_model is None and built.peft_config is None and not _is_peft(model):
+        if not built.args.precompute_ref_log_probs:
+            # TRL 1.16 reloads the reference from model.config._name_or_path when given none, which
+            # fails for a model built or changed in memory; a frozen copy is exact and cheaper.
+            ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    if soft:
+        from .soft_dpo import SoftDPOTrainer as trainer_class
+    else:
+        from trl import DPOTrainer as trainer_class
+    return trainer_class(
+        model=model,
+        ref_model=ref_model,
+        args=built.args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=built.peft_config,
+        callbacks=callbacks,
+    )
+
+
+def _pop_tokenizer(overrides: dict):
+    tokenizer = overrides.pop("processing_class", None)
+    if "tokenizer" in overrides:
+        if tokenizer is None:
+            tokenizer = overrides.pop("tokenizer")
+        else:
+            raise ConfigError("Pass the tokenizer once: `tokenizer=` or `processing_class=`, not both.")
+    return tokenizer
+
+
+def _model_and_tokenizer(model, tokenizer, built: presets.Build):
+    if isinstance(model, str):
+        loaded, loaded_tokenizer = load_model(model, dtype=built.dtype, quantization_config=built.quantization_config)
+        return loaded, tokenizer or loaded_tokenizer
+    if built.quantization_config is not None and not getattr(model, "is_loaded_in_4bit", False):
+        raise ConfigError(
+            f"Preset {built.preset!r} loads the model in 4-bit, which needs the model by name or path, "
+            "not an already loaded model. Pass model='org/name' (or a folder)."
+        )
+    if tokenizer is None:
+        raise ConfigError("A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name).")
+    from .models import prepare_tokenizer
+
+    prepare_tokenizer(model, tokenizer)
+    return model, tokenizer
+
+
+def _is_peft(model) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return False
+    return isinstance(model, PeftModel)
+
+
+def _orpo():
+    from ._compat import import_orpo
+
+    return import_orpo()
+
+
+def load_pairs(dataset: Any = None):
+    """Preference pairs from ``dataset`` in TRL's format: ``None`` is the built-in demo data.
+
+    Everything else goes through :func:`smol_align.data.normalize` (hub ids, local files,
+    ``Dataset``/``DatasetDict``, lists of dicts, every known schema).
+    """
+    if dataset is None:
+        from .data.demo import demo
+
+        return demo()
+    from .data import normalize
+
+    return normalize(dataset)
+
+
+def split_pairs(data):
+    """``(train, eval_or_None)`` from a ``Dataset`` or ``DatasetDict``, by the usual split names."""
+    from datasets import DatasetDict, IterableDatasetDict
+
+    if not isinstance(data, (DatasetDict, IterableDatasetDict, dict)):
+        return data, None
+    train_name = next((s for s in TRAIN_SPLITS if s in data), None)
+    if train_name is None:
+        if len(data) == 1:
+            train_name = next(iter(data))
+        else:
+            raise ConfigError(f"No training split among {sorted(data)}: expected one of {', '.join(TRAIN_SPLITS)}.")
+    eval_name = next((s for s in EVAL_SPLITS if s in data), None)
+    others = set(data) - {train_name, eval_name}
+    if others:
+        warnings.warn(f"Splits {sorted(others)} are not used (train: {train_name!r}, eval: {eval_name!r}).", stacklevel=3)
+    return data[train_name], (data[eval_name] if eval_name else None)

@@ -1,0 +1,448 @@
+"""Every registered format on literal rows written from the schemas in DATASETS.md (offline)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from smol_align.data import formats, get_format, normalize
+from smol_align.data.messages import DroppedRow, InvalidRow, is_valid_pair
+
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
+
+
+def u(text):
+    return {"role": "user", "content": text}
+
+
+def a(text):
+    return {"role": "assistant", "content": text}
+
+
+def s(text):
+    return {"role": "system", "content": text}
+
+
+def run(name, row, **options):
+    return get_format(name).normalize_row(row, **options)
+
+
+def test_every_format_has_a_fixture_file_and_it_normalizes_cleanly():
+    names = [name for name in formats() if name != "columns"]
+    assert sorted(p.stem for p in FIXTURES.glob("*.jsonl")) == sorted(names)
+    for name in names:
+        rows = [json.loads(line) for line in (FIXTURES / f"{name}.jsonl").read_text().splitlines()]
+        pairs, report = normalize(rows, return_report=True)
+        assert report.format == name, name
+        assert not report.invalid, (name, report.invalid)
+        assert len(pairs) == report.rows_out > 0
+        assert all(is_valid_pair(pair) for pair in pairs), name
+
+
+# ---------------------------------------------------------------------------------------------
+# UltraFeedback family
+# ---------------------------------------------------------------------------------------------
+
+
+def test_trl_ultrafeedback_implicit_prompt_and_scores():
+    row = {
+        "chosen": [u("Q"), a("good")],
+        "rejected": [u("Q"), a("bad")],
+        "score_chosen": 8.5,
+        "score_rejected": None,
+    }
+    assert run("trl-ultrafeedback", row) == {
+        "prompt": [u("Q")],
+        "chosen": [a("good")],
+        "rejected": [a("bad")],
+        "score_chosen": 8.5,
+        "score_rejected": None,
+    }
+
+
+def test_h4_ultrafeedback_uses_the_messages_not_the_prompt_text():
+    row = {
+        "prompt": "Q",
+        "prompt_id": "p1",
+        "chosen": [u("Q"), a("good")],
+        "rejected": [u("Q"), a("bad")],
+        "messages": [u("Q"), a("good")],
+        "score_chosen": 9,
+        "score_rejected": 3,
+    }
+    pair = run("h4-ultrafeedback", row)
+    assert pair["prompt"] == [u("Q")] and pair["prompt_id"] == "p1"
+    assert pair["score_chosen"] == 9.0 and isinstance(pair["score_chosen"], float)
+
+
+def _completion(model, response, ratings, overall=None):
+    aspects = ("helpfulness", "honesty", "instruction_following", "truthfulness")
+    return {
+        "model": model,
+        "response": response,
+        "annotations": {k: {"Rating": r, "Rationale": "."} for k, r in zip(aspects, ratings, strict=False)},
+        "overall_score": overall,
+    }
+
+
+RAW = {
+    "source": "evol",
+    "instruction": "Name a prime.",
+    "completions": [
+        _completion("m1", "7", ["5", "5", "5", "5"], 9.0),
+        _completion("m2", "9", ["1", "1", "N/A", "1"], 2.0),
+        _completion("m3", "2", ["4", "4", "4", "4"], 8.0),
+        _completion("m4", "11", ["N/A", "N/A", "N/A", "N/A"], 7.0),
+    ],
+}
+
+
+def test_raw_ultrafeedback_best_vs_worst_skips_na_ratings():
+    pair = run("ultrafeedback-raw", RAW, strategy="best-vs-worst", rating="mean", seed=0)
+    assert pair["prompt"] == [u("Name a prime.")]
+    assert pair["chosen"] == [a("7")] and pair["rejected"] == [a("9")]
+    assert (pair["score_chosen"], pair["score_rejected"]) == (5.0, 1.0)
+    assert (pair["model_chosen"], pair["model_rejected"], pair["source"]) == ("m1", "m2", "evol")
+
+
+def test_raw_ultrafeedback_best_vs_random_is_seeded_and_never_a_tie():
+    picks = {
+        run("ultrafeedback-raw", RAW, strategy="best-vs-random", seed=seed)["rejected"][0]["content"]
+        for seed in range(20)
+    }
+    assert picks <= {"9", "2"} and len(picks) == 2  # never the best, never the unrated one
+    again = run("ultrafeedback-raw", RAW, strategy="best-vs-random", seed=3)
+    assert again == run("ultrafeedback-raw", RAW, strategy="best-vs-random", seed=3)
+
+
+def test_raw_ultrafeedback_other_ratings():
+    pair = run("ultrafeedback-raw", RAW, strategy="best-vs-worst", rating="overall_score", seed=0)
+    assert (pair["chosen"], pair["rejected"]) == ([a("7")], [a("9")])
+    pair = run("ultrafeedback-raw", RAW, strategy="best-vs-worst", rating="instruction_following", seed=0)
+    assert pair["rejected"] == [a("2")]  # m2's instruction_following is N/A
+
+
+def test_raw_ultrafeedback_ties_and_unrated_rows_are_dropped_not_invalid():
+    tie = {**RAW, "completions": [_completion("m1", "a", ["3"] * 4), _completion("m2", "b", ["3"] * 4)]}
+    with pytest.raises(DroppedRow, match="tie"):
+        run("ultrafeedback-raw", tie, strategy="best-vs-worst", rating="mean", seed=0)
+    lonely = {**RAW, "completions": [_completion("m1", "a", ["3"] * 4), _completion("m2", "b", ["N/A"] * 4)]}
+    with pytest.raises(DroppedRow, match="fewer than two"):
+        run("ultrafeedback-raw", lonely, strategy="best-vs-worst", rating="mean", seed=0)
+    with pytest.raises(InvalidRow, match="response is not text"):
+        run(
+            "ultrafeedback-raw",
+            {**RAW, "completions": [{"response": None}]},
+            strategy="best-vs-worst",
+            rating="mean",
+            seed=0,
+        )
+
+
+def test_raw_ultrafeedback_options_are_checked():
+    from smol_align.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="strategy"):
+        normalize([RAW], source="ultrafeedback-raw", strategy="best-vs-everything")
+    with pytest.raises(ConfigError, match="no option 'strategy'"):
+        normalize(
+            [{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"}],
+            strategy="x",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Argilla collection
+# ---------------------------------------------------------------------------------------------
+
+
+def test_argilla_ultrafeedback_instruction_and_responses():
+    row = {
+        "source": "flan",
+        "instruction": "Q",
+        "chosen_response": "good",
+        "chosen_avg_rating": 4.5,
+        "chosen_model": "gpt-4",
+        "rejected_response": "bad",
+        "rejected_avg_rating": 4.5,
+        "rejected_model": "llama",
+    }
+    assert run("argilla-ultrafeedback", row) == {
+        "prompt": [u("Q")],
+        "chosen": [a("good")],
+        "rejected": [a("bad")],
+        "source": "flan",
+        "score_chosen": 4.5,
+        "score_rejected": 4.5,
+        "model_chosen": "gpt-4",
+        "model_rejected": "llama",
+    }
+
+
+def test_argilla_cleaned_hyphenated_columns_and_none_rating():
+    row = {
+        "source": "s",
+        "prompt": "Q",
+        "chosen": [u("Q"), a("good")],
+        "chosen-rating": None,
+        "chosen-model": "m1",
+        "rejected": [u("Q"), a("bad")],
+        "rejected-rating": "3",
+        "rejected-model": "m2",
+    }
+    pair = run("argilla-ultrafeedback-cleaned", row)
+    assert pair["score_chosen"] is None and pair["score_rejected"] == 3.0
+    assert pair["model_chosen"] == "m1"
+
+
+def test_capybara_multi_turn_shared_prefix_is_the_prompt():
+    dialogue = [u("Hi"), a("Hello!"), u("Joke?")]
+    row = {
+        "source": "GOAT",
+        "chosen": [*dialogue, a("Knock knock.")],
+        "rejected": [*dialogue, a("No.")],
+        "chosen_rating": 5,
+        "rejected_rating": 2,
+        "chosen_model": "a",
+        "rejected_model": "b",
+    }
+    pair = run("argilla-capybara", row)
+    assert pair["prompt"] == dialogue
+    assert pair["chosen"] == [a("Knock knock.")] and pair["score_rejected"] == 2.0
+
+
+def test_capybara_dialogues_that_differ_before_the_last_turn_are_invalid():
+    row = {
+        "source": "s",
+        "chosen": [u("Hi"), a("Hello!"), u("Joke?"), a("Knock knock.")],
+        "rejected": [u("Hi"), a("Go away."), u("Joke?"), a("No.")],
+        "chosen_rating": 5,
+        "rejected_rating": 2,
+    }
+    with pytest.raises(InvalidRow, match="differ before the last turn"):
+        run("argilla-capybara", row)
+
+
+def test_argilla_math_and_openhermes():
+    pair = run(
+        "argilla-math",
+        {
+            "instruction": "x+1=2",
+            "chosen_response": "1",
+            "chosen_rating": 9,
+            "rejected_response": "2",
+            "rejected_rating": None,
+        },
+    )
+    assert pair["prompt"] == [u("x+1=2")] and pair["score_rejected"] is None
+    pair = run(
+        "argilla-openhermes",
+        {
+            "source": "s",
+            "category": None,
+            "prompt": "Hi",
+            "chosen_policy": "mistral",
+            "rejected_policy": "llama",
+            "chosen": [s("Be kind."), u("Hi"), a("Hello")],
+            "rejected": [s("Be kind."), u("Hi"), a("Bye")],
+        },
+    )
+    assert pair["prompt"] == [s("Be kind."), u("Hi")]
+    assert (pair["model_chosen"], pair["model_rejected"], pair["category"]) == ("mistral", "llama", None)
+
+
+def test_argilla_orca_keeps_status_and_scores():
+    row = {
+        "system": "",
+        "input": "Capital of Italy?",
+        "chosen": "Rome",
+        "rejected": "Milan",
+        "rating": [7.0, 8.0],
+        "status": "swapped",
+        "chosen_score": 8.0,
+        "in_gsm8k_train": "False",
+    }
+    pair = run("argilla-orca", row)
+    assert pair["prompt"] == [u("Capital of Italy?")]  # empty system: no system message
+    assert (pair["score_chosen"], pair["score_rejected"]) == (8.0, 7.0)
+    assert (pair["status"], pair["in_gsm8k_train"]) == ("swapped", False)
+
+
+def test_intel_orca_system_prompt():
+    pair = run(
+        "intel-orca", {"system": "You are helpful.", "question": "2+2?", "chosen": "4", "rejected": "5"}
+    )
+    assert pair == {"prompt": [s("You are helpful."), u("2+2?")], "chosen": [a("4")], "rejected": [a("5")]}
+
+
+def test_dpo_mix_and_orpo_mix():
+    pair = run(
+        "argilla-dpo-mix",
+        {
+            "dataset": "capybara",
+            "chosen": [u("Q"), a("x")],
+            "rejected": [u("Q"), a("y")],
+            "chosen_rating": 5,
+            "rejected_rating": 1,
+        },
+    )
+    assert pair["source"] == "capybara" and pair["score_chosen"] == 5.0 and pair["model_chosen"] is None
+    # orpo-dpo-mix columns are unverified: a completion-only chosen with the prompt in `question` works too
+    pair = run("orpo-dpo-mix", {"source": "s", "question": "Q", "chosen": [a("x")], "rejected": [a("y")]})
+    assert pair["prompt"] == [u("Q")]
+
+
+# ---------------------------------------------------------------------------------------------
+# ShareGPT, TRL, generic
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sharegpt_roles_human_gpt_and_system():
+    row = {
+        "conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Hi"}],
+        "chosen": {"from": "gpt", "value": "Hello"},
+        "rejected": {"from": "gpt", "value": "Bye"},
+    }
+    assert run("sharegpt", row) == {
+        "prompt": [s("Be brief."), u("Hi")],
+        "chosen": [a("Hello")],
+        "rejected": [a("Bye")],
+    }
+
+
+def test_sharegpt_prompt_ending_with_gpt_is_invalid():
+    row = {
+        "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}],
+        "chosen": {"from": "gpt", "value": "x"},
+        "rejected": {"from": "gpt", "value": "y"},
+    }
+    with pytest.raises(InvalidRow, match="role order: prompt ends with an assistant turn"):
+        run("sharegpt", row)
+
+
+def test_trl_formats():
+    assert (
+        run(
+            "trl-conversational",
+            {"prompt": [u("Q")], "chosen": [a("x")], "rejected": [a("y")], "score_chosen": 1},
+        )["score_chosen"]
+        == 1.0
+    )
+    assert run("trl-conversational-implicit", {"chosen": [u("Q"), a("x")], "rejected": [u("Q"), a("y")]})[
+        "prompt"
+    ] == [u("Q")]
+    assert run("trl-standard", {"prompt": "The sky is", "chosen": " blue.", "rejected": " green."}) == {
+        "prompt": [u("The sky is")],
+        "chosen": [a(" blue.")],
+        "rejected": [a(" green.")],
+    }
+    # the implicit prompt is cut at a word boundary, not mid-word ("The sky is bl" + "ue.")
+    assert run("trl-standard-implicit", {"chosen": "The sky is blue.", "rejected": "The sky is black."}) == {
+        "prompt": [u("The sky is")],
+        "chosen": [a("blue.")],
+        "rejected": [a("black.")],
+    }
+    with pytest.raises(InvalidRow, match="identical texts"):
+        run("trl-standard-implicit", {"chosen": "same", "rejected": "same"})
+
+
+def test_identical_implicit_dialogues_are_a_valid_identical_pair():
+    pair = run("trl-conversational-implicit", {"chosen": [u("Q"), a("x")], "rejected": [u("Q"), a("x")]})
+    assert pair["chosen"] == pair["rejected"] == [a("x")]
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (
+            {"prompt": [u("Q"), a("hi")], "chosen": [a("x")], "rejected": [a("y")]},
+            "role order: prompt ends with an assistant turn",
+        ),
+        (
+            {"prompt": [u("Q"), s("late")], "chosen": [a("x")], "rejected": [a("y")]},
+            "role order: system message after the first turn",
+        ),
+        (
+            {"prompt": [u("Q"), u("Q2")], "chosen": [a("x")], "rejected": [a("y")]},
+            "role order: two user turns in a row",
+        ),
+        (
+            {"prompt": [u("Q")], "chosen": [a("x"), a("more")], "rejected": [a("y")]},
+            "chosen: expected one assistant message",
+        ),
+        (
+            {"prompt": [u("Q")], "chosen": [u("x")], "rejected": [a("y")]},
+            "implicit prompt: chosen and rejected share no prompt",
+        ),
+        ({"prompt": [u("Q")], "chosen": [], "rejected": [a("y")]}, "chosen: empty list of messages"),
+        (
+            {"prompt": [u("Q")], "chosen": [{"role": "tool", "content": "x"}], "rejected": [a("y")]},
+            "chosen: unknown role",
+        ),
+        (
+            {"prompt": [u("Q")], "chosen": [{"role": "assistant", "content": None}], "rejected": [a("y")]},
+            "chosen: message content is not text",
+        ),
+        (
+            {"prompt": [u("Q")], "chosen": [{"speaker": "gpt"}], "rejected": [a("y")]},
+            "chosen: malformed message",
+        ),
+        ({"prompt": None, "chosen": [a("x")], "rejected": [a("y")]}, "prompt: missing value"),
+        ({"prompt": [u("Q")], "chosen": 3, "rejected": [a("y")]}, "chosen: expected a list of messages"),
+    ],
+)
+def test_trl_conversational_traps(row, reason):
+    with pytest.raises(InvalidRow) as caught:
+        run("trl-conversational", row)
+    assert caught.value.reason == reason
+
+
+def test_roles_are_mapped_and_json_string_messages_are_read():
+    row = {
+        "prompt": json.dumps([{"role": "human", "content": "Q"}]),
+        "chosen": json.dumps([{"role": "gpt", "content": "x"}]),
+        "rejected": json.dumps([{"role": "bot", "content": "y"}]),
+    }
+    assert run("trl-conversational", row) == {"prompt": [u("Q")], "chosen": [a("x")], "rejected": [a("y")]}
+
+
+def test_text_that_happens_to_be_json_stays_text():
+    pair = run("trl-standard", {"prompt": "Give JSON", "chosen": '{"answer": 42}', "rejected": "[1, 2]"})
+    assert pair["chosen"] == [a('{"answer": 42}')] and pair["rejected"] == [a("[1, 2]")]
+
+
+def test_generic_columns_mapping():
+    rows = [
+        {"question": "Q", "good": "x", "bad": "y", "sys": "Be brief.", "stars": "4"},
+        {"question": "Q2", "good": "x2", "bad": "y2", "sys": "", "stars": None},
+    ]
+    mapping = {
+        "prompt": "question",
+        "chosen": "good",
+        "rejected": "bad",
+        "system": "sys",
+        "score_chosen": "stars",
+    }
+    pairs = normalize(rows, columns=mapping)
+    assert pairs[0] == {
+        "prompt": [s("Be brief."), u("Q")],
+        "chosen": [a("x")],
+        "rejected": [a("y")],
+        "score_chosen": 4.0,
+    }
+    assert pairs[1]["prompt"] == [u("Q2")] and pairs[1]["score_chosen"] is None
+
+
+def test_generic_columns_mapping_errors():
+    from smol_align.errors import ConfigError, DatasetFormatError
+
+    rows = [{"q": "Q", "good": "x", "bad": "y"}]
+    with pytest.raises(ConfigError, match="'rejected'"):
+        normalize(rows, columns={"prompt": "q", "chosen": "good"})
+    with pytest.raises(ConfigError, match="unknown key 'answer'"):
+        normalize(rows, columns={"answer": "good", "chosen": "good", "rejected": "bad"})
+    with pytest.raises(DatasetFormatError, match="no such column") as caught:
+        normalize(rows, columns={"prompt": "question", "chosen": "good", "rejected": "bad"})
+    assert caught.value.column == "question"
+    with pytest.raises(ConfigError, match="either"):
+        normalize(rows, source="hh-rlhf", columns={"chosen": "good", "rejected": "bad"})

@@ -1,0 +1,174 @@
+"""Presets build TRL's own configs; overrides win; unknown and course-era keys behave as documented."""
+
+import dataclasses
+import warnings
+
+import pytest
+
+from smol_align import presets
+from smol_align.errors import ConfigError
+
+CPU_BUILDABLE = ["auto", "cpu", "colab-t4", "full", "lora", "qlora-4bit", "colab-t4+lora", "cpu+qlora-4bit"]
+
+
+def test_names_lists_the_issue_presets():
+    assert {"auto", "cpu", "colab-t4", "gpu-bf16", "lora", "qlora-4bit", "full"} <= set(presets.names())
+    assert presets.names()[0] == "auto"
+    assert all(text for _, text in presets.describe())
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo"])
+@pytest.mark.parametrize("name", CPU_BUILDABLE)
+def test_every_preset_builds_a_real_trl_config(name, method, tmp_path):
+    from trl import DPOConfig
+
+    from smol_align._compat import import_orpo
+
+    built = presets.build(method, name, output_dir=str(tmp_path))
+    expected = DPOConfig if method == "dpo" else import_orpo()[0]
+    assert type(built.args) is expected
+    assert built.args.output_dir == str(tmp_path)
+    assert built.args.report_to in ([], ["none"], "none")
+    # never fp16 by default: DPO's log-ratios underflow in it
+    assert built.args.fp16 is False
+    if "lora" in name:
+        from peft import LoraConfig
+
+        assert isinstance(built.peft_config, LoraConfig)
+        assert built.args.learning_rate > 1e-5
+    else:
+        assert built.peft_config is None
+    if "qlora" in name:
+        assert built.quantization_config.load_in_4bit
+        assert built.quantization_config.bnb_4bit_quant_type == "nf4"
+    else:
+        assert built.quantization_config is None
+
+
+def test_cpu_preset_values():
+    built = presets.build("dpo", "cpu")
+    assert built.args.use_cpu is True
+    assert built.args.gradient_checkpointing is False
+    assert built.args.per_device_train_batch_size == 8
+    from smol_align.models import cpu_has_native_bf16
+
+    assert built.args.bf16 is cpu_has_native_bf16()
+
+
+def test_gpu_bf16_preset_without_gpu_is_a_clear_error():
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        built = presets.build("dpo", "gpu-bf16")
+        assert built.args.bf16 is True
+        return
+    with pytest.raises(ConfigError, match="no GPU with bf16.*preset='auto'"):
+        presets.build("dpo", "gpu-bf16")
+
+
+def test_gpu_bf16_preset_values_are_valid_config_fields():
+    """Even where it cannot build (no GPU), every value of every preset is a field of TRL's configs."""
+    from trl import DPOConfig
+
+    from smol_align._compat import import_orpo
+
+    fields = {f.name for f in dataclasses.fields(DPOConfig)} & {f.name for f in dataclasses.fields(import_orpo()[0])}
+    for preset in (*presets.HARDWARE.values(), *presets.MODES.values()):
+        assert set(preset.config) <= fields, preset.name
+
+
+def test_auto_is_cpu_here():
+    import torch
+
+    if not torch.cuda.is_available():
+        assert presets.auto_hardware() == "cpu"
+        assert presets.build("dpo", "auto").preset == "cpu+full"
+        assert presets.build("dpo", "lora").preset == "cpu+lora"
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo"])
+def test_overrides_win(method):
+    built = presets.build(method, "cpu", learning_rate=3e-4, per_device_train_batch_size=3, max_steps=7, beta=0.25)
+    assert built.args.learning_rate == 3e-4
+    assert built.args.per_device_train_batch_size == 3
+    assert built.args.max_steps == 7
+    assert built.args.beta == 0.25
+
+
+def test_lora_overrides():
+    built = presets.build("dpo", "lora", lora_r=4, lora_alpha=8)
+    assert built.peft_config.r == 4 and built.peft_config.lora_alpha == 8
+    # LoRA keys on a full preset switch LoRA on with the lora preset's other values
+    built = presets.build("dpo", "cpu", lora_r=2)
+    assert built.peft_config.r == 2 and built.peft_config.target_modules == "all-linear"
+
+
+def test_unknown_keyword_suggests_the_closest():
+    with pytest.raises(ConfigError, match="Unknown option 'learning_rte'.*'learning_rate'"):
+        presets.build("dpo", "cpu", learning_rte=1e-5)
+
+
+def test_unknown_preset_suggests_the_closest():
+    with pytest.raises(ConfigError, match="Unknown preset 'colab'.*'colab-t4'"):
+        presets.build("dpo", "colab")
+
+
+def test_dpo_only_key_refused_for_orpo():
+    with pytest.raises(ConfigError, match="Unknown option 'loss_type' for ORPO"):
+        presets.build("orpo", "cpu", loss_type="ipo")
+
+
+@pytest.mark.parametrize(
+    "old,new,value",
+    [("evaluation_strategy", "eval_strategy", "steps"), ("per_gpu_train_batch_size", "per_device_train_batch_size", 2)],
+)
+def test_course_era_names_are_mapped_with_a_warning(old, new, value):
+    with pytest.warns(FutureWarning, match=f"`{old}` is the pre-1.0 TRL name; use `{new}`"):
+        built = presets.build("dpo", "cpu", **{old: value}, eval_steps=5)
+    assert getattr(built.args, new) == value
+
+
+def test_rpo_alpha_maps_to_the_sft_loss_mix():
+    with pytest.warns(FutureWarning, match="rpo_alpha"):
+        built = presets.build("dpo", "cpu", rpo_alpha=0.5)
+    assert built.args.loss_type == ["sigmoid", "sft"]
+    assert built.args.loss_weights == [1.0, 0.5]
+
+
+@pytest.mark.parametrize("key", ["max_prompt_length", "generate_during_eval", "reference_free", "padding_value"])
+def test_retired_names_are_refused_with_what_to_use(key):
+    with pytest.raises(ConfigError, match=f"`{key}` no longer exists in TRL 1.x: .+"):
+        presets.build("dpo", "cpu", **{key: 1})
+
+
+def test_fp16_dpo_warns_and_switches_bf16_off():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            built = presets.build("dpo", "colab-t4", fp16=True)
+        except ValueError:  # no GPU: TrainingArguments refuses fp16 on CPU, after our warning
+            built = None
+    assert any("fp16 DPO" in str(w.message) for w in caught)
+    if built is not None:
+        assert built.args.bf16 is False
+
+
+def test_qlora_without_lora_is_refused():
+    with pytest.raises(ConfigError, match="4-bit base cannot be trained directly"):
+        presets.build("dpo", "cpu", load_in_4bit=True, peft_config=None)
+
+
+def test_recipes_load_and_build():
+    """Every shipped recipe is valid YAML whose keys train_dpo/train_orpo accept."""
+    from importlib import resources
+
+    from smol_align.cli import load_recipe
+
+    recipes = sorted((resources.files("smol_align") / "recipes").iterdir(), key=lambda p: p.name)
+    assert recipes, "no recipes shipped"
+    for path in recipes:
+        recipe = load_recipe(str(path))
+        method = "orpo" if "orpo" in path.name else "dpo"
+        options = {k: v for k, v in recipe.items() if k not in ("model", "dataset", "preset")}
+        built = presets.build(method, recipe.get("preset", "auto"), **options)
+        assert built.args.max_steps == recipe["max_steps"]

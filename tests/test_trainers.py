@@ -1,0 +1,124 @@
+"""Builders return real TRL trainers; tiny DPO / ORPO / LoRA / 4-bit QLoRA runs train on CPU."""
+
+import pytest
+import torch
+
+import smol_align
+from smol_align.errors import ConfigError
+from smol_align.testing import tiny_model, tiny_preference_rows, tiny_tokenizer
+
+FAST = {"max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "logging_steps": 1}
+
+
+def _snapshot(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def _changed(before, model):
+    return [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
+
+
+def test_build_dpo_trainer_returns_trl_trainer_not_started(tiny_model, tiny_tokenizer, tmp_path):
+    from trl import DPOTrainer
+
+    trainer = smol_align.build_dpo_trainer(
+        tiny_model, tiny_preference_rows(8), "cpu", tokenizer=tiny_tokenizer, output_dir=str(tmp_path), **FAST
+    )
+    assert type(trainer) is DPOTrainer
+    assert trainer.state.global_step == 0
+    assert trainer.ref_model is not None and trainer.ref_model is not trainer.model
+    assert not any(p.requires_grad for p in trainer.ref_model.parameters())
+    assert trainer.args.learning_rate == 1e-3  # the override won
+    assert len(trainer.train_dataset) == 8
+
+
+def test_tiny_dpo_trains_and_changes_weights(tiny_model, tiny_tokenizer, tmp_path):
+    trainer = smol_align.build_dpo_trainer(
+        tiny_model, tiny_preference_rows(8), "cpu", tokenizer=tiny_tokenizer, output_dir=str(tmp_path), **FAST
+    )
+    before, ref_before = _snapshot(tiny_model), _snapshot(trainer.ref_model)
+    trainer.train()
+    assert trainer.state.global_step == 2
+    assert _changed(before, trainer.model), "DPO did not change any weight"
+    assert not _changed(ref_before, trainer.ref_model), "the reference model must stay frozen"
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert logged[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy == reference at step 0
+    assert "rewards/accuracies" in logged[-1]
+
+
+def test_tiny_orpo_trains_and_changes_weights(tiny_model, tiny_tokenizer, tmp_path):
+    from smol_align._compat import import_orpo
+
+    trainer = smol_align.build_orpo_trainer(
+        tiny_model, tiny_preference_rows(8), "cpu", tokenizer=tiny_tokenizer, output_dir=str(tmp_path), **FAST
+    )
+    assert type(trainer) is import_orpo()[1]
+    before = _snapshot(tiny_model)
+    trainer.train()
+    assert _changed(before, trainer.model)
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert any("log_odds_ratio" in k for k in logged[-1])
+
+
+def test_lora_preset_trains_only_the_adapter(tiny_model, tiny_tokenizer, tmp_path):
+    from peft import PeftModel
+
+    trainer = smol_align.build_dpo_trainer(
+        tiny_model, tiny_preference_rows(8), "lora", tokenizer=tiny_tokenizer, output_dir=str(tmp_path), **FAST
+    )
+    assert isinstance(trainer.model, PeftModel)
+    assert trainer.ref_model is None  # the reference is the base with the adapter disabled
+    before = _snapshot(trainer.model)
+    trainer.train()
+    changed = _changed(before, trainer.model)
+    assert changed and all("lora_" in n for n in changed), changed
+
+
+def test_qlora_4bit_preset_trains_a_step_on_cpu(tmp_path):
+    """A real NF4 base through bitsandbytes on CPU, LoRA on top, one optimizer step."""
+    pytest.importorskip("bitsandbytes")
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(tokenizer, hidden_size=64)  # NF4 quantizes in blocks of 64
+    model.save_pretrained(tmp_path / "tiny")
+    tokenizer.save_pretrained(tmp_path / "tiny")
+    trainer = smol_align.build_dpo_trainer(
+        str(tmp_path / "tiny"), tiny_preference_rows(4), "cpu+qlora-4bit", output_dir=str(tmp_path / "out"),
+        max_steps=1, per_device_train_batch_size=2,
+    )
+    base = trainer.model.get_base_model()
+    assert getattr(base, "is_loaded_in_4bit", False)
+    import bitsandbytes as bnb
+
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in base.modules())
+    before = _snapshot(trainer.model)
+    trainer.train()
+    changed = _changed(before, trainer.model)
+    assert changed and all("lora_" in n for n in changed)
+
+
+def test_loaded_model_needs_its_tokenizer(tiny_model):
+    with pytest.raises(ConfigError, match="needs its tokenizer"):
+        smol_align.build_dpo_trainer(tiny_model, tiny_preference_rows(4), "cpu")
+
+
+def test_course_era_tokenizer_keyword_is_accepted(tiny_model, tiny_tokenizer, tmp_path):
+    trainer = smol_align.build_dpo_trainer(
+        tiny_model, tiny_preference_rows(4), "cpu", processing_class=tiny_tokenizer, output_dir=str(tmp_path), **FAST
+    )
+    assert trainer.processing_class is tiny_tokenizer
+
+
+def test_4bit_preset_needs_a_model_name(tiny_model, tiny_tokenizer):
+    with pytest.raises(ConfigError, match="needs the model by name"):
+        smol_align.build_dpo_trainer(tiny_model, tiny_preference_rows(4), "qlora-4bit", tokenizer=tiny_tokenizer)
+
+
+def test_setup_chat_format_compat_adds_chatml_to_a_base_tokenizer():
+    tokenizer = tiny_tokenizer()
+    tokenizer.chat_template = None
+    model = tiny_model(tokenizer)
+    model, tokenizer = smol_align.setup_chat_format(model, tokenizer)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token is not None
+    assert model.get_input_embeddings().num_embeddings >= len(tokenizer)

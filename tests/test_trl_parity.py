@@ -1,0 +1,382 @@
+"""The installed TRL against smol_align.reference, number for number (fp32, tolerance 1e-5).
+
+For every loss type both implement, one ``compute_loss`` + ``backward`` of TRL's trainer on a tiny
+Llama whose policy differs from its reference is compared with the reference computed from plain
+``model(...).logits``: the loss, every metric TRL logs, the per-sequence log-probabilities and
+every parameter gradient. A TRL upgrade that changes the math fails here.
+
+The harness is ``scripts/check_trl_parity.py`` (the script prints the same comparison as a table);
+see its ``dpo_parity`` docstring for why gradients are compared at TRL's sequence log-probs.
+Also here: SoftDPOTrainer (smol_align's soft-label loss on top of DPOTrainer).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+TOL = 1e-5
+_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_trl_parity.py"
+
+
+def _load_harness():
+    spec = importlib.util.spec_from_file_location("check_trl_parity", _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("check_trl_parity", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+harness = _load_harness()
+
+
+def assert_parity(result, tol: float = TOL):
+    """TRL and the reference agree: loss, each logged metric, sequence log-probs, gradients."""
+    torch.testing.assert_close(
+        torch.tensor(result.trl_loss, dtype=torch.float64),
+        torch.tensor(result.ref_loss, dtype=torch.float64),
+        atol=tol,
+        rtol=tol,
+        msg=lambda m: f"{result.name} loss: {m}",
+    )
+    assert not result.unchecked_metrics, (
+        f"TRL logs metrics the reference does not check: {result.unchecked_metrics}"
+    )
+    torch.testing.assert_close(
+        {k: torch.tensor(v, dtype=torch.float64) for k, v in result.trl_metrics.items()},
+        {k: torch.tensor(v, dtype=torch.float64) for k, v in result.ref_metrics.items()},
+        atol=tol,
+        rtol=tol,
+        msg=lambda m: f"{result.name} metrics: {m}",
+    )
+    if result.logp_scaled_diff is not None:
+        assert result.logp_scaled_diff <= tol, (
+            f"{result.name}: sequence log-probs differ by {result.logp_max_abs_diff}"
+        )
+    assert result.grad_scaled_diff <= tol, (
+        f"{result.name}: gradients differ by up to {result.grad_max_abs_diff} (at {result.grad_worst})"
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tiny_tokenizer):
+    """``(policy, reference, tokenizer)``: the warmed-up tiny Llama and a perturbed copy."""
+    return harness.tiny_setup(tiny_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def dpo_results(tiny_pair):
+    """Parity results, computed once per loss type for the module."""
+    cache = {}
+
+    def get(loss_type):
+        if loss_type not in cache:
+            cache[loss_type] = harness.dpo_parity(loss_type, *tiny_pair)
+        return cache[loss_type]
+
+    return get
+
+
+# ---------------------------------------------------------------------------------------------
+# DPO and ORPO parity
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_parity_batch_is_informative(dpo_results):
+    """At initialisation every log-ratio is 0 and parity proves nothing: here the policy differs
+    from the reference, pairs are on both sides of the decision boundary, and beta * Delta spans
+    the curved part of the losses."""
+    result = dpo_results("sigmoid")
+    assert 0 < result.ref_metrics["rewards/accuracies"] < 1
+    assert result.extra["min beta*Delta"] < -0.5 and result.extra["max beta*Delta"] > 0.5
+    assert abs(result.ref_metrics["rewards/chosen"]) > 0.1
+    assert result.grad_max_abs > 0.1
+
+
+@pytest.mark.parametrize("loss_type", [*harness.DPO_LOSS_TYPES, harness.SOFT])
+def test_dpo_trainer_matches_reference(dpo_results, loss_type):
+    assert_parity(dpo_results(loss_type))
+
+
+def test_orpo_trainer_matches_reference(tiny_pair):
+    policy, _, tokenizer = tiny_pair
+    result = harness.orpo_parity(policy, tokenizer)
+    assert result.extra["max log OR"] - result.extra["min log OR"] > 0.1  # not the degenerate init
+    assert_parity(result)
+
+
+def test_every_trl_dpo_loss_type_is_checked():
+    """TRL's list of loss types (DPOConfig's documentation) against what this suite checks: a new
+    TRL loss type shows up here the day it is installed. ``sft`` is plain NLL, not a preference loss."""
+    from trl import DPOConfig
+
+    help_text = DPOConfig.__dataclass_fields__["loss_type"].metadata["help"]
+    trl_loss_types = set(re.findall(r"`'(\w+)'`", help_text)) - {"sft"}
+    assert trl_loss_types, help_text
+    assert trl_loss_types == set(harness.DPO_LOSS_TYPES), (
+        f"not checked: {trl_loss_types - set(harness.DPO_LOSS_TYPES)}; "
+        f"no longer in TRL: {set(harness.DPO_LOSS_TYPES) - trl_loss_types}"
+    )
+
+
+def test_trl_sigmoid_ignores_label_smoothing(tiny_pair, dpo_results, tmp_path):
+    """TRL 1.16's "sigmoid" no longer reads label_smoothing (older TRL made it cDPO), which is why
+    the reference refuses the combination and offers "soft". If TRL changes this, we want to know."""
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    policy, reference, tokenizer = copy.deepcopy(tiny_pair[0]), copy.deepcopy(tiny_pair[1]), tiny_pair[2]
+    rows = [{k: v for k, v in row.items() if k != "preference_prob"} for row in harness.parity_rows()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        args = harness._dpo_config(str(tmp_path), "sigmoid", harness.DEFAULT_BETA, 0.3, len(rows))
+        trainer = DPOTrainer(
+            model=policy,
+            ref_model=reference,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+        )
+        loss = trainer.compute_loss(policy, next(iter(trainer.get_train_dataloader())))
+    assert loss.item() == pytest.approx(dpo_results("sigmoid").trl_loss, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_parity_on_smollm2_with_real_text():
+    """The embedded SmolLM2-135M-Instruct (fp32), real sentences: DPO (sigmoid) and ORPO."""
+    try:
+        from smol_align.models import load_model
+    except ImportError as error:
+        pytest.skip(f"smol_align.models is not importable yet ({error}); it provides load_model")
+    reference, tokenizer = load_model("HuggingFaceTB/SmolLM2-135M-Instruct", dtype=torch.float32)
+    reference.eval()
+    policy = harness.perturbed(reference, scale=0.02)
+    rows = harness.parity_rows()[:3]
+
+    dpo = harness.dpo_parity(
+        "sigmoid", policy, reference, tokenizer, rows=rows, beta=0.1, copy_models=False, own_grads=False
+    )
+    assert dpo.extra["max beta*Delta"] - dpo.extra["min beta*Delta"] > 0.05  # policy != reference
+    assert_parity(dpo)
+    orpo = harness.orpo_parity(policy, tokenizer, rows=rows, beta=0.1, copy_model=False)
+    assert_parity(orpo)
+
+
+# ---------------------------------------------------------------------------------------------
+# SoftDPOTrainer
+# ---------------------------------------------------------------------------------------------
+
+
+def _soft_rows(n=4, prob=None):
+    rows = harness.parity_rows()[:n]
+    if prob is not None:
+        rows = [{**row, "preference_prob": prob} for row in rows]
+    return rows
+
+
+def _config(tmp_path, **overrides):
+    from trl import DPOConfig
+
+    kwargs = dict(
+        output_dir=str(tmp_path),
+        beta=harness.DEFAULT_BETA,
+        per_device_train_batch_size=2,
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        seed=0,
+        logging_steps=1,
+    )
+    kwargs.update(overrides)
+    return DPOConfig(**kwargs)
+
+
+def test_soft_dpo_trainer_trains_two_steps(tiny_tokenizer, tiny_model, tmp_path):
+    from datasets import Dataset
+
+    from smol_align.soft_dpo import SoftDPOTrainer
+
+    before = {name: p.detach().clone() for name, p in tiny_model.named_parameters()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = SoftDPOTrainer(
+            model=tiny_model,
+            ref_model=harness.perturbed(tiny_model, scale=0.2),
+            args=_config(tmp_path, loss_type="soft", max_steps=2, learning_rate=1e-2),
+            train_dataset=Dataset.from_list(_soft_rows()),
+            eval_dataset=Dataset.from_list(_soft_rows(n=2)),
+            processing_class=tiny_tokenizer,
+        )
+        trainer.train()
+        evaluation = trainer.evaluate()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert trainer.state.global_step == 2 and len(logs) == 2
+    assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in logs)
+    assert all(0 <= entry["preference_prob"] <= 1 for entry in logs)
+    assert trainer.args.loss_type == ["sigmoid"]  # "soft" runs as TRL's sigmoid plus the correction
+    assert any(not torch.equal(before[name], p) for name, p in tiny_model.named_parameters())
+    assert evaluation["eval_preference_prob"] == pytest.approx((1.0 + 0.9) / 2)
+    assert torch.isfinite(torch.tensor(evaluation["eval_loss"]))
+
+
+@pytest.mark.parametrize("mode", ["ref_model", "precompute_ref_log_probs", "peft"])
+def test_soft_dpo_trainer_reference_modes(tiny_pair, tmp_path, mode):
+    """Whichever way DPOTrainer gets the reference log-probs (a reference model, precomputed
+    columns, the PEFT base model with the adapter off), a constant p gives
+    soft = sigmoid + (1 - p) * mean(z), and mean(z) is TRL's logged rewards/margins."""
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    from smol_align.soft_dpo import SoftDPOTrainer
+
+    def step(cls, prob):
+        rows = _soft_rows(n=6, prob=prob)
+        if cls is DPOTrainer:
+            rows = [{k: v for k, v in row.items() if k != "preference_prob"} for row in rows]
+        policy = copy.deepcopy(tiny_pair[0])
+        kwargs = {"ref_model": copy.deepcopy(tiny_pair[1])}
+        if mode == "peft":
+            from peft import LoraConfig
+
+            kwargs = {
+                "ref_model": None,
+                "peft_config": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+            }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            args = _config(
+                tmp_path / f"{cls.__name__}{prob}",
+                per_device_train_batch_size=6,
+                precompute_ref_log_probs=mode == "precompute_ref_log_probs",
+            )
+            trainer = cls(
+                model=policy,
+                args=args,
+                train_dataset=Dataset.from_list(rows),
+                processing_class=tiny_pair[2],
+                **kwargs,
+            )
+        if mode == "peft":  # a fresh adapter is zero: make the policy differ from the base model
+            generator = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for name, param in trainer.model.named_parameters():
+                    if "lora_B" in name:
+                        param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
+        trainer.model.train()
+        loss = trainer.compute_loss(trainer.model, batch).item()
+        return loss, {k: v[-1] for k, v in trainer._metrics["train"].items()}
+
+    sigmoid_loss, metrics = step(DPOTrainer, None)
+    assert abs(metrics["rewards/margins"]) > 0.1
+    assert step(SoftDPOTrainer, 1.0)[0] == sigmoid_loss
+    soft_loss, soft_metrics = step(SoftDPOTrainer, 0.3)
+    assert soft_loss == pytest.approx(sigmoid_loss + 0.7 * metrics["rewards/margins"], abs=1e-5)
+    assert soft_metrics["preference_prob"] == pytest.approx(0.3)
+
+
+def test_soft_dpo_with_certain_labels_is_exactly_sigmoid_dpo(tiny_pair, tmp_path):
+    """p = 1 for every pair: the soft loss is DPO's, bit for bit (the correction is exactly 0),
+    and so are the gradients and logged metrics."""
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    from smol_align.soft_dpo import SoftDPOTrainer
+
+    rows = _soft_rows(n=6, prob=1.0)
+    outcomes = []
+    for cls, dataset_rows in (
+        (DPOTrainer, [{k: v for k, v in r.items() if k != "preference_prob"} for r in rows]),
+        (SoftDPOTrainer, rows),
+    ):
+        policy, reference = copy.deepcopy(tiny_pair[0]), copy.deepcopy(tiny_pair[1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer = cls(
+                model=policy,
+                ref_model=reference,
+                args=_config(tmp_path / cls.__name__, per_device_train_batch_size=6),
+                train_dataset=Dataset.from_list(dataset_rows),
+                processing_class=tiny_pair[2],
+            )
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
+        policy.train()
+        loss = trainer.compute_loss(policy, batch)
+        loss.backward()
+        metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if k != "preference_prob"}
+        outcomes.append((loss.detach(), {n: p.grad.clone() for n, p in policy.named_parameters()}, metrics))
+    (sigmoid_loss, sigmoid_grads, sigmoid_metrics), (soft_loss, soft_grads, soft_metrics) = outcomes
+    assert torch.equal(sigmoid_loss, soft_loss)
+    assert all(torch.equal(sigmoid_grads[name], soft_grads[name]) for name in sigmoid_grads)
+    assert sigmoid_metrics == soft_metrics
+
+
+def test_soft_dpo_trainer_names_the_missing_column(tiny_tokenizer, tiny_model, tmp_path):
+    from datasets import Dataset
+
+    from smol_align.errors import DatasetFormatError
+    from smol_align.soft_dpo import SoftDPOTrainer
+
+    rows = [{k: v for k, v in row.items() if k != "preference_prob"} for row in _soft_rows()]
+    kwargs = dict(model=tiny_model, ref_model=copy.deepcopy(tiny_model), processing_class=tiny_tokenizer)
+    with pytest.raises(DatasetFormatError, match="'preference_prob' column in the train dataset") as info:
+        SoftDPOTrainer(args=_config(tmp_path), train_dataset=Dataset.from_list(rows), **kwargs)
+    assert info.value.column == "preference_prob" and isinstance(info.value, ValueError)
+    with pytest.raises(DatasetFormatError, match="'p_chosen' column in the eval dataset"):
+        SoftDPOTrainer(
+            args=_config(tmp_path),
+            train_dataset=Dataset.from_list([{**row, "p_chosen": 0.7} for row in rows]),
+            eval_dataset=Dataset.from_list(rows),
+            preference_prob_column="p_chosen",
+            **kwargs,
+        )
+
+
+def test_soft_dpo_trainer_rejects_bad_probabilities_and_configs(tiny_tokenizer, tiny_model, tmp_path):
+    from datasets import Dataset
+
+    from smol_align.errors import ConfigError, DatasetFormatError
+    from smol_align.soft_dpo import SoftDPOTrainer
+
+    kwargs = dict(model=tiny_model, ref_model=copy.deepcopy(tiny_model), processing_class=tiny_tokenizer)
+    for overrides, message in (
+        ({"loss_type": "ipo"}, "loss_type='sigmoid' or 'soft'"),
+        ({"label_smoothing": 0.1}, "label_smoothing=0"),
+        ({"ld_alpha": 0.5}, "ld_alpha"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            SoftDPOTrainer(
+                args=_config(tmp_path, **overrides), train_dataset=Dataset.from_list(_soft_rows()), **kwargs
+            )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = SoftDPOTrainer(
+            args=_config(tmp_path), train_dataset=Dataset.from_list(_soft_rows(prob=1.5)), **kwargs
+        )
+    with pytest.raises(DatasetFormatError, match=r"'preference_prob' must hold probabilities in \[0, 1\]"):
+        trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+
+
+def test_with_preference_prob_from_argilla_style_ratings():
+    """Ratings 9 vs 7 -> sigma(2) = 0.8807971; 5 vs 5 -> 0.5."""
+    from datasets import Dataset
+
+    from smol_align.soft_dpo import PREFERENCE_PROB_COLUMN, with_preference_prob
+
+    dataset = with_preference_prob(
+        Dataset.from_list(
+            [{"chosen_rating": 9, "rejected_rating": 7}, {"chosen_rating": 5, "rejected_rating": 5}]
+        )
+    )
+    assert dataset[PREFERENCE_PROB_COLUMN] == pytest.approx([0.8807971, 0.5])
