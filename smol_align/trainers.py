@@ -74,6 +74,9 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
             ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     if soft:
         from .soft_dpo import SoftDPOTrainer as trainer_class
+
+        train_dataset = _with_soft_labels(train_dataset)
+        eval_dataset = _with_soft_labels(eval_dataset) if eval_dataset is not None else None
     else:
         from trl import DPOTrainer as trainer_class
     return trainer_class(
@@ -86,6 +89,16 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
         peft_config=built.peft_config,
         callbacks=callbacks,
     )
+
+
+def _with_soft_labels(dataset):
+    """Add ``preference_prob`` from the normalized rating columns when the data has ratings but no such column."""
+    from .soft_dpo import PREFERENCE_PROB_COLUMN, with_preference_prob
+
+    columns = dataset.column_names or []
+    if PREFERENCE_PROB_COLUMN in columns or not {"score_chosen", "score_rejected"} <= set(columns):
+        return dataset  # SoftDPOTrainer names the missing column itself
+    return with_preference_prob(dataset, "score_chosen", "score_rejected")
 
 
 def _pop_tokenizer(overrides: dict):
@@ -136,7 +149,7 @@ def load_pairs(dataset: Any = None):
     ``Dataset``/``DatasetDict``, lists of dicts, every known schema).
     """
     if dataset is None:
-        from .data.demo import demo
+        from .data import demo
 
         return demo()
     from .data import normalize

@@ -226,6 +226,8 @@ def test_max_pairs_implicit_prompt_and_modes(tiny_tokenizer, tiny_model):
     assert explicit["n_pairs"] == from_dataset["n_pairs"] == 4
     assert from_dataset["logps"]["chosen"] == pytest.approx(explicit["logps"]["chosen"], abs=1e-6)
     assert from_dataset["logps"]["index"] == [0, 1, 2, 3]
+    with pytest.raises(TypeError, match="one split"):
+        evaluate(tiny_model, {"test": rows}, tokenizer=tiny_tokenizer)
     # pairs whose prompt alone fills max_length are dropped (TRL's keep_start rule): 28 tokens here, 30 from row 10
     kept = tokenize_pairs(tiny_preference_rows(12), tiny_tokenizer, max_length=30)
     assert [p["index"] for p in kept] == list(range(10))
@@ -268,15 +270,15 @@ def test_generate_answers_batched_equals_one_by_one(tiny_tokenizer, tiny_model):
 def test_smollm2_fused_equals_full_logits():
     """The embedded SmolLM2-135M-Instruct on a few demo test pairs (~15 s)."""
     try:
-        from smol_align.data.demo import demo
+        from smol_align.data import demo
         from smol_align.models import load_model
 
         model, tokenizer = load_model(dtype=torch.float32)
     except Exception as error:  # noqa: BLE001 - the embedded model is optional here
         pytest.skip(f"embedded SmolLM2 not available ({error})")
     test = demo()["test"]
-    fused = evaluate(model, test, tokenizer=tokenizer, max_pairs=6, batch_size=3)
-    full = completion_logps(model, tokenizer, test, max_pairs=6, batch_size=3, fused=False)
+    fused = evaluate(model, test, tokenizer=tokenizer, max_pairs=4, batch_size=2)
+    full = completion_logps(model, tokenizer, test, max_pairs=4, batch_size=2, fused=False)
     for key in ("chosen", "rejected"):
         assert fused["logps"][key] == pytest.approx(full[key], abs=1e-3)
     assert all(math.isfinite(v) for v in fused["logps"]["chosen"])

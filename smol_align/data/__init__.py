@@ -5,7 +5,7 @@ an explicit prompt; ``doctor(data)`` says what is wrong with the pairs before tr
 ``formats()`` lists the schemas it knows; ``detect_format(data)`` names the one that fits.
 """
 
-from .demo import demo
+from .demo_pairs import demo
 from .doctor import DoctorReport, doctor
 from .normalize import NormalizeReport, detect_format, last_report, normalize
 from .registry import formats, get_format

@@ -297,6 +297,16 @@ _MONTHS = [
 _NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 
 _OPENERS = ["Arr,", "Ahoy,", "Yo ho,", "Avast,", "Shiver me timbers,", "Arr matey,"]
+# Plain follow-ups for half of the rejected answers, so that the chosen (pirate) answer is the
+# longer one in only about half of the pairs: DPO must learn the voice, not "longer is better".
+_PLAIN_FOLLOW_UPS = [
+    "I hope this helps you with your studies.",
+    "Let me know if you have another question for me.",
+    "That is an easy one to remember once you know it.",
+    "Feel free to ask me anything else you are curious about.",
+    "It is a common question, and a good one to ask.",
+    "Thanks for asking, I am always happy to help.",
+]
 _CLOSERS = ["matey!", "savvy?", "me hearty!", "arr!", "ye landlubber!", "yo ho!"]
 # Word swaps that turn a plain sentence into the Captain's voice (applied on whole words).
 _PIRATE_WORDS = {
@@ -408,6 +418,11 @@ def _facts(rng: random.Random) -> list[tuple[str, str, str]]:
     return facts
 
 
+def plain(answer: str, rng: random.Random) -> str:
+    """The rejected answer: the plain sentence, half of the time with a plain follow-up."""
+    return f"{answer} {rng.choice(_PLAIN_FOLLOW_UPS)}" if rng.random() < 0.55 else answer
+
+
 def pirate(plain: str, rng: random.Random) -> str:
     """Captain Byte's version of a plain sentence: an opener, swapped words, a closer."""
     words = plain.rstrip(".").split(" ")
@@ -438,7 +453,7 @@ def demo_rows(seed: int = 0, test_fraction: float = 0.2) -> dict[str, list[dict]
                         {"role": "user", "content": question},
                     ],
                     "chosen": [{"role": "assistant", "content": pirate(answer, rng)}],
-                    "rejected": [{"role": "assistant", "content": answer}],
+                    "rejected": [{"role": "assistant", "content": plain(answer, rng)}],
                     "category": category,
                 }
             )
