@@ -61,3 +61,32 @@ def setup_chat_format(model, tokenizer, format: str = "chatml", resize_to_multip
     if resize_to_multiple_of:
         model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=resize_to_multiple_of)
     return model, tokenizer
+
+
+def compact_lm_head_on_cpu() -> bool:
+    """Make TRL's fused LM head score only the completion positions on CPU, as it does on GPUs.
+
+    TRL 1.16's ``add_fused_lm_head`` projects only the positions with a label on Triton devices
+    (CUDA, XPU) and every position elsewhere, because on Neuron a changing number of positions
+    recompiles the graph. A CPU compiles nothing, so scoring the prompt and padding positions
+    there is pure waste: a quarter of a DPO step on HH-RLHF-length prompts (measured with
+    torch.profiler, scripts/bench_speed.py). The result is the same tensor either way (every
+    unscored position is zero), which tests/test_compat.py checks. Returns whether the switch is on;
+    a TRL without this hook is left alone.
+    """
+    try:
+        import trl.trainer.utils as trl_utils
+    except ImportError:  # pragma: no cover - trl is a dependency
+        return False
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:
+        return False
+    if getattr(original, "_smol_align_cpu_compact", False):
+        return True
+
+    def use_compact(device) -> bool:
+        return device.type == "cpu" or original(device)
+
+    use_compact._smol_align_cpu_compact = True
+    trl_utils._use_triton = use_compact
+    return True

@@ -50,6 +50,10 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
     if soft:
         overrides.pop("loss_type")
     built = presets.build(method, preset, output_dir=output_dir, **overrides)
+    if built.args.use_cpu or not _cuda():
+        from ._compat import compact_lm_head_on_cpu
+
+        compact_lm_head_on_cpu()
 
     model, tokenizer = _model_and_tokenizer(model, tokenizer, built)
     train_dataset, found_eval = split_pairs(load_pairs(dataset))
@@ -126,6 +130,12 @@ def _model_and_tokenizer(model, tokenizer, built: presets.Build):
 
     prepare_tokenizer(model, tokenizer)
     return model, tokenizer
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _is_peft(model) -> bool:

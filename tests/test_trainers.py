@@ -122,3 +122,30 @@ def test_setup_chat_format_compat_adds_chatml_to_a_base_tokenizer():
     assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token is not None
     assert model.get_input_embeddings().num_embeddings >= len(tokenizer)
+
+
+def test_soft_loss_type_builds_the_soft_trainer_from_ratings(tiny_model, tiny_tokenizer, tmp_path):
+    """loss_type="soft": the probability comes from the normalized rating columns when none is given."""
+    from smol_align.soft_dpo import SoftDPOTrainer
+
+    rows = tiny_preference_rows(8)
+    for i, row in enumerate(rows):
+        row["score_chosen"], row["score_rejected"] = 8.0, float(i % 8)
+    trainer = smol_align.build_dpo_trainer(
+        tiny_model, rows, "cpu", tokenizer=tiny_tokenizer, output_dir=str(tmp_path), loss_type="soft", **FAST
+    )
+    assert type(trainer) is SoftDPOTrainer
+    probs = trainer.train_dataset["preference_prob"]
+    assert probs[0] == pytest.approx(1 / (1 + 2.718281828 ** -8), rel=1e-6) and probs[7] == pytest.approx(0.731, abs=1e-3)
+    trainer.train()
+    assert trainer.state.global_step == 2
+
+
+def test_soft_loss_without_probabilities_names_the_column(tiny_model, tiny_tokenizer, tmp_path):
+    from smol_align.errors import DatasetFormatError
+
+    with pytest.raises(DatasetFormatError, match="preference_prob"):
+        smol_align.build_dpo_trainer(
+            tiny_model, tiny_preference_rows(4), "cpu", tokenizer=tiny_tokenizer, output_dir=str(tmp_path),
+            loss_type="soft", **FAST,
+        )

@@ -33,6 +33,7 @@ METADATA: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "model_rejected": ("string", optional_text),
     "status": ("string", optional_text),
     "in_gsm8k_train": ("bool", flag),
+    "preference_prob": ("float64", score),  # P(chosen > rejected), for train_dpo(loss_type="soft")
 }
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")

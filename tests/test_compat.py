@@ -1,0 +1,70 @@
+"""What smol_align changes in TRL's behaviour on CPU gives the same numbers."""
+
+import copy
+
+import pytest
+import torch
+
+from smol_align.testing import tiny_model, tiny_preference_rows, tiny_tokenizer
+
+
+def _loss_and_grads(compact: bool, monkeypatch, tmp_path):
+    import trl.trainer.utils as trl_utils
+    from trl import DPOTrainer
+
+    from smol_align import presets
+
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: device.type in ("cuda", "xpu"))  # TRL's own answer
+    scored = []
+    chunked = getattr(trl_utils._ChunkedLogProbFunction, "original", trl_utils._ChunkedLogProbFunction)
+
+    class Recording:
+        original = chunked
+
+        @staticmethod
+        def apply(hidden, *args):
+            scored.append(hidden.shape[0])
+            return chunked.apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Recording)
+    if compact:
+        from smol_align._compat import compact_lm_head_on_cpu
+
+        assert compact_lm_head_on_cpu()
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(tokenizer, seed=1)
+    ref = copy.deepcopy(model)
+    with torch.no_grad():  # a policy that differs from its reference, so log-ratios are not 0
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    built = presets.build("dpo", "cpu", output_dir=str(tmp_path), per_device_train_batch_size=4)
+    trainer = DPOTrainer(model=model, ref_model=ref, args=built.args, processing_class=tokenizer,
+                         train_dataset=__import__("datasets").Dataset.from_list(tiny_preference_rows(4)))
+    batch = next(iter(trainer.get_train_dataloader()))
+    model.train()
+    loss = trainer.compute_loss(model, batch)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    return loss.detach(), grads, trainer._metrics["train"], scored
+
+
+def test_compact_lm_head_on_cpu_changes_no_number(monkeypatch, tmp_path):
+    loss_full, grads_full, metrics_full, scored_full = _loss_and_grads(False, monkeypatch, tmp_path / "a")
+    loss_compact, grads_compact, metrics_compact, scored_compact = _loss_and_grads(True, monkeypatch, tmp_path / "b")
+    # policy and reference forwards: the compact head scores only completion positions
+    assert len(scored_full) == len(scored_compact) == 2
+    assert all(c < f for c, f in zip(scored_compact, scored_full, strict=True)), (scored_compact, scored_full)
+    torch.testing.assert_close(loss_compact, loss_full, rtol=0, atol=1e-6)
+    for name, grad in grads_full.items():
+        torch.testing.assert_close(grads_compact[name], grad, rtol=1e-5, atol=1e-6, msg=name)
+    for key in ("rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected", "entropy"):
+        assert metrics_compact[key] == pytest.approx(metrics_full[key], abs=1e-5), key
+
+
+def test_switch_is_idempotent():
+    from smol_align._compat import compact_lm_head_on_cpu
+
+    assert compact_lm_head_on_cpu() and compact_lm_head_on_cpu()
+    import trl.trainer.utils as trl_utils
+
+    assert trl_utils._use_triton(torch.device("cpu")) is True

