@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-PIP="$PY -m pip install --quiet --disable-pip-version-check"
+PIP="$PY -m pip install --quiet --disable-pip-version-check --root-user-action=ignore"
 
 if ! $PY -c "import torch" >/dev/null 2>&1; then
   if command -v nvidia-smi >/dev/null 2>&1; then

@@ -60,7 +60,8 @@ def train_dpo(
     keyword overrides a ``trl.DPOConfig`` field (course-era names are mapped or explained).
     Extra keywords: ``tokenizer``, ``ref_model``, ``eval_dataset``, ``overwrite`` (replace an
     existing ``output_dir``), ``save`` (default True), ``evaluate`` (default True),
-    ``max_eval_pairs``, ``quiet``.
+    ``max_eval_pairs``, ``quiet``, ``start_eval`` (an earlier :func:`smol_align.evaluate.evaluate`
+    of this start model on the same held-out pairs: used instead of evaluating it again).
     """
     return _train("dpo", model, dataset, preset, output_dir, overrides)
 
@@ -84,6 +85,7 @@ def _train(method, model, dataset, preset, output_dir, overrides) -> TrainResult
     overwrite = overrides.pop("overwrite", False)
     max_eval_pairs = overrides.pop("max_eval_pairs", None)
     quiet = overrides.pop("quiet", False)
+    start_eval = overrides.pop("start_eval", None)
     say = (lambda *a: None) if quiet else print
 
     final_dir = Path(output_dir or default_output_dir(method, model)) if save else None
@@ -104,6 +106,9 @@ def _train(method, model, dataset, preset, output_dir, overrides) -> TrainResult
     if final_dir is not None:
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.partial-", dir=final_dir.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the final folder is an ordinary one
     try:
         build = build_dpo_trainer if method == "dpo" else build_orpo_trainer
         trainer = build(
@@ -118,7 +123,9 @@ def _train(method, model, dataset, preset, output_dir, overrides) -> TrainResult
         tokenizer = trainer.processing_class
 
         before = after = None
-        if run_eval and eval_data is not None:
+        if run_eval and eval_data is not None and start_eval is not None:
+            before = start_eval  # checked against this data when the trained model is evaluated
+        elif run_eval and eval_data is not None:
             say(f"Evaluating the start model on {len(eval_data)} held-out pairs...")
             before = _evaluate(trainer.model, eval_data, tokenizer, beta, max_eval_pairs, ref_logps=None)
 
@@ -243,16 +250,19 @@ def _collect_metrics(method, trainer, train_output, seconds, before, after, peak
 
 
 def _write_run_files(result: TrainResult, folder: Path) -> dict[str, str]:
-    from .report import plot_training, write_metrics_json
+    from .report import plot_heldout, plot_training, write_metrics_json
 
     files = {"metrics": str(folder / "metrics.json")}
     write_metrics_json(result.metrics, files["metrics"])
     try:
         files["training_plot"] = str(folder / "training.png")
         plot_training({result.method: result.trainer.state.log_history}, files["training_plot"])
+        if result.before and result.after:
+            files["heldout_plot"] = str(folder / "heldout.png")
+            plot_heldout({"start": result.before, result.method: result.after}, files["heldout_plot"])
     except ImportError as err:  # matplotlib missing: the run still counts
         logger.warning("No plots: %s", err)
-        files.pop("training_plot")
+        files = {k: v for k, v in files.items() if not k.endswith("_plot")}
     return files
 
 

@@ -1,4 +1,4 @@
-"""The ``smol-align`` command: dpo | orpo | doctor | eval | presets.
+"""The ``smol-align`` command: dpo | orpo | compare | doctor | eval | presets.
 
 # The demo (embedded SmolLM2, built-in data, the preset for this machine)
 smol-align dpo
@@ -7,6 +7,10 @@ smol-align orpo
 # Your data and settings: a recipe, then flags (any DPOConfig / ORPOConfig field) on top
 smol-align dpo --config recipe.yaml --dataset pairs.jsonl --max-steps 100 --learning-rate 1e-5
 smol-align dpo --model HuggingFaceTB/SmolLM2-360M-Instruct --preset lora --output-dir runs/mine
+
+# DPO against ORPO: same model, pairs, budget and seed; a report with table, plots and answers
+smol-align compare --output-dir runs/compare-demo
+smol-align compare --dataset pairs.jsonl --methods dpo,orpo --time-budget 600 --beta 0.2
 
 # Check a dataset before training on it
 smol-align doctor pairs.jsonl --max-length 512
@@ -31,10 +35,12 @@ def make_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n", 2)[2],
     )
     parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,doctor,eval,presets}")
+    sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,compare,doctor,eval,presets}")
     for method in ("dpo", "orpo"):
         p = sub.add_parser(method, help=f"train with {method.upper()} (no options: the demo)", add_help=False)
         p.add_argument("-h", "--help", action="store_true", help="show this help, with every TRL field")
+    p = sub.add_parser("compare", help="DPO vs ORPO on the same data and budget, with a report", add_help=False)
+    p.add_argument("-h", "--help", action="store_true", help="show this help, with every TRL field")
     doctor = sub.add_parser("doctor", help="check a preference dataset for bad pairs")
     from .data.doctor import add_doctor_arguments
 
@@ -121,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             make_train_parser(method).print_help()
             return 0
         return _run_train(method, rest)
+    if argv and argv[0] == "compare":
+        if "-h" in argv[1:] or "--help" in argv[1:]:
+            make_compare_parser().print_help()
+            return 0
+        return _run_compare(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "doctor":
         from .data.doctor import run_doctor_cli
@@ -148,6 +159,57 @@ def _run_train(method: str, argv: list[str]) -> int:
         train(**options)
     except SmolAlignError as err:
         print(f"smol-align {method}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def make_compare_parser(method: str = "dpo") -> argparse.ArgumentParser:
+    """``smol-align compare`` flags: those of ``smol-align <method>`` plus ``--methods``, ``--time-budget``, ``--no-save``.
+
+    TRL fields given here go to every method, so each must exist in every method's config.
+    """
+    parser = make_train_parser(method)
+    parser.prog = "smol-align compare"
+    parser.description = "Train each method on the same pairs, steps (or wall budget) and seed; write a report."
+    for action in parser._actions:
+        if action.dest == "output_dir":
+            action.help = "the report folder, with each trained model in it (default: runs/compare-<model>-<time>)"
+    group = parser.add_argument_group("compare")
+    group.add_argument("--methods", help="comma-separated, from dpo,orpo (default: dpo,orpo)")
+    group.add_argument("--time_budget", "--time-budget", type=float, help="seconds of training per method")
+    group.add_argument("--no_save", "--no-save", dest="save", action="store_false",
+                       help="keep only the report, not the trained models")  # fmt: skip
+    for action in group._group_actions:
+        action.default = argparse.SUPPRESS
+    return parser
+
+
+def compare_options(argv: list[str]) -> dict:
+    """A recipe's values (``--config``), then the flags typed, as keyword arguments for ``compare``.
+
+    Flags are parsed with the parser of each chosen method: one that only DPO (or only ORPO) has
+    is refused. Without options, ``compare()`` runs its demo (embedded model, demo data and budget).
+    """
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--methods", default="dpo,orpo")
+    methods = [m.strip() for m in pre.parse_known_args(argv)[0].methods.split(",") if m.strip()]
+    flags: dict = {}
+    for method in methods or ["dpo"]:
+        flags = vars(make_compare_parser(method).parse_args(argv))
+    recipe = flags.pop("config", None)
+    options = load_recipe(recipe) if recipe else {}
+    options.update(flags)
+    return options
+
+
+def _run_compare(argv: list[str]) -> int:
+    from .compare import compare
+    from .errors import SmolAlignError
+
+    try:
+        compare(**compare_options(argv))
+    except SmolAlignError as err:
+        print(f"smol-align compare: error: {err}", file=sys.stderr)
         return 2
     return 0
 

@@ -248,10 +248,12 @@ def _rows(metrics, columns) -> list[list[str]]:
     return [[str(name)] + [_fmt(m.get(c)) for c in columns] for name, m in metrics.items()]
 
 
-def markdown_table(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A GitHub Markdown table: one row per model name, one column per figure."""
+def markdown_table(
+    metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None, first_column: str = "model"
+) -> str:
+    """A GitHub Markdown table: one row per model name (headed ``first_column``), one column per figure."""
     columns = _columns(metrics, columns)
-    header = ["model", *columns]
+    header = [first_column, *columns]
 
     def line(cells):
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
@@ -260,10 +262,12 @@ def markdown_table(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[s
     return "\n".join([line(header), align, *(line(row) for row in _rows(metrics, columns))])
 
 
-def terminal_table(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+def terminal_table(
+    metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None, first_column: str = "model"
+) -> str:
     """The same table as plain aligned text (names left-aligned, numbers right-aligned)."""
     columns = _columns(metrics, columns)
-    table = [["model", *columns], *_rows(metrics, columns)]
+    table = [[first_column, *columns], *_rows(metrics, columns)]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
 
     def line(cells):
