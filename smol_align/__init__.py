@@ -14,7 +14,12 @@ import logging
 from . import presets
 from ._compat import setup_chat_format
 from .api import TrainResult, train_dpo, train_orpo
+from .compare import ComparisonResult, compare
 from .errors import ConfigError, DatasetFormatError, SmolAlignError
+
+# The functions, imported eagerly: a lazy wrapper would be replaced by the submodule of the same
+# name (smol_align.evaluate) the first time anything imports that submodule.
+from .evaluate import evaluate
 from .models import DEFAULT_MODEL, load_model
 from .trainers import build_dpo_trainer, build_orpo_trainer
 
@@ -22,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "ComparisonResult",
     "ConfigError",
     "DatasetFormatError",
     "SmolAlignError",
@@ -29,6 +35,7 @@ __all__ = [
     "__version__",
     "build_dpo_trainer",
     "build_orpo_trainer",
+    "compare",
     "evaluate",
     "load_model",
     "presets",
@@ -36,13 +43,6 @@ __all__ = [
     "train_dpo",
     "train_orpo",
 ]
-
-
-def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs=None, **kwargs):
-    """Held-out preference figures of ``model``; see :func:`smol_align.evaluate.evaluate`."""
-    from .evaluate import evaluate as _evaluate
-
-    return _evaluate(model, dataset, ref_model=ref_model, tokenizer=tokenizer, max_pairs=max_pairs, **kwargs)
 
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -23,6 +23,7 @@ import logging
 import sys
 from importlib import resources
 
+DEFAULT_REF = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the start model of the demo and of most course runs
 META_FLAGS = ("model", "dataset", "preset", "output_dir", "config", "overwrite", "quiet")
 
 
@@ -48,7 +49,7 @@ def make_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="held-out preference figures of a trained model")
     ev.add_argument("--model", required=True, help="folder of a trained model (or a hub id)")
     ev.add_argument("--dataset", default=None, help="pairs to evaluate on (default: the demo's test split)")
-    ev.add_argument("--ref-model", default=None, help="reference model (default: the model's base, SmolLM2)")
+    ev.add_argument("--ref-model", default=DEFAULT_REF, help="reference for the reward figures (default: %(default)s)")
     ev.add_argument("--max-pairs", type=int, default=None)
     ev.add_argument("--beta", type=float, default=0.1)
     sub.add_parser("presets", help="list the presets")

@@ -85,7 +85,7 @@ def test_figures_are_in_range(compared):
     for method in ("dpo", "orpo"):
         row = m[method]
         assert row["steps"] == STEPS and row["pairs_seen"] == STEPS * BATCH
-        assert row["train_seconds"] > 0 and row["seconds_per_step"] == pytest.approx(row["train_seconds"] / STEPS, abs=2e-3)
+        assert row["train_seconds"] > 0 and row["seconds_per_step"] == pytest.approx(row["train_seconds"] / STEPS, abs=5e-3)  # both rounded
         assert row["peak_memory_gb"] >= 0 and row["process_peak_memory_gb"] > 0
         assert row["tokens_per_second"] == pytest.approx(row["train_tokens"] / row["train_seconds"], rel=1e-3)
         assert math.isfinite(row["final_loss"]) and not row["stopped_by_time_budget"]
