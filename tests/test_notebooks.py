@@ -4,7 +4,7 @@ Every ``notebooks/*.ipynb`` is executed with nbclient (the ``python3`` kernel) w
 ``SMOL_ALIGN_SMOKE=1``, which its ``parameters`` cell turns into the embedded SmolLM2, the built-in
 demo data and a handful of steps; any cell error fails the test. Each run happens in a temporary
 folder, so the ``runs/`` it writes never lands in the repository. The exercise scripts run with
-``--smoke`` likewise.
+``--smoke`` likewise (one per method; all three show their commands in ``--help``).
 
 Run one by hand:  python -m pytest tests/test_notebooks.py -k dpo_finetuning -s
 The smoke timings are printed (``-s``) and written to ``$SMOL_ALIGN_TIMINGS`` when it is set.
@@ -41,7 +41,7 @@ def _ids(paths):
 
 
 def smoke_env(**extra) -> dict[str, str]:
-    """The environment of a smoke run: offline, one thread per process, the smoke switch on."""
+    """The environment of a smoke run: offline, the smoke switch on, ``OMP_NUM_THREADS`` 2 unless set."""
     env = dict(os.environ)
     env.update(
         SMOL_ALIGN_SMOKE="1",
