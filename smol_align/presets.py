@@ -253,6 +253,12 @@ def check_overrides(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
                 stacklevel=3,
             )
         checked[key] = value
+    if method == "dpo" and checked.get("label_smoothing") and checked.get("loss_type", "sigmoid") in ("sigmoid", ["sigmoid"]):
+        raise ConfigError(
+            "`label_smoothing` with the sigmoid loss was conservative DPO (cDPO) before TRL 1.0; TRL 1.x ignores it "
+            "there and would train plain DPO. Use loss_type='soft' (a per-pair probability; constant 1 - eps is cDPO) "
+            "or loss_type='robust' (Chowdhury et al.), which use it."
+        )
     return checked
 
 

@@ -172,3 +172,9 @@ def test_recipes_load_and_build():
         options = {k: v for k, v in recipe.items() if k not in ("model", "dataset", "preset")}
         built = presets.build(method, recipe.get("preset", "auto"), **options)
         assert built.args.max_steps == recipe["max_steps"]
+
+
+def test_course_cdpo_label_smoothing_with_sigmoid_is_refused():
+    with pytest.raises(ConfigError, match="TRL 1.x ignores it.*loss_type='soft'"):
+        presets.build("dpo", "cpu", label_smoothing=0.1)
+    assert presets.build("dpo", "cpu", label_smoothing=0.1, loss_type="robust").args.label_smoothing == 0.1
