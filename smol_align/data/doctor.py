@@ -138,17 +138,10 @@ class DoctorReport:
 # ------------------------------------------------------------------------------------------------
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def _token_lengths(rows: list[dict], tokenizer) -> list[tuple[int, int, int]]:
     """``(prompt, chosen, rejected)`` lengths in tokens, split the way TRL's DPO trainer splits them."""
+    from ..evaluate import _common_prefix_length  # the same prompt/completion split as the evaluation
+
     if getattr(tokenizer, "chat_template", None):
         texts = []
         for row in rows:
@@ -166,7 +159,7 @@ def _token_lengths(rows: list[dict], tokenizer) -> list[tuple[int, int, int]]:
     lengths = []
     for i in range(0, len(ids), 3):
         prompt, with_chosen, with_rejected = ids[i : i + 3]
-        p = min(_common_prefix(prompt, with_chosen), _common_prefix(prompt, with_rejected))
+        p = min(_common_prefix_length(prompt, with_chosen), _common_prefix_length(prompt, with_rejected))
         lengths.append((p, len(with_chosen) - p, len(with_rejected) - p))
     return lengths
 
