@@ -90,3 +90,21 @@ def compact_lm_head_on_cpu() -> bool:
     use_compact._smol_align_cpu_compact = True
     trl_utils._use_triton = use_compact
     return True
+
+
+def trainable_params_to_fp32(model) -> int:
+    """Cast trainable parameters back to fp32; returns how many were cast.
+
+    TRL 1.16 casts the LoRA adapters of a 4-bit model to bf16 (DPOTrainer always, ORPOTrainer
+    under ``bf16=True``), after the QLoRA paper. At DPO-sized learning rates bf16 adapters lose
+    most updates to rounding (``presets.weights_dtype``), so smol_align keeps them in fp32: the
+    optimizer is created at ``train()``, after this runs. The frozen 4-bit base is untouched.
+    """
+    import torch
+
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+            cast += 1
+    return cast

@@ -78,8 +78,14 @@ def train_orpo(
 
 
 def _train(method, model, dataset, preset, output_dir, overrides) -> TrainResult:
+    from .presets import demo_recipe
     from .trainers import build_dpo_trainer, build_orpo_trainer, load_pairs, split_pairs
 
+    if dataset is None:  # the demo data: the demo recipe, the same one `smol-align dpo|orpo` runs
+        recipe = demo_recipe(method)
+        if "num_train_epochs" in overrides:
+            recipe.pop("max_steps", None)
+        overrides = {**recipe, **overrides}
     save = overrides.pop("save", True)
     run_eval = overrides.pop("evaluate", True)
     overwrite = overrides.pop("overwrite", False)

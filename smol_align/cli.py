@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from importlib import resources
 
 DEFAULT_REF = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the start model of the demo and of most course runs
 META_FLAGS = ("model", "dataset", "preset", "output_dir", "config", "overwrite", "quiet")
@@ -87,33 +86,15 @@ def train_options(method: str, argv: list[str]) -> dict:
     parser = make_train_parser(method)
     flags = vars(parser.parse_args(argv))
     recipe = flags.pop("config", None)
-    options = load_recipe(recipe) if recipe else load_recipe(demo_recipe(method)) if not _has_data_or_model(flags) else {}
-    options.update(flags)
+    options = load_recipe(recipe) if recipe else {}
+    options.update(flags)  # no data given: train_dpo/train_orpo fill in the demo recipe themselves
     return options
 
 
-def _has_data_or_model(flags: dict) -> bool:
-    return "dataset" in flags or "model" in flags
-
-
-def demo_recipe(method: str) -> str:
-    return str(resources.files("smol_align") / "recipes" / f"demo-{method}.yaml")
-
-
 def load_recipe(path: str) -> dict:
-    """A recipe: a flat YAML mapping of ``train_dpo``/``train_orpo`` keywords."""
-    import yaml
+    from .presets import read_recipe
 
-    from .errors import ConfigError
-
-    try:
-        with open(path) as f:
-            recipe = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"Recipe {path} not found.") from None
-    if not isinstance(recipe, dict):
-        raise ConfigError(f"Recipe {path} must be a mapping of option: value, got {type(recipe).__name__}.")
-    return recipe
+    return read_recipe(path)
 
 
 def main(argv: list[str] | None = None) -> int:

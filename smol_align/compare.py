@@ -26,7 +26,6 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -239,10 +238,9 @@ def compare(
 
 def demo_max_steps() -> int:
     """The step budget of the demo recipe (``recipes/demo-dpo.yaml``; the ORPO demo uses the same)."""
-    import yaml
+    from .presets import demo_recipe
 
-    recipe = resources.files("smol_align") / "recipes" / "demo-dpo.yaml"
-    return int(yaml.safe_load(recipe.read_text())["max_steps"])
+    return int(demo_recipe("dpo")["max_steps"])
 
 
 # --------------------------------------------------------------------------------------------

@@ -352,7 +352,7 @@ def logps_of_pairs(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), mixed_precision(model):
             for start in range(0, n, batch_size):
                 idx = order[start : start + batch_size]
                 values = _batch_logps(
@@ -365,6 +365,22 @@ def logps_of_pairs(
         model.train(was_training)
     out["index"] = [pair["index"] for pair in pairs]
     return out
+
+
+def mixed_precision(model):
+    """bf16 autocast for a model whose floating weights mix bf16 and fp32, else nothing.
+
+    Training ran such a model under autocast (a bf16 LoRA base under fp32 adapters; the bf16 head
+    and fp32 norms that TRL's ORPO gives a 4-bit model), so its forward needs it here too.
+    """
+    import contextlib
+
+    import torch
+
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if {torch.bfloat16, torch.float32} <= dtypes:
+        return torch.autocast(_device(model).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _pad_token_id(tokenizer) -> int:
@@ -573,7 +589,7 @@ def generate_answers(model, tokenizer, prompts, max_new_tokens: int = 48, batch_
     model.eval()
     tokenizer.padding_side = "left"
     try:
-        with torch.no_grad():
+        with torch.no_grad(), mixed_precision(model):
             for start in range(0, len(texts), batch_size):
                 enc = tokenizer(
                     texts[start : start + batch_size],

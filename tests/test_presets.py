@@ -4,6 +4,7 @@ import dataclasses
 import warnings
 
 import pytest
+import torch
 
 from smol_align import presets
 from smol_align.errors import ConfigError
@@ -53,6 +54,7 @@ def test_cpu_preset_values():
     from smol_align.models import cpu_has_native_bf16
 
     assert built.args.bf16 is cpu_has_native_bf16()
+    assert built.dtype == torch.float32  # bf16 (where native) only autocasts: fp32 master weights
 
 
 def test_gpu_bf16_preset_without_gpu_is_a_clear_error():
