@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data.demo_pairs import pirate_voice
+from .evaluate import answer_figures, first_rows, generate_answers
 from .models import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
@@ -34,6 +36,7 @@ class TrainResult:
     before: dict[str, Any] | None = None  # evaluate() of the start model on the held-out pairs
     after: dict[str, Any] | None = None  # evaluate() of the trained model
     files: dict[str, str] = field(default_factory=dict)
+    answers: dict[str, list] = field(default_factory=dict)  # "prompt", "start", "trained": greedy answers
 
     @property
     def model(self):
@@ -60,8 +63,13 @@ def train_dpo(
     keyword overrides a ``trl.DPOConfig`` field (course-era names are mapped or explained).
     Extra keywords: ``tokenizer``, ``ref_model``, ``eval_dataset``, ``overwrite`` (replace an
     existing ``output_dir``), ``save`` (default True), ``evaluate`` (default True),
-    ``max_eval_pairs``, ``quiet``, ``start_eval`` (an earlier :func:`smol_align.evaluate.evaluate`
+    ``max_eval_pairs``, ``answer_prompts`` (held-out prompts answered greedily before and after
+    training, scored for repetition and length, and for the pirate voice on the demo; default
+    32, 0 for none), ``quiet``, ``start_eval`` (an earlier :func:`smol_align.evaluate.evaluate`
     of this start model on the same held-out pairs: used instead of evaluating it again).
+
+    With no ``dataset`` (the demo data) the demo recipe (``recipes/demo-<method>.yaml``) fills in
+    what is not given, the same recipe ``smol-align dpo|orpo`` runs.
     """
     return _train("dpo", model, dataset, preset, output_dir, overrides)
 
@@ -92,6 +100,7 @@ def _train(method, model, dataset, preset, output_dir, overrides) -> TrainResult
     max_eval_pairs = overrides.pop("max_eval_pairs", None)
     quiet = overrides.pop("quiet", False)
     start_eval = overrides.pop("start_eval", None)
+    answer_prompts = overrides.pop("answer_prompts", 32)
     say = (lambda *a: None) if quiet else print
 
     final_dir = Path(output_dir or default_output_dir(method, model)) if save else None
@@ -128,12 +137,22 @@ def _train(method, model, dataset, preset, output_dir, overrides) -> TrainResult
         beta = getattr(trainer.args, "beta", 0.1) if method == "dpo" else 0.1
         tokenizer = trainer.processing_class
 
+        # Held-out figures under the trainer's own autocast (bf16 where it trains in bf16).
+        autocast = trainer.accelerator.autocast
         before = after = None
+        answers: dict[str, list] = {}
+        voice = pirate_voice if dataset is None else None
         if run_eval and eval_data is not None and start_eval is not None:
             before = start_eval  # checked against this data when the trained model is evaluated
         elif run_eval and eval_data is not None:
             say(f"Evaluating the start model on {len(eval_data)} held-out pairs...")
-            before = _evaluate(trainer.model, eval_data, tokenizer, beta, max_eval_pairs, ref_logps=None)
+            with autocast():
+                before = _evaluate(trainer.model, eval_data, tokenizer, beta, max_eval_pairs, ref_logps=None)
+        if before is not None and answer_prompts:
+            answers["prompt"] = [row["prompt"] for row in first_rows(eval_data, answer_prompts)]
+            with autocast():
+                answers["start"] = _answers(trainer.model, tokenizer, answers["prompt"])
+            before = {**before, **answer_figures(answers["start"], voice)}
 
         say(f"Training {method.upper()} with preset {trainer.args.output_dir and _preset_name(preset)}: "
             f"{trainer.args.max_steps if trainer.args.max_steps > 0 else 'full epochs'} steps, "
@@ -145,10 +164,15 @@ def _train(method, model, dataset, preset, output_dir, overrides) -> TrainResult
 
         if before is not None:
             say("Evaluating the trained model...")
-            after = _evaluate(trainer.model, eval_data, tokenizer, beta, max_eval_pairs, ref_logps=before["logps"])
+            with autocast():
+                after = _evaluate(trainer.model, eval_data, tokenizer, beta, max_eval_pairs, ref_logps=before["logps"])
+                if answers:
+                    answers["trained"] = _answers(trainer.model, tokenizer, answers["prompt"])
+            if answers:
+                after = {**after, **answer_figures(answers["trained"], voice)}
 
         metrics = _collect_metrics(method, trainer, train_output, train_seconds, before, after, peak_before)
-        result = TrainResult(method, trainer, metrics, None, before, after)
+        result = TrainResult(method, trainer, metrics, None, before, after, answers=answers)
         if staging is not None:
             trainer.save_model(str(staging))
             result.files = _write_run_files(result, staging)
@@ -185,6 +209,16 @@ def summary_table(result: TrainResult) -> str:
             ("prefers chosen", f"{_fmt(b['preference_accuracy'])} -> {_fmt(a['preference_accuracy'])}"
                                "  (log p(chosen) > log p(rejected))"),
         ]
+        if "repeated_4gram_rate" in a and "repeated_4gram_rate" in b:
+            n = len(result.answers.get("prompt", []))
+            if "voice_rate" in a and "voice_rate" in b:
+                rows.append(("pirate voice", f"{_fmt(b['voice_rate'])} -> {_fmt(a['voice_rate'])}"
+                                             f"  (greedy answers to {n} held-out prompts)"))
+            rows += [
+                ("repeated 4-grams", f"{_fmt(b['repeated_4gram_rate'])} -> {_fmt(a['repeated_4gram_rate'])}"
+                                     "  (share of an answer's word 4-grams seen earlier in it)"),
+                ("answer length", f"{b['answer_words']:.1f} -> {a['answer_words']:.1f} words"),
+            ]
     rows.append(("saved to", result.output_dir or "(not saved)"))
     width = max(len(k) for k, _ in rows)
     line = "-" * (width + 50)
@@ -217,6 +251,10 @@ def _doctor_line(train_data, name: str) -> str:
     except Exception as err:  # the doctor must never stop a run; say why it could not look
         logger.warning("The data doctor could not check %s: %s", name, err)
         return f"Data ({name}): {len(train_data)} pairs (doctor unavailable: {err})"
+
+
+def _answers(model, tokenizer, prompts):
+    return generate_answers(model, tokenizer, prompts, max_new_tokens=48, batch_size=16)
 
 
 def _evaluate(model, data, tokenizer, beta, max_pairs, ref_logps):

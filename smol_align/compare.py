@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data.demo_pairs import pirate_voice
 from .models import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
@@ -154,18 +155,22 @@ def compare(
     data = DatasetDict({"train": train_data})
 
     # The start model: evaluated once (the reference of every method), its answers kept before training.
-    start_model, start_tokenizer = _start_model(model, tokenizer, preset, methods[0], overrides)
+    start_model, start_tokenizer, bf16 = _start_model(model, tokenizer, preset, methods[0], overrides)
+    autocast = _autocast(start_model, bf16)  # the runs' own precision, so before and after compare
     beta = float(overrides.get("beta", 0.1))  # DPO's implicit reward for every method (TRL's default beta)
     say(f"Evaluating the start model on {len(test_data)} held-out pairs...")
-    start = _evaluate(start_model, test_data, start_tokenizer, beta, max_eval_pairs)
+    with autocast():
+        start = _evaluate(start_model, test_data, start_tokenizer, beta, max_eval_pairs)
     prompts, chosen = _answer_prompts(test_data, n_answers)
-    answers = {"start": _answers(start_model, start_tokenizer, prompts, max_new_tokens)}
+    with autocast():
+        answers = {"start": _answers(start_model, start_tokenizer, prompts, max_new_tokens)}
+    voice = pirate_voice if dataset is None else None
 
     # One run per method, each from a fresh copy of the start model, into a hidden staging folder.
     report_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{report_dir.name}.partial-", dir=report_dir.parent))
     try:
-        metrics: dict[str, dict[str, Any]] = {"start": _figures(start)}
+        metrics: dict[str, dict[str, Any]] = {"start": {**_figures(start), **_answer_figures(answers["start"], voice)}}
         runs, pairs_seen, token_counts = {}, {}, {}
         for method in methods:
             seen = as_callback(PairsSeen)
@@ -188,6 +193,7 @@ def compare(
                 tokenizer=tokenizer,
                 eval_dataset=test_data,
                 start_eval=start,
+                answer_prompts=0,  # compare answers its own prompts, below
                 max_eval_pairs=max_eval_pairs,
                 save=save,
                 quiet=quiet,
@@ -196,9 +202,11 @@ def compare(
             peak_gb = memory.peak_gb()
             _release_training_state(result.trainer)
             runs[method], pairs_seen[method] = result, seen.indices
-            answers[method] = _answers(result.model, result.trainer.processing_class, prompts, max_new_tokens)
+            with result.trainer.accelerator.autocast():
+                answers[method] = _answers(result.model, result.trainer.processing_class, prompts, max_new_tokens)
             tokens = _tokens(train_data, start_tokenizer, seen.indices, result.trainer.args, token_counts)
             metrics[method] = _run_metrics(result, start, beta, seen.indices, tokens, peak_gb, budget)
+            metrics[method].update(_answer_figures(answers[method], voice))
             metrics[method]["output_dir"] = str(report_dir / method) if save else None  # its final place
 
         # The report: metrics.json, plots, report.md; then the folder takes its final name.
@@ -409,17 +417,34 @@ def _methods(methods) -> tuple[str, ...]:
 
 
 def _start_model(model, tokenizer, preset, method, overrides):
-    """The untrained model and its tokenizer: the instance given, or loaded as the runs will load it."""
-    if not isinstance(model, str):
-        return model, tokenizer
-    from .models import load_model
+    """The untrained model, its tokenizer (the ones given, or loaded as the runs will load them) and bf16."""
     from .presets import build
 
     built = build(method, preset, **overrides)
+    if not isinstance(model, str):
+        return model, tokenizer, built.args.bf16
+    from .models import load_model
+
     loaded, loaded_tokenizer = load_model(
         model, dtype=built.dtype, quantization_config=built.quantization_config
     )
-    return loaded, tokenizer or loaded_tokenizer
+    return loaded, tokenizer or loaded_tokenizer, built.args.bf16
+
+
+def _autocast(model, bf16: bool):
+    """A factory of the bf16 autocast context the runs train under (a no-op context without bf16)."""
+    import functools
+
+    import torch
+
+    device = next(model.parameters()).device.type
+    return functools.partial(torch.autocast, device, dtype=torch.bfloat16, enabled=bool(bf16))
+
+
+def _answer_figures(answers: list[str], voice) -> dict[str, float]:
+    from .evaluate import answer_figures
+
+    return answer_figures(answers, voice) if answers else {}
 
 
 def _evaluate(model, data, tokenizer, beta, max_pairs):

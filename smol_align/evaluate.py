@@ -66,7 +66,7 @@ _SCALING_ATTRS = (
 # --------------------------------------------------------------------------------------------
 
 
-def _rows(dataset, max_pairs: int | None) -> list[dict]:
+def first_rows(dataset, max_pairs: int | None) -> list[dict]:
     """The first ``max_pairs`` rows of a ``datasets.Dataset`` or a list of dicts, as dicts."""
     if isinstance(dataset, dict):
         raise TypeError(
@@ -149,7 +149,7 @@ def tokenize_pairs(
     default ``truncation_mode="keep_start"`` (the rest is truncated later, in the collator).
     """
     pairs = []
-    for index, row in enumerate(_rows(dataset, max_pairs)):
+    for index, row in enumerate(first_rows(dataset, max_pairs)):
         pair = tokenize_pair(row, tokenizer)
         if max_length is not None and len(pair["prompt_ids"]) >= max_length:
             continue
@@ -612,3 +612,27 @@ def generate_answers(model, tokenizer, prompts, max_new_tokens: int = 48, batch_
         model.train(was_training)
         tokenizer.padding_side = padding_side
     return answers
+
+
+def answer_figures(answers: list[str], voice=None) -> dict[str, float]:
+    """Readability figures of generated answers: repetition, length and (optionally) a voice rate.
+
+    ``repeated_4gram_rate``: per answer, the share of its word 4-grams that already occurred
+    earlier in the same answer (0 for an answer that never repeats itself; the degenerate
+    "... a double-whacking of the alphabet, and it's a double-whacking of the alphabet" scores
+    high), averaged over answers. ``answer_words``: mean length in words. ``voice_rate``: share of
+    answers for which ``voice(answer)`` is true (the demo passes its pirate-voice check).
+    """
+    rates = []
+    for answer in answers:
+        words = answer.lower().split()
+        grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+        rates.append(1 - len(set(grams)) / len(grams) if grams else 0.0)
+    figures = {
+        "repeated_4gram_rate": _mean(rates),
+        "answer_words": _mean([len(a.split()) for a in answers]),
+    }
+    if voice is not None:
+        figures["voice_rate"] = _mean([float(bool(voice(a))) for a in answers])
+    return figures
+

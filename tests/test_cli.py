@@ -8,17 +8,14 @@ import pytest
 from smol_align import cli
 
 
-def test_no_options_is_the_demo_recipe():
-    options = cli.train_options("dpo", [])
-    assert options["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert options["dataset"] is None and options["preset"] == "auto"
-    assert options["max_steps"] > 0
+def test_no_options_passes_nothing_and_the_api_runs_the_demo_recipe():
+    """One demo definition: the CLI passes only what was typed; train_dpo() fills in the demo recipe."""
+    assert cli.train_options("dpo", []) == {}
 
 
-def test_flags_override_the_recipe_and_take_both_spellings():
+def test_flags_take_both_spellings():
     options = cli.train_options("dpo", ["--max-steps", "5", "--learning_rate", "1e-5", "--beta", "0.3"])
-    assert options["max_steps"] == 5 and options["learning_rate"] == 1e-5 and options["beta"] == 0.3
-    assert options["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"  # the rest of the demo recipe stays
+    assert options == {"max_steps": 5, "learning_rate": 1e-5, "beta": 0.3}
 
 
 def test_only_typed_flags_come_through_with_data():

@@ -15,6 +15,7 @@ so its accuracy measures the learned style, not memorised answers.
 from __future__ import annotations
 
 import random
+import re
 
 SYSTEM_PROMPT = "You are Captain Byte, a friendly tutor who answers questions in one short sentence."
 
@@ -324,6 +325,18 @@ _PIRATE_WORDS = {
     "have": "be havin'",
     "comes": "be comin'",
 }
+
+
+# What marks an answer as the Captain's: the openers', closers' and swapped words' own forms.
+_PIRATE_MARKERS = re.compile(
+    r"\b(arr+|aye|ahoy|yo ho|avast|shiver me timbers|mate?y|savvy|hearty|landlubber|ye|yer|th'|o'|be makin'|be havin')(?=\W|$)",
+    re.IGNORECASE,
+)
+
+
+def pirate_voice(text: str) -> bool:
+    """Whether ``text`` speaks in Captain Byte's voice: at least one of the demo's pirate markers."""
+    return bool(_PIRATE_MARKERS.search(text))
 
 
 def _facts(rng: random.Random) -> list[tuple[str, str, str]]:

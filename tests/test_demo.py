@@ -1,0 +1,70 @@
+"""The demo: one recipe for `smol-align dpo|orpo` and `train_dpo()`/`train_orpo()`; answer figures."""
+
+import pytest
+
+from smol_align import presets, train_dpo, train_orpo
+from smol_align.data.demo_pairs import demo_rows, pirate_voice
+from smol_align.evaluate import answer_figures
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Arr, th' capital o' Peru be Lima, matey!", True),
+        ("Ahoy, a spider has got eight legs, savvy?", True),
+        ("Yo ho, the answer be four, ye landlubber!", True),
+        ("The capital of Peru is Lima.", False),
+        ("I hope this helps you with your studies.", False),
+        ("Yes, the year has twelve months.", False),  # 'ye' only as a whole word
+        ("", False),
+    ],
+)
+def test_pirate_voice_on_literal_answers(text, expected):
+    assert pirate_voice(text) is expected
+
+
+def test_pirate_voice_separates_the_demo_pairs():
+    rows = demo_rows()["test"]
+    assert all(pirate_voice(r["chosen"][0]["content"]) for r in rows)
+    assert not any(pirate_voice(r["rejected"][0]["content"]) for r in rows)
+
+
+def test_answer_figures_by_hand():
+    # "a b c d a b c d": 5 four-grams, of which (a b c d) once more -> 1 repeated of 5 = 0.2;
+    # "x y z": no 4-gram -> 0. Mean 0.1; words (8 + 3) / 2 = 5.5; voice 1 of 2.
+    figures = answer_figures(["a b c d a b c d", "Arr x y"], voice=pirate_voice)
+    assert figures == pytest.approx({"repeated_4gram_rate": 0.1, "answer_words": 5.5, "voice_rate": 0.5})
+    assert "voice_rate" not in answer_figures(["plain"])
+
+
+@pytest.mark.parametrize("method, train", [("dpo", train_dpo), ("orpo", train_orpo)])
+def test_no_data_runs_the_demo_recipe_and_reports_answer_figures(method, train, tiny_model, tiny_tokenizer, capsys):
+    recipe = presets.demo_recipe(method)
+    result = train(tiny_model, None, "cpu", tokenizer=tiny_tokenizer, save=False, answer_prompts=4,
+                   max_eval_pairs=8, per_device_train_batch_size=2)
+    assert result.trainer.args.max_steps == recipe["max_steps"]
+    assert result.trainer.args.beta == recipe["beta"]
+    assert result.trainer.args.learning_rate == presets.build(method, "cpu").args.learning_rate  # the mode's rate
+    assert len(result.answers["start"]) == len(result.answers["trained"]) == 4
+    for figures in (result.before, result.after):
+        assert {"voice_rate", "repeated_4gram_rate", "answer_words"} <= set(figures)
+    assert result.metrics["eval_voice_rate"] == result.after["voice_rate"]
+    out = capsys.readouterr().out
+    assert "pirate voice" in out and "repeated 4-grams" in out
+    # Learning: 30 steps of the demo recipe on a tiny random model still move the held-out margin.
+    assert result.after["reward_margin"] > 0
+
+
+def test_a_step_count_replaces_the_recipe_budget_only(tiny_model, tiny_tokenizer):
+    result = train_dpo(tiny_model, None, "cpu", tokenizer=tiny_tokenizer, save=False, evaluate=False,
+                       max_steps=2, per_device_train_batch_size=2)
+    # No held-out figures here (evaluate=False): this checks the recipe merge, not learning.
+    assert result.trainer.args.max_steps == 2
+    assert result.trainer.args.beta == presets.demo_recipe("dpo")["beta"]
+
+
+def test_lora_demo_keeps_the_lora_rate():
+    """The demo recipe sets no learning rate, so --preset lora trains at LoRA's rate, not 5e-6."""
+    assert "learning_rate" not in presets.demo_recipe("dpo") and "learning_rate" not in presets.demo_recipe("orpo")
+    assert presets.build("dpo", "lora", **presets.demo_recipe("dpo")).args.learning_rate == 5e-5
+    assert presets.build("orpo", "qlora-4bit", **presets.demo_recipe("orpo")).args.learning_rate == 1e-4
