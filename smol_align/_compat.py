@@ -72,7 +72,8 @@ def compact_lm_head_on_cpu() -> bool:
     there is pure waste: a quarter of a DPO step on HH-RLHF-length prompts (measured with
     torch.profiler, scripts/bench_speed.py). The result is the same tensor either way (every
     unscored position is zero), which tests/test_compat.py checks. Returns whether the switch is on;
-    a TRL without this hook is left alone.
+    a TRL without this hook is left alone. The switch is process-wide; :func:`restore_lm_head`
+    puts TRL's own function back.
     """
     try:
         import trl.trainer.utils as trl_utils
@@ -88,7 +89,20 @@ def compact_lm_head_on_cpu() -> bool:
         return device.type == "cpu" or original(device)
 
     use_compact._smol_align_cpu_compact = True
+    use_compact._smol_align_original = original
     trl_utils._use_triton = use_compact
+    return True
+
+
+def restore_lm_head() -> bool:
+    """Undo :func:`compact_lm_head_on_cpu`: TRL's own ``_use_triton`` again. Returns whether it was on."""
+    import sys
+
+    trl_utils = sys.modules.get("trl.trainer.utils")
+    current = getattr(trl_utils, "_use_triton", None)
+    if not getattr(current, "_smol_align_cpu_compact", False):
+        return False
+    trl_utils._use_triton = current._smol_align_original
     return True
 
 

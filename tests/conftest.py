@@ -1,13 +1,26 @@
 import os
+import sys
 
 import pytest
 
-# Tests never touch the network.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-os.environ.setdefault("WANDB_DISABLED", "true")
+# Tests never touch the network, whatever the caller's environment says.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TRL_EXPERIMENTAL_SILENCE"] = "1"
+os.environ["WANDB_DISABLED"] = "true"
+
+
+@pytest.fixture(autouse=True)
+def _trl_lm_head_restored():
+    """Building a trainer switches TRL's fused LM head to compact on CPU for the whole process
+    (smol_align._compat.compact_lm_head_on_cpu); each test starts from TRL's own function again,
+    so no result depends on which tests ran before."""
+    yield
+    if "trl.trainer.utils" in sys.modules:  # nothing to undo (and nothing to import) otherwise
+        from smol_align._compat import restore_lm_head
+
+        restore_lm_head()
 
 
 @pytest.fixture(scope="session")

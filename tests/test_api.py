@@ -1,4 +1,5 @@
-"""train_dpo / train_orpo end to end on a tiny model: result object, saved files, no half-written output."""
+"""train_dpo / train_orpo end to end on a tiny model: result object, saved files, no half-written output,
+and a held-out reward margin that grows (on pairs asking about other numbers than the training rows)."""
 
 import json
 import os
@@ -8,15 +9,24 @@ import torch
 
 import smol_align
 from smol_align.errors import ConfigError
+from smol_align.evaluate import evaluate
 from smol_align.testing import tiny_preference_rows
 
 FAST = {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 5e-3, "quiet": True}
+MARGIN_BAR = 0.01  # held-out DPO reward margin after training (0 at the start by definition)
+
+
+def _heldout(n=4):
+    """``n`` pairs like tiny_preference_rows' that no training row asks ("What is 200 plus 200?"...)."""
+    return tiny_preference_rows(200 + n)[200:]
 
 
 def _data():
     from datasets import Dataset, DatasetDict
 
-    return DatasetDict({"train": Dataset.from_list(tiny_preference_rows(12)), "test": Dataset.from_list(tiny_preference_rows(4))})
+    return DatasetDict(
+        {"train": Dataset.from_list(tiny_preference_rows(12)), "test": Dataset.from_list(_heldout())}
+    )
 
 
 @pytest.mark.parametrize("train", [smol_align.train_dpo, smol_align.train_orpo])
@@ -41,6 +51,9 @@ def test_one_liner_trains_saves_and_reports(train, tiny_model, tiny_tokenizer, t
     assert 0.0 <= m["eval_rewards/accuracies"] <= 1.0
     assert m["start_reward_accuracy"] == 0.0  # policy == reference at the start: every reward is 0
     assert result.before["n_pairs"] == result.after["n_pairs"] == 4
+    # it learned: the held-out margin grew from 0, the chosen answers win on held-out pairs
+    assert result.before["reward_margin"] == 0.0 and result.after["reward_margin"] > MARGIN_BAR, result.after
+    assert m["eval_rewards/accuracies"] >= 0.75
     assert "reward accuracy" in result.summary() and str(out) in result.summary()
 
 
@@ -80,3 +93,6 @@ def test_list_of_dicts_and_no_eval_split(tiny_model, tiny_tokenizer, tmp_path):
     )
     assert result.before is None and "eval_rewards/accuracies" not in result.metrics
     assert result.metrics["steps"] == 3
+    # it learned: measured here against the frozen start model the trainer kept as its reference
+    heldout = evaluate(result.model, _heldout(), ref_model=result.trainer.ref_model, tokenizer=tiny_tokenizer)
+    assert heldout["reward_margin"] > MARGIN_BAR and heldout["reward_accuracy"] >= 0.75, heldout

@@ -66,12 +66,19 @@ def test_compare_then_eval_on_a_tiny_model_folder(tmp_path, capsys):
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dpo"]["steps"] == metrics["orpo"]["steps"] == 2
-    assert metrics["start"]["n_pairs"] == 2  # no test split in the file: 10% held out
+    assert metrics["start"]["n_pairs"] == 2  # no test split in the file: 10% held out (own numbers)
+    for method in ("dpo", "orpo"):  # both learned: the held-out reward margin grew from 0
+        row = metrics[method]
+        assert row["reward_margin"] > 0.01 and row["reward_accuracy"] == 1.0, row
     capsys.readouterr()
 
-    # `smol-align eval` reads the trained model back, against its base as the reference
-    assert cli.main(["eval", "--model", str(out / "dpo"), "--dataset", str(pairs), "--ref-model", str(base),
+    # `smol-align eval` reads the trained model back, against its base as the reference, on pairs
+    # asking about numbers no row of the file asks about
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text("".join(json.dumps(row) + "\n" for row in tiny_preference_rows(210)[200:]))
+    assert cli.main(["eval", "--model", str(out / "dpo"), "--dataset", str(heldout), "--ref-model", str(base),
                      "--max-pairs", "6"]) == 0  # fmt: skip
     figures = json.loads(capsys.readouterr().out)
     assert figures["n_pairs"] == 6 and figures["reference"] == "ref_model"
     assert 0.0 <= figures["reward_accuracy"] <= 1.0 and figures["drift"] != 0.0
+    assert figures["reward_margin"] > 0.01, figures  # what DPO learned carries over to these pairs

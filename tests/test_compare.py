@@ -1,4 +1,5 @@
-"""compare() end to end on a tiny model: artifacts, figures in range, same pairs, plots' data, time budget."""
+"""compare() end to end on a tiny model: artifacts, figures in range, both methods learn on held-out
+pairs (other numbers than the training rows), same pairs, plots' data, time budget."""
 
 from __future__ import annotations
 
@@ -17,13 +18,15 @@ from smol_align.testing import tiny_model_and_tokenizer, tiny_preference_rows
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STEPS, BATCH = 3, 4
 FAST = {"per_device_train_batch_size": BATCH, "learning_rate": 5e-3, "quiet": True, "n_answers": 3, "max_new_tokens": 8}
+MARGIN_BAR = 0.01  # held-out DPO reward margin a method must reach (0 for the start model)
+HELDOUT = tiny_preference_rows(206)[200:]  # "What is 200 plus 200?"...: no training row asks these
 
 
 def _data():
     from datasets import Dataset, DatasetDict
 
     return DatasetDict(
-        {"train": Dataset.from_list(tiny_preference_rows(16)), "test": Dataset.from_list(tiny_preference_rows(6))}
+        {"train": Dataset.from_list(tiny_preference_rows(16)), "test": Dataset.from_list(HELDOUT)}
     )
 
 
@@ -90,6 +93,9 @@ def test_figures_are_in_range(compared):
         assert row["tokens_per_second"] == pytest.approx(row["train_tokens"] / row["train_seconds"], rel=1e-3)
         assert math.isfinite(row["final_loss"]) and not row["stopped_by_time_budget"]
         assert row["drift"] != 0.0  # the weights moved (lr 5e-3)
+        # and learned: the held-out margin grew from 0, the chosen answers win on held-out pairs
+        assert row["reward_margin"] > MARGIN_BAR, row
+        assert row["reward_accuracy"] > m["start"]["reward_accuracy"], row
     assert m["dpo"]["final_loss"] < math.log(2) + 1e-6  # DPO starts at log 2 and went down on these easy pairs
     # every table column is there for each method
     assert all(c in m[method] for c in COLUMNS for method in ("dpo", "orpo"))
@@ -111,7 +117,8 @@ def test_heldout_figures_are_evaluate_against_the_untouched_start_model(compared
     # the model given was copied for each method, never trained itself
     assert all(torch.equal(start[n], p) for n, p in model.named_parameters())
     for method in ("dpo", "orpo"):
-        again = evaluate(result.runs[method].model, _data()["test"], ref_model=model, tokenizer=tokenizer)
+        with result.runs[method].trainer.accelerator.autocast():  # held-out figures: under the run's bf16
+            again = evaluate(result.runs[method].model, _data()["test"], ref_model=model, tokenizer=tokenizer)
         for key in ("preference_accuracy", "reward_accuracy", "reward_margin", "nll_chosen", "drift"):
             assert result.metrics[method][key] == pytest.approx(again[key], abs=1e-5), (method, key)
 
@@ -149,7 +156,7 @@ def test_report_md_has_the_table_plots_and_side_by_side_answers(compared):
     assert "max_steps: 3" in text and "learning_rate: {'dpo': 0.005, 'orpo': 0.005}" in text
 
     assert len(result.side_by_side) == 3
-    test_prompts = [row["prompt"] for row in tiny_preference_rows(6)]
+    test_prompts = [row["prompt"] for row in HELDOUT]
     for item in result.side_by_side:
         assert item["prompt"] in test_prompts
         assert list(item["answers"]) == ["start", "dpo", "orpo", "chosen (data)"]
@@ -166,6 +173,8 @@ def test_report_md_has_the_table_plots_and_side_by_side_answers(compared):
 
 def test_time_budget_stops_each_method_after_one_step(tmp_path, capsys):
     """A list of rows (no test split: 10% held out), a tiny wall budget, no models kept, the table printed."""
+    # No learning assertion: one step at the presets' own rates (5e-6, 8e-6) is the point (the budget and the
+    # per-method rates); it moves no held-out figure measurably. test_figures_are_in_range checks learning.
     model, tokenizer = tiny_model_and_tokenizer()
     result = compare(
         model, tiny_preference_rows(20), methods="dpo,orpo", preset="cpu", max_steps=50, time_budget=1e-3,

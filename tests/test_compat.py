@@ -61,10 +61,35 @@ def test_compact_lm_head_on_cpu_changes_no_number(monkeypatch, tmp_path):
         assert metrics_compact[key] == pytest.approx(metrics_full[key], abs=1e-5), key
 
 
-def test_switch_is_idempotent():
-    from smol_align._compat import compact_lm_head_on_cpu
-
-    assert compact_lm_head_on_cpu() and compact_lm_head_on_cpu()
+def test_switch_is_idempotent_and_undone_by_restore():
     import trl.trainer.utils as trl_utils
 
+    from smol_align._compat import compact_lm_head_on_cpu, restore_lm_head
+
+    trl_own = trl_utils._use_triton
+    assert trl_own(torch.device("cpu")) is False  # tests/conftest.py restores it after every test
+    assert compact_lm_head_on_cpu() and compact_lm_head_on_cpu()
     assert trl_utils._use_triton(torch.device("cpu")) is True
+    assert trl_utils._use_triton._smol_align_original is trl_own  # wrapped once, not twice
+    assert restore_lm_head()
+    assert trl_utils._use_triton is trl_own
+    assert not restore_lm_head()  # nothing left to undo
+
+
+def test_the_hooked_trl_names_still_exist():
+    """compact_lm_head_on_cpu() leaves a TRL without ``_use_triton`` alone (silently, by design);
+    this fails loudly instead when TRL renames or moves the private names it hooks."""
+    import inspect
+
+    import trl.trainer.utils as trl_utils
+
+    from smol_align._compat import compact_lm_head_on_cpu
+
+    for name in ("_use_triton", "_ChunkedLogProbFunction"):
+        assert hasattr(trl_utils, name), f"TRL renamed trl.trainer.utils.{name}: update smol_align._compat"
+    assert callable(trl_utils._use_triton) and hasattr(trl_utils._ChunkedLogProbFunction, "apply")
+    # the fused LM head still decides "compact" by that name, looked up in that module at call time
+    source = inspect.getsource(trl_utils)
+    assert "compact = _use_triton(hidden_states.device)" in source
+    assert "_ChunkedLogProbFunction.apply(" in source
+    assert compact_lm_head_on_cpu(), "the switch found nothing to hook"

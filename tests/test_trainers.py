@@ -1,13 +1,20 @@
-"""Builders return real TRL trainers; tiny DPO / ORPO / LoRA / 4-bit QLoRA runs train on CPU."""
+"""Builders return real TRL trainers; tiny DPO / ORPO / LoRA / 4-bit QLoRA runs train on CPU and learn.
+
+"Learn" means the DPO reward margin on held-out pairs grows (from 0: the start model is the
+reference) past MARGIN_BAR. The held-out pairs ask about other numbers than any training row.
+"""
 
 import pytest
 import torch
 
 import smol_align
 from smol_align.errors import ConfigError
+from smol_align.evaluate import evaluate
 from smol_align.testing import tiny_model, tiny_preference_rows, tiny_tokenizer
 
 FAST = {"max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "logging_steps": 1}
+HELDOUT = tiny_preference_rows(208)[200:]  # "What is 200 plus 200?"...: no training row asks these
+MARGIN_BAR = 0.01  # these runs reach 0.04-0.2 (2 steps at lr 1e-3); an untrained model stays at 0
 
 
 def _snapshot(model):
@@ -16,6 +23,23 @@ def _snapshot(model):
 
 def _changed(before, model):
     return [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
+
+
+def _train_on_heldout(trainer):
+    """Train; return the held-out figures of the trained model against the start model, and the
+    weights just before training (after the start model's evaluation: on CPU, bitsandbytes repacks
+    a 4-bit weight the first time it runs without gradients, same values in other bytes)."""
+    assert not {str(r["prompt"]) for r in HELDOUT} & {str(r["prompt"]) for r in trainer.train_dataset}
+    tokenizer = trainer.processing_class
+    start = evaluate(trainer.model, HELDOUT, tokenizer=tokenizer)
+    before = _snapshot(trainer.model)
+    trainer.train()
+    return evaluate(trainer.model, HELDOUT, tokenizer=tokenizer, ref_logps=start["logps"]), before
+
+
+def _assert_learned(heldout):
+    assert heldout["reward_margin"] > MARGIN_BAR, heldout
+    assert heldout["reward_accuracy"] >= 0.75, heldout  # from 0 at the start (strict wins)
 
 
 def test_build_dpo_trainer_returns_trl_trainer_not_started(tiny_model, tiny_tokenizer, tmp_path):
@@ -36,13 +60,15 @@ def test_tiny_dpo_trains_and_changes_weights(tiny_model, tiny_tokenizer, tmp_pat
     trainer = smol_align.build_dpo_trainer(
         tiny_model, tiny_preference_rows(8), "cpu", tokenizer=tiny_tokenizer, output_dir=str(tmp_path), **FAST
     )
-    before, ref_before = _snapshot(tiny_model), _snapshot(trainer.ref_model)
-    trainer.train()
+    ref_before = _snapshot(trainer.ref_model)
+    heldout, before = _train_on_heldout(trainer)
+    _assert_learned(heldout)
     assert trainer.state.global_step == 2
     assert _changed(before, trainer.model), "DPO did not change any weight"
     assert not _changed(ref_before, trainer.ref_model), "the reference model must stay frozen"
     logged = [h for h in trainer.state.log_history if "loss" in h]
     assert logged[0]["loss"] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy == reference at step 0
+    assert logged[-1]["loss"] < 0.69  # and below it after one update
     assert "rewards/accuracies" in logged[-1]
 
 
@@ -53,8 +79,8 @@ def test_tiny_orpo_trains_and_changes_weights(tiny_model, tiny_tokenizer, tmp_pa
         tiny_model, tiny_preference_rows(8), "cpu", tokenizer=tiny_tokenizer, output_dir=str(tmp_path), **FAST
     )
     assert type(trainer) is import_orpo()[1]
-    before = _snapshot(tiny_model)
-    trainer.train()
+    heldout, before = _train_on_heldout(trainer)
+    _assert_learned(heldout)
     assert _changed(before, trainer.model)
     logged = [h for h in trainer.state.log_history if "loss" in h]
     assert any("log_odds_ratio" in k for k in logged[-1])
@@ -68,14 +94,14 @@ def test_lora_preset_trains_only_the_adapter(tiny_model, tiny_tokenizer, tmp_pat
     )
     assert isinstance(trainer.model, PeftModel)
     assert trainer.ref_model is None  # the reference is the base with the adapter disabled
-    before = _snapshot(trainer.model)
-    trainer.train()
+    heldout, before = _train_on_heldout(trainer)
+    _assert_learned(heldout)
     changed = _changed(before, trainer.model)
     assert changed and all("lora_" in n for n in changed), changed
 
 
 def test_qlora_4bit_preset_trains_a_step_on_cpu(tmp_path):
-    """A real NF4 base through bitsandbytes on CPU, LoRA on top, one optimizer step."""
+    """A real NF4 base through bitsandbytes on CPU, LoRA on top, one optimizer step that learns."""
     pytest.importorskip("bitsandbytes")
     tokenizer = tiny_tokenizer()
     model = tiny_model(tokenizer, hidden_size=64)  # NF4 quantizes in blocks of 64
@@ -83,15 +109,15 @@ def test_qlora_4bit_preset_trains_a_step_on_cpu(tmp_path):
     tokenizer.save_pretrained(tmp_path / "tiny")
     trainer = smol_align.build_dpo_trainer(
         str(tmp_path / "tiny"), tiny_preference_rows(4), "cpu+qlora-4bit", output_dir=str(tmp_path / "out"),
-        max_steps=1, per_device_train_batch_size=2,
+        max_steps=1, per_device_train_batch_size=4, learning_rate=1e-3,  # the preset's 1e-4 moves it ~0.004
     )
     base = trainer.model.get_base_model()
     assert getattr(base, "is_loaded_in_4bit", False)
     import bitsandbytes as bnb
 
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in base.modules())
-    before = _snapshot(trainer.model)
-    trainer.train()
+    heldout, before = _train_on_heldout(trainer)
+    _assert_learned(heldout)
     changed = _changed(before, trainer.model)
     assert changed and all("lora_" in n for n in changed)
 
@@ -137,7 +163,7 @@ def test_soft_loss_type_builds_the_soft_trainer_from_ratings(tiny_model, tiny_to
     assert type(trainer) is SoftDPOTrainer
     probs = trainer.train_dataset["preference_prob"]
     assert probs[0] == pytest.approx(1 / (1 + 2.718281828 ** -8), rel=1e-6) and probs[7] == pytest.approx(0.731, abs=1e-3)
-    trainer.train()
+    _assert_learned(_train_on_heldout(trainer)[0])  # every p > 0.5: the chosen answers still win
     assert trainer.state.global_step == 2
 
 

@@ -7,11 +7,15 @@ every parameter gradient. A TRL upgrade that changes the math fails here.
 
 The harness is ``scripts/check_trl_parity.py`` (the script prints the same comparison as a table);
 see its ``dpo_parity`` docstring for why gradients are compared at TRL's sequence log-probs.
+Every parity check runs twice: with TRL's own fused LM head (every position scored on CPU) and
+with smol_align's compact one (``smol_align._compat.compact_lm_head_on_cpu``, completion
+positions only): the numbers must hold either way.
 Also here: SoftDPOTrainer (smol_align's soft-label loss on top of DPOTrainer).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import re
@@ -71,15 +75,47 @@ def tiny_pair(tiny_tokenizer):
     return harness.tiny_setup(tiny_tokenizer)
 
 
+@contextlib.contextmanager
+def lm_head(compact: bool):
+    """TRL's fused LM head scoring every position on CPU (its own rule) or only the completion
+    positions (smol_align's switch); yields the set of answers the head got while inside, so a
+    test can check which way TRL actually went."""
+    import trl.trainer.utils as trl_utils
+
+    from smol_align._compat import compact_lm_head_on_cpu, restore_lm_head
+
+    restore_lm_head()
+    if compact:
+        assert compact_lm_head_on_cpu()
+    switch, seen = trl_utils._use_triton, set()
+
+    def spy(device):
+        seen.add(answer := switch(device))
+        return answer
+
+    trl_utils._use_triton = spy
+    try:
+        yield seen
+    finally:
+        trl_utils._use_triton = switch
+        restore_lm_head()
+
+
+HEADS = pytest.mark.parametrize("compact", [False, True], ids=["trl-head", "compact-head"])
+
+
 @pytest.fixture(scope="module")
 def dpo_results(tiny_pair):
-    """Parity results, computed once per loss type for the module."""
+    """Parity results, computed once per loss type and LM head for the module."""
     cache = {}
 
-    def get(loss_type):
-        if loss_type not in cache:
-            cache[loss_type] = harness.dpo_parity(loss_type, *tiny_pair)
-        return cache[loss_type]
+    def get(loss_type, compact=False):
+        if (loss_type, compact) not in cache:
+            with lm_head(compact) as seen:
+                result = harness.dpo_parity(loss_type, *tiny_pair)
+            assert seen == {compact}, f"TRL's fused LM head went {seen}, expected {compact}"
+            cache[loss_type, compact] = result
+        return cache[loss_type, compact]
 
     return get
 
@@ -100,14 +136,25 @@ def test_the_parity_batch_is_informative(dpo_results):
     assert result.grad_max_abs > 0.1
 
 
+@HEADS
 @pytest.mark.parametrize("loss_type", [*harness.DPO_LOSS_TYPES, harness.SOFT])
-def test_dpo_trainer_matches_reference(dpo_results, loss_type):
-    assert_parity(dpo_results(loss_type))
+def test_dpo_trainer_matches_reference(dpo_results, loss_type, compact):
+    assert_parity(dpo_results(loss_type, compact))
 
 
-def test_orpo_trainer_matches_reference(tiny_pair):
+def test_the_compact_head_changes_no_dpo_number(dpo_results):
+    """Beyond both matching the reference to 1e-5: the two heads agree with each other."""
+    trl_head, compact = dpo_results("sigmoid", False), dpo_results("sigmoid", True)
+    assert compact.trl_loss == pytest.approx(trl_head.trl_loss, abs=1e-6)
+    assert compact.trl_metrics == pytest.approx(trl_head.trl_metrics, abs=1e-5)
+
+
+@HEADS
+def test_orpo_trainer_matches_reference(tiny_pair, compact):
     policy, _, tokenizer = tiny_pair
-    result = harness.orpo_parity(policy, tokenizer)
+    with lm_head(compact) as seen:
+        result = harness.orpo_parity(policy, tokenizer)
+    assert seen <= {compact}  # ORPOTrainer (TRL 1.16) takes full logits, without the fused head
     assert result.extra["max log OR"] - result.extra["min log OR"] > 0.1  # not the degenerate init
     assert_parity(result)
 
@@ -149,7 +196,8 @@ def test_trl_sigmoid_ignores_label_smoothing(tiny_pair, dpo_results, tmp_path):
 
 
 @pytest.mark.slow
-def test_parity_on_smollm2_with_real_text():
+@HEADS
+def test_parity_on_smollm2_with_real_text(compact):
     """The embedded SmolLM2-135M-Instruct (fp32), real sentences: DPO (sigmoid) and ORPO."""
     try:
         from smol_align.models import load_model
@@ -160,12 +208,14 @@ def test_parity_on_smollm2_with_real_text():
     policy = harness.perturbed(reference, scale=0.02)
     rows = harness.parity_rows()[:3]
 
-    dpo = harness.dpo_parity(
-        "sigmoid", policy, reference, tokenizer, rows=rows, beta=0.1, copy_models=False, own_grads=False
-    )
+    with lm_head(compact) as seen:
+        dpo = harness.dpo_parity(
+            "sigmoid", policy, reference, tokenizer, rows=rows, beta=0.1, copy_models=False, own_grads=False
+        )
+        orpo = harness.orpo_parity(policy, tokenizer, rows=rows, beta=0.1, copy_model=False)
+    assert seen == {compact}
     assert dpo.extra["max beta*Delta"] - dpo.extra["min beta*Delta"] > 0.05  # policy != reference
     assert_parity(dpo)
-    orpo = harness.orpo_parity(policy, tokenizer, rows=rows, beta=0.1, copy_model=False)
     assert_parity(orpo)
 
 
@@ -201,10 +251,17 @@ def _config(tmp_path, **overrides):
     return DPOConfig(**kwargs)
 
 
-def test_soft_dpo_trainer_trains_two_steps(tiny_tokenizer, tiny_model, tmp_path):
+def test_soft_dpo_trainer_trains_two_steps_and_learns(tiny_tokenizer, tiny_model, tmp_path):
+    """Soft labels p in {1, 0.9} (every p > 0.5): two steps push the held-out reward margin up, on
+    pairs that ask about other numbers than the training pairs."""
     from datasets import Dataset
 
     from smol_align.soft_dpo import SoftDPOTrainer
+    from smol_align.testing import tiny_preference_rows
+
+    def rows(ids):
+        every = tiny_preference_rows(max(ids) + 1)
+        return [{**every[i], "preference_prob": 1.0 if i % 2 else 0.9} for i in ids]
 
     before = {name: p.detach().clone() for name, p in tiny_model.named_parameters()}
     with warnings.catch_warnings():
@@ -212,11 +269,14 @@ def test_soft_dpo_trainer_trains_two_steps(tiny_tokenizer, tiny_model, tmp_path)
         trainer = SoftDPOTrainer(
             model=tiny_model,
             ref_model=harness.perturbed(tiny_model, scale=0.2),
-            args=_config(tmp_path, loss_type="soft", max_steps=2, learning_rate=1e-2),
-            train_dataset=Dataset.from_list(_soft_rows()),
-            eval_dataset=Dataset.from_list(_soft_rows(n=2)),
+            args=_config(
+                tmp_path, loss_type="soft", max_steps=2, learning_rate=1e-2, per_device_train_batch_size=4
+            ),
+            train_dataset=Dataset.from_list(rows(range(8))),
+            eval_dataset=Dataset.from_list(rows(range(200, 208))),
             processing_class=tiny_tokenizer,
         )
+        start = trainer.evaluate()  # the policy differs from the reference: the margin starts anywhere
         trainer.train()
         evaluation = trainer.evaluate()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
@@ -227,6 +287,10 @@ def test_soft_dpo_trainer_trains_two_steps(tiny_tokenizer, tiny_model, tmp_path)
     assert any(not torch.equal(before[name], p) for name, p in tiny_model.named_parameters())
     assert evaluation["eval_preference_prob"] == pytest.approx((1.0 + 0.9) / 2)
     assert torch.isfinite(torch.tensor(evaluation["eval_loss"]))
+    # it learned: the held-out margin grew and the held-out loss went down
+    grown = evaluation["eval_rewards/margins"] - start["eval_rewards/margins"]
+    assert grown > 0.01, (start, evaluation)
+    assert evaluation["eval_loss"] < start["eval_loss"]
 
 
 @pytest.mark.parametrize("mode", ["ref_model", "precompute_ref_log_probs", "peft"])
