@@ -2,9 +2,13 @@
 
 Every ``notebooks/*.ipynb`` is executed with nbclient (the ``python3`` kernel) with
 ``SMOL_ALIGN_SMOKE=1``, which its ``parameters`` cell turns into the embedded SmolLM2, the built-in
-demo data and a handful of steps; any cell error fails the test. Each run happens in a temporary
-folder, so the ``runs/`` it writes never lands in the repository. The exercise scripts run with
-``--smoke`` likewise (one per method; all three show their commands in ``--help``).
+demo data and a handful of steps; any cell error fails the test. Each notebook asserts on its own
+figures, so a smoke run that trains but does not learn fails too: the held-out reward margin grew
+(dpo_finetuning, orpo_finetuning, dpo_vs_orpo; orpo_finetuning also its held-out ORPO loss fell),
+and dpo_loss_from_scratch's hand-written loss equals TRL's and sits below log 2 after training.
+Each run happens in a temporary folder, so the ``runs/`` it writes never lands in the repository.
+The exercise scripts run with ``--smoke`` likewise (one per method; all three show their commands
+in ``--help``) and must grow the held-out margin as well.
 
 Run one by hand:  python -m pytest tests/test_notebooks.py -k dpo_finetuning -s
 The smoke timings are printed (``-s``) and written to ``$SMOL_ALIGN_TIMINGS`` when it is set.
@@ -219,3 +223,6 @@ def test_script_runs_in_smoke_mode(script, tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert (tmp_path / "run" / "metrics.json").exists()
     assert "reward accuracy" in done.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # it learned: the held-out (demo test split) reward margin grew from the start model's 0
+    assert metrics["eval_rewards/margins"] > metrics["start_reward_margin"], metrics
