@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data.demo_pairs import pirate_voice
+from .data.demo import pirate_voice
 from .evaluate import answer_figures, first_rows, generate_answers
 from .models import DEFAULT_MODEL
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data.demo_pairs import pirate_voice
+from .data.demo import pirate_voice
 from .models import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)

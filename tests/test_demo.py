@@ -3,7 +3,7 @@
 import pytest
 
 from smol_align import presets, train_dpo, train_orpo
-from smol_align.data.demo_pairs import demo_rows, pirate_voice
+from smol_align.data.demo import demo_rows, pirate_voice
 from smol_align.evaluate import answer_figures
 
 

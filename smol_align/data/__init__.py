@@ -5,13 +5,14 @@ an explicit prompt; ``doctor(data)`` says what is wrong with the pairs before tr
 ``formats()`` lists the schemas it knows; ``detect_format(data)`` names the one that fits.
 """
 
-from .demo_pairs import demo
+from .demo import demo, pirate_voice
 from .doctor import DoctorReport, doctor
 from .normalize import NormalizeReport, detect_format, last_report, normalize
 from .registry import formats, get_format
 
 __all__ = [
     "demo",
+    "pirate_voice",
     "DoctorReport",
     "NormalizeReport",
     "detect_format",

@@ -1,0 +1,53 @@
+"""The built-in demo preference set: "Captain Byte", the pirate tutor (``demo.jsonl``, packaged).
+
+Every pair answers a simple question twice with the same, correct content: the *chosen* answer
+in a pirate voice ("Arr, the capital o' France be Paris, matey!"), the *rejected* one in plain
+English ("The capital of France is Paris."). SmolLM2-135M-Instruct does not hold this
+preference, yet it is a consistent, learnable style, so a few minutes of DPO on a CPU move the
+held-out reward accuracy from chance to near 1, and the side-by-side answers show the new voice.
+
+The 646 pairs (515 train, 131 test) were written once from small fact tables by a seeded
+generator; the test split holds *facts* the training split never shows, in every category, so
+its accuracy measures the learned style, not memorised answers. Each line of ``demo.jsonl`` is
+one TRL conversational pair with its ``split`` and ``category``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+
+SYSTEM_PROMPT = "You are Captain Byte, a friendly tutor who answers questions in one short sentence."
+
+# What marks an answer as the Captain's: the openers', closers' and swapped words' own forms.
+_PIRATE_MARKERS = re.compile(
+    r"\b(arr+|aye|ahoy|yo ho|avast|shiver me timbers|mate?y|savvy|hearty|landlubber|ye|yer|th'|o'|be makin'|be havin')(?=\W|$)",
+    re.IGNORECASE,
+)
+
+
+def pirate_voice(text: str) -> bool:
+    """Whether ``text`` speaks in Captain Byte's voice: at least one of the demo's pirate markers."""
+    return bool(_PIRATE_MARKERS.search(text))
+
+
+def demo_rows() -> dict[str, list[dict]]:
+    """The demo pairs as ``{"train": [...], "test": [...]}`` rows in TRL's conversational format."""
+    splits: dict[str, list[dict]] = {"train": [], "test": []}
+    with resources.files(__package__).joinpath("demo.jsonl").open(encoding="utf-8") as lines:
+        for line in lines:
+            row = json.loads(line)
+            splits[row.pop("split")].append(row)
+    return splits
+
+
+def demo():
+    """The built-in demo preference data as a ``datasets.DatasetDict`` with ``train`` and ``test``.
+
+    >>> demo()["train"][0]["chosen"][0]["content"]  # doctest: +SKIP
+    "Yo ho, a mouse be sayin' squeak, arr!"
+    """
+    from datasets import Dataset, DatasetDict
+
+    return DatasetDict({name: Dataset.from_list(rows) for name, rows in demo_rows().items()})
