@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from smol_align.data import detect_format, formats, normalize
-from smol_align.data.registry import detect, guess_columns, hub_spec
+from smol_align.data.formats import FORMATS
+from smol_align.data.formats import detect, guess_columns, hub_format
 from smol_align.errors import ConfigError, DatasetFormatError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
@@ -16,7 +17,7 @@ def fixture_rows(name):
     return [json.loads(line) for line in (FIXTURES / f"{name}.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("name", [n for n in formats() if n != "columns"])
+@pytest.mark.parametrize("name", [n for n in formats() if FORMATS[n].detect])
 def test_each_fixture_is_detected_as_its_format(name):
     assert detect_format(fixture_rows(name)) == name
 
@@ -49,24 +50,18 @@ def test_scores_make_trl_ultrafeedback_and_without_them_plain_trl():
     assert detect_format(bare) == "trl-conversational-implicit"
 
 
-def test_known_hub_ids_pick_format_and_split_without_loading(monkeypatch):
+def test_known_hub_ids_pick_format_and_splits_without_loading(monkeypatch):
     import datasets
 
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("must not load"))
     assert detect_format("Anthropic/hh-rlhf") == "hh-rlhf"
-    assert hub_spec("anthropic/HH-RLHF/harmless-base") == hub_spec("Anthropic/hh-rlhf/harmless-base")
-    spec = hub_spec("Anthropic/hh-rlhf/harmless-base")
-    assert (spec.repo, spec.data_dir, spec.format, spec.split) == (
-        "Anthropic/hh-rlhf",
-        "harmless-base",
-        "hh-rlhf",
-        "train",
-    )
-    h4 = hub_spec("HuggingFaceH4/ultrafeedback_binarized")
-    assert (h4.format, h4.split) == ("h4-ultrafeedback", "train_prefs")
-    assert hub_spec("argilla/OpenHermesPreferences").streaming
+    assert hub_format("anthropic/HH-RLHF/harmless-base") == hub_format("Anthropic/hh-rlhf/harmless-base")
+    assert hub_format("Anthropic/hh-rlhf/harmless-base") == (
+        "Anthropic/hh-rlhf", "harmless-base", "hh-rlhf", "train", "test", False)  # fmt: skip
+    assert hub_format("HuggingFaceH4/ultrafeedback_binarized")[2:5] == ("h4-ultrafeedback", "train_prefs", "test_prefs")
+    assert hub_format("trl-lib/ultrafeedback_binarized")[2:5] == ("trl-ultrafeedback", "train", "test")
+    assert hub_format("argilla/OpenHermesPreferences")[5]
     expected = {
-        "trl-lib/ultrafeedback_binarized": "trl-ultrafeedback",
         "argilla/ultrafeedback-binarized-preferences": "argilla-ultrafeedback",
         "argilla/ultrafeedback-binarized-preferences-cleaned": "argilla-ultrafeedback-cleaned",
         "argilla/distilabel-intel-orca-dpo-pairs": "argilla-orca",
@@ -78,41 +73,38 @@ def test_known_hub_ids_pick_format_and_split_without_loading(monkeypatch):
         "mlabonne/orpo-dpo-mix-40k": "orpo-dpo-mix",
         "openbmb/UltraFeedback": "ultrafeedback-raw",
     }
-    assert {hub_id: hub_spec(hub_id).format for hub_id in expected} == expected
-    unknown = hub_spec("someone/something")
-    assert (unknown.format, unknown.split, unknown.data_dir) == (None, None, None)
+    assert {hub_id: hub_format(hub_id)[2] for hub_id in expected} == expected
+    assert hub_format("someone/something") == ("someone/something", None, None, None, None, False)
 
 
-def test_known_hub_id_loads_its_usual_split_with_its_format(monkeypatch):
+def test_known_hub_id_loads_its_preference_splits_with_its_format(monkeypatch):
     import datasets
 
     calls = []
+    rows = fixture_rows("h4-ultrafeedback")
 
     def fake_load(repo, **kwargs):
         calls.append((repo, kwargs))
-        return datasets.Dataset.from_list(fixture_rows("h4-ultrafeedback"))
+        splits = ("train_prefs", "test_prefs", "train_sft")
+        return datasets.DatasetDict({s: datasets.Dataset.from_list(rows) for s in splits})
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
-    pairs, report = normalize("HuggingFaceH4/ultrafeedback_binarized", return_report=True)
-    assert calls == [
-        (
-            "HuggingFaceH4/ultrafeedback_binarized",
-            {"data_dir": None, "split": "train_prefs", "streaming": False},
-        )
-    ]
-    assert report.format == "h4-ultrafeedback" and report.dataset.endswith("[train_prefs]")
-    assert len(pairs) == 2
+    pairs, reports = normalize("HuggingFaceH4/ultrafeedback_binarized", return_report=True)
+    assert calls == [("HuggingFaceH4/ultrafeedback_binarized", {"data_dir": None, "split": None, "streaming": False})]
+    assert list(pairs) == ["train_prefs", "test_prefs"]  # its preference splits, not the sft one
+    assert reports["train_prefs"].format == "h4-ultrafeedback"
+    assert reports["test_prefs"].dataset == "HuggingFaceH4/ultrafeedback_binarized[test_prefs]"
 
 
 def test_source_forces_a_format():
     rows = fixture_rows("trl-standard-implicit")
-    assert normalize(rows, source="trl-standard-implicit")[0]["prompt"] == [
+    assert normalize(rows, format="trl-standard-implicit")[0]["prompt"] == [
         {"role": "user", "content": "The sky is"}
     ]
     with pytest.raises(ConfigError, match="Did you mean 'hh-rlhf'"):
-        normalize(rows, source="hh-rlfh")
+        normalize(rows, format="hh-rlfh")
     with pytest.raises(DatasetFormatError, match="needs the column"):
-        normalize(rows, source="intel-orca")
+        normalize(rows, format="intel-orca")
 
 
 def test_unknown_schema_lists_columns_closest_formats_and_columns_hint():
@@ -128,3 +120,5 @@ def test_unknown_schema_lists_columns_closest_formats_and_columns_hint():
         "chosen": "<your chosen column>",
         "rejected": "<your rejected column>",
     }
+    # ... and the suggested columns= works as it is
+    assert normalize(rows, columns=guess_columns(list(rows[0])))[0]["prompt"] == [{"role": "user", "content": "Q"}]

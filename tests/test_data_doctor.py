@@ -1,20 +1,13 @@
 """The doctor's counts on a hand-built dataset, its token lengths against TRL's, and the CLI helpers."""
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
 from smol_align.data import doctor
-from smol_align.data.doctor import (
-    DoctorReport,
-    _token_lengths,
-    _truncation,
-    add_doctor_arguments,
-    main,
-    run_doctor_cli,
-)
+from smol_align.cli import main
+from smol_align.data.doctor import DoctorReport, _token_lengths, _truncation
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
@@ -152,25 +145,20 @@ def test_max_rows_and_split():
     assert doctor(data, max_rows=2).rows == 2
 
 
-def test_cli_helpers(capsys):
-    parser = add_doctor_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(
-        [
-            str(FIXTURES / "argilla-orca.jsonl"),
-            "--max-length",
-            "64",
-            "--columns",
-            "prompt=input,chosen=chosen,rejected=rejected",
-        ]
-    )
-    assert args.columns == {"prompt": "input", "chosen": "chosen", "rejected": "rejected"}
-    assert run_doctor_cli(args) == 0
-    assert "truncated at max_length=64" in capsys.readouterr().out
+def test_cli_doctor_takes_the_data_flags(capsys):
+    orca = str(FIXTURES / "argilla-orca.jsonl")
+    argv = ["doctor", orca, "--max-length", "64", "--columns", "prompt=input", "--lenient", "--drop-identical"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "truncated at max_length=64" in out and "(format trl-standard)" in out
+    assert "text columns left out" in out and "labelling_model" in out  # said, not dropped in silence
+    assert main(["doctor", orca, "--columns", "prompt=input"]) == 2  # without --lenient: an error naming one
+    assert "holds text that format 'trl-standard' does not read" in capsys.readouterr().err
 
-    assert main([str(FIXTURES / "sharegpt.jsonl"), "--json"]) == 0
+    assert main(["doctor", str(FIXTURES / "sharegpt.jsonl"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["format"] == "sharegpt"
 
-    assert main(["no/such-dataset"]) == 2
+    assert main(["doctor", "no/such-dataset"]) == 2
     assert "could not load 'no/such-dataset'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        parser.parse_args(["x", "--columns", "prompt"])
+        main(["doctor", "x", "--columns", "prompt"])

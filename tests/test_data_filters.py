@@ -38,7 +38,7 @@ def test_predicates():
 
 
 def test_first_matching_filter_names_the_reason():
-    active = filters.resolve(recipe="clean", min_margin=1.0)
+    active = filters.resolve("clean", min_margin=1.0)
     assert filters.drop_reason(pair(chosen="", rejected=""), active) == "empty completion"
     assert filters.drop_reason(pair(chosen="a", rejected="a"), active) == "identical pair"
     assert filters.drop_reason(pair(score_chosen=3.0, score_rejected=3.0), active) == "tie"
@@ -88,7 +88,7 @@ def test_filters_drop_and_count(stream):
 
 
 def test_argilla_orca_recipe_on_the_fixture():
-    pairs, report = normalize(FIXTURES / "argilla-orca.jsonl", recipe="argilla-orca", return_report=True)
+    pairs, report = normalize(FIXTURES / "argilla-orca.jsonl", filters="argilla-orca", return_report=True)
     assert [p["prompt"][-1]["content"] for p in pairs] == ["What is 2+2?"]
     assert dict(report.dropped) == {"argilla-orca recipe": 3}  # in gsm8k train, a tie, a score of 7
 
@@ -98,8 +98,8 @@ def test_rating_filters_need_ratings_and_bad_filters_are_named():
     with pytest.raises(ConfigError, match="drop_ties needs the columns"):
         normalize(plain, drop_ties=True)
     with pytest.raises(ConfigError, match="argilla_orca needs"):
-        normalize([pair(score_chosen=1.0, score_rejected=0.0)], recipe="argilla-orca")
-    with pytest.raises(ConfigError, match="unknown filter recipe 'tidy'"):
-        normalize(plain, recipe="tidy")
+        normalize([pair(score_chosen=1.0, score_rejected=0.0)], filters="argilla-orca")
+    with pytest.raises(ConfigError, match="unknown filters='tidy'"):
+        normalize(plain, filters="tidy")
     with pytest.raises(ConfigError, match="min_margin must be a number"):
         normalize(plain, min_margin="big")

@@ -5,8 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from smol_align.data import formats, get_format, normalize
+from smol_align.data import formats, normalize
+from smol_align.data.formats import FORMATS
+from smol_align.data.normalize import normalize_row
 from smol_align.data.messages import DroppedRow, InvalidRow, is_valid_pair
+from smol_align.errors import DatasetFormatError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
@@ -24,11 +27,11 @@ def s(text):
 
 
 def run(name, row, **options):
-    return get_format(name).normalize_row(row, **options)
+    return normalize_row(name, row, FORMATS[name].check_options(name, options))
 
 
 def test_every_format_has_a_fixture_file_and_it_normalizes_cleanly():
-    names = [name for name in formats() if name != "columns"]
+    names = [name for name in formats() if FORMATS[name].detect]
     assert sorted(p.stem for p in FIXTURES.glob("*.jsonl")) == sorted(names)
     for name in names:
         rows = [json.loads(line) for line in (FIXTURES / f"{name}.jsonl").read_text().splitlines()]
@@ -143,7 +146,7 @@ def test_raw_ultrafeedback_options_are_checked():
     from smol_align.errors import ConfigError
 
     with pytest.raises(ConfigError, match="strategy"):
-        normalize([RAW], source="ultrafeedback-raw", strategy="best-vs-everything")
+        normalize([RAW], format="ultrafeedback-raw", strategy="best-vs-everything")
     with pytest.raises(ConfigError, match="no option 'strategy'"):
         normalize(
             [{"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "\n\nHuman: a\n\nAssistant: c"}],
@@ -286,7 +289,8 @@ def test_dpo_mix_and_orpo_mix():
             "rejected_rating": 1,
         },
     )
-    assert pair["source"] == "capybara" and pair["score_chosen"] == 5.0 and pair["model_chosen"] is None
+    assert pair["source"] == "capybara" and pair["score_chosen"] == 5.0
+    assert "model_chosen" not in pair  # only the extras whose columns the data has
     # orpo-dpo-mix columns are unverified: a completion-only chosen with the prompt in `question` works too
     pair = run("orpo-dpo-mix", {"source": "s", "question": "Q", "chosen": [a("x")], "rejected": [a("y")]})
     assert pair["prompt"] == [u("Q")]
@@ -433,16 +437,84 @@ def test_generic_columns_mapping():
     assert pairs[1]["prompt"] == [u("Q2")] and pairs[1]["score_chosen"] is None
 
 
-def test_generic_columns_mapping_errors():
+def test_columns_renames_then_a_format_fits_and_errors_name_the_column():
     from smol_align.errors import ConfigError, DatasetFormatError
 
     rows = [{"q": "Q", "good": "x", "bad": "y"}]
-    with pytest.raises(ConfigError, match="'rejected'"):
-        normalize(rows, columns={"prompt": "q", "chosen": "good"})
-    with pytest.raises(ConfigError, match="unknown key 'answer'"):
+    with pytest.raises(DatasetFormatError, match="no known preference format fits its columns") as caught:
+        normalize(rows, columns={"prompt": "q", "chosen": "good"})  # 'bad' is still there, no format has it
+    assert "'bad'" in str(caught.value)
+    with pytest.raises(ConfigError, match="'good' twice"):
         normalize(rows, columns={"answer": "good", "chosen": "good", "rejected": "bad"})
     with pytest.raises(DatasetFormatError, match="no such column") as caught:
         normalize(rows, columns={"prompt": "question", "chosen": "good", "rejected": "bad"})
     assert caught.value.column == "question"
-    with pytest.raises(ConfigError, match="either"):
-        normalize(rows, source="hh-rlhf", columns={"chosen": "good", "rejected": "bad"})
+    with pytest.raises(DatasetFormatError, match="already has"):
+        normalize([{"prompt": "Q", "question": "Q2", "chosen": "x", "rejected": "y"}], columns={"prompt": "question"})
+    # a rename can serve any format, not only TRL's names
+    alpaca = normalize([{"task": "Add", "input": "1+1", "good": "2", "bad": "3"}],
+                       columns={"instruction": "task", "chosen": "good", "rejected": "bad"}, format="alpaca")
+    assert alpaca[0]["prompt"] == [u("Add\n1+1")]
+
+
+# ---------------------------------------------------------------------------------------------
+# LLaMA-Factory, axolotl; text columns nothing reads; extras of the schema only
+# ---------------------------------------------------------------------------------------------
+
+
+def test_alpaca_is_not_argilla_orca_and_keeps_the_instruction():
+    row = {"instruction": "Translate to French.", "input": "cat", "chosen": "chat", "rejected": "dog"}
+    pairs, report = normalize([row, {**row, "input": ""}], return_report=True)
+    assert report.format == "alpaca" and pairs.column_names == ["prompt", "chosen", "rejected"]
+    assert pairs[0]["prompt"] == [u("Translate to French.\ncat")] and pairs[1]["prompt"] == [u("Translate to French.")]
+    history = run("alpaca", {**row, "system": "Be brief.", "history": [["Hi", "Hello"]]})
+    assert history["prompt"] == [s("Be brief."), u("Hi"), a("Hello"), u("Translate to French.\ncat")]
+    with pytest.raises(InvalidRow, match="history"):
+        run("alpaca", {**row, "history": "not turns"})
+
+
+def test_llama_factory_sharegpt_and_axolotl_types_by_their_names():
+    sharegpt = {"conversations": [{"from": "human", "value": "Q"}], "chosen": {"from": "gpt", "value": "x"},
+                "rejected": {"from": "gpt", "value": "y"}}  # fmt: skip
+    assert run("sharegpt", sharegpt) == {"prompt": [u("Q")], "chosen": [a("x")], "rejected": [a("y")]}
+    messages = {"messages": [u("Q")], "chosen": a("x"), "rejected": a("y")}
+    assert run("chat_template.default", messages)["prompt"] == [u("Q")]
+    intel = {"system": "S", "question": "Q", "chosen": "x", "rejected": "y"}
+    for name in ("chatml.intel", "llama3.intel"):
+        assert normalize([intel], format=name)[0]["prompt"] == [s("S"), u("Q")]
+    ultra = {"prompt": "Q", "chosen": [u("Q"), a("x")], "rejected": [u("Q"), a("y")]}
+    assert normalize([ultra], format="chatml.ultra")[0] == {"prompt": [u("Q")], "chosen": [a("x")], "rejected": [a("y")]}
+    argilla = {"instruction": "Q", "chosen_response": "x", "rejected_response": "y"}
+    assert normalize([argilla], format="chatml.argilla")[0]["prompt"] == [u("Q")]
+    icr = {"system": "", "input": "Q", "chosen": "x", "rejected": "y"}
+    assert normalize([icr], format="chatml.icr")[0]["prompt"] == [u("Q")]
+    pairs = {"prompt": "Q", "chosen": "x", "rejected": "y"}
+    assert normalize([pairs], format="chatml.prompt_pairs")[0]["chosen"] == [a("x")]
+    assert normalize([{"chosen": [u("Q"), a("x")], "rejected": [u("Q"), a("y")]}], format="chatml.argilla_chat")[0]["prompt"] == [u("Q")]
+
+
+def test_a_format_is_picked_only_with_all_its_signature_columns():
+    from smol_align.data.formats import detect
+
+    orca_like = {"system": "", "input": "Q", "chosen": "x", "rejected": "y"}  # no status/chosen_score
+    assert detect(list(orca_like), [orca_like]) == "trl-standard-implicit"  # not argilla-orca...
+    with pytest.raises(DatasetFormatError, match=r"column 'system' holds text .* \(nor \['input'\]\)"):
+        normalize([orca_like])  # ... and then its prompt is not dropped in silence
+    assert detect([*orca_like, "instruction"], [{**orca_like, "instruction": "I"}]) == "alpaca"
+
+
+def test_a_text_column_nothing_reads_is_an_error_or_with_lenient_a_warning(caplog):
+    row = {"prompt": "Q", "chosen": "x", "rejected": "y", "notes": "keep me", "stars": 3}
+    with pytest.raises(DatasetFormatError, match="column 'notes' holds text") as caught:
+        normalize([row])
+    assert caught.value.column == "notes"  # the number column 'stars' is no text: not an error
+    pairs, report = normalize([row], lenient=True, return_report=True)
+    assert report.unused_columns == ["notes"] and "columns left out: notes" in report.summary_line()
+    assert "notes" in caplog.text and pairs.column_names == ["prompt", "chosen", "rejected"]
+
+
+def test_extras_are_only_those_of_the_schema():
+    alpaca = normalize([{"instruction": "I", "input": "", "chosen": "x", "rejected": "y"}])
+    assert alpaca.column_names == ["prompt", "chosen", "rejected"]  # no None score_chosen, status, ...
+    orca = normalize([{"input": "Q", "chosen": "x", "rejected": "y", "status": "tie", "chosen_score": 9}])
+    assert orca.column_names == ["prompt", "chosen", "rejected", "score_chosen", "status"]

@@ -124,7 +124,7 @@ def test_strict_does_not_raise_on_rows_dropped_on_purpose():
         "completions": [{"response": "yes", "overall_score": 9}, {"response": "no", "overall_score": 1}],
     }
     pairs, report = normalize(
-        [tie, good], source="ultrafeedback-raw", rating="overall_score", strict=True, return_report=True
+        [tie, good], format="ultrafeedback-raw", rating="overall_score", strict=True, return_report=True
     )
     assert len(pairs) == 1 and sum(report.dropped.values()) == 1 and not report.invalid
 
@@ -153,7 +153,7 @@ def test_metadata_columns_have_stable_types_even_when_empty():
             "score_rejected": None,
         }
     ]
-    pairs = normalize(rows, source="trl-ultrafeedback")
+    pairs = normalize(rows, format="trl-ultrafeedback")
     assert pairs.features["score_chosen"].dtype == "float64"
     assert pairs.column_names == ["prompt", "chosen", "rejected", "score_chosen", "score_rejected"]
 

@@ -8,17 +8,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smol_align.data import formats, get_format, normalize
+from smol_align.data import formats, normalize
+from smol_align.data.formats import FORMATS
 from smol_align.data.messages import is_valid_pair
 from smol_align.errors import DatasetFormatError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
-NAMES = [name for name in formats() if name != "columns"]
+NAMES = [name for name in formats() if FORMATS[name].detect]
 FIXTURE_ROWS = {
     name: [json.loads(line) for line in (FIXTURES / f"{name}.jsonl").read_text().splitlines()]
     for name in NAMES
 }
-COLUMN_SETS = [list(dict.fromkeys((*get_format(n).required, *get_format(n).signature))) for n in NAMES]
+COLUMN_SETS = [list(dict.fromkeys((*FORMATS[n].signature, *FORMATS[n].reads))) for n in NAMES]
 SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 
 texts = st.one_of(
@@ -117,13 +118,13 @@ def holds(data, **kwargs):
 @settings(max_examples=80, **SETTINGS)
 @given(arbitrary_rows(), st.sampled_from(["auto", *NAMES]))
 def test_arbitrary_rows(data, source):
-    holds(data, source=source)
+    holds(data, format=source)
 
 
 @settings(max_examples=150, **SETTINGS)
 @given(mutated_fixture_rows(), st.sampled_from(["auto", "auto", *NAMES]))
 def test_nudged_real_rows(data, source):
-    holds(data, source=source)
+    holds(data, format=source)
 
 
 @settings(max_examples=40, **SETTINGS)
@@ -141,5 +142,4 @@ def test_same_contract_through_datasets_map(data):
 @pytest.mark.parametrize("value", [None, 3, "x", [], {}, [1, 2], [{"role": "user"}], '[{"role": 1}]'])
 def test_hostile_cells_in_every_column_of_every_format(value):
     for name in NAMES:
-        fmt = get_format(name)
-        holds([{column: value for column in (*fmt.required, *fmt.signature)}], source=name)
+        holds([{column: value for column in FORMATS[name].signature}], format=name)

@@ -1,31 +1,27 @@
 """The doctor: what is wrong with a preference dataset, before an hour of training on it.
 
-``doctor(data)`` normalizes ``data`` (rows that do not fit are counted, not raised) and checks
-the pairs themselves: identical pairs, empty completions, ties, duplicated prompts, broken role
+``doctor(data)`` reads ``data`` with :func:`smol_align.data.load` (rows that do not fit are
+counted, not raised), or takes the :class:`~smol_align.data.load.Pairs` a run already has, and
+checks the pairs themselves (never normalizing them again): identical pairs, empty completions, ties, duplicated prompts, broken role
 order, pairs that ``max_length`` would truncate (and how much of the completions is lost), the
 length distribution of prompt/chosen/rejected, and how often the chosen answer is the longer
 one (DPO learns "longer is better" from such data).
 
-Command line (wired into ``smol-align doctor`` by ``smol_align/cli.py``)::
-
-    smol-align doctor data.jsonl --max-length 1024 --tokenizer HuggingFaceTB/SmolLM2-135M-Instruct
-    python -m smol_align.data.doctor data.jsonl --json
+Command line: ``smol-align doctor data.jsonl --max-length 1024 --tokenizer HuggingFaceTB/SmolLM2-135M-Instruct``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from array import array
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import SmolAlignError
-from . import filters, sources
+from . import filters
+from .load import Pairs, load
 from .messages import ROLE_ORDER
-from .normalize import normalize
+from .normalize import NormalizeReport
 
 LENGTH_BIAS_WARNING = 0.6  # chosen longer in more than this share of pairs: worth a look
 CHARS_PER_TOKEN = 4  # the estimate used when no tokenizer is given
@@ -49,6 +45,7 @@ class DoctorReport:
     rows: int  # pairs after normalization
     set_aside: dict[str, int]  # rows that do not fit the format, by reason
     dropped: dict[str, int]  # rows dropped on purpose while normalizing (binarization ties, filters)
+    unused_columns: list[str]  # text columns the format does not read, left out (lenient=True)
     identical_pairs: int
     empty_completions: int  # pairs with an empty (or whitespace) chosen or rejected completion
     ties: int | None  # equal ratings (or status "tie"); None when the data has no ratings
@@ -91,6 +88,8 @@ class DoctorReport:
         rows = [("pairs", f"{self.rows:,}", "", "")]
         rows.append(("set aside (do not fit the format)", f"{sum(self.set_aside.values()):,}", "", ""))
         rows += [("", f"{count:,}", "", reason) for reason, count in self.set_aside.items()]
+        if self.unused_columns:
+            rows.append(("text columns left out", "", "", ", ".join(self.unused_columns)))
         if self.dropped:
             rows.append(("dropped while normalizing", f"{sum(self.dropped.values()):,}", "", ""))
             rows += [("", f"{count:,}", "", reason) for reason, count in self.dropped.items()]
@@ -200,28 +199,11 @@ def _load_tokenizer(tokenizer):
         ) from exc
 
 
-def _take(data, max_rows: int | None):
-    if max_rows is None:
-        return data
-    if isinstance(data, list):
-        return data[:max_rows]
-    import datasets
-
-    if isinstance(data, datasets.Dataset):
-        return data.select(range(min(max_rows, len(data))))
-    if isinstance(data, datasets.IterableDataset):
-        return data.take(max_rows)
-    return data
-
-
 def doctor(
     data: Any,
     tokenizer=None,
     max_length: int | None = None,
     *,
-    source: str = "auto",
-    columns: dict[str, str] | None = None,
-    split: str | None = None,
     max_rows: int | None = None,
     batch_size: int = 1000,
     **options: Any,
@@ -229,29 +211,23 @@ def doctor(
     """Check a preference dataset; returns a :class:`DoctorReport` (``print`` it for a table).
 
     Args:
-        data: anything :func:`~smol_align.data.normalize` reads.
+        data: anything :func:`~smol_align.data.load` reads (its training split is checked), or
+            the :class:`Pairs` it returned (checked as they are, not normalized again).
         tokenizer: a tokenizer (or its name/path) to count tokens as TRL's DPO trainer does;
             without one, lengths are estimated as characters / 4.
         max_length: the training ``max_length``: count the pairs it would truncate.
-        source, columns, split, **options: as for ``normalize`` (a ``DatasetDict`` without
-            ``split`` is checked on ``train``, else its first split).
         max_rows: check only the first ``max_rows`` rows.
+        **options: as for ``load`` (``format``, ``columns``, ``split``, filters, ...).
     """
-    tokenizer = _load_tokenizer(tokenizer)
-    src = sources.read(data, split=split, streaming=options.pop("streaming", None))
-    raw = src.data
-    name = src.name
-    if not isinstance(raw, list) and hasattr(raw, "keys"):  # a DatasetDict: one split
-        chosen_split = "train" if "train" in raw else next(iter(raw))
-        raw, name = raw[chosen_split], f"{name}[{chosen_split}]"
-    raw = _take(raw, max_rows)
-    if source == "auto" and columns is None and src.hub_format is not None:
-        source = src.hub_format
-    pairs, report = normalize(
-        raw, source=source, columns=columns, return_report=True, batch_size=batch_size, **options
-    )
-    report.dataset = name
+    if not isinstance(data, Pairs):
+        data = load(data, **{"eval_split": 0, **options}, max_rows=max_rows, batch_size=batch_size)
+    report = data.reports.get("train") or NormalizeReport(dataset=data.name, format=data.format)
+    return check(data.train, report, _load_tokenizer(tokenizer), max_length, batch_size)
 
+
+def check(pairs, report: NormalizeReport, tokenizer=None, max_length: int | None = None, batch_size: int = 1000):
+    """The :class:`DoctorReport` of normalized ``pairs`` and the report of their normalization."""
+    name = report.dataset
     names = pairs.column_names or []
     has_ratings = ("score_chosen" in names and "score_rejected" in names) or "status" in names
     identical = empty = ties = chosen_longer = rejected_longer = 0
@@ -282,6 +258,7 @@ def doctor(
         rows=n,
         set_aside=dict(report.invalid.most_common()),
         dropped=dict(report.dropped.most_common()),
+        unused_columns=list(report.unused_columns),
         identical_pairs=identical,
         empty_completions=empty,
         ties=ties if has_ratings else None,
@@ -317,17 +294,19 @@ def _advice(found: DoctorReport) -> list[str]:
     if found.set_aside:
         advice.append(
             f"{sum(found.set_aside.values()):,} rows do not fit {found.format!r} and are left out: see "
-            "normalize(..., return_report=True) for the rows, or strict=True to stop at the first one"
+            "normalize(..., return_report=True) for the rows, or strict=True (--strict) to stop at the first one"
         )
+    if found.unused_columns:
+        advice.append(f"text columns left out (lenient=True): {found.unused_columns}; map them with columns=")
     if found.identical_pairs:
-        advice.append("identical pairs teach nothing: normalize(..., drop_identical=True)")
+        advice.append("identical pairs teach nothing: drop_identical=True (--drop-identical)")
     if found.empty_completions:
-        advice.append("empty completions are rarely intended: normalize(..., drop_empty=True)")
+        advice.append("empty completions are rarely intended: drop_empty=True (--drop-empty)")
     if found.ties:
-        advice.append("tied ratings carry no preference: normalize(..., drop_ties=True) or min_margin=...")
+        advice.append("tied ratings carry no preference: drop_ties=True (--drop-ties) or min_margin=...")
     if found.duplicated_prompts:
         advice.append(
-            "repeated prompts weigh more in training: normalize(..., dedupe_prompts=True) unless intended"
+            "repeated prompts weigh more in training: dedupe_prompts=True (--dedupe-prompts) unless intended"
         )
     if found.chosen_longer > LENGTH_BIAS_WARNING:
         advice.append(
@@ -339,69 +318,3 @@ def _advice(found: DoctorReport) -> list[str]:
             f"{found.truncated_pairs:,} pairs exceed max_length={found.max_length}: raise it or drop long pairs"
         )
     return advice
-
-
-# ------------------------------------------------------------------------------------------------
-# command line
-# ------------------------------------------------------------------------------------------------
-
-
-def _columns_arg(value: str) -> dict[str, str]:
-    try:
-        return dict(item.split("=", 1) for item in value.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected KEY=COLUMN[,KEY=COLUMN...], got {value!r}") from None
-
-
-def add_doctor_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``doctor`` arguments to ``parser`` (a subcommand parser of ``smol-align``)."""
-    parser.add_argument("dataset", help="hub id (owner/name), or a local json/jsonl/parquet/csv file")
-    parser.add_argument(
-        "--max-length", type=int, default=None, help="count the pairs this max_length truncates"
-    )
-    parser.add_argument(
-        "--tokenizer", default=None, help="tokenizer name or path to count tokens (default: estimate chars/4)"
-    )
-    parser.add_argument("--source", default="auto", help="force a format (see smol_align.data.formats())")
-    parser.add_argument(
-        "--split", default=None, help="split to check (default: the dataset's usual one, or train)"
-    )
-    parser.add_argument(
-        "--columns",
-        type=_columns_arg,
-        default=None,
-        help="name the columns: prompt=question,chosen=good,rejected=bad",
-    )
-    parser.add_argument("--max-rows", type=int, default=None, help="check only the first N rows")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    return parser
-
-
-def run_doctor_cli(args: argparse.Namespace) -> int:
-    """Run the doctor for parsed ``args``; prints the report, returns the exit code (2: unusable data)."""
-    try:
-        report = doctor(
-            args.dataset,
-            tokenizer=args.tokenizer,
-            max_length=args.max_length,
-            source=args.source,
-            columns=args.columns,
-            split=args.split,
-            max_rows=args.max_rows,
-        )
-    except SmolAlignError as exc:
-        print(f"smol-align doctor: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m smol_align.data.doctor", description=__doc__.splitlines()[0]
-    )
-    return run_doctor_cli(add_doctor_arguments(parser).parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

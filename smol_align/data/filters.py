@@ -60,11 +60,11 @@ def resolve(recipe: str | None = None, **options: Any) -> dict[str, Any]:
     active: dict[str, Any] = {}
     if recipe is not None:
         if recipe not in RECIPES:
-            raise ConfigError(f"unknown filter recipe {recipe!r}; recipes: {', '.join(RECIPES)}")
+            raise ConfigError(f"unknown filters={recipe!r}; named sets: {', '.join(RECIPES)}")
         active.update(RECIPES[recipe])
     for key, value in options.items():
         if key not in FILTERS:
-            raise ConfigError(f"unknown filter {key!r}; filters: {', '.join(FILTERS)}, recipe")
+            raise ConfigError(f"unknown filter {key!r}; filters: {', '.join(FILTERS)}, or filters=NAME")
         active[key] = value
     margin = active.get("min_margin")
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):

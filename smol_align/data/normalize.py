@@ -6,13 +6,14 @@ not fit are never dropped silently:
 
 - ``strict=False`` (default): each is set aside and counted by reason in a
   :class:`NormalizeReport` (a warning is logged with the counts). Get the report with
-  ``normalize(..., return_report=True)`` -> ``(dataset, report)`` or, after the fact, with
-  :func:`last_report`. The report keeps the indices of the invalid rows (so
-  ``raw.select(report.invalid_rows)`` shows them) and a few examples per reason.
+  ``normalize(..., return_report=True)`` -> ``(dataset, report)`` or :func:`last_report`. It keeps
+  the indices of the invalid rows (``raw.select(report.invalid_rows)`` shows them) and a few
+  examples per reason.
 - ``strict=True``: the first one raises ``DatasetFormatError`` naming the dataset, the row, the
   column and what was expected.
 
-For an ``IterableDataset`` the report fills up as the stream is read (nothing is read ahead).
+A text column the format does not read is an error that names it (``lenient=True``: a warning,
+and the column is listed in the report's ``unused_columns``).
 """
 
 from __future__ import annotations
@@ -25,16 +26,15 @@ from typing import Any
 
 from ..errors import ConfigError, DatasetFormatError
 from . import filters, sources
-from .formats.generic import check_mapping
-from .messages import InvalidRow, RowSetAside
-from .registry import METADATA, PAIR_COLUMNS, Format, detect, get_format, hub_spec
+from .formats import FORMATS, METADATA, PAIR_COLUMNS, Format, detect, get
+from .messages import InvalidRow, RowSetAside, is_message_list
 
 logger = logging.getLogger(__name__)
 
 HELPERS = ("_reason", "_column", "_detail", "_invalid")  # per-row bookkeeping columns, removed at the end
 EXAMPLES_PER_REASON = 3
 
-# What a normalizer may raise on odd cells beyond RowSetAside; turned into an "unreadable row".
+# What a row function may raise on odd cells beyond RowSetAside; turned into an "unreadable row".
 _ROW_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError)
 
 
@@ -61,6 +61,7 @@ class NormalizeReport:
     invalid_rows: list[int] = field(default_factory=list)  # input indices of the invalid rows
     examples: list[SetAside] = field(default_factory=list)  # the first few rows per reason
     streaming: bool = False  # counts grow while the stream is read
+    unused_columns: list[str] = field(default_factory=list)  # text columns left out (lenient=True)
 
     @property
     def rows_out(self) -> int:
@@ -88,6 +89,8 @@ class NormalizeReport:
             parts.append(f"{sum(self.invalid.values()):,} invalid set aside ({_counts(self.invalid)})")
         if self.dropped:
             parts.append(f"{sum(self.dropped.values()):,} dropped ({_counts(self.dropped)})")
+        if self.unused_columns:
+            parts.append(f"columns left out: {', '.join(self.unused_columns)}")
         return "; ".join(parts)
 
     def __str__(self) -> str:
@@ -106,6 +109,7 @@ class NormalizeReport:
             "rows_out": self.rows_out,
             "invalid": dict(self.invalid),
             "dropped": dict(self.dropped),
+            "unused_columns": list(self.unused_columns),
             "examples": [vars(record) for record in self.examples],
         }
 
@@ -127,27 +131,30 @@ def last_report() -> NormalizeReport | dict[str, NormalizeReport] | None:
 # ------------------------------------------------------------------------------------------------
 
 
-def normalize_row(fmt: Format, row: Any, options: dict[str, Any], metadata: tuple[str, ...]) -> dict:
-    """The pair (with every metadata column) for one input row, or raise ``RowSetAside``."""
+def normalize_row(name: str, row: Any, options: dict[str, Any], extras: tuple[str, ...] | None = None) -> dict:
+    """The pair (with its extras) that format ``name`` makes of one row, or raise ``RowSetAside``.
+
+    ``extras`` defaults to those whose source column ``row`` has.
+    """
+    fmt = FORMATS[name]
     if not isinstance(row, dict):
         raise InvalidRow("row: expected a dict of columns", None, f"got {type(row).__name__}")
     try:
-        result = fmt.normalize_row(row, **options)
+        result = fmt.row(row, **options)
     except RowSetAside:
         raise
     except _ROW_ERRORS as exc:  # a cell shaped in a way no rule foresaw: still a counted, named reason
-        logger.debug("unreadable row in format %s", fmt.name, exc_info=True)
-        raise InvalidRow(f"{fmt.name}: unreadable row", None, f"{type(exc).__name__}: {exc}") from exc
-    pair = {"prompt": result["prompt"], "chosen": result["chosen"], "rejected": result["rejected"]}
-    for name in metadata:
-        pair[name] = METADATA[name][1](result.get(name))
+        raise InvalidRow(f"{name}: unreadable row", None, f"{type(exc).__name__}: {exc}") from exc
+    pair = {column: result[column] for column in PAIR_COLUMNS}
+    for extra in fmt.extras_in(list(row)) if extras is None else extras:
+        pair[extra] = METADATA[extra][1](result[extra] if extra in result else row.get(fmt.extras[extra]))
     return pair
 
 
-def row_error(dataset: str, fmt: Format, index: int, exc: RowSetAside) -> DatasetFormatError:
+def row_error(dataset: str, name: str, index: int, exc: RowSetAside) -> DatasetFormatError:
     where = f"{dataset}, row {index}" + (f", column {exc.column!r}" if exc.column else "")
     return DatasetFormatError(
-        f"{where}: {exc}. Expected ({fmt.name}): {fmt.expected}. "
+        f"{where}: {exc}. Expected ({name}): {FORMATS[name].expected}. "
         "With strict=False such rows are set aside and counted instead.",
         dataset=dataset,
         row=index,
@@ -155,25 +162,22 @@ def row_error(dataset: str, fmt: Format, index: int, exc: RowSetAside) -> Datase
     )
 
 
-def _normalize_batch(
-    *args, format_name, columns, options, metadata, strict, dataset, report=None, schema=None
-):
+def _normalize_batch(*args, name, columns, options, extras, strict, dataset, report=None, schema=None):
     """The ``datasets.map`` function: every row in, every row out, set-aside ones marked in HELPERS.
 
     With ``schema`` (a ``Dataset`` map) the batch comes back as an Arrow table built column by
     column, which is faster than letting ``datasets`` encode the nested message dicts.
     """
     *cells, indices = args
-    fmt = get_format(format_name)
     pairs: list[dict | None] = []
     aside: list[RowSetAside | None] = []
     for index, values in zip(indices, zip(*cells, strict=False), strict=False):
         try:
-            pairs.append(normalize_row(fmt, dict(zip(columns, values, strict=False)), options, metadata))
+            pairs.append(normalize_row(name, dict(zip(columns, values, strict=False)), options, extras))
             aside.append(None)
         except RowSetAside as exc:
             if strict and exc.invalid:
-                raise row_error(dataset, fmt, index, exc) from None
+                raise row_error(dataset, name, index, exc) from None
             pairs.append(None)
             aside.append(exc)
             if report is not None:  # streaming: the report lives in this process
@@ -181,9 +185,9 @@ def _normalize_batch(
     if report is not None:
         report.rows_in += len(indices)
     if schema is not None:
-        return _arrow_batch(pairs, aside, metadata, schema)
-    empty = dict.fromkeys(metadata, None) | {"prompt": [], "chosen": [], "rejected": []}
-    out = {name: [(pair or empty)[name] for pair in pairs] for name in (*PAIR_COLUMNS, *metadata)}
+        return _arrow_batch(pairs, aside, extras, schema)
+    empty = dict.fromkeys(extras, None) | {"prompt": [], "chosen": [], "rejected": []}
+    out = {column: [(pair or empty)[column] for pair in pairs] for column in (*PAIR_COLUMNS, *extras)}
     out.update(_helper_columns(aside))
     return out
 
@@ -197,38 +201,47 @@ def _helper_columns(aside: list) -> dict[str, list]:
     }
 
 
-def _arrow_batch(pairs: list, aside: list, metadata: tuple[str, ...], schema):
+def _arrow_batch(pairs: list, aside: list, extras: tuple[str, ...], schema):
     import pyarrow as pa
 
     arrays = []
     kept = [pair for pair in pairs if pair is not None]
     for column in PAIR_COLUMNS:
         messages = [message for pair in kept for message in pair[column]]
-        roles = [message["role"] for message in messages]
-        contents = [message["content"] for message in messages]
         offsets = list(accumulate((0 if pair is None else len(pair[column]) for pair in pairs), initial=0))
         struct = pa.StructArray.from_arrays(
-            [pa.array(roles, pa.string()), pa.array(contents, pa.string())], names=["role", "content"]
+            [pa.array([m["role"] for m in messages], pa.string()), pa.array([m["content"] for m in messages], pa.string())],
+            names=["role", "content"],
         )
         arrays.append(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), struct))
-    for name in metadata:
-        values = [None if pair is None else pair[name] for pair in pairs]
-        arrays.append(pa.array(values, schema.field(name).type))
-    for name, values in _helper_columns(aside).items():
-        arrays.append(pa.array(values, schema.field(name).type))
+    for extra in extras:
+        arrays.append(pa.array([None if pair is None else pair[extra] for pair in pairs], schema.field(extra).type))
+    for column, values in _helper_columns(aside).items():
+        arrays.append(pa.array(values, schema.field(column).type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def output_features(metadata: tuple[str, ...], helpers: bool = False):
+def output_features(extras: tuple[str, ...], helpers: bool = False):
+    """The features of normalized pairs: messages for the TRL columns, stable types for the extras."""
     from datasets import Features, Value
 
     message = [{"role": Value("string"), "content": Value("string")}]
-    features = {name: message for name in PAIR_COLUMNS}
-    features.update({name: Value(METADATA[name][0]) for name in metadata})
+    features = {column: message for column in PAIR_COLUMNS}
+    features.update({extra: Value(METADATA[extra][0]) for extra in extras})
     if helpers:
         features.update({"_reason": Value("string"), "_column": Value("string"), "_detail": Value("string")})
         features["_invalid"] = Value("bool")
     return Features(features)
+
+
+def is_pairs(data: Any) -> bool:
+    """True for a ``Dataset`` already in the normalized shape (TRL columns as messages, stable extras)."""
+    import datasets
+
+    if not isinstance(data, datasets.Dataset) or not set(PAIR_COLUMNS) <= set(data.column_names):
+        return False
+    extras = tuple(c for c in data.column_names if c not in PAIR_COLUMNS)
+    return all(c in METADATA for c in extras) and data.features == output_features(extras)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -238,7 +251,7 @@ def output_features(metadata: tuple[str, ...], helpers: bool = False):
 
 @dataclass
 class _Plan:
-    fmt: Format
+    name: str
     options: dict[str, Any]
     filters: dict[str, Any]
     strict: bool
@@ -246,105 +259,83 @@ class _Plan:
     batch_size: int
 
 
-def _normalize_list(rows: list, plan: _Plan, report: NormalizeReport, metadata: tuple[str, ...]):
+def _normalize_list(rows: list, plan: _Plan, report: NormalizeReport, extras: tuple[str, ...]):
     from datasets import Dataset
 
-    out: dict[str, list] = {name: [] for name in (*PAIR_COLUMNS, *metadata)}
+    out: dict[str, list] = {column: [] for column in (*PAIR_COLUMNS, *extras)}
     for index, row in enumerate(rows):
         try:
-            pair = normalize_row(plan.fmt, row, plan.options, metadata)
+            pair = normalize_row(plan.name, row, plan.options, extras)
         except RowSetAside as exc:
             if plan.strict and exc.invalid:
-                raise row_error(report.dataset, plan.fmt, index, exc) from None
+                raise row_error(report.dataset, plan.name, index, exc) from None
             report.add(SetAside(index, exc.reason, exc.column, exc.detail, exc.invalid))
         else:
-            for name, value in pair.items():
-                out[name].append(value)
+            for column, value in pair.items():
+                out[column].append(value)
     report.rows_in = len(rows)
-    return Dataset.from_dict(out, features=output_features(metadata))
+    return Dataset.from_dict(out, features=output_features(extras))
 
 
-def _normalize_dataset(
-    dataset, plan: _Plan, report: NormalizeReport, metadata: tuple[str, ...], columns: list
-):
+def _map_kwargs(plan: _Plan, report: NormalizeReport, extras, columns, column_names) -> dict[str, Any]:
+    kwargs = {"name": plan.name, "columns": list(columns), "options": plan.options, "extras": extras,
+              "strict": plan.strict, "dataset": report.dataset}  # fmt: skip
+    return {"function": _normalize_batch, "batched": True, "batch_size": plan.batch_size, "with_indices": True,
+            "input_columns": list(columns), "remove_columns": list(column_names),
+            "features": output_features(extras, helpers=True), "fn_kwargs": kwargs}  # fmt: skip
+
+
+def _normalize_dataset(dataset, plan: _Plan, report: NormalizeReport, extras, columns):
     import numpy as np
 
-    features = output_features(metadata, helpers=True)
-    mapped = dataset.map(
-        _normalize_batch,
-        batched=True,
-        batch_size=plan.batch_size,
-        with_indices=True,
-        input_columns=columns,
-        remove_columns=dataset.column_names,
-        features=features,
-        num_proc=plan.num_proc,
-        fn_kwargs={**_batch_kwargs(plan, report, metadata, columns), "schema": features.arrow_schema},
-        desc=f"Normalizing ({plan.fmt.name})",
-    )
+    kwargs = _map_kwargs(plan, report, extras, columns, dataset.column_names)
+    kwargs["fn_kwargs"]["schema"] = kwargs["features"].arrow_schema
+    mapped = dataset.map(**kwargs, num_proc=plan.num_proc, desc=f"Normalizing ({plan.name})")
     report.rows_in = len(dataset)
     table = mapped.data
-    reasons = table.column("_reason")
-    if reasons.null_count < len(mapped):
-        valid = reasons.is_null().to_numpy(zero_copy_only=False)
+    if table.column("_reason").null_count < len(mapped):
+        valid = table.column("_reason").is_null().to_numpy(zero_copy_only=False)
         aside = np.flatnonzero(~valid)
-        helpers = [table.column(name).take(aside).to_pylist() for name in HELPERS]
+        helpers = [table.column(column).take(aside).to_pylist() for column in HELPERS]
         for index, reason, column, detail, invalid in zip(aside.tolist(), *helpers, strict=False):
             report.add(SetAside(index, reason, column, detail, invalid))
         mapped = mapped.select(np.flatnonzero(valid))
     return mapped.remove_columns(list(HELPERS))
 
 
-def _normalize_iterable(dataset, plan, report, metadata, columns, column_names):
+def _normalize_iterable(dataset, plan: _Plan, report: NormalizeReport, extras, columns, column_names):
     report.streaming = True
-    mapped = dataset.map(
-        _normalize_batch,
-        batched=True,
-        batch_size=plan.batch_size,
-        with_indices=True,
-        input_columns=columns,
-        remove_columns=list(column_names),
-        features=output_features(metadata, helpers=True),
-        fn_kwargs={**_batch_kwargs(plan, report, metadata, columns), "report": report},
-    )
-    kept = mapped.filter(lambda reason: reason is None, input_columns=["_reason"])
+    kwargs = _map_kwargs(plan, report, extras, columns, column_names)
+    kwargs["fn_kwargs"]["report"] = report
+    kept = dataset.map(**kwargs).filter(lambda reason: reason is None, input_columns=["_reason"])
     return kept.remove_columns(list(HELPERS))
-
-
-def _batch_kwargs(plan: _Plan, report: NormalizeReport, metadata, columns) -> dict[str, Any]:
-    return {
-        "format_name": plan.fmt.name,
-        "columns": list(columns),
-        "options": plan.options,
-        "metadata": metadata,
-        "strict": plan.strict,
-        "dataset": report.dataset,
-    }
 
 
 def _normalize_split(data, name: str, plan: _Plan, column_names: list):
     """``(normalized split, its report)``."""
-    report = NormalizeReport(dataset=name, format=plan.fmt.name)
-    metadata = plan.fmt.output_metadata(column_names, plan.options)
-    columns = plan.fmt.columns_read(column_names, plan.options)
-    filters.check_columns(plan.filters, [*PAIR_COLUMNS, *metadata], plan.fmt.name)
+    fmt = FORMATS[plan.name]
+    report = NormalizeReport(dataset=name, format=plan.name)
+    extras = fmt.extras_in(column_names)
+    columns = [c for c in column_names if c in fmt.known()]
+    filters.check_columns(plan.filters, [*PAIR_COLUMNS, *extras], plan.name)
 
     if isinstance(data, list):
-        result = _normalize_list(data, plan, report, metadata)
+        result = _normalize_list(data, plan, report, extras)
     else:
         import datasets
 
         if isinstance(data, datasets.IterableDataset):
-            result = _normalize_iterable(data, plan, report, metadata, columns, column_names)
+            result = _normalize_iterable(data, plan, report, extras, columns, column_names)
             return filters.apply_streaming(result, plan.filters, report.dropped), report
-        result = _normalize_dataset(data, plan, report, metadata, columns)
+        result = _normalize_dataset(data, plan, report, extras, columns)
 
     if report.rows_in and report.rows_out + sum(report.dropped.values()) == 0:
         first = next(record for record in report.examples if record.invalid)
         raise DatasetFormatError(
-            f"{name}: none of its {report.rows_in:,} rows fit format {plan.fmt.name!r} "
-            f"({_counts(report.invalid)}); first, row {first.row}: {first.reason}"
-            f"{f' ({first.detail})' if first.detail else ''}. Expected: {plan.fmt.expected}",
+            f"{name}: none of its {report.rows_in:,} rows fit format {plan.name!r} "
+            f"({_counts(report.invalid)}); first, row {first.row}"
+            f"{f', column {first.column!r}' if first.column else ''}: {first.reason}"
+            f"{f' ({first.detail})' if first.detail else ''}. Expected: {fmt.expected}",
             dataset=name,
             row=first.row,
             column=first.column,
@@ -353,14 +344,9 @@ def _normalize_split(data, name: str, plan: _Plan, column_names: list):
     report.dropped.update(dropped)
     if report.invalid:
         logger.warning(
-            "%s: set aside %s of %s rows that do not fit %r: %s. "
-            "See normalize(..., return_report=True) or smol_align.data.last_report().",
-            name,
-            f"{sum(report.invalid.values()):,}",
-            f"{report.rows_in:,}",
-            plan.fmt.name,
-            _counts(report.invalid),
-        )
+            "%s: set aside %s of %s rows that do not fit %r: %s. See normalize(..., return_report=True).",
+            name, f"{sum(report.invalid.values()):,}", f"{report.rows_in:,}", plan.name, _counts(report.invalid),
+        )  # fmt: skip
     return result, report
 
 
@@ -369,49 +355,98 @@ def _normalize_split(data, name: str, plan: _Plan, column_names: list):
 # ------------------------------------------------------------------------------------------------
 
 
-def resolve_format(source, columns, hub_format, column_names, rows, dataset, options) -> tuple[Format, dict]:
-    """The format to use and its options: ``columns=``, then ``source=``, then a known hub id, then detection."""
-    options = dict(options)
-    if columns is not None:
-        if source not in ("auto", "columns"):
-            raise ConfigError(f"pass either source={source!r} or columns=, not both")
-        mapping = check_mapping(columns)
-        missing = [column for column in mapping.values() if column not in column_names]
-        if missing:
+def rename(data: Any, columns: Any, column_names: list, dataset: str):
+    """``data`` with its columns renamed by ``columns={new name: column in the data}``."""
+    if not isinstance(columns, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items()):
+        raise ConfigError(f"columns= must map names to your columns, like {{'prompt': 'question'}}; got {columns!r}")
+    twice = [old for old in columns.values() if list(columns.values()).count(old) > 1]
+    if twice:
+        raise ConfigError(f"columns= names the column {twice[0]!r} twice")
+    mapping = {old: new for new, old in columns.items() if old != new}
+    for old, new in mapping.items():
+        if old not in column_names:
             raise DatasetFormatError(
-                f"{dataset}: columns= names {missing[0]!r}, but the data has no such column; "
-                f"its columns: {sorted(map(str, column_names))}",
+                f"{dataset}: columns= names {old!r}, but the data has no such column; its columns: "
+                f"{sorted(map(str, column_names))}",
                 dataset=dataset,
-                column=missing[0],
+                column=old,
             )
-        fmt, options = get_format("columns"), {**options, "columns": mapping}
-    elif source == "columns":
-        raise ConfigError("source='columns' needs columns={'prompt': ..., 'chosen': ..., 'rejected': ...}")
-    elif not isinstance(source, str):
-        raise ConfigError(f"source must be 'auto' or a format name, got {source!r}")
-    elif source != "auto":
-        fmt = get_format(source)
-    elif hub_format is not None:
-        fmt = get_format(hub_format)
-    else:
-        fmt = get_format(detect(column_names, rows, dataset))
-    missing = [column for column in fmt.required if column not in column_names]
+        if new in column_names and new not in mapping:
+            raise DatasetFormatError(
+                f"{dataset}: columns= renames {old!r} to {new!r}, which the data already has", dataset=dataset, column=new
+            )
+    if not mapping:
+        return data, column_names
+    renamed = [mapping.get(c, c) for c in column_names]
+    if isinstance(data, list):
+        return [{mapping.get(k, k): v for k, v in row.items()} if isinstance(row, dict) else row for row in data], renamed
+    return data.rename_columns(mapping), renamed
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) or is_message_list(value) or (isinstance(value, dict) and bool(value))
+
+
+def text_columns(data: Any, rows: list[dict]) -> set[str]:
+    """The columns that hold text or messages (by the features of a dataset, by every row of a list)."""
+    from datasets import Value
+
+    if isinstance(data, list):
+        return {c for row in data if isinstance(row, dict) for c, v in row.items() if _is_text(v)}
+    features = getattr(data, "features", None)
+    if features is None:
+        return {c for row in rows for c, v in row.items() if _is_text(v)}
+
+    def holds_text(f) -> bool:
+        if isinstance(f, Value):
+            return f.dtype in ("string", "large_string")
+        if isinstance(f, (list, tuple)):
+            return any(holds_text(x) for x in f)
+        if isinstance(f, dict):
+            return any(holds_text(x) for x in f.values())
+        return holds_text(f.feature) if hasattr(f, "feature") else False
+
+    return {c for c, f in features.items() if holds_text(f)}
+
+
+def resolve_format(name: str, column_names: list, texts: set, rows: list[dict], dataset: str, lenient: bool, hub):
+    """The format to use: ``format=``, else a known hub id's, else detection; then its columns are checked."""
+    if not isinstance(name, str):
+        raise ConfigError(f"format must be 'auto' or a format name, got {name!r}")
+    name = hub if name == "auto" and hub is not None else name
+    name = detect(column_names, rows, dataset) if name == "auto" else name
+    fmt: Format = get(name)
+    missing = [c for c in fmt.signature if c not in column_names]
     if missing:
         raise DatasetFormatError(
-            f"{dataset}: format {fmt.name!r} needs the column(s) {missing}; the data has "
+            f"{dataset}: format {name!r} needs the column(s) {missing}; the data has "
             f"{sorted(map(str, column_names))}. Expected: {fmt.expected}",
             dataset=dataset,
             column=missing[0],
         )
-    return fmt, fmt.check_options(options)
+    unused = [c for c in column_names if c not in fmt.known() and c in texts]
+    if unused and not lenient:
+        raise DatasetFormatError(
+            f"{dataset}: column {unused[0]!r} holds text that format {name!r} does not read "
+            f"{f'(nor {unused[1:]}) ' if unused[1:] else ''}"
+            f"(it reads {sorted(c for c in fmt.known() if c in column_names)}). Map it with columns=, e.g. "
+            f"columns={{'prompt': {unused[0]!r}}}, pick another format with format=, remove it, or pass "
+            "lenient=True to leave it out with a warning.",
+            dataset=dataset,
+            column=unused[0],
+        )
+    if unused:
+        logger.warning("%s: format %r does not read the text column(s) %s: left out", dataset, name, unused)
+    return name, unused
 
 
 def normalize(
     data: Any,
-    source: str = "auto",
+    format: str = "auto",
     columns: dict[str, str] | None = None,
     split: str | None = None,
     strict: bool = False,
+    lenient: bool = False,
     *,
     return_report: bool = False,
     num_proc: int | None = None,
@@ -422,42 +457,46 @@ def normalize(
 
     Args:
         data: a hub id (``"Anthropic/hh-rlhf"``, ``"Anthropic/hh-rlhf/harmless-base"``), a local
-            json/jsonl/parquet/csv file (or a ``save_to_disk`` folder), a ``Dataset``,
-            ``IterableDataset``, ``DatasetDict`` or a list of dicts.
-        source: ``"auto"`` (known hub ids pick their format, else detection), or a name from
-            :func:`formats` to force one.
-        columns: for other schemas, which column is which: ``{"prompt": ..., "chosen": ...,
-            "rejected": ..., "system": ...}`` (plus stable metadata names to keep).
-        split: the split to take from a hub id or a ``DatasetDict`` (known hub ids default to
-            their usual preference split; otherwise every split is normalized).
+            json/jsonl/parquet/csv/tsv file (or a ``save_to_disk`` folder), a ``Dataset``,
+            ``IterableDataset``, ``DatasetDict``, or a list (or iterable) of dicts.
+        format: ``"auto"`` (known hub ids pick theirs, else detection) or a name from
+            :func:`formats` (axolotl's DPO types by their names too: ``"chatml.intel"``, ...).
+        columns: renames your columns first, ``{"prompt": "question", "chosen": "good", ...}``
+            (TRL's names, or any format's), so that a format fits.
+        split: one split of a hub id or a ``DatasetDict`` (default: every split).
         strict: raise ``DatasetFormatError`` on the first row that does not fit, instead of
             setting it aside and counting it.
+        lenient: leave out (with a warning) text columns the format does not read, instead of
+            raising ``DatasetFormatError``.
         return_report: return ``(dataset, report)``; the report is also :func:`last_report`.
         num_proc, batch_size: passed to ``datasets.map``.
         **options: the format's options (raw UltraFeedback: ``strategy``, ``rating``, ``seed``),
             filters (``drop_empty``, ``drop_identical``, ``drop_ties``, ``min_margin``,
-            ``argilla_orca``, ``dedupe_prompts``) or a filter ``recipe`` (``"argilla-orca"``,
-            ``"clean"``), and ``streaming`` for hub ids and files.
+            ``argilla_orca``, ``dedupe_prompts``) or a filter recipe ``filters="clean"``, and
+            ``streaming`` for hub ids and files.
 
     Returns:
-        A ``Dataset`` (an ``IterableDataset`` for one, a ``DatasetDict`` for one) with columns
-        ``prompt``, ``chosen``, ``rejected`` (lists of ``{"role", "content"}``) and the format's
-        metadata under stable names (``score_chosen``, ``score_rejected``, ``source``, ...).
+        A ``Dataset`` (an ``IterableDataset`` for one, a ``DatasetDict`` for one or for a hub id)
+        with columns ``prompt``, ``chosen``, ``rejected`` (lists of ``{"role", "content"}``) and
+        the extras the schema has, under stable names (``score_chosen``, ``source``, ...).
     """
     global _LAST_REPORT
-    filter_options = {
-        key: options.pop(key) for key in list(options) if key in filters.FILTERS or key == "recipe"
-    }
-    active = filters.resolve(**filter_options)
-    streaming = options.pop("streaming", None)
+    src = sources.read(data, split=split, streaming=options.pop("streaming", None))
+    dataset, report = normalize_source(src, format, columns, strict, lenient, num_proc, batch_size, **options)
+    _LAST_REPORT = report
+    return (dataset, report) if return_report else dataset
+
+
+def normalize_source(src, format="auto", columns=None, strict=False, lenient=False, num_proc=None, batch_size=1000,
+                     **options):  # fmt: skip
+    """:func:`normalize` on what :func:`sources.read` read: ``(pairs, report)`` (dicts of them by split)."""
+    wanted = {key: options.pop(key) for key in list(options) if key in filters.FILTERS or key == "filters"}
+    active = filters.resolve(wanted.pop("filters", None), **wanted)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-
-    src = sources.read(data, split=split, streaming=streaming)
-    splits = src.data if _is_dataset_dict(src.data) else {None: src.data}
+    splits = src.data if sources.is_split_dict(src.data) else {None: src.data}
     if not splits:
         raise DatasetFormatError(f"{src.name}: no splits", dataset=src.name)
-
     plan = None
     results, reports = {}, {}
     for split_name, part in splits.items():
@@ -466,46 +505,34 @@ def normalize(
         if isinstance(part, list) and not part:
             raise DatasetFormatError(f"{name}: no rows", dataset=name)
         if isinstance(part, list) and not rows:
-            raise DatasetFormatError(
-                f"{name}: expected a list of dicts (one per row), got {type(part[0]).__name__} first",
-                dataset=name,
-            )
+            raise DatasetFormatError(f"{name}: expected a list of dicts (one per row), got {type(part[0]).__name__} first", dataset=name)  # fmt: skip
+        if columns is not None:
+            part, column_names = rename(part, columns, column_names, name)
+            rows = sources.columns_and_rows(part)[1]
         if plan is None:  # one format for every split, chosen on the first
-            fmt, fmt_options = resolve_format(
-                source, columns, src.hub_format, column_names, rows, name, options
-            )
-            plan = _Plan(fmt, fmt_options, active, strict, num_proc, batch_size)
+            texts = text_columns(part, rows)
+            fmt_name, unused = resolve_format(format, column_names, texts, rows, name, lenient, src.format)
+            plan = _Plan(fmt_name, FORMATS[fmt_name].check_options(fmt_name, options), active, strict, num_proc, batch_size)  # fmt: skip
         results[split_name], reports[split_name] = _normalize_split(part, name, plan, column_names)
-
+        reports[split_name].unused_columns = unused
     if None in results:
-        dataset, report = results[None], reports[None]
-    else:
-        import datasets
-
-        iterable = isinstance(src.data, datasets.IterableDatasetDict)
-        dataset = (datasets.IterableDatasetDict if iterable else datasets.DatasetDict)(results)
-        report = reports
-    _LAST_REPORT = report
-    return (dataset, report) if return_report else dataset
-
-
-def _is_dataset_dict(data: Any) -> bool:
-    if isinstance(data, list):
-        return False
+        return results[None], reports[None]
     import datasets
 
-    return isinstance(data, (datasets.DatasetDict, datasets.IterableDatasetDict))
+    iterable = isinstance(src.data, datasets.IterableDatasetDict)
+    return (datasets.IterableDatasetDict if iterable else datasets.DatasetDict)(results), reports
 
 
 def detect_format(data: Any, split: str | None = None) -> str:
-    """The name of the registered format that fits ``data`` (known hub ids are named without loading)."""
+    """The name of the format that fits ``data`` (known hub ids are named without loading)."""
     if isinstance(data, str) and sources.is_hub_id(data):
-        known = hub_spec(data).format
+        from .formats import hub_format
+
+        known = hub_format(data)[2]
         if known is not None:
             return known
     src = sources.read(data, split=split)
-    part = next(iter(src.data.values())) if _is_dataset_dict(src.data) else src.data
+    part = next(iter(src.data.values())) if sources.is_split_dict(src.data) else src.data
     column_names, rows = sources.columns_and_rows(part)
-    if src.hub_format is not None:
-        return src.hub_format
-    return detect(column_names, rows, src.name)
+    return src.format or detect(column_names, rows, src.name)
+

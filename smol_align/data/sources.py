@@ -1,7 +1,12 @@
-"""Reading what ``normalize`` and ``doctor`` are given: a hub id, a local file, a dataset or a list of rows."""
+"""Reading what the user has: a hub id (with its splits), a local file, a dataset, a list or iterable of rows.
+
+Nothing here knows a format beyond the hub ids the format table names. A file that cannot be read
+says which file, which line and why; an empty one, or a CSV with only a header, says so.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -9,140 +14,178 @@ from itertools import islice
 from typing import Any
 
 from ..errors import DatasetFormatError
-from .registry import hub_spec
+from .formats import hub_format
 
-LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "csv"}
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(/[\w.-]+)*$")
 
 
 @dataclass
 class Source:
-    """What was read: the data, a name for messages, and the format a known hub id implies."""
+    """What was read: the data (one split, or a dict of splits), a name for messages, the hub's hints."""
 
     data: Any  # list of dicts, Dataset, IterableDataset, DatasetDict or IterableDatasetDict
     name: str
-    hub_format: str | None = None
+    format: str | None = None  # the format a known hub id implies
+    train_split: str | None = None  # its usual splits
+    test_split: str | None = None
 
 
-def _looks_like_a_file(path: str) -> bool:
+def _suffix(path: str) -> str:
     stem = next((path[: -len(e)] for e in _COMPRESSED if path.endswith(e)), path)
-    return os.path.splitext(stem)[1].lower() in LOCAL_BUILDERS
+    return os.path.splitext(stem)[1].lower()
 
 
 def is_hub_id(data: str) -> bool:
     """``owner/name`` (optionally ``/sub/folder``) that is neither a local path nor a file name."""
-    return bool(_HUB_ID.match(data)) and not os.path.exists(data) and not _looks_like_a_file(data)
+    return bool(_HUB_ID.match(data)) and not os.path.exists(data) and _suffix(data) not in LOCAL_BUILDERS
 
 
 def read(data: Any, split: str | None = None, streaming: bool | None = None) -> Source:
-    """Read ``data`` into something ``normalize`` can walk through, without detecting its format."""
+    """Read ``data`` (every split unless ``split`` is given) without looking at its format."""
+    import datasets
+
     if isinstance(data, os.PathLike):
         data = os.fspath(data)
     if isinstance(data, str):
         if os.path.exists(data):
-            return Source(_read_local(data, split, streaming), data)
+            return _pick(Source(_read_local(data, streaming), data), split)
         if is_hub_id(data):
             return _read_hub(data, split, streaming)
-        if _looks_like_a_file(data):
+        if _suffix(data) in LOCAL_BUILDERS:
             raise DatasetFormatError(f"no such file: {data!r} (from {os.getcwd()})", dataset=data)
         raise DatasetFormatError(
             f"{data!r} is neither a local file nor a hub id (owner/name). "
             f"Local files may be {', '.join(sorted(LOCAL_BUILDERS))}.",
             dataset=data,
         )
+    if isinstance(data, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        return _pick(Source(data, _dataset_name(next(iter(data.values()), None))), split)
+    if isinstance(data, (datasets.Dataset, datasets.IterableDataset)):
+        return _pick(Source(data, _dataset_name(data)), split)
     if isinstance(data, (list, tuple)):
-        return Source(list(data), "<list of rows>")
+        return _pick(Source(list(data), "<list of rows>"), split)
+    if hasattr(data, "__iter__") and not isinstance(data, (dict, bytes)):
+        return _pick(Source(list(data), f"<{type(data).__name__} of rows>"), split)
+    raise DatasetFormatError(
+        f"cannot read a {type(data).__name__}: pass a hub id, a local json/jsonl/parquet/csv/tsv path, "
+        "a datasets.Dataset / IterableDataset / DatasetDict, or a list (or iterable) of dicts"
+    )
 
+
+def _pick(src: Source, split: str | None) -> Source:
+    """``src`` narrowed to ``split``: a named split of a dict, or 'train' of data with one split."""
+    if split is None:
+        return src
+    if is_split_dict(src.data):
+        if split not in src.data:
+            raise DatasetFormatError(f"{src.name}: no split {split!r}; splits: {list(src.data)}", dataset=src.name)
+        return Source(src.data[split], f"{src.name}[{split}]", src.format)
+    if split != "train":
+        raise DatasetFormatError(f"{src.name}: has one split, 'train' (asked for {split!r})", dataset=src.name)
+    return src
+
+
+def is_split_dict(data: Any) -> bool:
     import datasets
 
-    if isinstance(data, (datasets.DatasetDict, datasets.IterableDatasetDict)):
-        name = _dataset_name(next(iter(data.values()), None))
-        if split is None:
-            return Source(data, name)
-        if split not in data:
-            raise DatasetFormatError(f"{name}: no split {split!r}; splits: {list(data)}", dataset=name)
-        return Source(data[split], f"{name}[{split}]")
-    if isinstance(data, (datasets.Dataset, datasets.IterableDataset)):
-        return Source(data, _dataset_name(data))
-    raise DatasetFormatError(
-        f"cannot read a {type(data).__name__}: pass a hub id, a local json/jsonl/parquet/csv path, "
-        "a datasets.Dataset / IterableDataset / DatasetDict, or a list of dicts"
-    )
+    return isinstance(data, (datasets.DatasetDict, datasets.IterableDatasetDict))
 
 
 def _dataset_name(dataset: Any) -> str:
     info = getattr(dataset, "info", None)
-    name = getattr(info, "dataset_name", None) if info is not None else None
-    return name or f"<{type(dataset).__name__}>"
+    return getattr(info, "dataset_name", None) or f"<{type(dataset).__name__}>"
 
 
-def _read_local(path: str, split: str | None, streaming: bool | None):
+def _read_local(path: str, streaming: bool | None):
     import datasets
 
     if os.path.isdir(path):
-        if any(
-            os.path.exists(os.path.join(path, f))
-            for f in ("dataset_info.json", "dataset_dict.json", "state.json")
-        ):
-            loaded = datasets.load_from_disk(path)
-            if isinstance(loaded, datasets.DatasetDict) and split is not None:
-                return loaded[split]
-            return loaded
-        raise DatasetFormatError(
-            f"{path}: a folder, but not one written by Dataset.save_to_disk; pass the data file itself",
-            dataset=path,
-        )
-    stem = next((path[: -len(e)] for e in _COMPRESSED if path.endswith(e)), path)
-    builder = LOCAL_BUILDERS.get(os.path.splitext(stem)[1].lower())
+        if any(os.path.exists(os.path.join(path, f)) for f in ("dataset_info.json", "dataset_dict.json", "state.json")):
+            return datasets.load_from_disk(path)
+        raise DatasetFormatError(f"{path}: a folder, but not one written by save_to_disk; pass the data file", dataset=path)
+    builder = LOCAL_BUILDERS.get(_suffix(path))
     if builder is None:
         raise DatasetFormatError(
             f"{path}: cannot tell the file type from its name; use one of {', '.join(sorted(LOCAL_BUILDERS))}",
             dataset=path,
         )
-    if split not in (None, "train"):
-        raise DatasetFormatError(
-            f"{path}: a single file has one split, 'train' (asked for {split!r})", dataset=path
-        )
+    if os.path.getsize(path) == 0:
+        raise DatasetFormatError(f"{path}: the file is empty", dataset=path)
+    kwargs = {"delimiter": "\t"} if _suffix(path) == ".tsv" else {}
     try:
-        return datasets.load_dataset(builder, data_files=path, split="train", streaming=bool(streaming))
-    except Exception as exc:  # pyarrow / json errors: say which file and why
-        raise DatasetFormatError(f"{path}: could not read it as {builder}: {exc}", dataset=path) from exc
+        loaded = datasets.load_dataset(builder, data_files=path, split="train", streaming=bool(streaming), **kwargs)
+    except Exception as exc:  # pyarrow / json errors: find the line, or read the rows one by one
+        if builder != "json":
+            cause = exc.__cause__ or exc
+            raise DatasetFormatError(
+                f"{path}: could not read it as {builder} ({type(cause).__name__}: {cause})", dataset=path
+            ) from exc
+        return _json_rows(path, exc)
+    if not streaming and len(loaded) == 0:
+        what = "only a header" if builder == "csv" and loaded.column_names else "no rows"
+        raise DatasetFormatError(f"{path}: the file has {what}", dataset=path)
+    return loaded
+
+
+def _json_rows(path: str, exc: Exception) -> list:
+    """The rows of a JSON-lines file that ``datasets`` could not read as one table (mixed types per
+    row); ``DatasetFormatError`` with the line number and the JSON error for a broken line."""
+    import fsspec
+
+    with fsspec.open(path, mode="rt", compression="infer", encoding="utf-8") as f:
+        content = f.read()
+    try:
+        whole = json.loads(content)  # a .json document (an array of rows, or {"data": rows})
+    except ValueError:
+        whole = None
+    if whole is not None:
+        rows = whole.get("data", whole) if isinstance(whole, dict) else whole
+        if isinstance(rows, list):
+            return rows
+    rows = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as err:
+            raise DatasetFormatError(f"{path}, line {number}: not valid JSON ({err})", dataset=path, row=number - 1) from exc
+    if not rows:
+        raise DatasetFormatError(f"{path}: the file has no rows", dataset=path)
+    return rows
 
 
 def _read_hub(hub_id: str, split: str | None, streaming: bool | None) -> Source:
     import datasets
 
-    spec = hub_spec(hub_id)
-    split = split if split is not None else spec.split
-    streaming = spec.streaming if streaming is None else streaming
+    repo, data_dir, fmt, train, test, stream = hub_format(hub_id)
     try:
-        loaded = datasets.load_dataset(spec.repo, data_dir=spec.data_dir, split=split, streaming=streaming)
+        loaded = datasets.load_dataset(repo, data_dir=data_dir, split=split, streaming=stream if streaming is None else streaming)
     except Exception as exc:  # offline, unknown id, private repo, bad split: one clear message
         raise DatasetFormatError(
             f"could not load {hub_id!r} from the Hugging Face Hub ({type(exc).__name__}: {exc}). "
             "The hub may be out of reach (offline?) or the id or split may be wrong. Download the "
             "dataset where the hub can be reached (e.g. dataset.to_json('data.jsonl')) and pass the "
-            "local file instead: normalize('data.jsonl').",
+            "local file instead.",
             dataset=hub_id,
         ) from exc
-    name = hub_id if split is None else f"{hub_id}[{split}]"
-    return Source(loaded, name, spec.format)
+    if split is None and fmt is not None and is_split_dict(loaded):  # its preference splits only
+        wanted = [s for s in (train, test) if s in loaded]
+        loaded = type(loaded)({s: loaded[s] for s in wanted}) if wanted else loaded
+    return Source(loaded, hub_id if split is None else f"{hub_id}[{split}]", fmt, train, test)
 
 
 def columns_and_rows(data: Any, n: int = 5) -> tuple[list, list[dict]]:
     """The column names and the first ``n`` rows (as dicts) of a list, Dataset or IterableDataset."""
-    if isinstance(data, list):
-        rows = [row for row in data[:n] if isinstance(row, dict)]
-        return list(dict.fromkeys(key for row in rows for key in row)), rows
     import datasets
 
+    if isinstance(data, list):  # rows may differ in their keys: every key counts
+        names = dict.fromkeys(key for row in data if isinstance(row, dict) for key in row)
+        return list(names), [row for row in data[:n] if isinstance(row, dict)]
     if isinstance(data, datasets.Dataset):
         return list(data.column_names), data.select(range(min(n, len(data)))).to_list()
     rows = list(islice(iter(data), n))
-    names = (
-        data.column_names
-        if data.column_names is not None
-        else list(dict.fromkeys(k for r in rows for k in r))
-    )
+    names = data.column_names if data.column_names is not None else list(dict.fromkeys(k for r in rows for k in r))
     return list(names), rows

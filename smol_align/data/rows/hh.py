@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 
 from ..messages import ASSISTANT, USER, InvalidRow, check_prompt, text
-from ..registry import Format, register
 
 HUMAN_MARK = "\n\nHuman: "
 ASSISTANT_MARK = "\n\nAssistant: "
@@ -71,19 +70,6 @@ def to_text(prompt: list[dict], completion: list[dict]) -> str:
     return "".join(f"\n\n{_SPEAKER[m['role']]}: {m['content']}" for m in (*prompt, *completion))
 
 
-def _looks_like_hh(rows: list[dict]) -> bool:
+def looks_like_hh(rows: list[dict]) -> bool:
+    """The ``check`` of the format: a ``chosen`` text with an ``\\n\\nAssistant:`` turn."""
     return any(isinstance(r.get("chosen"), str) and ASSISTANT_MARK[:-1] in r["chosen"] for r in rows)
-
-
-register(
-    Format(
-        name="hh-rlhf",
-        normalize_row=normalize_row,
-        required=("chosen", "rejected"),
-        check=_looks_like_hh,
-        description="Anthropic/hh-rlhf dialogues as '\\n\\nHuman: ...\\n\\nAssistant: ...' text",
-        expected="`chosen` and `rejected`: the same '\\n\\nHuman: ...\\n\\nAssistant: ...' dialogue, "
-        "differing only after the last '\\n\\nAssistant: '",
-        hub_ids={"Anthropic/hh-rlhf": "train"},
-    )
-)

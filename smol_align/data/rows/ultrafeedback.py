@@ -1,4 +1,4 @@
-"""The UltraFeedback family: TRL's and H4's binarized versions, and raw openbmb/UltraFeedback.
+"""Raw openbmb/UltraFeedback, binarized here (TRL's and H4's binarized versions are plain columns).
 
 Raw UltraFeedback has four rated completions per instruction and needs binarizing:
 
@@ -19,25 +19,8 @@ from __future__ import annotations
 import random
 
 from ..messages import DroppedRow, InvalidRow, make_pair, maybe_json, score, text
-from ..registry import Format, all_of, column_is, register, take_metadata
 
 ASPECTS = ("helpfulness", "honesty", "instruction_following", "truthfulness")
-
-
-def trl_ultrafeedback(row: dict) -> dict:
-    """trl-lib/ultrafeedback_binarized: implicit-prompt dialogues plus scores."""
-    pair = make_pair(row.get("chosen"), row.get("rejected"), prompt=row.get("prompt"))
-    return {
-        **pair,
-        **take_metadata(row, {"score_chosen": "score_chosen", "score_rejected": "score_rejected"}),
-    }
-
-
-def h4_ultrafeedback(row: dict) -> dict:
-    """HuggingFaceH4/ultrafeedback_binarized: ``chosen``/``rejected`` hold the user turn too."""
-    pair = make_pair(row.get("chosen"), row.get("rejected"), prompt=row.get("prompt"))
-    meta = {"prompt_id": "prompt_id", "score_chosen": "score_chosen", "score_rejected": "score_rejected"}
-    return {**pair, **take_metadata(row, meta)}
 
 
 def _aspect_rating(annotation) -> float | None:
@@ -87,60 +70,10 @@ def raw_ultrafeedback(
         other = min(lower, key=lambda r: r[0])
     else:
         other = random.Random(f"{seed}:{instruction}").choice(lower)
-    pair = make_pair(best[1], other[1], prompt=instruction)
-    meta = {
-        "source": row.get("source"),
+    return {
+        **make_pair(best[1], other[1], prompt=instruction),
         "score_chosen": best[0],
         "score_rejected": other[0],
         "model_chosen": best[2],
         "model_rejected": other[2],
     }
-    return {**pair, **take_metadata(meta, {name: name for name in meta})}
-
-
-register(
-    Format(
-        name="h4-ultrafeedback",
-        normalize_row=h4_ultrafeedback,
-        required=("prompt", "prompt_id", "chosen", "rejected"),
-        signature=("messages", "score_chosen", "score_rejected"),
-        check=column_is("chosen", "messages"),
-        metadata=("prompt_id", "score_chosen", "score_rejected"),
-        description="HuggingFaceH4/ultrafeedback_binarized (splits train_prefs/test_prefs)",
-        expected="`prompt`: text; `chosen`/`rejected`: [user, assistant] messages; `score_*`: floats",
-        hub_ids={"HuggingFaceH4/ultrafeedback_binarized": "train_prefs"},
-    )
-)
-register(
-    Format(
-        name="trl-ultrafeedback",
-        normalize_row=trl_ultrafeedback,
-        # The score columns are *unverified*, so they are not required; but without them the data
-        # is detected as trl-conversational-implicit (the same pairs). The hub id still picks us.
-        required=("chosen", "rejected"),
-        signature=("score_chosen", "score_rejected"),
-        reads=("prompt",),
-        check=all_of(column_is("chosen", "messages"), lambda rows: any("score_chosen" in r for r in rows)),
-        metadata=("score_chosen", "score_rejected"),
-        description="trl-lib/ultrafeedback_binarized (implicit prompt, scores)",
-        expected="`chosen`/`rejected`: [user, assistant] messages sharing the user turn",
-        hub_ids={"trl-lib/ultrafeedback_binarized": "train"},
-    )
-)
-register(
-    Format(
-        name="ultrafeedback-raw",
-        normalize_row=raw_ultrafeedback,
-        required=("instruction", "completions"),
-        signature=("models", "source", "correct_answers", "incorrect_answers"),
-        metadata=("source", "score_chosen", "score_rejected", "model_chosen", "model_rejected"),
-        description="openbmb/UltraFeedback, raw (binarized here: best vs worst or vs random)",
-        expected="`instruction`: text; `completions`: a list of {response, annotations, overall_score, ...}",
-        hub_ids={"openbmb/UltraFeedback": "train"},
-        options={"strategy": "best-vs-worst", "rating": "mean", "seed": 42},
-        option_choices={
-            "strategy": ("best-vs-worst", "best-vs-random"),
-            "rating": ("mean", "overall_score", "fine-grained_score", *ASPECTS),
-        },
-    )
-)

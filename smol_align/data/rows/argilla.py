@@ -1,0 +1,27 @@
+"""Argilla's re-rated Intel Orca pairs (argilla/distilabel-intel-orca-dpo-pairs): scores from ``rating``.
+
+The other Argilla sets (UltraFeedback, Capybara, math, OpenHermes, dpo-mix) are plain columns
+read by :func:`smol_align.data.rows.trl.pair`; this one computes its scores. ``rating`` holds the
+two generations' ratings; the chosen one is the higher (after the ``swapped`` correction), so
+the rejected score is the lower of the two (*unverified* beyond the dataset card: a ``rating``
+that is not two numbers gives no rejected score). The ``"argilla-orca"`` filter recipe uses
+``status`` and ``in_gsm8k_train``: ``status != "tie" and chosen_score >= 8 and not in_gsm8k_train``.
+"""
+
+from __future__ import annotations
+
+from ..messages import maybe_json, score
+from .trl import pair
+
+
+def argilla_orca(row: dict) -> dict:
+    """``system``, ``input``, ``chosen``, ``rejected`` texts; ``chosen_score`` and ``rating`` as scores."""
+    ratings = maybe_json(row.get("rating"))
+    ratings = [score(r) for r in ratings] if isinstance(ratings, list) else []
+    two = len(ratings) == 2 and None not in ratings
+    chosen_score = score(row.get("chosen_score"))
+    return {
+        **pair(row, prompt="input"),
+        "score_chosen": chosen_score if chosen_score is not None or not two else max(ratings),
+        "score_rejected": min(ratings) if two else None,
+    }

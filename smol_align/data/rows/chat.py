@@ -1,0 +1,35 @@
+"""LLaMA-Factory's preference shapes (``alpaca`` and ``sharegpt``) and axolotl's ``chat_template``.
+
+- ``alpaca``: ``instruction`` (and an optional ``input``, joined to it with a newline, as
+  LLaMA-Factory does), ``chosen`` and ``rejected`` texts, optional ``system`` text and
+  ``history`` (earlier ``[user, assistant]`` turns, before the instruction).
+- ``sharegpt``: ``conversations`` (or axolotl's ``messages``) is the prompt as ``{"from",
+  "value"}`` or ``{"role", "content"}`` turns (``human``/``gpt``/``system``); ``chosen`` and
+  ``rejected`` one assistant turn each. An optional ``system`` column is put first.
+"""
+
+from __future__ import annotations
+
+from ..messages import InvalidRow, is_missing, make_pair, maybe_json, messages, text
+
+
+def sharegpt(row: dict, prompt: str = "conversations") -> dict:
+    return make_pair(
+        row.get("chosen"), row.get("rejected"), prompt=messages(row.get(prompt), prompt), system=row.get("system")
+    )
+
+
+def alpaca(row: dict) -> dict:
+    instruction = text(row.get("instruction"), "instruction")
+    extra = row.get("input")
+    query = instruction if is_missing(extra) or extra == "" else f"{instruction}\n{text(extra, 'input')}"
+    turns = []
+    history = maybe_json(row.get("history"))
+    if not is_missing(history) and not isinstance(history, list):
+        raise InvalidRow("history: expected a list of [user, assistant] turns", "history")
+    for turn in [] if is_missing(history) else history:
+        if not (isinstance(turn, list) and len(turn) == 2 and all(isinstance(t, str) for t in turn)):
+            raise InvalidRow("history: expected [user, assistant] text pairs", "history")
+        turns += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
+    prompt = [*turns, {"role": "user", "content": query}]
+    return make_pair(row.get("chosen"), row.get("rejected"), prompt=prompt, system=row.get("system"))

@@ -1,0 +1,70 @@
+"""TRL's own preference formats, and the column-to-pair function most families share.
+
+:func:`pair` reads a prompt, a chosen and a rejected cell (text, messages, or messages as a JSON
+string) and an optional system text; the families whose rows are just those cells under other
+names (Intel's ``question``, Argilla's ``instruction``/``chosen_response``, ...) use it with
+their column names. Standard (plain-text) rows become conversational: the prompt is one user
+turn and each completion one assistant turn; whole dialogues in ``chosen``/``rejected`` give
+their shared leading messages as the prompt.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..messages import ASSISTANT, USER, InvalidRow, make_pair, text
+
+_LAST_SPACE = re.compile(r"\s\S*\Z")
+
+
+def pair(
+    row: dict, prompt: str = "prompt", chosen: str = "chosen", rejected: str = "rejected", system: str = "system"
+) -> dict:
+    """The pair held in the columns ``prompt``, ``chosen``, ``rejected`` (and ``system``) of ``row``."""
+    return make_pair(row.get(chosen), row.get(rejected), prompt=row.get(prompt), system=row.get(system))
+
+
+def prompt_or_question(row: dict) -> dict:
+    """mlabonne/orpo-dpo-mix-40k (*unverified* columns): dialogues, or a completion with ``prompt``/``question``."""
+    return make_pair(row.get("chosen"), row.get("rejected"), prompt=row.get("prompt", row.get("question")))
+
+
+def split_text(chosen: str, rejected: str) -> tuple[str, str, str]:
+    """``(prompt, chosen, rejected)`` from two texts sharing a prompt, cut at a word boundary.
+
+    TRL's ``extract_prompt`` cuts at the first differing character, which can split a word
+    ("The sky is bl" + "ue"); here the cut moves back to the last whitespace, and the
+    whitespace around the cut is dropped (the prompt becomes a chat turn of its own).
+    """
+    if chosen == rejected:
+        raise InvalidRow("implicit prompt: identical texts, no prompt to tell apart", "chosen")
+    shared = 0
+    for a, b in zip(chosen, rejected, strict=False):
+        if a != b:
+            break
+        shared += 1
+    at_boundary = (
+        shared == 0
+        or chosen[shared - 1].isspace()
+        or shared == len(chosen)
+        or shared == len(rejected)
+        or chosen[shared].isspace()
+        or rejected[shared].isspace()
+    )
+    if not at_boundary:
+        match = _LAST_SPACE.search(chosen, 0, shared)
+        shared = match.start() if match else 0
+    prompt = chosen[:shared].rstrip()
+    if not prompt:
+        raise InvalidRow("implicit prompt: chosen and rejected share no prompt", "chosen")
+    return prompt, chosen[shared:].lstrip(), rejected[shared:].lstrip()
+
+
+def standard_implicit(row: dict) -> dict:
+    """``chosen``/``rejected`` texts that start with the same prompt."""
+    prompt, chosen, rejected = split_text(text(row.get("chosen"), "chosen"), text(row.get("rejected"), "rejected"))
+    return make_pair(
+        [{"role": ASSISTANT, "content": chosen}],
+        [{"role": ASSISTANT, "content": rejected}],
+        prompt=[{"role": USER, "content": prompt}],
+    )
