@@ -56,7 +56,7 @@ def load_split(dataset: str, split: str, n: int | None, seed: int, skip: int = 0
     if n or skip:
         end = len(raw) if not n else min(skip + n, len(raw))
         raw = raw.shuffle(seed=seed).select(range(min(skip, end), end))
-    return normalize(raw, source=source.hub_format or "auto")
+    return normalize(raw, format=source.format or "auto")
 
 
 def load_data(args, exclude_sources=()):

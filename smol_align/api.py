@@ -1,6 +1,6 @@
 """One-line entry points: ``train_dpo`` and ``train_orpo``.
 
-Each one delegates: data -> :func:`trainers.load_pairs`, trainer -> ``build_*_trainer``, held-out
+Each one delegates: data -> :func:`smol_align.data.load` (once), trainer -> ``build_*_trainer``, held-out
 figures -> :func:`smol_align.evaluate.evaluate`, files -> :mod:`smol_align.report`. What they
 add is the run around TRL's ``trainer.train()``: the doctor's line before, the evaluation of the
 start model and of the trained one on held-out pairs, a progress bar, the summary table, and an
@@ -61,7 +61,11 @@ def train_dpo(
 
     ``preset`` picks TRL settings for the hardware (see ``smol_align.presets.names()``); every
     keyword overrides a ``trl.DPOConfig`` field (course-era names are mapped or explained).
-    Extra keywords: ``tokenizer``, ``ref_model``, ``eval_dataset``, ``overwrite`` (replace an
+    Data keywords go to :func:`smol_align.data.load`: ``format``, ``columns``, ``split``,
+    ``eval_split`` (a split name, or a fraction held out; default the test split, else 10%),
+    ``eval_dataset`` (any form ``dataset`` takes), the filters (``drop_identical``, ``drop_empty``,
+    ``drop_ties``, ``min_margin``, ``dedupe_prompts``, ``filters="clean"``), ``strict``, ``lenient``.
+    Extra keywords: ``tokenizer``, ``ref_model``, ``overwrite`` (replace an
     existing ``output_dir``), ``save`` (default True), ``evaluate`` (default True),
     ``max_eval_pairs``, ``answer_prompts`` (held-out prompts answered greedily before and after
     training, scored for repetition and length, and for the pirate voice on the demo; default
@@ -87,7 +91,8 @@ def train_orpo(
 
 def _train(method, model, dataset, preset, output_dir, overrides) -> TrainResult:
     from .presets import demo_recipe
-    from .trainers import build_dpo_trainer, build_orpo_trainer, load_pairs, split_pairs
+    from .data.load import load, pop_data_options
+    from .trainers import build_dpo_trainer, build_orpo_trainer
 
     if dataset is None:  # the demo data: the demo recipe, the same one `smol-align dpo|orpo` runs
         recipe = demo_recipe(method)
@@ -110,11 +115,9 @@ def _train(method, model, dataset, preset, output_dir, overrides) -> TrainResult
         raise ConfigError(f"Output directory {final_dir} exists and is not empty: pass overwrite=True or another output_dir.")
 
     # Data: normalized once, the doctor's verdict shown before any training time is spent.
-    data = load_pairs(dataset)
-    train_data, eval_data = split_pairs(data)
-    if "eval_dataset" in overrides:
-        eval_data = overrides["eval_dataset"]
-    say(_doctor_line(train_data, name="train"))
+    data = load(dataset, **pop_data_options(overrides))
+    eval_data = data.eval
+    say(_doctor_line(data))
 
     # Staging: the trainer writes into a hidden sibling folder, renamed into place only at the end.
     staging = None
@@ -243,14 +246,15 @@ def _preset_name(preset: str) -> str:
     return f"{hardware.name}+{mode.name}"
 
 
-def _doctor_line(train_data, name: str) -> str:
+def _doctor_line(pairs) -> str:
     from .data import doctor
 
+    held = f"held out: {pairs.heldout}"
     try:
-        return f"Data ({name}): " + doctor(train_data).summary_line()
+        return f"Data ({pairs.name}, train; {held}): " + doctor(pairs).summary_line()
     except Exception as err:  # the doctor must never stop a run; say why it could not look
-        logger.warning("The data doctor could not check %s: %s", name, err)
-        return f"Data ({name}): {len(train_data)} pairs (doctor unavailable: {err})"
+        logger.warning("The data doctor could not check %s: %s", pairs.name, err)
+        return f"Data ({pairs.name}): {len(pairs.train)} pairs, {held} (doctor unavailable: {err})"
 
 
 def _answers(model, tokenizer, prompts):

@@ -12,8 +12,9 @@ smol-align dpo --model HuggingFaceTB/SmolLM2-360M-Instruct --preset lora --outpu
 smol-align compare --output-dir runs/compare-demo
 smol-align compare --dataset pairs.jsonl --methods dpo,orpo --time-budget 600 --beta 0.2
 
-# Check a dataset before training on it
-smol-align doctor pairs.jsonl --max-length 512
+# Your own columns, a held-out fraction, a filter; every command takes the same data flags
+smol-align dpo --dataset pairs.jsonl --columns prompt=question,chosen=good,rejected=bad --eval-split 0.1
+smol-align doctor pairs.jsonl --max-length 512 --drop-identical
 """
 
 from __future__ import annotations
@@ -24,6 +25,51 @@ import sys
 
 DEFAULT_REF = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the start model of the demo and of most course runs
 META_FLAGS = ("model", "dataset", "preset", "output_dir", "config", "overwrite", "quiet")
+
+
+def _columns(value: str) -> dict[str, str]:
+    try:
+        return dict(item.split("=", 1) for item in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=COLUMN[,NAME=COLUMN...], got {value!r}") from None
+
+
+def _split_or_fraction(value: str) -> str | float:
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def add_data_arguments(parser, suppress: bool = False) -> None:
+    """The data flags of every command: they become the keywords of ``smol_align.data.load``."""
+    group = parser.add_argument_group("data (smol_align.data.load)")
+    flags = [
+        ("--format", {"help": "the data's format, e.g. alpaca, sharegpt, chatml.intel (default: detected)"}),
+        ("--columns", {"type": _columns, "help": "rename your columns: prompt=question,chosen=good,rejected=bad"}),
+        ("--split", {"help": "the split to train on (default: train, or the only one)"}),
+        ("--eval-split", {"type": _split_or_fraction,
+                          "help": "held-out split name, or a fraction held out (default: test split, else 0.1)"}),
+        ("--eval-dataset", {"help": "held-out pairs from another file or hub id"}),
+        ("--strict", {"action": "store_true", "help": "stop at the first row that does not fit"}),
+        ("--lenient", {"action": "store_true", "help": "leave out text columns the format does not read"}),
+        ("--drop-identical", {"action": "store_true", "help": "drop pairs whose chosen equals rejected"}),
+        ("--drop-empty", {"action": "store_true", "help": "drop pairs with an empty completion"}),
+        ("--drop-ties", {"action": "store_true", "help": "drop pairs with equal ratings"}),
+        ("--min-margin", {"type": float, "help": "drop pairs whose rating margin is below this"}),
+        ("--dedupe-prompts", {"action": "store_true", "help": "keep only the first pair of each prompt"}),
+        ("--filters", {"help": "a named set of filters: clean, argilla-orca"}),
+    ]  # fmt: skip
+    for flag, kwargs in flags:
+        dest = flag[2:].replace("-", "_")
+        group.add_argument(flag, f"--{dest}", dest=dest, **kwargs, **({"default": argparse.SUPPRESS} if suppress else {}))
+
+
+def data_options(args: argparse.Namespace) -> dict:
+    """The data flags that were given, as keywords for ``load``."""
+    from .data import DATA_OPTIONS
+
+    return {k: v for k, v in vars(args).items() if k in DATA_OPTIONS and v not in (None, False)}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -42,15 +88,19 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="DPO vs ORPO on the same data and budget, with a report", add_help=False)
     p.add_argument("-h", "--help", action="store_true", help="show this help, with every TRL field")
     doctor = sub.add_parser("doctor", help="check a preference dataset for bad pairs")
-    from .data.doctor import add_doctor_arguments
-
-    add_doctor_arguments(doctor)
+    doctor.add_argument("dataset", help="hub id (owner/name), or a local json/jsonl/parquet/csv/tsv file")
+    doctor.add_argument("--max-length", type=int, default=None, help="count the pairs this max_length truncates")
+    doctor.add_argument("--tokenizer", default=None, help="tokenizer name or path to count tokens (default: chars/4)")
+    doctor.add_argument("--max-rows", type=int, default=None, help="check only the first N rows")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_data_arguments(doctor)
     ev = sub.add_parser("eval", help="held-out preference figures of a trained model")
     ev.add_argument("--model", required=True, help="folder of a trained model (or a hub id)")
     ev.add_argument("--dataset", default=None, help="pairs to evaluate on (default: the demo's test split)")
     ev.add_argument("--ref-model", default=DEFAULT_REF, help="reference for the reward figures (default: %(default)s)")
     ev.add_argument("--max-pairs", type=int, default=None)
     ev.add_argument("--beta", type=float, default=0.1)
+    add_data_arguments(ev)
     sub.add_parser("presets", help="list the presets")
     return parser
 
@@ -74,6 +124,7 @@ def make_train_parser(method: str) -> argparse.ArgumentParser:
     group.add_argument("--output_dir", "--output-dir", help="where the model goes (default: runs/<method>-<model>-<time>)")
     group.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     group.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_data_arguments(parser)
     for action in parser._actions:
         if action.dest != "help":
             action.default = argparse.SUPPRESS
@@ -115,12 +166,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return _run_compare(argv[1:])
     args = parser.parse_args(argv)
-    if args.command == "doctor":
-        from .data.doctor import run_doctor_cli
+    if args.command in ("doctor", "eval"):
+        from .errors import SmolAlignError
 
-        return run_doctor_cli(args)
-    if args.command == "eval":
-        return _run_eval(args)
+        try:
+            return _run_doctor(args) if args.command == "doctor" else _run_eval(args)
+        except SmolAlignError as err:
+            print(f"smol-align {args.command}: error: {err}", file=sys.stderr)
+            return 2
     if args.command == "presets":
         from .presets import describe
 
@@ -196,18 +249,30 @@ def _run_compare(argv: list[str]) -> int:
     return 0
 
 
+def _run_doctor(args) -> int:
+    import json
+
+    from .data import doctor
+
+    report = doctor(args.dataset, tokenizer=args.tokenizer, max_length=args.max_length, max_rows=args.max_rows,
+                    **data_options(args))  # fmt: skip
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    return 0
+
+
 def _run_eval(args) -> int:
     import json
 
+    from .data import heldout_pairs, load
     from .evaluate import evaluate
     from .models import load_model
-    from .trainers import load_pairs, split_pairs
 
+    options = data_options(args)  # the test split, else every pair; --eval-split picks or holds out
+    pairs = load(args.dataset, **options).eval if "eval_split" in options else heldout_pairs(args.dataset, **options)
     model, tokenizer = load_model(args.model)
     ref_model = load_model(args.ref_model)[0] if args.ref_model else None
-    train, test = split_pairs(load_pairs(args.dataset))
-    figures = evaluate(model, test if test is not None else train, ref_model=ref_model, tokenizer=tokenizer,
-                       max_pairs=args.max_pairs, beta=args.beta)
+    figures = evaluate(model, pairs, ref_model=ref_model, tokenizer=tokenizer, max_pairs=args.max_pairs,
+                       beta=args.beta)  # fmt: skip
     figures.pop("logps", None)
     print(json.dumps(figures, indent=2))
     return 0

@@ -48,7 +48,6 @@ COLUMNS: tuple[str, ...] = (
 )
 """Columns of the comparison table (the first, ``method``, names the row)."""
 
-HELDOUT_FRACTION = 0.1  # held out of data that has no test split: enough pairs to score, most left to train
 
 
 @dataclass
@@ -99,8 +98,10 @@ def compare(
     Args:
         model: a name or folder (loaded anew for each method) or a loaded model (copied for each
             method and left untouched; pass ``tokenizer=``).
-        dataset: anything :func:`smol_align.trainers.load_pairs` reads; ``None`` is the demo data.
-            Without a test split, ``HELDOUT_FRACTION`` of the pairs is held out (shuffled by ``seed``).
+        dataset: anything :func:`smol_align.data.load` reads; ``None`` is the demo data. Without a
+            test split, 10% of the pairs (at most ``smol_align.data.load.MAX_HELDOUT``) is held out,
+            shuffled by ``seed``; the data options of ``load`` (``format``, ``columns``, ``split``,
+            ``eval_split``, the filters) are accepted as keywords.
         methods: ``("dpo", "orpo")``, a subset, or a string ``"dpo,orpo"``.
         preset: as for :func:`smol_align.train_dpo`.
         max_steps: steps per method. ``None`` with no ``time_budget``: the demo recipe's budget for
@@ -122,9 +123,10 @@ def compare(
     from . import api
     from .errors import ConfigError
     from .presets import check_overrides
-    from .trainers import load_pairs, split_pairs
+    from .data.load import load, pop_data_options
 
     methods = _methods(methods)
+    data_options = pop_data_options(overrides)
     if time_budget is not None and time_budget <= 0:
         raise ConfigError(f"time_budget must be a positive number of seconds, got {time_budget!r}.")
     if not isinstance(model, str) and tokenizer is None:
@@ -143,16 +145,12 @@ def compare(
     if max_steps is None and time_budget is None and dataset is None:
         max_steps = demo_max_steps()
 
-    # Data: one train split and one held-out split, handed unchanged to every method.
-    train_data, test_data = split_pairs(load_pairs(dataset))
-    if eval_dataset is not None:
-        test_data = eval_dataset
-    elif test_data is None:
-        parts = train_data.train_test_split(test_size=HELDOUT_FRACTION, seed=seed)
-        train_data, test_data = parts["train"], parts["test"]
-    from datasets import DatasetDict
-
-    data = DatasetDict({"train": train_data})
+    # Data: one train split and one held-out split, normalized once, handed unchanged to every method.
+    data = load(dataset, eval_dataset=eval_dataset, split_seed=seed, **data_options)
+    train_data, test_data = data.train, data.eval
+    if test_data is None:
+        raise ConfigError(f"compare needs held-out pairs and {data.name} gives none ({data.heldout}): "
+                          "pass eval_split=0.2 or eval_dataset=...")  # fmt: skip
 
     # The start model: evaluated once (the reference of every method), its answers kept before training.
     start_model, start_tokenizer, bf16 = _start_model(model, tokenizer, preset, methods[0], overrides)
@@ -191,7 +189,6 @@ def compare(
                 preset,
                 output_dir=str(staging / method),
                 tokenizer=tokenizer,
-                eval_dataset=test_data,
                 start_eval=start,
                 answer_prompts=0,  # compare answers its own prompts, below
                 max_eval_pairs=max_eval_pairs,

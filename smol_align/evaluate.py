@@ -497,7 +497,9 @@ def evaluate(
     Args:
         model: causal LM (a PEFT model too) to evaluate.
         dataset: ``datasets.Dataset`` or list of dicts in a TRL preference format: conversational
-            or standard, explicit or implicit prompt.
+            or standard, explicit or implicit prompt; or anything else :func:`smol_align.data.load`
+            reads (a file, a hub id, a ``DatasetDict``, ``Pairs``): its test split if it has one,
+            else all of it, normalized.
         ref_model: reference model for the implicit rewards. See the reference rules below.
         tokenizer: the model's tokenizer (with its chat template); loaded from the model's path
             when omitted.
@@ -524,6 +526,12 @@ def evaluate(
         ``rejected_tokens``, ``index``: pass it as ``ref_logps`` later).
     """
     started = time.perf_counter()
+    import datasets
+
+    if not isinstance(dataset, (list, datasets.Dataset)):
+        from .data.load import heldout_pairs
+
+        dataset = heldout_pairs(dataset)
     tokenizer = _resolve_tokenizer(model, tokenizer)
     pairs = tokenize_pairs(dataset, tokenizer, max_pairs=max_pairs, max_length=max_length)
     if not pairs:

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import copy
 import logging
-import warnings
 from typing import Any
 
 from . import presets
 from ._compat import trainable_params_to_fp32
+from .data.load import load, pop_data_options
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, load_model
 
 logger = logging.getLogger(__name__)
-
-EVAL_SPLITS = ("test", "validation", "eval", "test_prefs", "valid")
-TRAIN_SPLITS = ("train", "train_prefs")
 
 
 def build_dpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: str = "auto", **overrides):
@@ -28,9 +25,11 @@ def build_dpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: s
 
     ``model`` is a name or path (loaded with :func:`smol_align.load_model`, in the preset's dtype
     and 4-bit setting) or a loaded model, then pass ``tokenizer=``. ``dataset`` is anything
-    :func:`smol_align.data.load_pairs` reads; ``None`` is the built-in demo data. Also accepted:
-    ``tokenizer`` (alias ``processing_class``), ``ref_model``, ``eval_dataset``, ``output_dir``,
-    ``callbacks``. ``loss_type="soft"`` trains the soft-label (cDPO) loss from a
+    :func:`smol_align.data.load` reads (its :class:`~smol_align.data.Pairs` are used as they are);
+    ``None`` is the built-in demo data. Data options (``format``, ``columns``, ``split``,
+    ``eval_split``, ``eval_dataset``, the filters: see ``smol_align.data.DATA_OPTIONS``) go to
+    ``load``. Also accepted: ``tokenizer`` (alias ``processing_class``), ``ref_model``,
+    ``output_dir``, ``callbacks``. ``loss_type="soft"`` trains the soft-label (cDPO) loss from a
     ``preference_prob`` column.
     """
     return _build("dpo", model, dataset, preset, overrides)
@@ -44,7 +43,7 @@ def build_orpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: 
 def _build(method: str, model, dataset, preset: str, overrides: dict):
     tokenizer = _pop_tokenizer(overrides)
     ref_model = overrides.pop("ref_model", None)
-    eval_dataset = overrides.pop("eval_dataset", None)
+    data_options = pop_data_options(overrides)
     output_dir = overrides.pop("output_dir", None)
     callbacks = overrides.pop("callbacks", None)
     soft = method == "dpo" and overrides.get("loss_type") == "soft"
@@ -57,8 +56,8 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
         compact_lm_head_on_cpu()
 
     model, tokenizer = _model_and_tokenizer(model, tokenizer, built)
-    train_dataset, found_eval = split_pairs(load_pairs(dataset))
-    eval_dataset = eval_dataset if eval_dataset is not None else found_eval
+    pairs = load(dataset, **data_options)  # Pairs from train_dpo & co. come back as they are
+    train_dataset, eval_dataset = pairs.train, pairs.eval
 
     if method == "orpo":
         _, ORPOTrainer = _orpo()
@@ -163,37 +162,3 @@ def _orpo():
     from ._compat import import_orpo
 
     return import_orpo()
-
-
-def load_pairs(dataset: Any = None):
-    """Preference pairs from ``dataset`` in TRL's format: ``None`` is the built-in demo data.
-
-    Everything else goes through :func:`smol_align.data.normalize` (hub ids, local files,
-    ``Dataset``/``DatasetDict``, lists of dicts, every known schema).
-    """
-    if dataset is None:
-        from .data import demo
-
-        return demo()
-    from .data import normalize
-
-    return normalize(dataset)
-
-
-def split_pairs(data):
-    """``(train, eval_or_None)`` from a ``Dataset`` or ``DatasetDict``, by the usual split names."""
-    from datasets import DatasetDict, IterableDatasetDict
-
-    if not isinstance(data, (DatasetDict, IterableDatasetDict, dict)):
-        return data, None
-    train_name = next((s for s in TRAIN_SPLITS if s in data), None)
-    if train_name is None:
-        if len(data) == 1:
-            train_name = next(iter(data))
-        else:
-            raise ConfigError(f"No training split among {sorted(data)}: expected one of {', '.join(TRAIN_SPLITS)}.")
-    eval_name = next((s for s in EVAL_SPLITS if s in data), None)
-    others = set(data) - {train_name, eval_name}
-    if others:
-        warnings.warn(f"Splits {sorted(others)} are not used (train: {train_name!r}, eval: {eval_name!r}).", stacklevel=3)
-    return data[train_name], (data[eval_name] if eval_name else None)

@@ -168,6 +168,10 @@ def heldout_pairs(data: Any, **options: Any):
     """One normalized split of ``data`` to evaluate on: its test split if it has one, else all of it."""
     if isinstance(data, Pairs):
         return data.eval if data.eval is not None else data.train
+    if data is None:
+        from .demo import demo
+
+        data = demo()
     options.pop("split", None)
     max_rows = options.pop("max_rows", None)
     src, parts, train_name, test_name = _splits(data, None, options.pop("streaming", None))
