@@ -90,8 +90,8 @@ def train_orpo(
 
 
 def _train(method, model, dataset, preset, output_dir, overrides) -> TrainResult:
-    from .presets import demo_recipe
     from .data.load import load, pop_data_options
+    from .presets import demo_recipe
     from .trainers import build_dpo_trainer, build_orpo_trainer
 
     if dataset is None:  # the demo data: the demo recipe, the same one `smol-align dpo|orpo` runs

@@ -69,7 +69,7 @@ def data_options(args: argparse.Namespace) -> dict:
     """The data flags that were given, as keywords for ``load``."""
     from .data import DATA_OPTIONS
 
-    return {k: v for k, v in vars(args).items() if k in DATA_OPTIONS and v not in (None, False)}
+    return {k: v for k, v in vars(args).items() if k in DATA_OPTIONS and v is not None and v is not False}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -254,8 +254,7 @@ def _run_doctor(args) -> int:
 
     from .data import doctor
 
-    report = doctor(args.dataset, tokenizer=args.tokenizer, max_length=args.max_length, max_rows=args.max_rows,
-                    **data_options(args))  # fmt: skip
+    report = doctor(args.dataset, tokenizer=args.tokenizer, max_length=args.max_length, **data_options(args))
     print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     return 0
 

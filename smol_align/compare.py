@@ -121,9 +121,9 @@ def compare(
         A :class:`ComparisonResult`; ``.metrics`` maps ``"start"`` and each method to its figures.
     """
     from . import api
+    from .data.load import load, pop_data_options
     from .errors import ConfigError
     from .presets import check_overrides
-    from .data.load import load, pop_data_options
 
     methods = _methods(methods)
     data_options = pop_data_options(overrides)

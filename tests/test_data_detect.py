@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 
 from smol_align.data import detect_format, formats, normalize
-from smol_align.data.formats import FORMATS
-from smol_align.data.formats import detect, guess_columns, hub_format
+from smol_align.data.formats import FORMATS, detect, guess_columns, hub_format
 from smol_align.errors import ConfigError, DatasetFormatError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"

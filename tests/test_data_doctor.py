@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from smol_align.data import doctor
 from smol_align.cli import main
+from smol_align.data import doctor
 from smol_align.data.doctor import DoctorReport, _token_lengths, _truncation
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"

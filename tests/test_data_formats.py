@@ -7,8 +7,8 @@ import pytest
 
 from smol_align.data import formats, normalize
 from smol_align.data.formats import FORMATS
-from smol_align.data.normalize import normalize_row
 from smol_align.data.messages import DroppedRow, InvalidRow, is_valid_pair
+from smol_align.data.normalize import normalize_row
 from smol_align.errors import DatasetFormatError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
@@ -392,7 +392,7 @@ def test_identical_implicit_dialogues_are_a_valid_identical_pair():
             "chosen: malformed message",
         ),
         ({"prompt": None, "chosen": [a("x")], "rejected": [a("y")]}, "prompt: missing value"),
-        ({"prompt": [u("Q")], "chosen": 3, "rejected": [a("y")]}, "chosen: expected a list of messages"),
+        ({"prompt": [u("Q")], "chosen": 3, "rejected": [a("y")]}, "chosen: expected text or messages"),
     ],
 )
 def test_trl_conversational_traps(row, reason):

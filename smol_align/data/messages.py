@@ -192,6 +192,8 @@ def text_or_messages(value: Any, column: str, role: str) -> list[Message]:
         if parsed is value or not _is_message_like(parsed):
             return [{"role": role, "content": value}]
         value = parsed
+    if not isinstance(value, (list, dict)) and not is_missing(value):
+        raise InvalidRow(f"{column}: expected text or messages", column, f"got {_type_name(value)}")
     return messages(value, column)
 
 
