@@ -9,7 +9,7 @@ python scripts/bench_data.py --formats hh-rlhf --rows 20000 --num-proc 2
 
 Rows are generated in memory (a ``datasets.Dataset`` built from Python lists, not timed) with
 two- to four-turn dialogues of a few hundred characters, roughly the size of HH-RLHF rows.
-The time is that of ``normalize(dataset, source=FORMAT)``, which includes the ``datasets.map``
+The time is that of ``normalize(dataset, format=FORMAT)``, which includes the ``datasets.map``
 pass, the Arrow encoding of the output, and the invalid-row accounting.
 """
 
@@ -25,6 +25,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from smol_align.data import formats, normalize  # noqa: E402
+from smol_align.data.formats import FORMATS  # noqa: E402
 
 WORDS = "the a sky blue answer question model data train paris seven because however quick fox".split()
 
@@ -211,6 +212,7 @@ def make_row(fmt: str, rng: random.Random) -> dict:
         "trl-conversational-implicit": lambda: {"chosen": chosen, "rejected": rejected},
         "trl-standard": lambda: {"prompt": question, "chosen": good, "rejected": bad},
         "trl-standard-implicit": lambda: {"chosen": f"{question} {good}", "rejected": f"{question} {bad}"},
+        "alpaca": lambda: {"instruction": question, "input": "", "chosen": good, "rejected": bad},
         "columns": lambda: {"question": question, "good": good, "bad": bad},
     }
     return rows[fmt]()
@@ -219,7 +221,7 @@ def make_row(fmt: str, rng: random.Random) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--formats", nargs="*", default=None, help="default: every format")
+    parser.add_argument("--formats", nargs="*", default=None, help="default: every detected format, and columns=")
     parser.add_argument("--num-proc", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument(
@@ -232,7 +234,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     logging.basicConfig(level=logging.ERROR)
     print(f"{'format':32s} {'rows':>9s} {'seconds':>8s} {'rows/s':>9s}")
-    for fmt in args.formats or formats():
+    for fmt in args.formats or [*(name for name in formats() if FORMATS[name].detect), "columns"]:
         rng = random.Random(0)
         rows = [make_row(fmt, rng) for _ in range(args.rows)]
         dataset = datasets.Dataset.from_list(rows)
@@ -240,7 +242,7 @@ def main() -> None:
         kwargs = (
             {"columns": {"prompt": "question", "chosen": "good", "rejected": "bad"}}
             if fmt == "columns"
-            else {"source": fmt}
+            else {"format": fmt}
         )
         normalize(dataset.select(range(100)), **kwargs)  # warm-up: lazy imports, first-call costs
         seconds = float("inf")
