@@ -19,22 +19,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
 
-logger = logging.getLogger(__name__)
-
-FILTERS: dict[str, Any] = {
-    "drop_empty": False,
-    "drop_identical": False,
-    "drop_ties": False,
-    "min_margin": None,
-    "argilla_orca": False,
-    "dedupe_prompts": False,
+# Each filter option and its reason, as counted in NormalizeReport.dropped.
+FILTERS = {
+    "drop_empty": "empty completion",
+    "drop_identical": "identical pair",
+    "drop_ties": "tie",
+    "min_margin": "low margin",
+    "argilla_orca": "argilla-orca recipe",
+    "dedupe_prompts": "duplicate prompt",
 }
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -42,16 +40,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     "argilla-orca": {"argilla_orca": True},
     # what the doctor flags, dropped: pairs that carry no preference signal, repeated prompts
     "clean": {"drop_empty": True, "drop_identical": True, "drop_ties": True, "dedupe_prompts": True},
-}
-
-# Reasons, as counted in NormalizeReport.dropped.
-REASONS = {
-    "drop_empty": "empty completion",
-    "drop_identical": "identical pair",
-    "drop_ties": "tie",
-    "min_margin": "low margin",
-    "argilla_orca": "argilla-orca recipe",
-    "dedupe_prompts": "duplicate prompt",
 }
 
 
@@ -114,6 +102,11 @@ def is_tie(row: Mapping[str, Any]) -> bool:
     return margin(row) == 0 or row.get("status") == "tie"
 
 
+def is_low_margin(row: Mapping[str, Any], least: float) -> bool:
+    value = margin(row)
+    return value is not None and value < least  # pairs without ratings are kept
+
+
 def argilla_orca_keeps(row: Mapping[str, Any]) -> bool:
     score = row.get("score_chosen")
     return row.get("status") != "tie" and score is not None and score >= 8 and not row.get("in_gsm8k_train")
@@ -125,77 +118,27 @@ def prompt_key(row: Mapping[str, Any]) -> str:
     return hashlib.blake2b(encoded, digest_size=12).hexdigest()
 
 
+_DROPS = {  # filter -> does it drop the row (given the filter's value)
+    "drop_empty": lambda row, _: is_empty(row),
+    "drop_identical": lambda row, _: is_identical(row),
+    "drop_ties": lambda row, _: is_tie(row),
+    "min_margin": lambda row, least: is_low_margin(row, least),
+    "argilla_orca": lambda row, _: not argilla_orca_keeps(row),
+}
+
+
 def drop_reason(row: Mapping[str, Any], active: Mapping[str, Any]) -> str | None:
     """The first active filter (except ``dedupe_prompts``, which needs the other rows) that drops ``row``."""
-    if "drop_empty" in active and is_empty(row):
-        return REASONS["drop_empty"]
-    if "drop_identical" in active and is_identical(row):
-        return REASONS["drop_identical"]
-    if "drop_ties" in active and is_tie(row):
-        return REASONS["drop_ties"]
-    if "min_margin" in active:
-        value = margin(row)
-        if value is not None and value < active["min_margin"]:
-            return REASONS["min_margin"]
-    if "argilla_orca" in active and not argilla_orca_keeps(row):
-        return REASONS["argilla_orca"]
-    return None
+    return next((FILTERS[key] for key, drops in _DROPS.items() if key in active and drops(row, active[key])), None)
 
 
-# ------------------------------------------------------------------------------------------------
-# over a dataset
-# ------------------------------------------------------------------------------------------------
+def apply(dataset, active: Mapping[str, Any], counts: Counter):
+    """``dataset`` without the rows the ``active`` filters drop, each counted by reason in ``counts``.
 
-
-def _rows(batch: dict[str, list]) -> Iterator[dict]:
-    keys = list(batch)
-    return (dict(zip(keys, values, strict=False)) for values in zip(*batch.values(), strict=False))
-
-
-def _mark(batch: dict[str, list], active: Mapping[str, Any]) -> dict[str, list]:
-    reasons, keys = [], []
-    for row in _rows(batch):
-        reasons.append(drop_reason(row, active))
-        keys.append(prompt_key(row) if "dedupe_prompts" in active else None)
-    return {"_drop": reasons, "_prompt_key": keys}
-
-
-def apply(dataset, active: Mapping[str, Any], num_proc: int | None = None, batch_size: int = 1000):
-    """``(filtered dataset, Counter of dropped rows by reason)`` for a normalized ``Dataset``."""
-    import numpy as np
-
-    if not active or len(dataset) == 0:
-        return dataset, Counter()
-    marked = dataset.map(
-        _mark,
-        batched=True,
-        batch_size=batch_size,
-        num_proc=num_proc,
-        fn_kwargs={"active": dict(active)},
-        remove_columns=dataset.column_names,
-        desc="Filtering pairs",
-    )
-    reasons = marked.data.column("_drop").to_pylist()
-    keys = marked.data.column("_prompt_key").to_pylist()
-    counts: Counter = Counter()
-    keep = np.ones(len(reasons), dtype=bool)
-    seen: set[str] = set()
-    for i, reason in enumerate(reasons):
-        if reason is None and keys[i] is not None:
-            if keys[i] in seen:
-                reason = REASONS["dedupe_prompts"]
-            else:
-                seen.add(keys[i])
-        if reason is not None:
-            keep[i] = False
-            counts[reason] += 1
-    if not counts:
-        return dataset, counts
-    return dataset.select(np.flatnonzero(keep)), counts
-
-
-def apply_streaming(dataset, active: Mapping[str, Any], counts: Counter):
-    """The lazy counterpart of :func:`apply`: ``counts`` fills up as the stream is read."""
+    ``datasets.filter`` in this process (``dedupe_prompts`` needs the prompts seen before, and
+    the counts stay here), never from its cache (the counts would stay empty); a stream's counts
+    fill up as it is read.
+    """
     if not active:
         return dataset
     seen: set[str] = set()
@@ -204,11 +147,14 @@ def apply_streaming(dataset, active: Mapping[str, Any], counts: Counter):
         reason = drop_reason(row, active)
         if reason is None and "dedupe_prompts" in active:
             key = prompt_key(row)
-            if key in seen:
-                reason = REASONS["dedupe_prompts"]
+            reason = FILTERS["dedupe_prompts"] if key in seen else None
             seen.add(key)
         if reason is not None:
             counts[reason] += 1
         return reason is None
 
-    return dataset.filter(keep)
+    import datasets
+
+    if isinstance(dataset, datasets.IterableDataset):
+        return dataset.filter(keep)
+    return dataset.filter(keep, load_from_cache_file=False, desc="Filtering pairs")

@@ -82,8 +82,8 @@ def _pairs_of(src, part, name: str, options: dict, max_rows: int | None):
             part.take(max_rows) if isinstance(part, datasets.IterableDataset) else part.select(range(min(max_rows, len(part)))))  # fmt: skip
     if is_pairs(part):  # already normalized: only the filters asked for run again
         wanted = {k: v for k, v in options.items() if k in filters.FILTERS or k == "filters"}
-        kept, dropped = filters.apply(part, filters.resolve(wanted.pop("filters", None), **wanted))
-        return kept, NormalizeReport(dataset=name, format="pairs", rows_in=len(part), dropped=dropped)
+        report = NormalizeReport(dataset=name, format="pairs", rows_in=len(part))
+        return filters.apply(part, filters.resolve(wanted.pop("filters", None), **wanted), report.dropped), report
     dataset, report = normalize_source(sources.Source(part, name, src.format), **options)
     return dataset, report
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import Any
 
 from ..errors import ConfigError, DatasetFormatError
@@ -162,63 +161,37 @@ def row_error(dataset: str, name: str, index: int, exc: RowSetAside) -> DatasetF
     )
 
 
-def _normalize_batch(*args, name, columns, options, extras, strict, dataset, report=None, schema=None):
-    """The ``datasets.map`` function: every row in, every row out, set-aside ones marked in HELPERS.
+def _normalize_rows(rows, indices, name, options, extras, strict, dataset, report=None) -> dict[str, list]:
+    """Every row in, every row out: its pair, or (set aside) an empty pair with why in the HELPERS.
 
-    With ``schema`` (a ``Dataset`` map) the batch comes back as an Arrow table built column by
-    column, which is faster than letting ``datasets`` encode the nested message dicts.
+    A list, a ``Dataset`` (in ``datasets.map`` workers too) and a stream all go through here; a
+    stream, read lazily in this process, also counts its rows in ``report`` as they go by.
     """
-    *cells, indices = args
-    pairs: list[dict | None] = []
-    aside: list[RowSetAside | None] = []
-    for index, values in zip(indices, zip(*cells, strict=False), strict=False):
+    out: dict[str, list] = {column: [] for column in (*PAIR_COLUMNS, *extras, *HELPERS)}
+    empty = dict.fromkeys(extras) | {"prompt": [], "chosen": [], "rejected": []}
+    for index, row in zip(indices, rows, strict=True):
         try:
-            pairs.append(normalize_row(name, dict(zip(columns, values, strict=False)), options, extras))
-            aside.append(None)
-        except RowSetAside as exc:
-            if strict and exc.invalid:
-                raise row_error(dataset, name, index, exc) from None
-            pairs.append(None)
-            aside.append(exc)
-            if report is not None:  # streaming: the report lives in this process
-                report.add(SetAside(index, exc.reason, exc.column, exc.detail, exc.invalid))
+            pair, exc = normalize_row(name, row, options, extras), None
+        except RowSetAside as err:
+            if strict and err.invalid:
+                raise row_error(dataset, name, index, err) from None
+            pair, exc = empty, err
+            if report is not None:
+                report.add(SetAside(index, err.reason, err.column, err.detail, err.invalid))
+        for column in (*PAIR_COLUMNS, *extras):
+            out[column].append(pair[column])
+        for column, attribute in zip(HELPERS, ("reason", "column", "detail", "invalid"), strict=True):
+            out[column].append(exc and getattr(exc, attribute))
     if report is not None:
         report.rows_in += len(indices)
-    if schema is not None:
-        return _arrow_batch(pairs, aside, extras, schema)
-    empty = dict.fromkeys(extras, None) | {"prompt": [], "chosen": [], "rejected": []}
-    out = {column: [(pair or empty)[column] for pair in pairs] for column in (*PAIR_COLUMNS, *extras)}
-    out.update(_helper_columns(aside))
     return out
 
 
-def _helper_columns(aside: list) -> dict[str, list]:
-    return {
-        "_reason": [exc and exc.reason for exc in aside],
-        "_column": [exc and exc.column for exc in aside],
-        "_detail": [exc and exc.detail for exc in aside],
-        "_invalid": [exc and exc.invalid for exc in aside],
-    }
-
-
-def _arrow_batch(pairs: list, aside: list, extras: tuple[str, ...], schema):
-    import pyarrow as pa
-
-    arrays = []
-    kept = [pair for pair in pairs if pair is not None]
-    for column in PAIR_COLUMNS:
-        messages = [message for pair in kept for message in pair[column]]
-        offsets = list(accumulate((0 if pair is None else len(pair[column]) for pair in pairs), initial=0))
-        struct = pa.StructArray.from_arrays(
-            [pa.array([m["role"] for m in messages], pa.string()), pa.array([m["content"] for m in messages], pa.string())],
-            names=["role", "content"],
-        )
-        arrays.append(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), struct))
-    for extra in extras:
-        arrays.append(pa.array([None if pair is None else pair[extra] for pair in pairs], schema.field(extra).type))
-    for column, values in _helper_columns(aside).items():
-        arrays.append(pa.array(values, schema.field(column).type))
-    return pa.Table.from_arrays(arrays, schema=schema)
+def _normalize_batch(*args, columns, **context):
+    """The ``datasets.map`` function: the batch's cells (``columns``) as rows."""
+    *cells, indices = args
+    rows = [dict(zip(columns, values, strict=True)) for values in zip(*cells, strict=True)]
+    return _normalize_rows(rows, indices, **context)
 
 
 def output_features(extras: tuple[str, ...], helpers: bool = False):
@@ -249,90 +222,43 @@ def is_pairs(data: Any) -> bool:
 # ------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Plan:
-    name: str
-    options: dict[str, Any]
-    filters: dict[str, Any]
-    strict: bool
-    num_proc: int | None
-    batch_size: int
-
-
-def _normalize_list(rows: list, plan: _Plan, report: NormalizeReport, extras: tuple[str, ...]):
-    from datasets import Dataset
-
-    out: dict[str, list] = {column: [] for column in (*PAIR_COLUMNS, *extras)}
-    for index, row in enumerate(rows):
-        try:
-            pair = normalize_row(plan.name, row, plan.options, extras)
-        except RowSetAside as exc:
-            if plan.strict and exc.invalid:
-                raise row_error(report.dataset, plan.name, index, exc) from None
-            report.add(SetAside(index, exc.reason, exc.column, exc.detail, exc.invalid))
-        else:
-            for column, value in pair.items():
-                out[column].append(value)
-    report.rows_in = len(rows)
-    return Dataset.from_dict(out, features=output_features(extras))
-
-
-def _map_kwargs(plan: _Plan, report: NormalizeReport, extras, columns, column_names) -> dict[str, Any]:
-    kwargs = {"name": plan.name, "columns": list(columns), "options": plan.options, "extras": extras,
-              "strict": plan.strict, "dataset": report.dataset}  # fmt: skip
-    return {"function": _normalize_batch, "batched": True, "batch_size": plan.batch_size, "with_indices": True,
-            "input_columns": list(columns), "remove_columns": list(column_names),
-            "features": output_features(extras, helpers=True), "fn_kwargs": kwargs}  # fmt: skip
-
-
-def _normalize_dataset(dataset, plan: _Plan, report: NormalizeReport, extras, columns):
+def _normalize_split(data, name: str, format: str, column_names: list, options: dict, active: dict, strict: bool,
+                     num_proc: int | None, batch_size: int):  # fmt: skip
+    """``(normalized split, its report)``: the pairs of the rows that fit, the others counted."""
+    import datasets
     import numpy as np
 
-    kwargs = _map_kwargs(plan, report, extras, columns, dataset.column_names)
-    kwargs["fn_kwargs"]["schema"] = kwargs["features"].arrow_schema
-    mapped = dataset.map(**kwargs, num_proc=plan.num_proc, desc=f"Normalizing ({plan.name})")
-    report.rows_in = len(dataset)
-    table = mapped.data
-    if table.column("_reason").null_count < len(mapped):
-        valid = table.column("_reason").is_null().to_numpy(zero_copy_only=False)
-        aside = np.flatnonzero(~valid)
-        helpers = [table.column(column).take(aside).to_pylist() for column in HELPERS]
-        for index, reason, column, detail, invalid in zip(aside.tolist(), *helpers, strict=False):
-            report.add(SetAside(index, reason, column, detail, invalid))
-        mapped = mapped.select(np.flatnonzero(valid))
-    return mapped.remove_columns(list(HELPERS))
-
-
-def _normalize_iterable(dataset, plan: _Plan, report: NormalizeReport, extras, columns, column_names):
-    report.streaming = True
-    kwargs = _map_kwargs(plan, report, extras, columns, column_names)
-    kwargs["fn_kwargs"]["report"] = report
-    kept = dataset.map(**kwargs).filter(lambda reason: reason is None, input_columns=["_reason"])
-    return kept.remove_columns(list(HELPERS))
-
-
-def _normalize_split(data, name: str, plan: _Plan, column_names: list):
-    """``(normalized split, its report)``."""
-    fmt = FORMATS[plan.name]
-    report = NormalizeReport(dataset=name, format=plan.name)
+    fmt = FORMATS[format]
+    report = NormalizeReport(dataset=name, format=format)
     extras = fmt.extras_in(column_names)
-    columns = [c for c in column_names if c in fmt.known()]
-    filters.check_columns(plan.filters, [*PAIR_COLUMNS, *extras], plan.name)
-
+    filters.check_columns(active, [*PAIR_COLUMNS, *extras], format)
+    context = {"name": format, "options": options, "extras": extras, "strict": strict, "dataset": name}
+    features = output_features(extras, helpers=True)
     if isinstance(data, list):
-        result = _normalize_list(data, plan, report, extras)
+        marked = datasets.Dataset.from_dict(_normalize_rows(data, range(len(data)), **context), features=features)
     else:
-        import datasets
+        columns = [c for c in column_names if c in fmt.known()]
+        report.streaming = isinstance(data, datasets.IterableDataset)
+        more = {"fn_kwargs": {**context, "report": report}} if report.streaming else \
+            {"num_proc": num_proc, "desc": f"Normalizing ({format})", "fn_kwargs": context}  # fmt: skip
+        more["fn_kwargs"]["columns"] = columns
+        marked = data.map(_normalize_batch, batched=True, batch_size=batch_size, with_indices=True, input_columns=columns,
+                          remove_columns=list(column_names), features=features, **more)  # fmt: skip
+        if report.streaming:  # set-aside rows are counted while the stream is read
+            kept = marked.filter(lambda reason: reason is None, input_columns=["_reason"]).remove_columns(list(HELPERS))
+            return filters.apply(kept, active, report.dropped), report
 
-        if isinstance(data, datasets.IterableDataset):
-            result = _normalize_iterable(data, plan, report, extras, columns, column_names)
-            return filters.apply_streaming(result, plan.filters, report.dropped), report
-        result = _normalize_dataset(data, plan, report, extras, columns)
-
+    report.rows_in = len(marked)
+    valid = marked.data.column("_reason").is_null().to_numpy(zero_copy_only=False)
+    aside = np.flatnonzero(~valid)
+    helpers = [marked.data.column(column).take(aside).to_pylist() for column in HELPERS]
+    for index, reason, column, detail, invalid in zip(aside.tolist(), *helpers, strict=True):
+        report.add(SetAside(index, reason, column, detail, invalid))
+    result = (marked.select(np.flatnonzero(valid)) if len(aside) else marked).remove_columns(list(HELPERS))
     if report.rows_in and report.rows_out + sum(report.dropped.values()) == 0:
         first = next(record for record in report.examples if record.invalid)
         raise DatasetFormatError(
-            f"{name}: none of its {report.rows_in:,} rows fit format {plan.name!r} "
+            f"{name}: none of its {report.rows_in:,} rows fit format {format!r} "
             f"({_counts(report.invalid)}); first, row {first.row}"
             f"{f', column {first.column!r}' if first.column else ''}: {first.reason}"
             f"{f' ({first.detail})' if first.detail else ''}. Expected: {fmt.expected}",
@@ -340,12 +266,11 @@ def _normalize_split(data, name: str, plan: _Plan, column_names: list):
             row=first.row,
             column=first.column,
         )
-    result, dropped = filters.apply(result, plan.filters, plan.num_proc, plan.batch_size)
-    report.dropped.update(dropped)
+    result = filters.apply(result, active, report.dropped)
     if report.invalid:
         logger.warning(
             "%s: set aside %s of %s rows that do not fit %r: %s. See normalize(..., return_report=True).",
-            name, f"{sum(report.invalid.values()):,}", f"{report.rows_in:,}", plan.name, _counts(report.invalid),
+            name, f"{sum(report.invalid.values()):,}", f"{report.rows_in:,}", format, _counts(report.invalid),
         )  # fmt: skip
     return result, report
 
@@ -497,7 +422,6 @@ def normalize_source(src, format="auto", columns=None, strict=False, lenient=Fal
     splits = src.data if sources.is_split_dict(src.data) else {None: src.data}
     if not splits:
         raise DatasetFormatError(f"{src.name}: no splits", dataset=src.name)
-    plan = None
     results, reports = {}, {}
     for split_name, part in splits.items():
         name = src.name if split_name is None else f"{src.name}[{split_name}]"
@@ -509,11 +433,12 @@ def normalize_source(src, format="auto", columns=None, strict=False, lenient=Fal
         if columns is not None:
             part, column_names = rename(part, columns, column_names, name)
             rows = sources.columns_and_rows(part)[1]
-        if plan is None:  # one format for every split, chosen on the first
-            texts = text_columns(part, rows)
-            fmt_name, unused = resolve_format(format, column_names, texts, rows, name, lenient, src.format)
-            plan = _Plan(fmt_name, FORMATS[fmt_name].check_options(fmt_name, options), active, strict, num_proc, batch_size)  # fmt: skip
-        results[split_name], reports[split_name] = _normalize_split(part, name, plan, column_names)
+        if not results:  # one format for every split, chosen on the first
+            format, unused = resolve_format(format, column_names, text_columns(part, rows), rows, name, lenient, src.format)
+            format_options = FORMATS[format].check_options(format, options)
+        results[split_name], reports[split_name] = _normalize_split(
+            part, name, format, column_names, format_options, active, strict, num_proc, batch_size
+        )
         reports[split_name].unused_columns = unused
     if None in results:
         return results[None], reports[None]
