@@ -93,16 +93,6 @@ def _trl_tokenize(tokenizer, text_or_messages, **kwargs) -> list[int]:
     return list(_tokenize(tokenizer, text_or_messages, **kwargs)["input_ids"])
 
 
-def _common_prefix_length(ids: list[int], other_ids: list[int]) -> int:
-    """Number of leading tokens the two sequences share (TRL's ``common_prefix_length``)."""
-    length = 0
-    for token, other in zip(ids, other_ids, strict=False):
-        if token != other:
-            break
-        length += 1
-    return length
-
-
 def tokenize_pair(example: dict, tokenizer) -> dict[str, list[int]]:
     """``prompt_ids``, ``chosen_ids``, ``rejected_ids`` of one pair, as TRL 1.16's ``DPOTrainer``.
 
@@ -111,7 +101,7 @@ def tokenize_pair(example: dict, tokenizer) -> dict[str, list[int]]:
     template (prompt with the generation prompt; prompt + completion without), and the completion
     starts where the tokenized prompt and prompt + completion diverge.
     """
-    from trl.data_utils import extract_prompt, is_conversational
+    from trl.data_utils import common_prefix_length, extract_prompt, is_conversational
 
     if "prompt" not in example:
         example = {**example, **extract_prompt(example)}
@@ -131,7 +121,7 @@ def tokenize_pair(example: dict, tokenizer) -> dict[str, list[int]]:
         prompt_chosen = _trl_tokenize(tokenizer, prompt + chosen)
         prompt_rejected = _trl_tokenize(tokenizer, prompt + rejected)
     prompt_len = min(
-        _common_prefix_length(prompt_ids, prompt_chosen), _common_prefix_length(prompt_ids, prompt_rejected)
+        common_prefix_length(prompt_ids, prompt_chosen), common_prefix_length(prompt_ids, prompt_rejected)
     )
     return {
         "prompt_ids": prompt_ids[:prompt_len],

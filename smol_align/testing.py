@@ -3,7 +3,7 @@
 Nothing here touches the network: the tokenizer is a byte-level BPE trained in memory on a
 few sentences, the model a few-layer Llama with random weights. Both follow the conventions
 of SmolLM2 (ChatML chat template, ``<|im_end|>`` as end of turn) so code paths match the real
-model.
+model. :func:`is_valid_pair` tells whether a row is a TRL pair as normalization makes it.
 """
 
 from __future__ import annotations
@@ -94,3 +94,15 @@ def tiny_preference_rows(n: int = 16) -> list[dict]:
             }
         )
     return rows
+
+
+def is_valid_pair(row: dict) -> bool:
+    """True when ``row`` is a TRL conversational pair exactly as ``make_pair`` builds it (roles,
+    text contents, one assistant completion each, a prompt ending with a user turn)."""
+    from .data.messages import InvalidRow, make_pair
+
+    try:
+        pair = make_pair(row["chosen"], row["rejected"], prompt=row["prompt"])
+    except (InvalidRow, KeyError, TypeError):
+        return False
+    return pair == {column: row[column] for column in ("prompt", "chosen", "rejected")}

@@ -7,9 +7,10 @@ import pytest
 
 from smol_align.data import formats, normalize
 from smol_align.data.formats import FORMATS
-from smol_align.data.messages import DroppedRow, InvalidRow, is_valid_pair
+from smol_align.data.messages import DroppedRow, InvalidRow
 from smol_align.data.normalize import normalize_row
 from smol_align.errors import DatasetFormatError
+from smol_align.testing import is_valid_pair
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 

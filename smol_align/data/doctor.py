@@ -139,7 +139,7 @@ class DoctorReport:
 
 def _token_lengths(rows: list[dict], tokenizer) -> list[tuple[int, int, int]]:
     """``(prompt, chosen, rejected)`` lengths in tokens, split the way TRL's DPO trainer splits them."""
-    from ..evaluate import _common_prefix_length  # the same prompt/completion split as the evaluation
+    from trl.data_utils import common_prefix_length  # the prompt/completion split of TRL and the evaluation
 
     if getattr(tokenizer, "chat_template", None):
         texts = []
@@ -158,7 +158,7 @@ def _token_lengths(rows: list[dict], tokenizer) -> list[tuple[int, int, int]]:
     lengths = []
     for i in range(0, len(ids), 3):
         prompt, with_chosen, with_rejected = ids[i : i + 3]
-        p = min(_common_prefix_length(prompt, with_chosen), _common_prefix_length(prompt, with_rejected))
+        p = min(common_prefix_length(prompt, with_chosen), common_prefix_length(prompt, with_rejected))
         lengths.append((p, len(with_chosen) - p, len(with_rejected) - p))
     return lengths
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 Message = dict[str, str]
@@ -116,17 +117,13 @@ def optional_text(value: Any) -> str | None:
 
 def score(value: Any) -> float | None:
     """A rating as a float, or ``None`` for a missing one (``None``, NaN, ``"N/A"``, text)."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
-    if isinstance(value, (int, float)):
-        return None if math.isnan(value) or math.isinf(value) else float(value)
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return None if math.isnan(number) or math.isinf(number) else number
-    return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def flag(value: Any) -> bool | None:
@@ -227,13 +224,14 @@ def check_completion(completion: list[Message], column: str) -> None:
         raise InvalidRow(f"{column}: expected one assistant message", column, f"got {roles}")
 
 
+def shared_prefix(a: Sequence, b: Sequence) -> int:
+    """How many leading items (messages, characters) ``a`` and ``b`` share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
 def split_shared_prefix(chosen: list[Message], rejected: list[Message]):
     """``(prompt, chosen, rejected)`` from two dialogues that share everything but the last turn."""
-    shared = 0
-    for a, b in zip(chosen, rejected, strict=False):
-        if a != b:
-            break
-        shared += 1
+    shared = shared_prefix(chosen, rejected)
     if shared == len(chosen) == len(rejected):  # identical dialogues: the last turn is the completion
         shared -= 1
     if shared == 0:
@@ -274,21 +272,3 @@ def make_pair(chosen: Any, rejected: Any, prompt: Any = None, system: Any = None
     check_completion(rejected, "rejected")
     return {"prompt": prompt_messages, "chosen": chosen, "rejected": rejected}
 
-
-def is_valid_pair(row: dict) -> bool:
-    """True when ``row`` is a TRL conversational pair as :func:`make_pair` builds it (used by tests)."""
-    try:
-        for column in ("prompt", "chosen", "rejected"):
-            value = row[column]
-            if not isinstance(value, list) or any(set(m) != {"role", "content"} for m in value):
-                return False
-            if any(
-                not isinstance(m["content"], str) or m["role"] not in (USER, ASSISTANT, SYSTEM) for m in value
-            ):
-                return False
-        check_prompt(row["prompt"])
-        check_completion(row["chosen"], "chosen")
-        check_completion(row["rejected"], "rejected")
-    except (InvalidRow, KeyError, TypeError, AttributeError):
-        return False
-    return True

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ..messages import ASSISTANT, USER, InvalidRow, make_pair, text
+from ..messages import ASSISTANT, USER, InvalidRow, make_pair, shared_prefix, text
 
 _LAST_SPACE = re.compile(r"\s\S*\Z")
 
@@ -38,11 +38,7 @@ def split_text(chosen: str, rejected: str) -> tuple[str, str, str]:
     """
     if chosen == rejected:
         raise InvalidRow("implicit prompt: identical texts, no prompt to tell apart", "chosen")
-    shared = 0
-    for a, b in zip(chosen, rejected, strict=False):
-        if a != b:
-            break
-        shared += 1
+    shared = shared_prefix(chosen, rejected)
     at_boundary = (
         shared == 0
         or chosen[shared - 1].isspace()
