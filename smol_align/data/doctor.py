@@ -64,11 +64,6 @@ class DoctorReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def _share(self, count: int | None) -> str:
-        if count is None:
-            return ""
-        return f"{count / self.rows:.1%}" if self.rows else ""
-
     def summary_line(self) -> str:
         """One line, printed by ``train_dpo``/``train_orpo`` before training."""
         parts = [f"doctor: {self.rows:,} pairs ({self.format})"]
@@ -85,50 +80,35 @@ class DoctorReport:
         return " | ".join(parts)
 
     def __str__(self) -> str:
-        rows = [("pairs", f"{self.rows:,}", "", "")]
-        rows.append(("set aside (do not fit the format)", f"{sum(self.set_aside.values()):,}", "", ""))
-        rows += [("", f"{count:,}", "", reason) for reason, count in self.set_aside.items()]
+        def share(count: int | None) -> str:
+            return f"{count / self.rows:.1%}" if self.rows and count is not None else ""
+
+        rows = [("pairs", self.rows, "", ""), ("set aside (do not fit the format)", sum(self.set_aside.values()), "", "")]
+        rows += [("", count, "", reason) for reason, count in self.set_aside.items()]
         if self.unused_columns:
             rows.append(("text columns left out", "", "", ", ".join(self.unused_columns)))
         if self.dropped:
-            rows.append(("dropped while normalizing", f"{sum(self.dropped.values()):,}", "", ""))
-            rows += [("", f"{count:,}", "", reason) for reason, count in self.dropped.items()]
-        rows.append(("identical pairs", f"{self.identical_pairs:,}", self._share(self.identical_pairs), ""))
-        rows.append(
-            ("empty completions", f"{self.empty_completions:,}", self._share(self.empty_completions), "")
-        )
-        if self.ties is None:
-            rows.append(("ties (equal ratings)", "-", "", "no ratings"))
-        else:
-            rows.append(("ties (equal ratings)", f"{self.ties:,}", self._share(self.ties), ""))
-        rows.append(
-            ("duplicated prompts", f"{self.duplicated_prompts:,}", self._share(self.duplicated_prompts), "")
-        )
-        rows.append(("broken role order", f"{self.broken_role_order:,}", "", "(set aside, counted above)"))
+            rows.append(("dropped while normalizing", sum(self.dropped.values()), "", ""))
+            rows += [("", count, "", reason) for reason, count in self.dropped.items()]
+        for label, count in (("identical pairs", self.identical_pairs), ("empty completions", self.empty_completions),
+                             ("ties (equal ratings)", self.ties), ("duplicated prompts", self.duplicated_prompts)):  # fmt: skip
+            rows.append((label, "-" if count is None else count, share(count), "no ratings" if count is None else ""))
+        rows.append(("broken role order", self.broken_role_order, "", "(set aside, counted above)"))
         if self.max_length is not None:
             note = f"{self.completion_tokens_lost:.1%} of completion tokens lost"
             if self.prompt_fills_max_length:
                 note += f"; {self.prompt_fills_max_length:,} prompts alone fill it (TRL drops them)"
-            label = f"truncated at max_length={self.max_length}"
-            rows.append((label, f"{self.truncated_pairs:,}", self._share(self.truncated_pairs), note))
-        others = f"rejected longer {self.rejected_longer:.1%}"
-        rows.append(("chosen longer than rejected", "", f"{self.chosen_longer:.1%}", others))
+            rows.append((f"truncated at max_length={self.max_length}", self.truncated_pairs, share(self.truncated_pairs), note))
+        rows.append(("chosen longer than rejected", "", f"{self.chosen_longer:.1%}", f"rejected longer {self.rejected_longer:.1%}"))
 
         width = max(len(r[0]) for r in rows)
         lines = [f"Doctor: {self.dataset} (format {self.format})"]
-        lines += [f"  {a:<{width}}  {b:>9}  {c:>6}  {d}".rstrip() for a, b, c, d in rows]
-        lines.append("")
-        lines.append(
-            f"  {'length in ' + self.length_unit:<{width}}  {'min':>9}  {'p50':>6}  {'p90':>7}  {'max':>7}  mean"
-        )
+        lines += [f"  {a:<{width}}  {b if isinstance(b, str) else f'{b:,}':>9}  {c:>6}  {d}".rstrip() for a, b, c, d in rows]
+        lines += ["", f"  {'length in ' + self.length_unit:<{width}}  {'min':>9}  {'p50':>6}  {'p90':>7}  {'max':>7}  mean"]
         for part, s in self.lengths.items():
-            lines.append(
-                f"  {part:<{width}}  {s.min:>9,}  {s.p50:>6,.0f}  {s.p90:>7,.0f}  {s.max:>7,}  {s.mean:,.1f}"
-            )
+            lines.append(f"  {part:<{width}}  {s.min:>9,}  {s.p50:>6,.0f}  {s.p90:>7,.0f}  {s.max:>7,}  {s.mean:,.1f}")
         if self.advice:
-            lines.append("")
-            lines.append("Advice:")
-            lines += [f"  - {line}" for line in self.advice]
+            lines += ["", "Advice:", *(f"  - {line}" for line in self.advice)]
         return "\n".join(lines)
 
 
@@ -138,29 +118,16 @@ class DoctorReport:
 
 
 def _token_lengths(rows: list[dict], tokenizer) -> list[tuple[int, int, int]]:
-    """``(prompt, chosen, rejected)`` lengths in tokens, split the way TRL's DPO trainer splits them."""
-    from trl.data_utils import common_prefix_length  # the prompt/completion split of TRL and the evaluation
+    """``(prompt, chosen, rejected)`` lengths in tokens, split as TRL's DPO trainer and the evaluation split them."""
+    import copy
 
-    if getattr(tokenizer, "chat_template", None):
-        texts = []
-        for row in rows:
-            texts.append(
-                tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
-            )
-            texts.append(tokenizer.apply_chat_template(row["prompt"] + row["chosen"], tokenize=False))
-            texts.append(tokenizer.apply_chat_template(row["prompt"] + row["rejected"], tokenize=False))
-    else:  # no chat template: plain concatenation of the turns
-        texts = []
-        for row in rows:
-            prompt = "\n".join(m["content"] for m in row["prompt"]) + "\n"
-            texts += [prompt, prompt + row["chosen"][0]["content"], prompt + row["rejected"][0]["content"]]
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    lengths = []
-    for i in range(0, len(ids), 3):
-        prompt, with_chosen, with_rejected = ids[i : i + 3]
-        p = min(common_prefix_length(prompt, with_chosen), common_prefix_length(prompt, with_rejected))
-        lengths.append((p, len(with_chosen) - p, len(with_rejected) - p))
-    return lengths
+    from ..evaluate import tokenize_pair
+    from ..models import CHATML_TEMPLATE
+
+    if not getattr(tokenizer, "chat_template", None):  # a base model's: training gives it ChatML (prepare_tokenizer)
+        tokenizer = copy.copy(tokenizer)
+        tokenizer.chat_template = CHATML_TEMPLATE
+    return [tuple(len(ids) for ids in tokenize_pair(row, tokenizer).values()) for row in rows]
 
 
 def _estimated_lengths(rows: list[dict]) -> list[tuple[int, int, int]]:
