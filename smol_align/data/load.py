@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import ConfigError, DatasetFormatError
 from . import filters, sources
 from .formats import FORMATS
-from .normalize import NormalizeReport, is_pairs, normalize_source
+from .normalize import NormalizeReport, is_pairs, normalize_split
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +84,7 @@ def _pairs_of(src, part, name: str, options: dict, max_rows: int | None):
         wanted = {k: v for k, v in options.items() if k in filters.FILTERS or k == "filters"}
         report = NormalizeReport(dataset=name, format="pairs", rows_in=len(part))
         return filters.apply(part, filters.resolve(wanted.pop("filters", None), **wanted), report.dropped), report
-    dataset, report = normalize_source(sources.Source(part, name, src.format), **options)
-    return dataset, report
+    return normalize_split(part, name, src.format, **options)
 
 
 def load(

@@ -226,7 +226,7 @@ def check_completion(completion: list[Message], column: str) -> None:
 
 def shared_prefix(a: Sequence, b: Sequence) -> int:
     """How many leading items (messages, characters) ``a`` and ``b`` share."""
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def split_shared_prefix(chosen: list[Message], rejected: list[Message]):

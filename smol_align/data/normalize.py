@@ -222,14 +222,32 @@ def is_pairs(data: Any) -> bool:
 # ------------------------------------------------------------------------------------------------
 
 
-def _normalize_split(data, name: str, format: str, column_names: list, options: dict, active: dict, strict: bool,
-                     num_proc: int | None, batch_size: int):  # fmt: skip
-    """``(normalized split, its report)``: the pairs of the rows that fit, the others counted."""
+def normalize_split(data, name: str, hub_format: str | None = None, format: str = "auto", columns=None,
+                    strict=False, lenient=False, num_proc=None, batch_size=1000, **options):  # fmt: skip
+    """One split (a list of rows, a ``Dataset`` or ``IterableDataset``) -> ``(its pairs, its report)``.
+
+    ``columns=`` renamed, the format resolved (``hub_format``: the one a known hub id implies),
+    every row normalized once, the rows that do not fit counted, then the filters.
+    """
     import datasets
     import numpy as np
 
+    wanted = {key: options.pop(key) for key in list(options) if key in filters.FILTERS or key == "filters"}
+    active = filters.resolve(wanted.pop("filters", None), **wanted)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    column_names, rows = sources.columns_and_rows(data)
+    if isinstance(data, list) and not data:
+        raise DatasetFormatError(f"{name}: no rows", dataset=name)
+    if isinstance(data, list) and not rows:
+        raise DatasetFormatError(f"{name}: expected a list of dicts (one per row), got {type(data[0]).__name__} first", dataset=name)  # fmt: skip
+    if columns is not None:
+        data, column_names = rename(data, columns, column_names, name)
+        rows = sources.columns_and_rows(data)[1]
+    format, unused = resolve_format(format, column_names, text_columns(data, rows), rows, name, lenient, hub_format)
+    options = FORMATS[format].check_options(format, options)
     fmt = FORMATS[format]
-    report = NormalizeReport(dataset=name, format=format)
+    report = NormalizeReport(dataset=name, format=format, unused_columns=unused)
     extras = fmt.extras_in(column_names)
     filters.check_columns(active, [*PAIR_COLUMNS, *extras], format)
     context = {"name": format, "options": options, "extras": extras, "strict": strict, "dataset": name}
@@ -405,47 +423,26 @@ def normalize(
         with columns ``prompt``, ``chosen``, ``rejected`` (lists of ``{"role", "content"}``) and
         the extras the schema has, under stable names (``score_chosen``, ``source``, ...).
     """
+    import datasets
+
     global _LAST_REPORT
     src = sources.read(data, split=split, streaming=options.pop("streaming", None))
-    dataset, report = normalize_source(src, format, columns, strict, lenient, num_proc, batch_size, **options)
-    _LAST_REPORT = report
-    return (dataset, report) if return_report else dataset
-
-
-def normalize_source(src, format="auto", columns=None, strict=False, lenient=False, num_proc=None, batch_size=1000,
-                     **options):  # fmt: skip
-    """:func:`normalize` on what :func:`sources.read` read: ``(pairs, report)`` (dicts of them by split)."""
-    wanted = {key: options.pop(key) for key in list(options) if key in filters.FILTERS or key == "filters"}
-    active = filters.resolve(wanted.pop("filters", None), **wanted)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     splits = src.data if sources.is_split_dict(src.data) else {None: src.data}
     if not splits:
         raise DatasetFormatError(f"{src.name}: no splits", dataset=src.name)
     results, reports = {}, {}
     for split_name, part in splits.items():
         name = src.name if split_name is None else f"{src.name}[{split_name}]"
-        column_names, rows = sources.columns_and_rows(part)
-        if isinstance(part, list) and not part:
-            raise DatasetFormatError(f"{name}: no rows", dataset=name)
-        if isinstance(part, list) and not rows:
-            raise DatasetFormatError(f"{name}: expected a list of dicts (one per row), got {type(part[0]).__name__} first", dataset=name)  # fmt: skip
-        if columns is not None:
-            part, column_names = rename(part, columns, column_names, name)
-            rows = sources.columns_and_rows(part)[1]
-        if not results:  # one format for every split, chosen on the first
-            format, unused = resolve_format(format, column_names, text_columns(part, rows), rows, name, lenient, src.format)
-            format_options = FORMATS[format].check_options(format, options)
-        results[split_name], reports[split_name] = _normalize_split(
-            part, name, format, column_names, format_options, active, strict, num_proc, batch_size
+        chosen = next(iter(reports.values())).format if reports else format  # one format for every split
+        results[split_name], reports[split_name] = normalize_split(
+            part, name, src.format, chosen, columns, strict, lenient, num_proc, batch_size, **options
         )
-        reports[split_name].unused_columns = unused
     if None in results:
-        return results[None], reports[None]
-    import datasets
-
-    iterable = isinstance(src.data, datasets.IterableDatasetDict)
-    return (datasets.IterableDatasetDict if iterable else datasets.DatasetDict)(results), reports
+        dataset, _LAST_REPORT = results[None], reports[None]
+    else:
+        iterable = isinstance(src.data, datasets.IterableDatasetDict)
+        dataset, _LAST_REPORT = (datasets.IterableDatasetDict if iterable else datasets.DatasetDict)(results), reports
+    return (dataset, _LAST_REPORT) if return_report else dataset
 
 
 def detect_format(data: Any, split: str | None = None) -> str:
