@@ -15,16 +15,23 @@ smol-align compare --dataset pairs.jsonl --methods dpo,orpo --time-budget 600 --
 # Your own columns, a held-out fraction, a filter; every command takes the same data flags
 smol-align dpo --dataset pairs.jsonl --columns prompt=question,chosen=good,rejected=bad --eval-split 0.1
 smol-align doctor pairs.jsonl --max-length 512 --drop-identical
+
+# TRL's and the alignment-handbook's names work too: a `trl dpo` command line, a handbook recipe
+smol-align dpo --config handbook-dpo.yaml --model_name_or_path my/sft --use_peft --lora_r 16
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import logging
+import re
 import sys
 
+from .errors import ConfigError, SmolAlignError
+
 DEFAULT_REF = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the start model of the demo and of most course runs
-META_FLAGS = ("model", "dataset", "preset", "output_dir", "config", "overwrite", "quiet")
 
 
 def _columns(value: str) -> dict[str, str]:
@@ -41,7 +48,7 @@ def _split_or_fraction(value: str) -> str | float:
         return value
 
 
-def add_data_arguments(parser, suppress: bool = False) -> None:
+def add_data_arguments(parser) -> None:
     """The data flags of every command: they become the keywords of ``smol_align.data.load``."""
     group = parser.add_argument_group("data (smol_align.data.load)")
     flags = [
@@ -62,7 +69,7 @@ def add_data_arguments(parser, suppress: bool = False) -> None:
     ]  # fmt: skip
     for flag, kwargs in flags:
         dest = flag[2:].replace("-", "_")
-        group.add_argument(flag, f"--{dest}", dest=dest, **kwargs, **({"default": argparse.SUPPRESS} if suppress else {}))
+        group.add_argument(flag, f"--{dest}", dest=dest, **kwargs)
 
 
 def data_options(args: argparse.Namespace) -> dict:
@@ -73,20 +80,20 @@ def data_options(args: argparse.Namespace) -> dict:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The full parser; training flags are added per method when ``dpo``/``orpo`` is chosen."""
+    """The verbs; ``dpo``/``orpo``/``compare`` parse their flags with TRL's parser (:func:`make_train_parser`)."""
     parser = argparse.ArgumentParser(
         prog="smol-align",
         description="One-line preference alignment (DPO, ORPO) of small language models, on TRL.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n", 2)[2],
     )
-    parser.add_argument("--version", action="version", version=_version())
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"smol-align {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,compare,doctor,eval,presets}")
     for method in ("dpo", "orpo"):
-        p = sub.add_parser(method, help=f"train with {method.upper()} (no options: the demo)", add_help=False)
-        p.add_argument("-h", "--help", action="store_true", help="show this help, with every TRL field")
-    p = sub.add_parser("compare", help="DPO vs ORPO on the same data and budget, with a report", add_help=False)
-    p.add_argument("-h", "--help", action="store_true", help="show this help, with every TRL field")
+        sub.add_parser(method, help=f"train with {method.upper()} (no options: the demo; --help: every TRL field)", add_help=False)
+    sub.add_parser("compare", help="DPO vs ORPO on the same data and budget, with a report", add_help=False)
     doctor = sub.add_parser("doctor", help="check a preference dataset for bad pairs")
     doctor.add_argument("dataset", help="hub id (owner/name), or a local json/jsonl/parquet/csv/tsv file")
     doctor.add_argument("--max-length", type=int, default=None, help="count the pairs this max_length truncates")
@@ -105,47 +112,114 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_train_parser(method: str) -> argparse.ArgumentParser:
-    """``smol-align dpo|orpo`` flags: ours plus every field of TRL's config, built by TRL's own parser.
+# TRL's (``trl dpo``: ScriptArguments, ModelConfig) and the handbook's names -> ours; dtype, lora_*: presets.EXTRA_KEYS
+TRL_NAMES = {"model_name_or_path": "model", "dataset_name": "dataset", "dataset_train_split": "split",
+             "dataset_test_split": "eval_split", "torch_dtype": "dtype", "preprocessing_num_workers": "dataset_num_proc",
+             "warmup_ratio": "warmup_steps"}  # fmt: skip
+NOT_USED = {"attn_implementation": "the model loads with transformers' default attention (sdpa)",  # and why
+            "model_revision": "download that revision and pass its folder as --model",
+            "load_in_8bit": "8-bit is not trained here; --preset qlora-4bit trains LoRA on a 4-bit base"}  # fmt: skip
+MIXTURE = "smol-align trains on one dataset: mix them beforehand and pass the result as --dataset"
+HANDBOOK = {  # the alignment-handbook's recipe keys that TRL 1.x has not
+    "torch_dtype": {"help": "= --dtype"}, "preprocessing_num_workers": {"type": int, "help": "= --dataset_num_proc"},
+    "warmup_ratio": {"type": float, "help": "= --warmup_steps (transformers 5 takes the fraction there)"},
+    "dataset_splits": {"nargs": "+", "help": "train split, then held-out split"},
+    "dataset_mixer": {"help": "{dataset: 1.0}: one dataset, used whole"}, "dataset_mixture": {"help": "refused: " + MIXTURE},
+}  # fmt: skip
 
-    Defaults are suppressed, so the parsed namespace holds only what was typed: those values
-    override the recipe, which overrides the preset.
-    """
-    from transformers import HfArgumentParser
+
+def make_train_parser(method: str, compare: bool = False):
+    """``smol-align dpo|orpo`` (or ``compare``): TRL's parser with ``trl dpo``'s dataclasses, ours on top. Nothing
+    has a default: the parse holds only what the recipe and flags gave; the preset fills in the rest."""
+    from trl import ModelConfig, ScriptArguments, TrlParser
 
     from .presets import config_class, names
 
-    parser = HfArgumentParser([config_class(method)], prog=f"smol-align {method}", conflict_handler="resolve")
+    classes, prog = [ScriptArguments, config_class(method), ModelConfig], f"smol-align {'compare' if compare else method}"
+    parser = TrlParser(classes, prog=prog, usage=f"{prog} [--config RECIPE.yaml] [--FIELD VALUE ...]",
+                       conflict_handler="resolve", argument_default=argparse.SUPPRESS)  # fmt: skip
+    parser.set_defaults_with_config(**{f.name: argparse.SUPPRESS for cls in classes for f in dataclasses.fields(cls)})
+    parser.dataclass_types = []  # parse into a namespace of the values given, not dataclasses with TRL's defaults
     group = parser.add_argument_group("smol_align")
-    group.add_argument("--config", help="a recipe YAML (keys: model, dataset, preset and any config field)")
+    group.add_argument("--config", help="a recipe YAML: keys are these flags' names (TRL's and the handbook's too)")
     group.add_argument("--model", help="hub id or folder (default: the embedded SmolLM2-135M-Instruct)")
     group.add_argument("--dataset", help="hub id, local json/jsonl/parquet/csv (default: the built-in demo data)")
     group.add_argument("--preset", help=f"one of {', '.join(names())}, or hardware+mode such as colab-t4+lora")
     group.add_argument("--output_dir", "--output-dir", help="where the model goes (default: runs/<method>-<model>-<time>)")
     group.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     group.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    handbook = parser.add_argument_group("alignment-handbook recipe keys")
+    for key, kwargs in HANDBOOK.items():
+        handbook.add_argument(f"--{key}", **kwargs)
     add_data_arguments(parser)
-    for action in parser._actions:
-        if action.dest != "help":
-            action.default = argparse.SUPPRESS
-            action.required = False
+    if compare:  # TRL fields given to compare go to every method, so each must exist in every method's config
+        group = parser.add_argument_group("compare: each method on the same pairs, steps (or wall budget) and seed")
+        group.add_argument("--methods", help="comma-separated, from dpo,orpo (default: dpo,orpo)")
+        group.add_argument("--time_budget", "--time-budget", type=float, help="seconds of training per method")
+        group.add_argument("--no_save", "--no-save", dest="save", action="store_false", help="keep only the report")
+        group.add_argument("--output_dir", "--output-dir", help="the report folder, each trained model in it")
     return parser
+
+
+def parse_train_args(parser, argv: list[str]) -> dict:
+    """What the recipe and the flags gave, typed by TRL's parser, as smol_align's keywords (ours over TRL's
+    names over the handbook's). An unknown name is an error naming the closest ones; a TRL name not used
+    here, or a retired TRL key in a recipe, is left out with the reason (printed)."""
+    from trl import ModelConfig, ScriptArguments
+
+    from .presets import EXTRA_KEYS, RENAMED, RETIRED
+
+    try:
+        *parsed, from_recipe, from_flags = parser.parse_args_and_config(
+            argv, return_remaining_strings=True, separate_remaining_strings=True)  # fmt: skip
+    except FileNotFoundError as err:
+        raise ConfigError(f"Recipe {err.filename} not found.") from None
+    except ValueError as err:  # a recipe that is not a mapping
+        raise ConfigError(str(err)) from None
+    for where, rest in (("recipe", from_recipe), ("flag", from_flags)):
+        for key in [s[2:].split("=")[0].replace("-", "_") for s in rest if s.startswith("--")] or [s.lstrip("-") for s in rest[:1]]:
+            if key in RETIRED and where == "flag":
+                raise ConfigError(f"`--{key}` no longer exists in TRL 1.x: {RETIRED[key]}")
+            if key in RETIRED:
+                print(f"{parser.prog}: `{key}` in the recipe is not used: gone in TRL 1.x: {RETIRED[key]}", file=sys.stderr)
+                continue
+            known = re.findall(r"^ +(?:-\w, )?--(\w+)", parser.format_help(), re.M)
+            close = [RENAMED[key]] if key in RENAMED else difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            what = f"option --{key}" if where == "flag" else f"recipe key {key!r}"
+            hint = f"; did you mean {' or '.join('--' + c for c in close)}?" if close else ";"
+            print(f"{parser.prog}: error: unknown {what}{hint} `{parser.prog} --help` lists them all", file=sys.stderr)
+            raise SystemExit(2)
+    trl_names = {f.name for cls in (ScriptArguments, ModelConfig) for f in dataclasses.fields(cls)} | set(HANDBOOK)
+    given, options = vars(parsed[0]) if parsed else {}, {}
+    for key, value in sorted(given.items(), key=lambda item: (item[0] not in HANDBOOK) + (item[0] not in trl_names)):
+        if key not in trl_names or key in TRL_NAMES or key in EXTRA_KEYS:
+            options[TRL_NAMES.get(key, key)] = value
+        elif key == "dataset_splits":
+            options.update(zip(("split", "eval_split"), value, strict=False))
+        elif key == "dataset_mixer" and isinstance(value, dict) and list(value.values()) == [1.0]:
+            options["dataset"] = next(iter(value))
+        elif key in ("dataset_mixer", "dataset_mixture"):
+            raise ConfigError(f"`{key}`: {MIXTURE}.")
+        elif key != "use_peft":
+            reason = NOT_USED.get(key, "TRL reads it, smol-align does not")
+            print(f"{parser.prog}: `{key}` is not used: {reason}", file=sys.stderr)
+    if given.get("use_peft") and "lora" not in (options.get("preset") or ""):
+        options["preset"] = f"{options['preset']}+lora" if options.get("preset") else "lora"
+    return options
 
 
 def train_options(method: str, argv: list[str]) -> dict:
     """Recipe values, then the flags typed, as keyword arguments for ``train_dpo``/``train_orpo``."""
-    parser = make_train_parser(method)
-    flags = vars(parser.parse_args(argv))
-    recipe = flags.pop("config", None)
-    options = load_recipe(recipe) if recipe else {}
-    options.update(flags)  # no data given: train_dpo/train_orpo fill in the demo recipe themselves
-    return options
+    return parse_train_args(make_train_parser(method), argv)
 
 
-def load_recipe(path: str) -> dict:
-    from .presets import read_recipe
-
-    return read_recipe(path)
+def compare_options(argv: list[str]) -> dict:
+    """A recipe's values, then the flags typed, as keywords for ``compare`` (none: its demo). Parsed with the
+    parser of each chosen method: a flag that only DPO (or only ORPO) has is refused."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--methods", default="dpo,orpo")
+    methods = [m.strip() for m in pre.parse_known_args(argv)[0].methods.split(",") if m.strip()]
+    return [parse_train_args(make_train_parser(method, compare=True), argv) for method in methods or ["dpo"]][-1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,98 +228,30 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "urllib3", "datasets", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     parser = make_parser()
-    if argv and argv[0] in ("dpo", "orpo"):
-        method, rest = argv[0], argv[1:]
-        if "-h" in rest or "--help" in rest:
-            make_train_parser(method).print_help()
-            return 0
-        return _run_train(method, rest)
-    if argv and argv[0] == "compare":
-        if "-h" in argv[1:] or "--help" in argv[1:]:
-            make_compare_parser().print_help()
-            return 0
-        return _run_compare(argv[1:])
-    args = parser.parse_args(argv)
-    if args.command in ("doctor", "eval"):
-        from .errors import SmolAlignError
+    args, rest = parser.parse_known_args(argv)  # dpo, orpo and compare parse the rest with TRL's parser
+    args = args if args.command in ("dpo", "orpo", "compare") else parser.parse_args(argv)
+    try:
+        if args.command in ("dpo", "orpo"):
+            from . import api
 
-        try:
+            (api.train_dpo if args.command == "dpo" else api.train_orpo)(**train_options(args.command, rest))
+        elif args.command == "compare":
+            from .compare import compare
+
+            compare(**compare_options(rest))
+        elif args.command in ("doctor", "eval"):
             return _run_doctor(args) if args.command == "doctor" else _run_eval(args)
-        except SmolAlignError as err:
-            print(f"smol-align {args.command}: error: {err}", file=sys.stderr)
-            return 2
-    if args.command == "presets":
-        from .presets import describe
+        elif args.command == "presets":
+            from .presets import describe
 
-        for name, text in describe():
-            print(f"{name:<12} {text}")
-        return 0
-    parser.print_help()
-    return 0
-
-
-def _run_train(method: str, argv: list[str]) -> int:
-    from . import api
-    from .errors import SmolAlignError
-
-    try:
-        options = train_options(method, argv)
-        train = api.train_dpo if method == "dpo" else api.train_orpo
-        train(**options)
+            print("\n".join(f"{name:<12} {text}" for name, text in describe()))
+        else:
+            parser.print_help()
     except SmolAlignError as err:
-        print(f"smol-align {method}: error: {err}", file=sys.stderr)
+        print(f"smol-align {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
-
-
-def make_compare_parser(method: str = "dpo") -> argparse.ArgumentParser:
-    """``smol-align compare`` flags: those of ``smol-align <method>`` plus ``--methods``, ``--time-budget``, ``--no-save``.
-
-    TRL fields given here go to every method, so each must exist in every method's config.
-    """
-    parser = make_train_parser(method)
-    parser.prog = "smol-align compare"
-    parser.description = "Train each method on the same pairs, steps (or wall budget) and seed; write a report."
-    for action in parser._actions:
-        if action.dest == "output_dir":
-            action.help = "the report folder, with each trained model in it (default: runs/compare-<model>-<time>)"
-    group = parser.add_argument_group("compare")
-    group.add_argument("--methods", help="comma-separated, from dpo,orpo (default: dpo,orpo)")
-    group.add_argument("--time_budget", "--time-budget", type=float, help="seconds of training per method")
-    group.add_argument("--no_save", "--no-save", dest="save", action="store_false",
-                       help="keep only the report, not the trained models")  # fmt: skip
-    for action in group._group_actions:
-        action.default = argparse.SUPPRESS
-    return parser
-
-
-def compare_options(argv: list[str]) -> dict:
-    """A recipe's values (``--config``), then the flags typed, as keyword arguments for ``compare``.
-
-    Flags are parsed with the parser of each chosen method: one that only DPO (or only ORPO) has
-    is refused. Without options, ``compare()`` runs its demo (embedded model, demo data and budget).
-    """
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--methods", default="dpo,orpo")
-    methods = [m.strip() for m in pre.parse_known_args(argv)[0].methods.split(",") if m.strip()]
-    flags: dict = {}
-    for method in methods or ["dpo"]:
-        flags = vars(make_compare_parser(method).parse_args(argv))
-    recipe = flags.pop("config", None)
-    options = load_recipe(recipe) if recipe else {}
-    options.update(flags)
-    return options
-
-
-def _run_compare(argv: list[str]) -> int:
-    from .compare import compare
-    from .errors import SmolAlignError
-
-    try:
-        compare(**compare_options(argv))
-    except SmolAlignError as err:
-        print(f"smol-align compare: error: {err}", file=sys.stderr)
-        return 2
+    except SystemExit as stop:  # --help, or a flag TRL's parser refused
+        return stop.code if isinstance(stop.code, int) else 2
     return 0
 
 
@@ -275,12 +281,6 @@ def _run_eval(args) -> int:
     figures.pop("logps", None)
     print(json.dumps(figures, indent=2))
     return 0
-
-
-def _version() -> str:
-    from . import __version__
-
-    return f"smol-align {__version__}"
 
 
 if __name__ == "__main__":

@@ -164,7 +164,7 @@ def test_recipes_load_and_build():
     """Every shipped recipe is valid YAML whose keys train_dpo/train_orpo accept."""
     from importlib import resources
 
-    from smol_align.cli import load_recipe
+    from smol_align.presets import read_recipe as load_recipe
 
     recipes = sorted((resources.files("smol_align") / "recipes").iterdir(), key=lambda p: p.name)
     assert recipes, "no recipes shipped"
