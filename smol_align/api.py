@@ -95,7 +95,7 @@ def _train(method, model, dataset, preset, output_dir, overrides) -> TrainResult
     from .trainers import build_dpo_trainer, build_orpo_trainer
 
     if dataset is None:  # the demo data: the demo recipe, the same one `smol-align dpo|orpo` runs
-        recipe = demo_recipe(method)
+        recipe = demo_recipe(method, preset)
         if "num_train_epochs" in overrides:
             recipe.pop("max_steps", None)
         overrides = {**recipe, **overrides}
@@ -127,6 +127,8 @@ def _train(method, model, dataset, preset, output_dir, overrides) -> TrainResult
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the final folder is an ordinary one
+    if final_dir is not None and overrides.get("push_to_hub") and not overrides.get("hub_model_id"):
+        overrides["hub_model_id"] = final_dir.name  # the repo is named after the run, not the staging folder
     try:
         build = build_dpo_trainer if method == "dpo" else build_orpo_trainer
         trainer = build(

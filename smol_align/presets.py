@@ -131,6 +131,7 @@ RENAMED = {
     "per_gpu_eval_batch_size": "per_device_eval_batch_size",
     "no_cuda": "use_cpu",
     "activation_checkpointing": "gradient_checkpointing",
+    "warmup_ratio": "warmup_steps",  # transformers 5 removed it; warmup_steps < 1 is a ratio
 }
 RETIRED = {
     "max_prompt_length": "TRL 1.x has no separate prompt limit: `max_length` bounds prompt + completion, "
@@ -184,12 +185,21 @@ def read_recipe(path) -> dict:
     return recipe
 
 
-def demo_recipe(method: str) -> dict:
-    """The config values of the demo (``recipes/demo-<method>.yaml``), used by the CLI and the API alike."""
+def demo_recipe(method: str, preset: str = "auto") -> dict:
+    """The config values of the demo (``recipes/demo-<method>.yaml``), used by the CLI and the API alike.
+
+    A ``learning_rate`` given per mode (``{full: 2.0e-5}``) applies to ``preset``'s mode only; the
+    other modes keep their own rate.
+    """
     from importlib import resources
 
     recipe = read_recipe(resources.files("smol_align") / "recipes" / f"demo-{method}.yaml")
-    return {k: v for k, v in recipe.items() if k not in RECIPE_KEYS}
+    recipe = {k: v for k, v in recipe.items() if k not in RECIPE_KEYS}
+    if isinstance(recipe.get("learning_rate"), dict):
+        rate = recipe.pop("learning_rate").get(resolve(preset)[1].name)
+        if rate is not None:
+            recipe["learning_rate"] = float(rate)
+    return recipe
 
 
 def names() -> list[str]:
@@ -251,7 +261,7 @@ def check_overrides(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
         if key in RENAMED:
             new = RENAMED[key]
             if key != "activation_checkpointing":
-                warnings.warn(f"`{key}` is the pre-1.0 TRL name; use `{new}`. Mapped for you.", FutureWarning, stacklevel=3)
+                warnings.warn(f"`{key}` is an older TRL/transformers name; use `{new}`. Mapped for you.", FutureWarning, stacklevel=3)
             key = new
         elif key in RETIRED:
             raise ConfigError(f"`{key}` no longer exists in TRL 1.x: {RETIRED[key]}")

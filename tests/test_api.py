@@ -96,3 +96,28 @@ def test_list_of_dicts_and_no_eval_split(tiny_model, tiny_tokenizer, tmp_path):
     # it learned: measured here against the frozen start model the trainer kept as its reference
     heldout = evaluate(result.model, _heldout(), ref_model=result.trainer.ref_model, tokenizer=tiny_tokenizer)
     assert heldout["reward_margin"] > MARGIN_BAR and heldout["reward_accuracy"] >= 0.75, heldout
+
+
+def test_push_to_hub_names_the_repo_after_the_run_not_the_staging_folder(tiny_model, tiny_tokenizer, tmp_path, monkeypatch):
+    """No network here: transformers' Hub client is stubbed and records what would be sent."""
+    import transformers.trainer
+
+    calls = []
+
+    class Hub:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id))
+            return type("RepoUrl", (), {"repo_id": f"me/{repo_id}"})()
+
+        def upload_folder(self, repo_id, folder_path, **kwargs):
+            calls.append(("upload_folder", repo_id, sorted(os.listdir(folder_path))))
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: Hub())
+    out = tmp_path / "pirate-dpo"
+    smol_align.train_dpo(tiny_model, _data(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer,
+                         push_to_hub=True, answer_prompts=0, **{**FAST, "max_steps": 1})
+    assert calls[0] == ("create_repo", "pirate-dpo")
+    uploads = [c for c in calls if c[0] == "upload_folder"]
+    assert uploads and all(c[1] == "me/pirate-dpo" for c in uploads)
+    assert "model.safetensors" in uploads[-1][2]  # the trained weights, as safetensors
+    assert sorted(os.listdir(tmp_path)) == ["pirate-dpo"]  # no staging folder left behind

@@ -44,7 +44,8 @@ def test_no_data_runs_the_demo_recipe_and_reports_answer_figures(method, train, 
                    max_eval_pairs=8, per_device_train_batch_size=2)
     assert result.trainer.args.max_steps == recipe["max_steps"]
     assert result.trainer.args.beta == recipe["beta"]
-    assert result.trainer.args.learning_rate == presets.build(method, "cpu").args.learning_rate  # the mode's rate
+    rate = recipe.get("learning_rate", presets.build(method, "cpu").args.learning_rate)  # the recipe's, else the mode's
+    assert result.trainer.args.learning_rate == rate
     assert len(result.answers["start"]) == len(result.answers["trained"]) == 4
     for figures in (result.before, result.after):
         assert {"voice_rate", "repeated_4gram_rate", "answer_words"} <= set(figures)
@@ -63,8 +64,12 @@ def test_a_step_count_replaces_the_recipe_budget_only(tiny_model, tiny_tokenizer
     assert result.trainer.args.beta == presets.demo_recipe("dpo")["beta"]
 
 
-def test_lora_demo_keeps_the_lora_rate():
-    """The demo recipe sets no learning rate, so --preset lora trains at LoRA's rate, not 5e-6."""
-    assert "learning_rate" not in presets.demo_recipe("dpo") and "learning_rate" not in presets.demo_recipe("orpo")
-    assert presets.build("dpo", "lora", **presets.demo_recipe("dpo")).args.learning_rate == 5e-5
-    assert presets.build("orpo", "qlora-4bit", **presets.demo_recipe("orpo")).args.learning_rate == 1e-4
+def test_each_mode_gets_its_own_demo_rate():
+    """The demo recipe's rates are per mode, so --preset lora never trains at the full fine-tune rate."""
+    for method in ("dpo", "orpo"):
+        rates = {mode: presets.build(method, f"cpu+{mode}", **presets.demo_recipe(method, f"cpu+{mode}")).args.learning_rate
+                 for mode in ("full", "lora", "qlora-4bit")}
+        assert rates == {"full": 2e-5, "lora": 2e-4, "qlora-4bit": 4e-4}, (method, rates)  # measured: see the recipes
+    assert presets.demo_recipe("dpo", "auto") == presets.demo_recipe("dpo", "full")  # auto: the full mode
+    # A recipe without a rate for a mode leaves that mode's own rate.
+    assert presets.build("dpo", "lora", **{k: v for k, v in presets.demo_recipe("dpo", "cpu").items() if k != "learning_rate"}).args.learning_rate == 5e-5

