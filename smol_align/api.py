@@ -98,6 +98,8 @@ def _train(method, model, dataset, preset, output_dir, overrides) -> TrainResult
         recipe = demo_recipe(method, preset)
         if "num_train_epochs" in overrides:
             recipe.pop("max_steps", None)
+        if "loss_type" in overrides:  # your loss replaces the recipe's, weights included
+            recipe.pop("loss_weights", None)
         overrides = {**recipe, **overrides}
     save = overrides.pop("save", True)
     run_eval = overrides.pop("evaluate", True)

@@ -73,3 +73,11 @@ def test_each_mode_gets_its_own_demo_rate():
     assert presets.demo_recipe("dpo", "auto") == presets.demo_recipe("dpo", "full")  # auto: the full mode
     # A recipe without a rate for a mode leaves that mode's own rate.
     assert presets.build("dpo", "lora", **{k: v for k, v in presets.demo_recipe("dpo", "cpu").items() if k != "learning_rate"}).args.learning_rate == 5e-5
+
+
+def test_your_loss_type_replaces_the_recipe_loss_and_its_weights(tiny_model, tiny_tokenizer):
+    assert presets.demo_recipe("dpo")["loss_type"] == ["sigmoid", "sft"]  # the demo's RPO
+    result = train_dpo(tiny_model, None, "cpu", tokenizer=tiny_tokenizer, save=False, evaluate=False,
+                       max_steps=1, per_device_train_batch_size=2, loss_type="sigmoid")
+    # No held-out figures here (evaluate=False): this checks the recipe merge, not learning.
+    assert result.trainer.args.loss_type == ["sigmoid"] and result.trainer.args.loss_weights is None
