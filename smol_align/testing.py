@@ -82,6 +82,19 @@ def tiny_model_and_tokenizer(**kwargs):
     return tiny_model(tokenizer, **kwargs), tokenizer
 
 
+def tiny_model_dir_and_pairs(folder, n_pairs: int = 20):
+    """A saved tiny model (``folder/tiny``) and ``n_pairs`` pairs as jsonl (``folder/pairs.jsonl``), for CLI tests."""
+    import json
+    from pathlib import Path
+
+    base, pairs = Path(folder) / "tiny", Path(folder) / "pairs.jsonl"
+    model, tokenizer = tiny_model_and_tokenizer()
+    model.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    pairs.write_text("".join(json.dumps(row) + "\n" for row in tiny_preference_rows(n_pairs)))
+    return base, pairs
+
+
 def tiny_preference_rows(n: int = 16) -> list[dict]:
     """``n`` conversational preference rows (explicit prompt) in TRL's format."""
     rows = []

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from smol_align import cli
-from smol_align.testing import tiny_model_and_tokenizer, tiny_preference_rows
+from smol_align.testing import tiny_model_dir_and_pairs, tiny_preference_rows
 
 
 def test_no_options_leaves_the_demo_to_compare():
@@ -50,12 +50,7 @@ def test_unknown_method_is_an_error_code(capsys):
 
 
 def test_compare_then_eval_on_a_tiny_model_folder(tmp_path, capsys):
-    model, tokenizer = tiny_model_and_tokenizer()
-    base = tmp_path / "tiny"
-    model.save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps(row) + "\n" for row in tiny_preference_rows(20)))
+    base, pairs = tiny_model_dir_and_pairs(tmp_path)
     out = tmp_path / "report"
 
     code = cli.main(["compare", "--model", str(base), "--dataset", str(pairs), "--preset", "cpu",

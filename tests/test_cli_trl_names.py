@@ -9,7 +9,7 @@ import yaml
 
 from smol_align import cli
 from smol_align.errors import ConfigError
-from smol_align.testing import tiny_model_and_tokenizer, tiny_preference_rows
+from smol_align.testing import tiny_model_dir_and_pairs
 
 HANDBOOK_RECIPE = Path(__file__).parent / "fixtures" / "recipes" / "handbook-smollm2-dpo.yaml"
 
@@ -100,12 +100,7 @@ def test_every_key_of_the_handbook_recipe_is_used_or_refused_with_a_reason(capsy
 def test_the_handbook_recipe_runs_two_steps_on_the_tiny_model(tmp_path, capsys):
     """Model and data point at local tiny ones; no GPU (bf16 off), no network (no push, no
     trackers); every other value is the recipe's own."""
-    model, tokenizer = tiny_model_and_tokenizer()
-    base = tmp_path / "tiny"
-    model.save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps(row) + "\n" for row in tiny_preference_rows(20)))
+    base, pairs = tiny_model_dir_and_pairs(tmp_path)
     out = tmp_path / "run"
     code = cli.main(["dpo", "--config", str(HANDBOOK_RECIPE), "--model_name_or_path", str(base),
                      "--dataset_name", str(pairs), "--dataset_splits", "train", "--max_steps", "2",
