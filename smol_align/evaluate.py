@@ -44,6 +44,8 @@ import math
 import time
 from typing import Any
 
+from ._compat import trl_tokenize
+
 logger = logging.getLogger(__name__)
 
 LOGPS_KEYS = ("chosen", "rejected", "chosen_tokens", "rejected_tokens")
@@ -78,21 +80,6 @@ def first_rows(dataset, max_pairs: int | None) -> list[dict]:
     return [dict(row) for row in list(dataset)[:n]]
 
 
-def _trl_tokenize(tokenizer, text_or_messages, **kwargs) -> list[int]:
-    """Token ids exactly as TRL's private ``_tokenize`` gives them (with a fallback copy)."""
-    try:
-        from trl.data_utils import _tokenize
-    except ImportError:  # pragma: no cover - only if TRL renames its helper
-        if isinstance(text_or_messages, list):
-            return list(
-                tokenizer.apply_chat_template(text_or_messages, tokenize=True, return_dict=True, **kwargs)[
-                    "input_ids"
-                ]
-            )
-        return list(tokenizer(text=text_or_messages)["input_ids"])
-    return list(_tokenize(tokenizer, text_or_messages, **kwargs)["input_ids"])
-
-
 def tokenize_pair(example: dict, tokenizer) -> dict[str, list[int]]:
     """``prompt_ids``, ``chosen_ids``, ``rejected_ids`` of one pair, as TRL 1.16's ``DPOTrainer``.
 
@@ -110,16 +97,16 @@ def tokenize_pair(example: dict, tokenizer) -> dict[str, list[int]]:
     kwargs = {"tools": tools, **(example.get("chat_template_kwargs") or {})}
     prompt, chosen, rejected = example["prompt"], example["chosen"], example["rejected"]
     if is_conversational(example):
-        prompt_ids = _trl_tokenize(tokenizer, prompt, add_generation_prompt=True, **kwargs)
-        prompt_chosen = _trl_tokenize(tokenizer, prompt + chosen, **kwargs)
-        prompt_rejected = _trl_tokenize(tokenizer, prompt + rejected, **kwargs)
+        prompt_ids = trl_tokenize(tokenizer, prompt, add_generation_prompt=True, **kwargs)
+        prompt_chosen = trl_tokenize(tokenizer, prompt + chosen, **kwargs)
+        prompt_rejected = trl_tokenize(tokenizer, prompt + rejected, **kwargs)
     else:
         eos = tokenizer.eos_token
         chosen = chosen if chosen.endswith(eos) else chosen + eos
         rejected = rejected if rejected.endswith(eos) else rejected + eos
-        prompt_ids = _trl_tokenize(tokenizer, prompt)
-        prompt_chosen = _trl_tokenize(tokenizer, prompt + chosen)
-        prompt_rejected = _trl_tokenize(tokenizer, prompt + rejected)
+        prompt_ids = trl_tokenize(tokenizer, prompt)
+        prompt_chosen = trl_tokenize(tokenizer, prompt + chosen)
+        prompt_rejected = trl_tokenize(tokenizer, prompt + rejected)
     prompt_len = min(
         common_prefix_length(prompt_ids, prompt_chosen), common_prefix_length(prompt_ids, prompt_rejected)
     )

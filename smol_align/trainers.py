@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from . import presets
-from ._compat import trainable_params_to_fp32
+from ._compat import keep_4bit_layers_trainable, trainable_params_to_fp32
 from .data.load import load, pop_data_options
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, load_model
@@ -100,9 +100,11 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
 
 
 def _adapters_in_fp32(model) -> None:
-    """LoRA adapters train in fp32 whatever the base (TRL casts 4-bit models' adapters to bf16)."""
+    """LoRA adapters train in fp32 whatever the base (TRL casts 4-bit models' adapters to bf16), and a
+    4-bit base keeps passing gradients on an AVX512-BF16 CPU (``_compat.keep_4bit_layers_trainable``)."""
     if _is_peft(model):
         trainable_params_to_fp32(model)
+        keep_4bit_layers_trainable(model)
 
 
 def _with_soft_labels(dataset):
@@ -127,7 +129,9 @@ def _pop_tokenizer(overrides: dict):
 
 def _model_and_tokenizer(model, tokenizer, built: presets.Build):
     if isinstance(model, str):
-        loaded, loaded_tokenizer = load_model(model, dtype=built.dtype, quantization_config=built.quantization_config)
+        loaded, loaded_tokenizer = load_model(
+            model, dtype=built.dtype, quantization_config=built.quantization_config
+        )
         return loaded, tokenizer or loaded_tokenizer
     if built.quantization_config is not None and not getattr(model, "is_loaded_in_4bit", False):
         raise ConfigError(
@@ -135,7 +139,9 @@ def _model_and_tokenizer(model, tokenizer, built: presets.Build):
             "not an already loaded model. Pass model='org/name' (or a folder)."
         )
     if tokenizer is None:
-        raise ConfigError("A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name).")
+        raise ConfigError(
+            "A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name)."
+        )
     if built.peft_config is None and not _is_peft(model):
         presets.warn_if_updates_round_away(model.dtype, built.args.learning_rate)
     from .models import prepare_tokenizer

@@ -93,3 +93,69 @@ def test_the_hooked_trl_names_still_exist():
     assert "compact = _use_triton(hidden_states.device)" in source
     assert "_ChunkedLogProbFunction.apply(" in source
     assert compact_lm_head_on_cpu(), "the switch found nothing to hook"
+    import trl.data_utils  # held-out evaluation tokenizes with TRL's own private helper
+
+    assert callable(getattr(trl.data_utils, "_tokenize", None)), "TRL renamed trl.data_utils._tokenize: update _compat"
+
+
+def test_one_switch_turns_the_trl_patch_off(monkeypatch):
+    from smol_align import _compat
+
+    monkeypatch.setattr(_compat, "HOOKS", False)
+    assert not _compat.compact_lm_head_on_cpu()
+    import trl.trainer.utils as trl_utils
+
+    assert not getattr(trl_utils._use_triton, "_smol_align_cpu_compact", False)
+
+
+def _nf4_layer_and_reference():
+    import torch
+
+    bnb = pytest.importorskip("bitsandbytes")
+    torch.manual_seed(0)
+    dense = torch.nn.Linear(64, 32, bias=False)
+    layer = bnb.nn.Linear4bit(64, 32, bias=False, compute_dtype=torch.bfloat16, quant_type="nf4")
+    layer.weight = bnb.nn.Params4bit(dense.weight.data.clone(), requires_grad=False, quant_type="nf4")
+    layer = layer.to("cpu")
+    weight = bnb.functional.dequantize_4bit(layer.weight.data, layer.weight.quant_state).float()
+    return layer, weight
+
+
+def _input_grad_error(layer, weight, x) -> float:
+    import torch
+
+    layer.train()
+    x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    scale = torch.arange(32.0)
+    (layer(x1).float() * scale).sum().backward()
+    (x2 @ weight.t() * scale).sum().backward()
+    assert x1.grad is not None, "no gradient reached the input of the 4-bit layer"
+    return (x1.grad - x2.grad).abs().max().item() / x2.grad.abs().mean().item()
+
+
+@pytest.mark.parametrize("packed_first", [False, True])
+def test_4bit_layers_pass_gradients_after_an_evaluation(packed_first):
+    """bitsandbytes repacks a 4-bit weight for CPU inference on the first eval-mode no-grad forward (AVX512-BF16
+    CPUs) and then passes no gradient through it: QLoRA stopped learning after smol_align's held-out evaluation.
+    keep_4bit_layers_trainable must stop that, and undo a packing already done. Fails loudly if bitsandbytes
+    renames the switch."""
+    import torch
+
+    from smol_align._compat import keep_4bit_layers_trainable
+
+    layer, weight = _nf4_layer_and_reference()
+    assert hasattr(layer, "support_avx512bf16_for_cpu"), "bitsandbytes renamed it: update smol_align._compat"
+    x = torch.randn(2, 5, 64)
+    if packed_first:
+        if not layer.support_avx512bf16_for_cpu:
+            pytest.skip("this CPU has no AVX512-BF16: bitsandbytes never packs here")
+        layer.eval()
+        with torch.no_grad():
+            layer(x)
+        assert layer.weight.quant_state.packing_format_for_cpu
+    assert keep_4bit_layers_trainable(layer) == 1
+    layer.eval()
+    with torch.no_grad():
+        layer(x)  # the evaluation before training
+    assert not getattr(layer.weight.quant_state, "packing_format_for_cpu", False)
+    assert _input_grad_error(layer, weight, x) < 0.05

@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 
+from smol_align.errors import DatasetFormatError
 from smol_align.evaluate import (
     completion_logps,
     evaluate,
@@ -16,7 +17,6 @@ from smol_align.evaluate import (
     preference_metrics,
     tokenize_pairs,
 )
-from smol_align.errors import DatasetFormatError
 from smol_align.testing import tiny_preference_rows
 
 BETA = 0.1

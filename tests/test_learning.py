@@ -92,6 +92,10 @@ def test_every_path_learns(saved_tiny, pairs, tmp_path, method, mode, bf16):
         assert base.dtype == (torch.bfloat16 if bf16 else torch.float32)
     if mode == "qlora-4bit":
         assert getattr(trainer.model, "is_loaded_in_4bit", False)
+        # after an evaluation, no 4-bit layer is in bitsandbytes' CPU-inference layout, which passes no
+        # gradient (on AVX512-BF16 CPUs; smol_align._compat.keep_4bit_layers_trainable)
+        states = [m.weight.quant_state for m in trainer.model.modules() if hasattr(m, "support_avx512bf16_for_cpu")]
+        assert states and not any(getattr(s, "packing_format_for_cpu", False) for s in states)
 
 
 def test_pure_bf16_weights_at_dpo_rates_warn_and_barely_learn(saved_tiny, pairs, tmp_path):
