@@ -16,6 +16,9 @@ smol-align compare --dataset pairs.jsonl --methods dpo,orpo --time-budget 600 --
 smol-align dpo --dataset pairs.jsonl --columns prompt=question,chosen=good,rejected=bad --eval-split 0.1
 smol-align doctor pairs.jsonl --max-length 512 --drop-identical
 
+# Stopped (Ctrl-C, SIGTERM, a crash)? Continue from the last checkpoint
+smol-align dpo --output-dir runs/mine --resume
+
 # TRL's and the alignment-handbook's names work too: a `trl dpo` command line, a handbook recipe
 smol-align dpo --config handbook-dpo.yaml --model_name_or_path my/sft --use_peft --lora_r 16
 """
@@ -92,19 +95,29 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"smol-align {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,compare,doctor,eval,presets}")
     for method in ("dpo", "orpo"):
-        sub.add_parser(method, help=f"train with {method.upper()} (no options: the demo; --help: every TRL field)", add_help=False)
+        sub.add_parser(
+            method,
+            help=f"train with {method.upper()} (no options: the demo; --help: every TRL field)",
+            add_help=False,
+        )
     sub.add_parser("compare", help="DPO vs ORPO on the same data and budget, with a report", add_help=False)
     doctor = sub.add_parser("doctor", help="check a preference dataset for bad pairs")
     doctor.add_argument("dataset", help="hub id (owner/name), or a local json/jsonl/parquet/csv/tsv file")
-    doctor.add_argument("--max-length", type=int, default=None, help="count the pairs this max_length truncates")
-    doctor.add_argument("--tokenizer", default=None, help="tokenizer name or path to count tokens (default: chars/4)")
+    doctor.add_argument(
+        "--max-length", type=int, default=None, help="count the pairs this max_length truncates"
+    )
+    doctor.add_argument(
+        "--tokenizer", default=None, help="tokenizer name or path to count tokens (default: chars/4)"
+    )
     doctor.add_argument("--max-rows", type=int, default=None, help="check only the first N rows")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     add_data_arguments(doctor)
     ev = sub.add_parser("eval", help="held-out preference figures of a trained model")
     ev.add_argument("--model", required=True, help="folder of a trained model (or a hub id)")
     ev.add_argument("--dataset", default=None, help="pairs to evaluate on (default: the demo's test split)")
-    ev.add_argument("--ref-model", default=DEFAULT_REF, help="reference for the reward figures (default: %(default)s)")
+    ev.add_argument(
+        "--ref-model", default=DEFAULT_REF, help="reference for the reward figures (default: %(default)s)"
+    )
     ev.add_argument("--max-pairs", type=int, default=None)
     ev.add_argument("--beta", type=float, default=0.1)
     add_data_arguments(ev)
@@ -135,28 +148,50 @@ def make_train_parser(method: str, compare: bool = False):
 
     from .presets import config_class, names
 
-    classes, prog = [ScriptArguments, config_class(method), ModelConfig], f"smol-align {'compare' if compare else method}"
+    classes, prog = (
+        [ScriptArguments, config_class(method), ModelConfig],
+        f"smol-align {'compare' if compare else method}",
+    )
     parser = TrlParser(classes, prog=prog, usage=f"{prog} [--config RECIPE.yaml] [--FIELD VALUE ...]",
                        conflict_handler="resolve", argument_default=argparse.SUPPRESS)  # fmt: skip
-    parser.set_defaults_with_config(**{f.name: argparse.SUPPRESS for cls in classes for f in dataclasses.fields(cls)})
+    parser.set_defaults_with_config(
+        **{f.name: argparse.SUPPRESS for cls in classes for f in dataclasses.fields(cls)}
+    )
     parser.dataclass_types = []  # parse into a namespace of the values given, not dataclasses with TRL's defaults
     group = parser.add_argument_group("smol_align")
-    group.add_argument("--config", help="a recipe YAML: keys are these flags' names (TRL's and the handbook's too)")
+    group.add_argument(
+        "--config", help="a recipe YAML: keys are these flags' names (TRL's and the handbook's too)"
+    )
     group.add_argument("--model", help="hub id or folder (default: the embedded SmolLM2-135M-Instruct)")
-    group.add_argument("--dataset", help="hub id, local json/jsonl/parquet/csv (default: the built-in demo data)")
-    group.add_argument("--preset", help=f"one of {', '.join(names())}, or hardware+mode such as colab-t4+lora")
-    group.add_argument("--output_dir", "--output-dir", help="where the model goes (default: runs/<method>-<model>-<time>)")
+    group.add_argument(
+        "--dataset", help="hub id, local json/jsonl/parquet/csv (default: the built-in demo data)"
+    )
+    group.add_argument(
+        "--preset", help=f"one of {', '.join(names())}, or hardware+mode such as colab-t4+lora"
+    )
+    group.add_argument(
+        "--output_dir", "--output-dir", help="where the model goes (default: runs/<method>-<model>-<time>)"
+    )
     group.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    if not compare:
+        group.add_argument("--resume", action="store_true",
+                           help="continue the unfinished run in --output-dir (default: the newest one) from its last checkpoint")  # fmt: skip
     group.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     handbook = parser.add_argument_group("alignment-handbook recipe keys")
     for key, kwargs in HANDBOOK.items():
         handbook.add_argument(f"--{key}", **kwargs)
     add_data_arguments(parser)
     if compare:  # TRL fields given to compare go to every method, so each must exist in every method's config
-        group = parser.add_argument_group("compare: each method on the same pairs, steps (or wall budget) and seed")
+        group = parser.add_argument_group(
+            "compare: each method on the same pairs, steps (or wall budget) and seed"
+        )
         group.add_argument("--methods", help="comma-separated, from dpo,orpo (default: dpo,orpo)")
-        group.add_argument("--time_budget", "--time-budget", type=float, help="seconds of training per method")
-        group.add_argument("--no_save", "--no-save", dest="save", action="store_false", help="keep only the report")
+        group.add_argument(
+            "--time_budget", "--time-budget", type=float, help="seconds of training per method"
+        )
+        group.add_argument(
+            "--no_save", "--no-save", dest="save", action="store_false", help="keep only the report"
+        )
         group.add_argument("--output_dir", "--output-dir", help="the report folder, each trained model in it")
     return parser
 
@@ -177,21 +212,35 @@ def parse_train_args(parser, argv: list[str]) -> dict:
     except ValueError as err:  # a recipe that is not a mapping
         raise ConfigError(str(err)) from None
     for where, rest in (("recipe", from_recipe), ("flag", from_flags)):
-        for key in [s[2:].split("=")[0].replace("-", "_") for s in rest if s.startswith("--")] or [s.lstrip("-") for s in rest[:1]]:
+        for key in [s[2:].split("=")[0].replace("-", "_") for s in rest if s.startswith("--")] or [
+            s.lstrip("-") for s in rest[:1]
+        ]:
             if key in RETIRED and where == "flag":
                 raise ConfigError(f"`--{key}` no longer exists in TRL 1.x: {RETIRED[key]}")
             if key in RETIRED:
-                print(f"{parser.prog}: `{key}` in the recipe is not used: gone in TRL 1.x: {RETIRED[key]}", file=sys.stderr)
+                print(
+                    f"{parser.prog}: `{key}` in the recipe is not used: gone in TRL 1.x: {RETIRED[key]}",
+                    file=sys.stderr,
+                )
                 continue
             known = re.findall(r"^ +(?:-\w, )?--(\w+)", parser.format_help(), re.M)
-            close = [RENAMED[key]] if key in RENAMED else difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            close = (
+                [RENAMED[key]] if key in RENAMED else difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            )
             what = f"option --{key}" if where == "flag" else f"recipe key {key!r}"
             hint = f"; did you mean {' or '.join('--' + c for c in close)}?" if close else ";"
-            print(f"{parser.prog}: error: unknown {what}{hint} `{parser.prog} --help` lists them all", file=sys.stderr)
+            print(
+                f"{parser.prog}: error: unknown {what}{hint} `{parser.prog} --help` lists them all",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
-    trl_names = {f.name for cls in (ScriptArguments, ModelConfig) for f in dataclasses.fields(cls)} | set(HANDBOOK)
+    trl_names = {f.name for cls in (ScriptArguments, ModelConfig) for f in dataclasses.fields(cls)} | set(
+        HANDBOOK
+    )
     given, options = vars(parsed[0]) if parsed else {}, {}
-    for key, value in sorted(given.items(), key=lambda item: (item[0] not in HANDBOOK) + (item[0] not in trl_names)):
+    for key, value in sorted(
+        given.items(), key=lambda item: (item[0] not in HANDBOOK) + (item[0] not in trl_names)
+    ):
         if key not in trl_names or key in TRL_NAMES or key in EXTRA_KEYS:
             options[TRL_NAMES.get(key, key)] = value
         elif key == "dataset_splits":
@@ -219,7 +268,9 @@ def compare_options(argv: list[str]) -> dict:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--methods", default="dpo,orpo")
     methods = [m.strip() for m in pre.parse_known_args(argv)[0].methods.split(",") if m.strip()]
-    return [parse_train_args(make_train_parser(method, compare=True), argv) for method in methods or ["dpo"]][-1]
+    return [parse_train_args(make_train_parser(method, compare=True), argv) for method in methods or ["dpo"]][
+        -1
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
     except SmolAlignError as err:
         print(f"smol-align {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_code", 2)  # 130/143 for a run stopped by SIGINT/SIGTERM
     except SystemExit as stop:  # --help, or a flag TRL's parser refused
         return stop.code if isinstance(stop.code, int) else 2
     return 0
@@ -273,7 +324,11 @@ def _run_eval(args) -> int:
     from .models import load_model
 
     options = data_options(args)  # the test split, else every pair; --eval-split picks or holds out
-    pairs = load(args.dataset, **options).eval if "eval_split" in options else heldout_pairs(args.dataset, **options)
+    pairs = (
+        load(args.dataset, **options).eval
+        if "eval_split" in options
+        else heldout_pairs(args.dataset, **options)
+    )
     model, tokenizer = load_model(args.model)
     ref_model = load_model(args.ref_model)[0] if args.ref_model else None
     figures = evaluate(model, pairs, ref_model=ref_model, tokenizer=tokenizer, max_pairs=args.max_pairs,

@@ -23,7 +23,6 @@ import copy
 import gc
 import logging
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +46,6 @@ COLUMNS: tuple[str, ...] = (
     "final_loss",
 )
 """Columns of the comparison table (the first, ``method``, names the row)."""
-
 
 
 @dataclass
@@ -120,10 +118,10 @@ def compare(
     Returns:
         A :class:`ComparisonResult`; ``.metrics`` maps ``"start"`` and each method to its figures.
     """
-    from . import api
     from .data.load import load, pop_data_options
     from .errors import ConfigError
     from .presets import check_overrides
+    from .run import _cleanup_on_failure, check_output_dir, default_output_dir, run, staged
 
     methods = _methods(methods)
     data_options = pop_data_options(overrides)
@@ -137,11 +135,8 @@ def compare(
     for method in methods:  # an unknown or one-method-only option fails here, before any training
         check_overrides(method, dict(overrides))
     say = (lambda *a: None) if quiet else print
-    report_dir = Path(output_dir or api.default_output_dir("compare", model))
-    if report_dir.exists() and any(report_dir.iterdir()) and not overwrite:
-        raise ConfigError(
-            f"Output directory {report_dir} exists and is not empty: pass overwrite=True or another output_dir."
-        )
+    report_dir = Path(output_dir or default_output_dir("compare", model))
+    check_output_dir(report_dir, overwrite=overwrite, resume=False)
     if max_steps is None and time_budget is None and dataset is None:
         max_steps = demo_max_steps()
 
@@ -164,11 +159,13 @@ def compare(
         answers = {"start": _answers(start_model, start_tokenizer, prompts, max_new_tokens)}
     voice = pirate_voice if dataset is None else None
 
-    # One run per method, each from a fresh copy of the start model, into a hidden staging folder.
-    report_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{report_dir.name}.partial-", dir=report_dir.parent))
-    try:
-        metrics: dict[str, dict[str, Any]] = {"start": {**_figures(start), **_answer_figures(answers["start"], voice)}}
+    # One run per method, each from a fresh copy of the start model, saved in <report_dir>/<method>.
+    with _cleanup_on_failure(report_dir, main=True):  # written whole or not at all
+        shutil.rmtree(report_dir, ignore_errors=True)
+        report_dir.mkdir(parents=True)
+        metrics: dict[str, dict[str, Any]] = {
+            "start": {**_figures(start), **_answer_figures(answers["start"], voice)}
+        }
         runs, pairs_seen, token_counts = {}, {}, {}
         for method in methods:
             seen = as_callback(PairsSeen)
@@ -177,55 +174,41 @@ def compare(
                 **overrides,
                 "seed": seed,
                 "callbacks": [*user_callbacks, seen, *([budget] if budget else [])],
+                "tokenizer": tokenizer,
+                "start_eval": start,
+                "answer_prompts": 0,  # compare answers its own prompts, below
+                "max_eval_pairs": max_eval_pairs,
+                "save": save,
+                "quiet": quiet,
             }
             if max_steps is not None:
                 run_overrides["max_steps"] = max_steps
             say(f"\n=== {method.upper()} ===")
             memory = MemoryWindow()
-            train = api.train_dpo if method == "dpo" else api.train_orpo
-            result = train(
-                model if isinstance(model, str) else copy.deepcopy(start_model),
-                data,
-                preset,
-                output_dir=str(staging / method),
-                tokenizer=tokenizer,
-                start_eval=start,
-                answer_prompts=0,  # compare answers its own prompts, below
-                max_eval_pairs=max_eval_pairs,
-                save=save,
-                quiet=quiet,
-                **run_overrides,
-            )
+            start_copy = model if isinstance(model, str) else copy.deepcopy(start_model)
+            result = run(method, start_copy, data, preset, str(report_dir / method), run_overrides)
             peak_gb = memory.peak_gb()
             _release_training_state(result.trainer)
             runs[method], pairs_seen[method] = result, seen.indices
             with result.trainer.accelerator.autocast():
-                answers[method] = _answers(result.model, result.trainer.processing_class, prompts, max_new_tokens)
+                answers[method] = _answers(
+                    result.model, result.trainer.processing_class, prompts, max_new_tokens
+                )
             tokens = _tokens(train_data, start_tokenizer, seen.indices, result.trainer.args, token_counts)
             metrics[method] = _run_metrics(result, start, beta, seen.indices, tokens, peak_gb, budget)
             metrics[method].update(_answer_figures(answers[method], voice))
-            metrics[method]["output_dir"] = str(report_dir / method) if save else None  # its final place
+            metrics[method]["output_dir"] = result.output_dir
 
-        # The report: metrics.json, plots, report.md; then the folder takes its final name.
+        # The report: metrics.json, plots, report.md, beside the methods' folders.
         settings = _settings(model, dataset, preset, methods, max_steps, time_budget, seed, beta, train_data,
                              test_data, runs)  # fmt: skip
         side_by_side = [
             {"prompt": p, "answers": {**{name: answers[name][i] for name in answers}, "chosen (data)": c}}
             for i, (p, c) in enumerate(zip(prompts, chosen, strict=True))
         ]
-        files, plotted = _write_report(staging, metrics, runs, side_by_side, settings)
-        if report_dir.exists():
-            shutil.rmtree(report_dir)
-        staging.rename(report_dir)
-        staging = None
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+        with staged(report_dir) as staging:
+            files, plotted = _write_report(staging, metrics, runs, side_by_side, settings)
 
-    for method, run in runs.items():  # the runs were saved in the staging folder, now renamed
-        if run.output_dir is not None:
-            run.output_dir = run.trainer.args.output_dir = str(report_dir / method)
-            run.files = {k: str(report_dir / method / Path(v).name) for k, v in run.files.items()}
     result = ComparisonResult(
         metrics=metrics,
         report_dir=str(report_dir),

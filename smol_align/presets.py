@@ -47,7 +47,8 @@ class Preset:
 _COMMON = {
     "report_to": [],  # no wandb/tensorboard prompts in a notebook; the report is smol_align's own
     "logging_steps": 1,  # short runs: one point per step for the curves
-    "save_strategy": "no",  # the final model is saved once, at the end, by train_dpo/train_orpo
+    "save_strategy": "no",  # train_dpo/train_orpo checkpoint a quarter of the run at a time (smol_align.run)
+    "logging_nan_inf_filter": False,  # show a NaN loss as NaN: the runner stops there instead of saving
     "eval_strategy": "no",  # held-out evaluation runs before and after training, not mid-run
     "max_length": 512,  # prompt + completion; TRL's 1024 doubles the cost of rare long pairs
     "seed": 0,

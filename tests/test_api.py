@@ -109,8 +109,14 @@ def test_push_to_hub_names_the_repo_after_the_run_not_the_staging_folder(tiny_mo
             calls.append(("create_repo", repo_id))
             return type("RepoUrl", (), {"repo_id": f"me/{repo_id}"})()
 
-        def upload_folder(self, repo_id, folder_path, **kwargs):
+        def upload_folder(self, repo_id, folder_path, run_as_future=False, **kwargs):
             calls.append(("upload_folder", repo_id, sorted(os.listdir(folder_path))))
+            if run_as_future:  # checkpoint pushes during training go in the background
+                from concurrent.futures import Future
+
+                done = Future()
+                done.set_result(None)
+                return done
 
     monkeypatch.setattr(transformers.trainer, "hf_api", lambda: Hub())
     out = tmp_path / "pirate-dpo"

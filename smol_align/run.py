@@ -1,0 +1,570 @@
+"""The runner every entry point goes through: evaluate before -> train -> evaluate after -> save -> report.
+
+``train_dpo``, ``train_orpo``, ``compare`` and the CLI call :func:`run`. Around TRL's
+``trainer.train()`` it adds what a run needs to survive:
+
+- one output directory, written whole: TRL's checkpoints (``checkpoint-N/``) go into it while
+  the run is on, marked unfinished by :data:`MARKER`; the final model and report are staged in
+  a hidden subfolder and moved in at the end, then the checkpoints are dropped. A run that fails
+  before its first checkpoint leaves nothing behind;
+- resume: ``resume=True`` continues from the directory's last checkpoint (same seed, same data
+  order: TRL skips the batches already trained on);
+- signals: SIGINT/SIGTERM stop at the next step boundary, save a checkpoint and raise
+  :class:`RunInterrupted` (the CLI exits 130/143) with the command that resumes;
+- a guard that stops at the first non-finite loss or gradient norm (:class:`NonFiniteLoss`)
+  instead of saving a broken model;
+- many processes (``torchrun``/``accelerate launch``): every rank trains and saves through TRL,
+  only the main process creates, moves, prints and reports;
+- secrets: a ``hub_token`` is moved out of the saved ``training_args.bin`` into ``HF_TOKEN``
+  for the run, so it is never written to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data.demo import pirate_voice
+from .data.load import load, pop_data_options
+from .errors import ConfigError, SmolAlignError
+from .evaluate import answer_figures, evaluate, first_rows, generate_answers
+from .presets import demo_recipe, resolve
+from .trainers import build_dpo_trainer, build_orpo_trainer
+
+logger = logging.getLogger(__name__)
+
+MARKER = ".smol_align-unfinished.json"  # in an output directory whose run has not finished
+STAGING = ".smol_align-staging"  # the final files, before they are moved into the output directory
+
+
+class RunInterrupted(SmolAlignError):
+    """SIGINT/SIGTERM stopped the run; a checkpoint was saved. ``exit_code`` is 130 or 143."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class NonFiniteLoss(SmolAlignError):
+    """The loss or gradient norm became NaN/inf; nothing was saved from that point on."""
+
+
+@dataclass
+class TrainResult:
+    """What a run leaves: the TRL trainer, its figures and where the model was saved."""
+
+    method: str
+    trainer: Any  # trl.DPOTrainer or ORPOTrainer, trained
+    metrics: dict[str, Any]  # final train metrics, held-out figures before/after, time, memory
+    output_dir: str | None  # the saved model (or LoRA adapter) and tokenizer, metrics.json, plots
+    before: dict[str, Any] | None = None  # evaluate() of the start model on the held-out pairs
+    after: dict[str, Any] | None = None  # evaluate() of the trained model
+    files: dict[str, str] = field(default_factory=dict)
+    answers: dict[str, list] = field(default_factory=dict)  # "prompt", "start", "trained": greedy answers
+
+    @property
+    def model(self):
+        return self.trainer.model
+
+    def summary(self) -> str:
+        """The end-of-run table, as printed."""
+        from .report import summary_table
+
+        return summary_table(self)
+
+    def __repr__(self) -> str:
+        return f"TrainResult(method={self.method!r}, output_dir={self.output_dir!r}, metrics={{{len(self.metrics)} keys}})"
+
+
+def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -> TrainResult:
+    """One training run of ``method`` (see :func:`smol_align.train_dpo` for the keywords)."""
+
+    if dataset is None:  # the demo data: the demo recipe, the same one `smol-align dpo|orpo` runs
+        recipe = demo_recipe(method, preset)
+        if "num_train_epochs" in overrides:
+            recipe.pop("max_steps", None)
+        if "loss_type" in overrides:  # your loss replaces the recipe's, weights included
+            recipe.pop("loss_weights", None)
+        overrides = {**recipe, **overrides}
+    save = overrides.pop("save", True)
+    run_eval = overrides.pop("evaluate", True)
+    overwrite = overrides.pop("overwrite", False)
+    resume = overrides.pop("resume", False)
+    if overrides.get("resume_from_checkpoint"):  # TRL's name: True, or a checkpoint-N folder of output_dir
+        given = overrides.pop("resume_from_checkpoint")
+        resume, output_dir = True, output_dir or (str(Path(given).parent) if isinstance(given, str) else None)
+    max_eval_pairs = overrides.pop("max_eval_pairs", None)
+    quiet = overrides.pop("quiet", False)
+    start_eval = overrides.pop("start_eval", None)
+    answer_prompts = overrides.pop("answer_prompts", 32)
+    keep_checkpoints = "save_strategy" in overrides  # checkpoints you asked for stay; ours go at the end
+    main = _is_main_process()
+    say = print if main and not quiet else (lambda *a: None)
+
+    if resume and not save:
+        raise ConfigError("resume=True needs a saved run: it continues from the checkpoints in output_dir.")
+    final = None
+    if save:
+        final = Path(
+            output_dir or (find_unfinished(method, model) if resume else default_output_dir(method, model))
+        )
+    checkpoint = None
+    if final is not None and main:
+        checkpoint = check_output_dir(final, overwrite=overwrite, resume=resume)
+    elif final is not None and resume:  # the other processes only need to know where to continue from
+        checkpoint = last_checkpoint(final)
+
+    data = load(dataset, **pop_data_options(overrides))
+    eval_data = data.eval
+    say(_doctor_line(data))
+    if final is not None and overrides.get("push_to_hub") and not overrides.get("hub_model_id"):
+        overrides["hub_model_id"] = final.name  # the repo is named after the run
+    if final is not None:
+        overrides.setdefault("save_strategy", "steps")  # checkpoints to resume from...
+        overrides.setdefault("save_steps", 0.25)  # ...every quarter of the run (a crash loses at most that)
+        overrides.setdefault(
+            "save_total_limit", 1
+        )  # only the last one is kept, and none once the run is done
+    with _cleanup_on_failure(final, main):
+        if final is not None and main and checkpoint is None:
+            shutil.rmtree(final, ignore_errors=True)  # empty, or overwrite=True
+            final.mkdir(parents=True)
+        build = build_dpo_trainer if method == "dpo" else build_orpo_trainer
+        trainer = build(model, data, preset, output_dir=str(final or _scratch_dir()), **overrides)
+        _quiet_progress(trainer, quiet or not main)
+        beta = getattr(trainer.args, "beta", 0.1) if method == "dpo" else 0.1
+        tokenizer = trainer.processing_class
+        if final is not None and main:
+            _write_marker(final, method, trainer)
+
+        # Held-out figures under the trainer's own autocast (bf16 where it trains in bf16).
+        autocast = trainer.accelerator.autocast
+        before = after = None
+        answers: dict[str, list] = {}
+        voice = pirate_voice if dataset is None else None
+        if run_eval and eval_data is not None and start_eval is not None:
+            before = start_eval  # checked against this data when the trained model is evaluated
+        elif run_eval and eval_data is not None:
+            say(f"Evaluating the start model on {len(eval_data)} held-out pairs...")
+            with autocast():
+                before = _evaluate(trainer.model, eval_data, tokenizer, beta, max_eval_pairs, ref_logps=None)
+        if before is not None and answer_prompts:
+            answers["prompt"] = [row["prompt"] for row in first_rows(eval_data, answer_prompts)]
+            with autocast():
+                answers["start"] = _answers(trainer.model, tokenizer, answers["prompt"])
+            before = {**before, **answer_figures(answers["start"], voice)}
+
+        steps = trainer.args.max_steps if trainer.args.max_steps > 0 else "full epochs"
+        batch = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
+        say(
+            f"Training {method.upper()} with preset {_preset_name(preset)}: {steps} steps, batch {batch}"
+            + (f", resuming from {checkpoint}." if checkpoint else ".")
+        )
+        peak_before = _peak_memory_bytes()
+        with _hub_token_in_env(trainer.args):  # kept out of every training_args.bin written from here on
+            started = time.perf_counter()
+            with _stop_on_signal(trainer, checkpoint=final is not None) as stopped:
+                guard = _add_callback(trainer, NonFiniteGuard)
+                train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+            train_seconds = time.perf_counter() - started
+            if guard.bad is not None:
+                raise NonFiniteLoss(guard.message(trainer.args))
+            if stopped and trainer.state.global_step < trainer.state.max_steps:
+                raise _interrupted(stopped[0], trainer, final)
+
+            if before is not None:
+                say("Evaluating the trained model...")
+                with autocast():
+                    after = _evaluate(
+                        trainer.model, eval_data, tokenizer, beta, max_eval_pairs, ref_logps=before["logps"]
+                    )
+                    if answers:
+                        answers["trained"] = _answers(trainer.model, tokenizer, answers["prompt"])
+                if answers:
+                    after = {**after, **answer_figures(answers["trained"], voice)}
+
+            metrics = _collect_metrics(
+                method, trainer, train_output, train_seconds, before, after, peak_before
+            )
+            result = TrainResult(method, trainer, metrics, None, before, after, answers=answers)
+            if final is not None:
+                result.files = _save(trainer, result, final, main, keep_checkpoints)
+                result.output_dir = str(final)
+    say(result.summary())
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# The output directory: prepared, checkpointed into, published whole, cleaned up on failure
+# --------------------------------------------------------------------------------------------
+
+
+def default_output_dir(method: str, model: Any) -> str:
+    """``runs/<method>-<model short name>-<YYYYmmdd-HHMMSS>`` under the current folder."""
+    return os.path.join("runs", f"{_run_prefix(method, model)}{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _run_prefix(method: str, model: Any) -> str:
+    name = (
+        model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "model")
+    )
+    return f"{method}-{os.path.basename(str(name).rstrip('/')) or 'model'}-"
+
+
+def find_unfinished(method: str, model: Any) -> Path:
+    """The newest ``runs/<method>-<model>-*`` directory whose run did not finish (for ``resume=True``)."""
+    found = sorted(
+        Path("runs").glob(_run_prefix(method, model) + "*/" + MARKER), key=lambda p: p.stat().st_mtime
+    )
+    if not found:
+        raise ConfigError(f"resume=True: no unfinished {method.upper()} run of this model under runs/; "
+                          "pass output_dir= (--output-dir) of the run to continue.")  # fmt: skip
+    return found[-1].parent
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The ``checkpoint-N`` folder with the highest N in ``folder``, or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    found = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    return Path(found) if found else None
+
+
+def check_output_dir(final: Path, overwrite: bool, resume: bool) -> Path | None:
+    """Check ``final`` can take this run; return the checkpoint to continue from (``resume``), else None.
+
+    An existing, non-empty folder is refused unless ``overwrite`` (it will be emptied) or ``resume``
+    (it must hold a checkpoint of an unfinished run).
+    """
+    busy = final.exists() and any(final.iterdir())
+    if resume:
+        checkpoint = last_checkpoint(final)
+        if checkpoint is None:
+            what = "has no checkpoint-N folder" if busy else "does not exist or is empty"
+            raise ConfigError(
+                f"resume=True: {final} {what}; nothing to continue. Run without resume to start."
+            )
+        if not (final / MARKER).exists():
+            raise ConfigError(
+                f"resume=True: the run in {final} has finished; pass overwrite=True to train again."
+            )
+        return checkpoint
+    if busy and not overwrite:
+        hint = ", or resume=True (--resume) to continue it" if (final / MARKER).exists() else ""
+        raise ConfigError(
+            f"Output directory {final} exists and is not empty: pass overwrite=True or another output_dir{hint}."
+        )
+    return None
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Move every file of ``staging`` into ``final`` (same filesystem: renames), then remove ``staging``."""
+    final.mkdir(parents=True, exist_ok=True)
+    for entry in staging.iterdir():
+        target = final / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    staging.rmdir()
+
+
+@contextmanager
+def staged(final: Path, main: bool = True):
+    """A hidden staging folder inside ``final``; on success its files are moved into ``final``."""
+    staging = final / STAGING
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    _wait_for_everyone()
+    try:
+        yield staging
+        _wait_for_everyone()
+        if main:
+            publish(staging, final)
+    finally:
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextmanager
+def _cleanup_on_failure(final: Path | None, main: bool):
+    """On an error, remove ``final`` if it holds no checkpoint to resume from; else leave it resumable."""
+    try:
+        yield
+    except BaseException:
+        if final is not None and main and final.exists():
+            shutil.rmtree(final / STAGING, ignore_errors=True)
+            if last_checkpoint(final) is None:
+                shutil.rmtree(final, ignore_errors=True)
+        raise
+
+
+def _write_marker(final: Path, method: str, trainer) -> None:
+    (final / MARKER).write_text(json.dumps({"method": method, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                            "max_steps": trainer.args.max_steps}) + "\n")  # fmt: skip
+
+
+def _save(trainer, result: TrainResult, final: Path, main: bool, keep_checkpoints: bool) -> dict[str, str]:
+    """The model, tokenizer and report into ``final`` (whole), then the run is marked finished."""
+    from .report import write_run_files
+
+    push, trainer.args.push_to_hub = trainer.args.push_to_hub, False  # pushed once, from the final folder
+    with staged(final, main) as staging:
+        trainer.save_model(str(staging))  # on every process: sharded models gather here
+        files = write_run_files(result, staging) if main else {}
+    trainer.args.push_to_hub = push
+    if main:
+        if not keep_checkpoints:
+            for checkpoint in final.glob("checkpoint-*"):
+                shutil.rmtree(checkpoint, ignore_errors=True)
+        (final / MARKER).unlink(missing_ok=True)
+    if push:
+        trainer.push_to_hub(commit_message="smol_align: trained model")
+    return {k: str(final / Path(v).name) for k, v in files.items()}
+
+
+def _scratch_dir() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="smol_align-")  # save=False: TRL wants an output_dir; nothing is saved
+
+
+# --------------------------------------------------------------------------------------------
+# Signals, non-finite losses, secrets, processes
+# --------------------------------------------------------------------------------------------
+
+
+def _add_callback(trainer, cls):
+    from transformers import TrainerCallback
+
+    callback = type(cls.__name__, (cls, TrainerCallback), {})()
+    trainer.add_callback(callback)
+    return callback
+
+
+class NonFiniteGuard:
+    """Stop at the first logged loss or gradient norm that is NaN or inf (``presets`` log every step)."""
+
+    bad: tuple[int, str, float] | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        import math
+
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value) and self.bad is None:
+                self.bad = (state.global_step, key, value)
+                control.should_training_stop = True
+                control.should_save = False
+        return control
+
+    def message(self, args) -> str:
+        step, key, value = self.bad
+        if args.fp16:
+            cause = "fp16: DPO's log-ratios overflow or underflow in half precision; use bf16=True or fp32"
+        elif args.learning_rate > 1e-4:
+            cause = f"the learning rate ({args.learning_rate:g}) is high; try 10x lower"
+        else:
+            cause = ("a bad pair (an empty completion, or one truncated to nothing by max_length: run "
+                     "`smol-align doctor`), or a learning rate too high for this model")  # fmt: skip
+        return (f"The {key.replace('_', ' ')} became {value} at step {step}: training stopped and the model was not "
+                f"saved. Likely cause: {cause}.")  # fmt: skip
+
+
+@contextmanager
+def _stop_on_signal(trainer, checkpoint: bool):
+    """SIGINT/SIGTERM: finish the step, save a checkpoint (if ``checkpoint``), stop. Yields a list that gets
+    the signal number.
+
+    A second signal stops at once. Outside the main thread (no signal handlers there) it does nothing.
+    """
+    import threading
+
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        if received:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        received.append(signum)
+        if _is_main_process():
+            print(f"\n{signal.Signals(signum).name}: stopping after this step and saving a checkpoint "
+                  "(again to stop at once)...", flush=True)  # fmt: skip
+
+    class StopOnSignal:
+        def on_step_end(self, args, state, control, **kwargs):
+            if _any_process(bool(received)):
+                if not received:
+                    received.append(signal.SIGTERM)  # another process was told to stop
+                control.should_training_stop = True
+                control.should_save = checkpoint
+            return control
+
+    callback = _add_callback(trainer, StopOnSignal)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        trainer.remove_callback(callback)
+
+
+def _interrupted(signum: int, trainer, final: Path | None) -> RunInterrupted:
+    name = signal.Signals(signum).name
+    if final is None:
+        return RunInterrupted(f"{name}: training stopped at step {trainer.state.global_step}; nothing was saved "
+                              "(save=False).", 128 + signum)  # fmt: skip
+    return RunInterrupted(
+        f"{name}: training stopped at step {trainer.state.global_step} of {trainer.state.max_steps}; checkpoint "
+        f"saved in {final}. Continue with the same command plus `--resume --output-dir {final}` "
+        f"(Python: resume=True, output_dir={str(final)!r}).",
+        128 + signum,
+    )
+
+
+@contextmanager
+def _hub_token_in_env(args):
+    """Move ``args.hub_token`` into ``HF_TOKEN`` while inside: TRL pickles args into every checkpoint."""
+    token = getattr(args, "hub_token", None)
+    if not token:
+        yield
+        return
+    previous = os.environ.get("HF_TOKEN")
+    args.hub_token, os.environ["HF_TOKEN"] = None, token
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("HF_TOKEN", None)
+        else:
+            os.environ["HF_TOKEN"] = previous
+
+
+def _is_main_process() -> bool:
+    """Rank 0. Before a trainer exists, from torchrun's RANK: a PartialState() made now would fix the
+    process as not distributed on a CPU (accelerate needs cpu=True there, which TRL's config passes)."""
+    from accelerate import PartialState
+
+    if PartialState._shared_state:
+        return PartialState().is_main_process
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _wait_for_everyone() -> None:
+    from accelerate import PartialState
+
+    if PartialState._shared_state:
+        PartialState().wait_for_everyone()
+
+
+def _any_process(flag: bool) -> bool:
+    """True if ``flag`` is set on any process (one all-reduce when there are several)."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes == 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([int(flag)], device=state.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+# --------------------------------------------------------------------------------------------
+# Figures of the run
+# --------------------------------------------------------------------------------------------
+
+
+def _preset_name(preset: str) -> str:
+    hardware, mode = resolve(preset)
+    return f"{hardware.name}+{mode.name}"
+
+
+def _doctor_line(pairs) -> str:
+    from .data import doctor
+
+    held = f"held out: {pairs.heldout}"
+    try:
+        return f"Data ({pairs.name}, train; {held}): " + doctor(pairs).summary_line()
+    except Exception as err:  # the doctor must never stop a run; say why it could not look
+        logger.warning("The data doctor could not check %s: %s", pairs.name, err)
+        return f"Data ({pairs.name}): {len(pairs.train)} pairs, {held} (doctor unavailable: {err})"
+
+
+def _answers(model, tokenizer, prompts):
+    return generate_answers(model, tokenizer, prompts, max_new_tokens=48, batch_size=16)
+
+
+def _evaluate(model, data, tokenizer, beta, max_pairs, ref_logps):
+    return evaluate(model, data, tokenizer=tokenizer, beta=beta, max_pairs=max_pairs, ref_logps=ref_logps)
+
+
+def _collect_metrics(method, trainer, train_output, seconds, before, after, peak_before) -> dict[str, Any]:
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    last = history[-1] if history else {}
+    metrics: dict[str, Any] = {
+        "method": method,
+        "steps": trainer.state.global_step,
+        "train_seconds": round(seconds, 2),
+        "seconds_per_step": round(seconds / max(trainer.state.global_step, 1), 3),
+        "train_loss": train_output.training_loss,
+        "final_loss": last.get("loss"),
+        "peak_memory_gb": round(max(_peak_memory_bytes(), peak_before) / 2**30, 2),
+    }
+    tokens = last.get("num_tokens")
+    if tokens:
+        metrics["tokens_per_second"] = round(tokens / seconds, 1)
+    for key, value in last.items():
+        if key.startswith(("rewards/", "logps/", "log_odds", "nll_loss")):
+            metrics[f"train_{key}"] = value
+    for label, figures in (("start", before), ("eval", after)):
+        if figures:
+            for key, value in figures.items():
+                if key != "logps" and isinstance(value, (int, float)):
+                    metrics[f"{label}_{key}"] = value
+    if after:
+        # TRL's names for the held-out DPO figures, as trainer.evaluate() would log them.
+        metrics["eval_rewards/accuracies"] = after["reward_accuracy"]
+        metrics["eval_rewards/margins"] = after["reward_margin"]
+    return metrics
+
+
+def _peak_memory_bytes() -> int:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated()
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _quiet_progress(trainer, quiet: bool) -> None:
+    """Keep TRL's progress bar but show the loss on it instead of printing a dict every step."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class BarProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.training_bar is not None and logs:
+                shown = {k: logs[k] for k in ("loss", "rewards/accuracies", "rewards/margins") if k in logs}
+                self.training_bar.set_postfix(
+                    {k.split("/")[-1]: f"{v:.3f}" for k, v in shown.items()}, refresh=False
+                )
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if not quiet:
+        trainer.add_callback(BarProgress())

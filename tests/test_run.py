@@ -1,0 +1,199 @@
+"""The runner (smol_align.run): a run survives SIGKILL (resume), SIGINT/SIGTERM (checkpoint, exit code), a
+NaN loss (stops, saves nothing), several processes (torchrun: one writer) and keeps the Hub token out of
+every file it writes.
+
+The runs here are real `smol-align dpo` processes on a saved tiny Llama; a step is slowed to 0.3 s in
+the child (a patched ``Trainer.training_step``) so that a signal can land mid-run.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import smol_align
+from smol_align.errors import ConfigError
+from smol_align.run import MARKER, STAGING, NonFiniteLoss
+from smol_align.testing import tiny_model_dir_and_pairs
+
+STEPS = 12
+# `smol-align dpo` with each training step slowed to `delay` seconds (argv[1]); the rest of argv is the CLI's.
+CHILD = """
+import sys, time, transformers
+delay = float(sys.argv[1])
+step = transformers.Trainer.training_step
+def slow(self, *args, **kwargs):
+    time.sleep(delay)
+    return step(self, *args, **kwargs)
+transformers.Trainer.training_step = slow
+from smol_align.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    return tiny_model_dir_and_pairs(tmp_path_factory.mktemp("run"), n_pairs=40)
+
+
+def _argv(saved, out, *extra):
+    base, pairs = saved
+    return ["dpo", "--model", str(base), "--dataset", str(pairs), "--preset", "cpu", "--bf16", "false",
+            "--max_steps", str(STEPS), "--per_device_train_batch_size", "2", "--learning_rate", "1e-3",
+            "--save_strategy", "steps", "--save_steps", "2", "--eval_split", "0.2", "--output_dir", str(out),
+            "--quiet", *extra]  # fmt: skip
+
+
+def _start(argv, delay=0.3):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(delay), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+
+
+def _wait_for(path: Path, proc, timeout=180):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"the run ended before {path.name} appeared:\n{proc.stdout.read()}"
+        assert time.time() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.05)
+
+
+def _losses(folder: Path) -> dict[int, float]:
+    """Step -> loss of the run, from the trainer state saved with the last checkpoint (kept: save_strategy given)."""
+    state = json.loads((folder / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())
+    return {h["step"]: h["loss"] for h in state["log_history"] if "loss" in h}
+
+
+def test_a_killed_run_resumes_to_the_same_loss(saved, tmp_path):
+    """SIGKILL after the checkpoint of step 4; --resume continues from it and ends where an uninterrupted run does."""
+    whole = tmp_path / "whole"
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, "0", *_argv(saved, whole)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    killed = tmp_path / "killed"
+    proc = _start(_argv(saved, killed))
+    _wait_for(killed / "checkpoint-4" / "trainer_state.json", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (killed / MARKER).exists() and not (killed / "model.safetensors").exists()  # unfinished, resumable
+
+    resumed = subprocess.run([sys.executable, "-c", CHILD, "0", *_argv(saved, killed, "--resume")],
+                             capture_output=True, text=True)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    metrics = json.loads((killed / "metrics.json").read_text())
+    assert metrics["steps"] == STEPS
+    expected, got = _losses(whole), _losses(killed)
+    assert sorted(got) == list(range(1, STEPS + 1))
+    for step in range(5, STEPS + 1):  # the steps trained after the resume
+        assert math.isclose(got[step], expected[step], rel_tol=1e-4, abs_tol=1e-5), (
+            step,
+            got[step],
+            expected[step],
+        )
+    assert not (killed / MARKER).exists() and not (killed / STAGING).exists()
+    assert (killed / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_a_checkpoint_and_says_how_to_resume(saved, tmp_path, signum, code):
+    out = tmp_path / "stopped"
+    argv = [
+        a if a != "steps" else "no" for a in _argv(saved, out) if a != "--quiet"
+    ]  # only the signal's checkpoint
+    proc = _start(argv)
+    for line in proc.stdout:  # held-out evaluation first, then "Training DPO with preset ..."
+        if line.startswith("Training DPO"):
+            break
+    time.sleep(1.0)
+    proc.send_signal(signum)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == code, output
+    checkpoints = sorted(out.glob("checkpoint-*"))
+    assert len(checkpoints) == 1, (checkpoints, output)
+    step = int(checkpoints[0].name.split("-")[1])
+    assert 0 < step < STEPS
+    assert f"stopped at step {step} of {STEPS}" in output and "--resume" in output, output
+    assert not (out / "model.safetensors").exists() and not (out / STAGING).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped"]  # nothing hidden beside it
+
+
+def test_without_a_checkpoint_a_failed_run_leaves_nothing_and_resume_says_so(saved, tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(ConfigError, match="nothing to continue"):
+        smol_align.train_dpo(
+            str(saved[0]), str(saved[1]), "cpu", output_dir=str(out), resume=True, quiet=True
+        )
+    assert not out.exists()
+
+
+def test_a_nan_loss_stops_the_run_and_saves_no_model(tiny_model, tiny_tokenizer, tmp_path):
+    """From the fourth forward pass on (policy and reference), hidden states are NaN: the run stops and says why."""
+    calls = []
+
+    def poison(module, inputs, output):
+        calls.append(1)
+        return output * float("nan") if len(calls) > 3 else output
+
+    tiny_model.model.norm.register_forward_hook(poison)
+    out = tmp_path / "nan"
+    with pytest.raises(
+        NonFiniteLoss, match=r"became nan at step \d+: training stopped and the model was not saved"
+    ):
+        smol_align.train_dpo(tiny_model, _pairs(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, bf16=False,
+                             evaluate=False, max_steps=8, per_device_train_batch_size=2, quiet=True)  # fmt: skip
+    assert not (out / "model.safetensors").exists()
+    assert not out.exists() or sorted(
+        p.name for p in out.iterdir() if not p.name.startswith("checkpoint-")
+    ) == [MARKER]
+
+
+def test_the_hub_token_is_never_written(tiny_model, tiny_tokenizer, tmp_path, capsys):
+    secret = "hf_smolalignSECRETtoken123"
+    out = tmp_path / "run"
+    smol_align.train_dpo(tiny_model, _pairs(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, bf16=False,
+                         max_steps=4, per_device_train_batch_size=2, hub_token=secret, save_strategy="steps",
+                         save_steps=2)  # fmt: skip
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name == "training_args.bin" for p in written) and any(
+        "checkpoint-" in str(p) for p in written
+    )
+    assert not [p for p in written if secret.encode() in p.read_bytes()]
+    printed = capsys.readouterr()
+    assert secret not in printed.out + printed.err
+    assert os.environ.get("HF_TOKEN") != secret  # lent to the process only for the run
+    assert (out / "model.safetensors").exists() and not (out / "pytorch_model.bin").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_one_writer(saved, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo, CPU): both train, one folder, one summary, no staging left."""
+    out = tmp_path / "ddp"
+    argv = [a for a in _argv(saved, out) if a != "--quiet"]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "smol_align",
+                           *argv], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("reward accuracy") == 1, done.stdout  # the summary, from the main process only
+    names = sorted(p.name for p in out.iterdir())
+    assert (
+        "model.safetensors" in names
+        and "metrics.json" in names
+        and MARKER not in names
+        and STAGING not in names
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == STEPS and metrics["eval_reward_margin"] > metrics["start_reward_margin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
+
+
+def _pairs():
+    from smol_align.testing import tiny_preference_rows
+
+    return tiny_preference_rows(24)
