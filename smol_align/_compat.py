@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 
 HOOKS = os.environ.get("SMOL_ALIGN_TRL_HOOKS", "1") != "0"  # the one switch for patches of TRL's privates
 
@@ -110,6 +111,30 @@ def restore_lm_head() -> bool:
         return False
     trl_utils._use_triton = current._smol_align_original
     return True
+
+
+@contextmanager
+def compact_lm_head_while(trainer):
+    """:func:`compact_lm_head_on_cpu` for the duration of a ``with`` block when ``trainer`` runs on a CPU,
+    then TRL's own function again: the runner wraps ``trainer.train()`` in it, so no other code in
+    the process (a trainer you build and run yourself included) sees a patched TRL."""
+    on_cpu = trainer.args.use_cpu or trainer.accelerator.device.type == "cpu"
+    switched = (
+        on_cpu
+        and not getattr(_current_use_triton(), "_smol_align_cpu_compact", False)
+        and compact_lm_head_on_cpu()
+    )
+    try:
+        yield
+    finally:
+        if switched:
+            restore_lm_head()
+
+
+def _current_use_triton():
+    import sys
+
+    return getattr(sys.modules.get("trl.trainer.utils"), "_use_triton", None)
 
 
 def trainable_params_to_fp32(model) -> int:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._compat import compact_lm_head_while
 from .data.demo import pirate_voice
 from .data.load import load, pop_data_options
 from .errors import ConfigError, SmolAlignError
@@ -173,7 +174,10 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
             started = time.perf_counter()
             with _stop_on_signal(trainer, checkpoint=final is not None) as stopped:
                 guard = _add_callback(trainer, NonFiniteGuard)
-                train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+                with compact_lm_head_while(trainer):  # CPU: TRL's LM head scores only completion tokens
+                    train_output = trainer.train(
+                        resume_from_checkpoint=str(checkpoint) if checkpoint else None
+                    )
             train_seconds = time.perf_counter() - started
             if guard.bad is not None:
                 raise NonFiniteLoss(guard.message(trainer.args))

@@ -50,11 +50,6 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
     if soft:
         overrides.pop("loss_type")
     built = presets.build(method, preset, output_dir=output_dir, **overrides)
-    if built.args.use_cpu or not _cuda():
-        from ._compat import compact_lm_head_on_cpu
-
-        compact_lm_head_on_cpu()
-
     model, tokenizer = _model_and_tokenizer(model, tokenizer, built)
     pairs = load(dataset, **data_options)  # Pairs from train_dpo & co. come back as they are
     train_dataset, eval_dataset = pairs.train, pairs.eval
@@ -148,12 +143,6 @@ def _model_and_tokenizer(model, tokenizer, built: presets.Build):
 
     prepare_tokenizer(model, tokenizer)
     return model, tokenizer
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _is_peft(model) -> bool:

@@ -13,9 +13,9 @@ os.environ["WANDB_DISABLED"] = "true"
 
 @pytest.fixture(autouse=True)
 def _trl_lm_head_restored():
-    """Building a trainer switches TRL's fused LM head to compact on CPU for the whole process
-    (smol_align._compat.compact_lm_head_on_cpu); each test starts from TRL's own function again,
-    so no result depends on which tests ran before."""
+    """The runner switches TRL's fused LM head to compact on CPU only while it trains
+    (smol_align._compat.compact_lm_head_while); tests that switch it by hand, or fail midway, are
+    undone here, so every test starts from TRL's own function and no result depends on test order."""
     yield
     if "trl.trainer.utils" in sys.modules:  # nothing to undo (and nothing to import) otherwise
         from smol_align._compat import restore_lm_head

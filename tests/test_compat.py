@@ -159,3 +159,29 @@ def test_4bit_layers_pass_gradients_after_an_evaluation(packed_first):
         layer(x)  # the evaluation before training
     assert not getattr(layer.weight.quant_state, "packing_format_for_cpu", False)
     assert _input_grad_error(layer, weight, x) < 0.05
+
+
+def test_the_lm_head_patch_lasts_only_while_the_runner_trains(tiny_model, tiny_tokenizer):
+    """Building a trainer patches nothing; train_dpo switches TRL's LM head to compact for its training steps
+    only and puts TRL's own function back afterwards."""
+    import trl.trainer.utils as trl_utils
+    from transformers import TrainerCallback
+
+    import smol_align
+    from smol_align.testing import tiny_preference_rows
+
+    def patched():
+        return getattr(trl_utils._use_triton, "_smol_align_cpu_compact", False)
+
+    seen = []
+
+    class Probe(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            seen.append(patched())
+
+    rows = tiny_preference_rows(8)
+    smol_align.build_dpo_trainer(tiny_model, rows, "cpu", tokenizer=tiny_tokenizer, bf16=False)
+    assert not patched()
+    smol_align.train_dpo(tiny_model, rows, "cpu", tokenizer=tiny_tokenizer, bf16=False, save=False, evaluate=False,
+                         max_steps=2, per_device_train_batch_size=2, callbacks=[Probe()], quiet=True)  # fmt: skip
+    assert seen == [True, True] and not patched()
