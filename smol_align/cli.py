@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "datasets", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("bitsandbytes").setLevel(
+        logging.ERROR
+    )  # "Failed to load CPU gemm_4bit_forward from kernels-community"
     parser = make_parser()
     args, rest = parser.parse_known_args(argv)  # dpo, orpo and compare parse the rest with TRL's parser
     args = args if args.command in ("dpo", "orpo", "compare") else parser.parse_args(argv)

@@ -197,3 +197,25 @@ def _pairs():
     from smol_align.testing import tiny_preference_rows
 
     return tiny_preference_rows(24)
+
+
+def test_timed_checkpoints_while_running_none_left_after(tiny_model, tiny_tokenizer, tmp_path, monkeypatch):
+    """With no save_strategy of yours, a checkpoint every CHECKPOINT_SECONDS (0 here: every step), the last one
+    kept; a finished run leaves the model and no checkpoint or marker."""
+    from transformers import TrainerCallback
+
+    from smol_align import run
+
+    monkeypatch.setattr(run, "CHECKPOINT_SECONDS", 0)
+    out, seen = tmp_path / "timed", []
+
+    class Look(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            seen.append(sorted(p.name for p in out.iterdir()))
+
+    smol_align.train_dpo(tiny_model, _pairs(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, bf16=False,
+                         max_steps=3, per_device_train_batch_size=2, callbacks=[Look()], quiet=True)  # fmt: skip
+    checkpoints = [[n for n in names if n.startswith("checkpoint-")] for names in seen]
+    assert seen[0] == [MARKER] and checkpoints == [[], ["checkpoint-1"], ["checkpoint-2"]]  # the last one kept
+    names = sorted(p.name for p in out.iterdir())
+    assert "model.safetensors" in names and MARKER not in names and not [n for n in names if "checkpoint" in n]
