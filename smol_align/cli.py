@@ -31,6 +31,7 @@ import difflib
 import logging
 import re
 import sys
+import warnings
 
 from .errors import ConfigError, SmolAlignError
 
@@ -278,9 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "datasets", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("bitsandbytes").setLevel(
-        logging.ERROR
-    )  # "Failed to load CPU gemm_4bit_forward from kernels-community"
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # a CPU-kernel hub notice on every run
+    # TRL 1.16 reads model.is_gradient_checkpointing, which transformers 5 deprecates: not the learner's to fix
+    warnings.filterwarnings("ignore", ".*is_gradient_checkpointing. is deprecated", FutureWarning)
     parser = make_parser()
     args, rest = parser.parse_known_args(argv)  # dpo, orpo and compare parse the rest with TRL's parser
     args = args if args.command in ("dpo", "orpo", "compare") else parser.parse_args(argv)

@@ -48,6 +48,7 @@ def demo():
     >>> demo()["train"][0]["chosen"][0]["content"]  # doctest: +SKIP
     "Yo ho, a mouse be sayin' squeak, arr!"
     """
-    from datasets import Dataset, DatasetDict
+    from datasets import Dataset, DatasetDict, DatasetInfo
 
-    return DatasetDict({name: Dataset.from_list(rows) for name, rows in demo_rows().items()})
+    info = DatasetInfo(dataset_name="smol_align-demo")  # the name runs and the doctor print
+    return DatasetDict({name: Dataset.from_list(rows, info=info) for name, rows in demo_rows().items()})
