@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .data.demo import pirate_voice
+from .evaluate import answer_figures, evaluate, generate_answers
 from .models import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
@@ -153,10 +154,10 @@ def compare(
     beta = float(overrides.get("beta", 0.1))  # DPO's implicit reward for every method (TRL's default beta)
     say(f"Evaluating the start model on {len(test_data)} held-out pairs...")
     with autocast():
-        start = _evaluate(start_model, test_data, start_tokenizer, beta, max_eval_pairs)
+        start = evaluate(start_model, test_data, tokenizer=start_tokenizer, beta=beta, max_pairs=max_eval_pairs)
     prompts, chosen = _answer_prompts(test_data, n_answers)
     with autocast():
-        answers = {"start": _answers(start_model, start_tokenizer, prompts, max_new_tokens)}
+        answers = {"start": generate_answers(start_model, start_tokenizer, prompts, max_new_tokens=max_new_tokens)}
     voice = pirate_voice if dataset is None else None
 
     # One run per method, each from a fresh copy of the start model, saved in <report_dir>/<method>.
@@ -164,7 +165,7 @@ def compare(
         shutil.rmtree(report_dir, ignore_errors=True)
         report_dir.mkdir(parents=True)
         metrics: dict[str, dict[str, Any]] = {
-            "start": {**_figures(start), **_answer_figures(answers["start"], voice)}
+            "start": {**_figures(start), **(answer_figures(answers["start"], voice) if prompts else {})}
         }
         runs, pairs_seen, token_counts = {}, {}, {}
         for method in methods:
@@ -191,12 +192,10 @@ def compare(
             _release_training_state(result.trainer)
             runs[method], pairs_seen[method] = result, seen.indices
             with result.trainer.accelerator.autocast():
-                answers[method] = _answers(
-                    result.model, result.trainer.processing_class, prompts, max_new_tokens
-                )
+                answers[method] = generate_answers(result.model, result.trainer.processing_class, prompts, max_new_tokens=max_new_tokens)
             tokens = _tokens(train_data, start_tokenizer, seen.indices, result.trainer.args, token_counts)
             metrics[method] = _run_metrics(result, start, beta, seen.indices, tokens, peak_gb, budget)
-            metrics[method].update(_answer_figures(answers[method], voice))
+            metrics[method].update(answer_figures(answers[method], voice) if prompts else {})
             metrics[method]["output_dir"] = result.output_dir
 
         # The report: metrics.json, plots, report.md, beside the methods' folders.
@@ -421,18 +420,6 @@ def _autocast(model, bf16: bool):
     return functools.partial(torch.autocast, device, dtype=torch.bfloat16, enabled=bool(bf16))
 
 
-def _answer_figures(answers: list[str], voice) -> dict[str, float]:
-    from .evaluate import answer_figures
-
-    return answer_figures(answers, voice) if answers else {}
-
-
-def _evaluate(model, data, tokenizer, beta, max_pairs):
-    from .evaluate import evaluate
-
-    return evaluate(model, data, tokenizer=tokenizer, beta=beta, max_pairs=max_pairs)
-
-
 def _figures(evaluation: dict) -> dict[str, Any]:
     """An evaluate() dict without its per-pair lists, ``seconds`` renamed ``eval_seconds``."""
     figures = {k: v for k, v in evaluation.items() if k not in ("logps", "seconds")}
@@ -461,12 +448,6 @@ def _text(completion) -> str:
     if isinstance(completion, str):
         return completion.strip()
     return str(completion[-1].get("content", "")).strip() if completion else ""
-
-
-def _answers(model, tokenizer, prompts, max_new_tokens) -> list[str]:
-    from .evaluate import generate_answers
-
-    return generate_answers(model, tokenizer, prompts, max_new_tokens=max_new_tokens) if prompts else []
 
 
 def _tokens(train_data, tokenizer, indices, args, counts: dict[int, tuple[int, int, int]]) -> int:

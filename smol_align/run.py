@@ -154,11 +154,11 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
         elif run_eval and eval_data is not None:
             say(f"Evaluating the start model on {len(eval_data)} held-out pairs...")
             with autocast():
-                before = _evaluate(trainer.model, eval_data, tokenizer, beta, max_eval_pairs, ref_logps=None)
+                before = evaluate(trainer.model, eval_data, tokenizer=tokenizer, beta=beta, max_pairs=max_eval_pairs)
         if before is not None and answer_prompts:
             answers["prompt"] = [row["prompt"] for row in first_rows(eval_data, answer_prompts)]
             with autocast():
-                answers["start"] = _answers(trainer.model, tokenizer, answers["prompt"])
+                answers["start"] = generate_answers(trainer.model, tokenizer, answers["prompt"], batch_size=16)
             before = {**before, **answer_figures(answers["start"], voice)}
 
         steps = trainer.args.max_steps if trainer.args.max_steps > 0 else "full epochs"
@@ -187,11 +187,9 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
             if before is not None:
                 say("Evaluating the trained model...")
                 with autocast():
-                    after = _evaluate(
-                        trainer.model, eval_data, tokenizer, beta, max_eval_pairs, ref_logps=before["logps"]
-                    )
+                    after = evaluate(trainer.model, eval_data, tokenizer=tokenizer, beta=beta, max_pairs=max_eval_pairs, ref_logps=before["logps"])
                     if answers:
-                        answers["trained"] = _answers(trainer.model, tokenizer, answers["prompt"])
+                        answers["trained"] = generate_answers(trainer.model, tokenizer, answers["prompt"], batch_size=16)
                 if answers:
                     after = {**after, **answer_figures(answers["trained"], voice)}
 
@@ -527,14 +525,6 @@ def _doctor_line(pairs) -> str:
     except Exception as err:  # the doctor must never stop a run; say why it could not look
         logger.warning("The data doctor could not check %s: %s", pairs.name, err)
         return f"Data ({pairs.name}): {len(pairs.train)} pairs, {held} (doctor unavailable: {err})"
-
-
-def _answers(model, tokenizer, prompts):
-    return generate_answers(model, tokenizer, prompts, max_new_tokens=48, batch_size=16)
-
-
-def _evaluate(model, data, tokenizer, beta, max_pairs, ref_logps):
-    return evaluate(model, data, tokenizer=tokenizer, beta=beta, max_pairs=max_pairs, ref_logps=ref_logps)
 
 
 def _collect_metrics(method, trainer, train_output, seconds, before, after, peak_before) -> dict[str, Any]:
