@@ -87,7 +87,6 @@ class TrainResult:
 
 def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -> TrainResult:
     """One training run of ``method`` (see :func:`smol_align.train_dpo` for the keywords)."""
-
     if dataset is None:  # the demo data: the demo recipe, the same one `smol-align dpo|orpo` runs
         recipe = demo_recipe(method, preset)
         if "num_train_epochs" in overrides:
@@ -106,7 +105,9 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
     quiet = overrides.pop("quiet", False)
     start_eval = overrides.pop("start_eval", None)
     answer_prompts = overrides.pop("answer_prompts", 32)
-    keep_checkpoints = "save_strategy" in overrides  # checkpoints you asked for stay; ours go at the end
+    keep_checkpoints = "save_strategy" in overrides or "save_steps" in overrides  # yours stay; ours go at the end
+    if "save_steps" in overrides:
+        overrides.setdefault("save_strategy", "steps")  # TRL's default strategy, which the presets turn off
     main = _is_main_process()
     say = print if main and not quiet else (lambda *a: None)
 
@@ -128,10 +129,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
     say(_doctor_line(data))
     if final is not None and overrides.get("push_to_hub") and not overrides.get("hub_model_id"):
         overrides["hub_model_id"] = final.name  # the repo is named after the run
-    if final is not None:  # checkpoints: yours (save_strategy=...), else one every CHECKPOINT_SECONDS
-        overrides.setdefault(
-            "save_total_limit", 1
-        )  # only the last one is kept, and none once the run is done
+    if final is not None:  # checkpoints: yours (save_strategy/save_steps), else one every CHECKPOINT_SECONDS
+        overrides.setdefault("save_total_limit", 1)  # only the last one is kept, and none once the run is done
     with _cleanup_on_failure(final, main):
         if final is not None and main and checkpoint is None:
             shutil.rmtree(final, ignore_errors=True)  # empty, or overwrite=True

@@ -46,7 +46,7 @@ def _argv(saved, out, *extra):
     base, pairs = saved
     return ["dpo", "--model", str(base), "--dataset", str(pairs), "--preset", "cpu", "--bf16", "false",
             "--max_steps", str(STEPS), "--per_device_train_batch_size", "2", "--learning_rate", "1e-3",
-            "--save_strategy", "steps", "--save_steps", "2", "--eval_split", "0.2", "--output_dir", str(out),
+            "--save_steps", "2", "--eval_split", "0.2", "--output_dir", str(out),
             "--quiet", *extra]  # fmt: skip
 
 
@@ -65,7 +65,7 @@ def _wait_for(path: Path, proc, timeout=180):
 
 
 def _losses(folder: Path) -> dict[int, float]:
-    """Step -> loss of the run, from the trainer state saved with the last checkpoint (kept: save_strategy given)."""
+    """Step -> loss of the run, from the trainer state saved with the last checkpoint (kept: save_steps given)."""
     state = json.loads((folder / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())
     return {h["step"]: h["loss"] for h in state["log_history"] if "loss" in h}
 
@@ -105,9 +105,7 @@ def test_a_killed_run_resumes_to_the_same_loss(saved, tmp_path):
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_saves_a_checkpoint_and_says_how_to_resume(saved, tmp_path, signum, code):
     out = tmp_path / "stopped"
-    argv = [
-        a if a != "steps" else "no" for a in _argv(saved, out) if a != "--quiet"
-    ]  # only the signal's checkpoint
+    argv = [a for a in _argv(saved, out) if a != "--quiet"] + ["--save_strategy", "no"]  # the signal's only
     proc = _start(argv)
     for line in proc.stdout:  # held-out evaluation first, then "Training DPO with preset ..."
         if line.startswith("Training DPO"):
@@ -159,8 +157,7 @@ def test_the_hub_token_is_never_written(tiny_model, tiny_tokenizer, tmp_path, ca
     secret = "hf_smolalignSECRETtoken123"
     out = tmp_path / "run"
     smol_align.train_dpo(tiny_model, _pairs(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, bf16=False,
-                         max_steps=4, per_device_train_batch_size=2, hub_token=secret, save_strategy="steps",
-                         save_steps=2)  # fmt: skip
+                         max_steps=4, per_device_train_batch_size=2, hub_token=secret, save_steps=2)  # fmt: skip
     written = [p for p in out.rglob("*") if p.is_file()]
     assert any(p.name == "training_args.bin" for p in written) and any(
         "checkpoint-" in str(p) for p in written
