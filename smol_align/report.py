@@ -249,9 +249,7 @@ def _rows(metrics, columns) -> list[list[str]]:
 
 
 def markdown_table(
-    metrics: Mapping[str, Mapping[str, Any]],
-    columns: Sequence[str] | None = None,
-    first_column: str = "model",
+    metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None, first_column: str = "model"
 ) -> str:
     """A GitHub Markdown table: one row per model name (headed ``first_column``), one column per figure."""
     columns = _columns(metrics, columns)
@@ -265,9 +263,7 @@ def markdown_table(
 
 
 def terminal_table(
-    metrics: Mapping[str, Mapping[str, Any]],
-    columns: Sequence[str] | None = None,
-    first_column: str = "model",
+    metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None, first_column: str = "model"
 ) -> str:
     """The same table as plain aligned text (names left-aligned, numbers right-aligned)."""
     columns = _columns(metrics, columns)
@@ -355,51 +351,33 @@ def summary_table(result) -> str:
     rows = [
         ("method", result.method.upper()),
         ("steps", f"{m['steps']} in {m['train_seconds']:.0f} s ({m['seconds_per_step']:.2f} s/step)"),
-        ("final train loss", _fmt3(m.get("final_loss"))),
+        ("final train loss", _fmt(m.get("final_loss"))),
         ("peak memory", f"{m['peak_memory_gb']:.1f} GB"),
     ]
     if result.before and result.after:
         b, a = result.before, result.after
         rows += [
             ("held-out pairs", str(a["n_pairs"])),
-            (
-                "reward accuracy",
-                f"{_fmt3(b['reward_accuracy'])} -> {_fmt3(a['reward_accuracy'])}"
-                "  (DPO implicit reward vs the start model; 0 at the start by definition)",
-            ),
-            ("reward margin", f"{_fmt3(b['reward_margin'])} -> {_fmt3(a['reward_margin'])}"),
-            (
-                "prefers chosen",
-                f"{_fmt3(b['preference_accuracy'])} -> {_fmt3(a['preference_accuracy'])}"
-                "  (log p(chosen) > log p(rejected))",
-            ),
+            ("reward accuracy", f"{_fmt(b['reward_accuracy'])} -> {_fmt(a['reward_accuracy'])}"
+                                "  (DPO implicit reward vs the start model; 0 at the start by definition)"),
+            ("reward margin", f"{_fmt(b['reward_margin'])} -> {_fmt(a['reward_margin'])}"),
+            ("prefers chosen", f"{_fmt(b['preference_accuracy'])} -> {_fmt(a['preference_accuracy'])}"
+                               "  (log p(chosen) > log p(rejected))"),
         ]
         if "repeated_4gram_rate" in a and "repeated_4gram_rate" in b:
             n = len(result.answers.get("prompt", []))
             if "voice_rate" in a and "voice_rate" in b:
-                rows.append(
-                    (
-                        "pirate voice",
-                        f"{_fmt3(b['voice_rate'])} -> {_fmt3(a['voice_rate'])}"
-                        f"  (greedy answers to {n} held-out prompts)",
-                    )
-                )
+                rows.append(("pirate voice", f"{_fmt(b['voice_rate'])} -> {_fmt(a['voice_rate'])}"
+                                             f"  (greedy answers to {n} held-out prompts)"))
             rows += [
-                (
-                    "repeated 4-grams",
-                    f"{_fmt3(b['repeated_4gram_rate'])} -> {_fmt3(a['repeated_4gram_rate'])}"
-                    "  (share of an answer's word 4-grams seen earlier in it)",
-                ),
+                ("repeated 4-grams", f"{_fmt(b['repeated_4gram_rate'])} -> {_fmt(a['repeated_4gram_rate'])}"
+                                     "  (share of an answer's word 4-grams seen earlier in it)"),
                 ("answer length", f"{b['answer_words']:.1f} -> {a['answer_words']:.1f} words"),
             ]
     rows.append(("saved to", result.output_dir or "(not saved)"))
     width = max(len(k) for k, _ in rows)
     line = "-" * (width + 50)
     return "\n".join([line, *(f"{k:<{width}}  {v}" for k, v in rows), line])
-
-
-def _fmt3(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def write_run_files(result, folder: Path) -> dict[str, str]:
