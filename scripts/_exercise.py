@@ -89,8 +89,7 @@ def run(method: str, args: argparse.Namespace, name: str, exclude_sources=()) ->
 
     import smol_align
     from smol_align.data import doctor
-    from smol_align.evaluate import generate_answers
-    from smol_align.report import side_by_side_markdown, write_report_md
+    from smol_align.report import side_by_side_markdown
 
     train, test = load_data(args, exclude_sources)
     print(f"{len(train)} training pairs, {len(test)} held-out pairs")
@@ -108,20 +107,14 @@ def run(method: str, args: argparse.Namespace, name: str, exclude_sources=()) ->
     train_fn = smol_align.train_dpo if method == "dpo" else smol_align.train_orpo
     result = train_fn(
         args.model, DatasetDict({"train": train, "test": test}), preset=args.preset,
-        output_dir=str(output_dir), overwrite=True, max_eval_pairs=args.eval_pairs, **overrides,
+        output_dir=str(output_dir), overwrite=True, max_eval_pairs=args.eval_pairs, answer_prompts=args.samples,
+        **overrides,
     )
 
-    label = method.upper()
-    side_by_side = []
-    if args.samples:
-        start_model, start_tokenizer = smol_align.load_model(args.model)
-        prompts = [test[i]["prompt"] for i in range(min(args.samples, len(test)))]
-        before = generate_answers(start_model, start_tokenizer, prompts)
-        after = generate_answers(result.model, result.trainer.processing_class, prompts)
-        side_by_side = [{"prompt": p, "answers": {"start": a, label: b}} for p, a, b in zip(prompts, before, after, strict=True)]
+    answers = result.answers
+    if answers:  # the run answered held-out prompts greedily before and after training; report.md has them too
+        side_by_side = [{"prompt": p, "answers": {"start": a, method.upper(): b}}
+                        for p, a, b in zip(answers["prompt"], answers["start"], answers["trained"], strict=True)]  # fmt: skip
         print(side_by_side_markdown(side_by_side))
-    plots = [p for p in ("training.png", "heldout.png") if (output_dir / p).exists()]
-    title = f"{label} on {'the built-in demo data' if args.smoke else args.dataset}"
-    write_report_md(output_dir / "report.md", title, {"start": result.before, label: result.after}, side_by_side, plots)
     print(f"Report: {output_dir / 'report.md'}")
     return 0

@@ -80,7 +80,7 @@ def run_one(name: str, data: str, batch_size: int, steps: int, max_length: int) 
 
     from smol_align._compat import compact_lm_head_while
 
-    with nullcontext() if name == "trl-defaults" else compact_lm_head_while(trainer):  # as the runner trains
+    with nullcontext() if name == "trl-defaults" else compact_lm_head_while(trainer.accelerator.device):  # as the runner trains
         trainer.train()
     timed = [b - a for a, b in zip(timer.times, timer.times[1:], strict=False)]  # drops the warm-up step
     tokens = trainer.state.log_history[-2].get("num_tokens", 0)

@@ -3,8 +3,9 @@
 TRL 1.x moved ORPO to ``trl.experimental.orpo`` (importing it warns), dropped
 ``DPOConfig.max_prompt_length`` and ``setup_chat_format``. Code elsewhere in smol_align imports
 these names from this module only. The private TRL names used here (``trl.trainer.utils._use_triton``,
-``trl.data_utils._tokenize``) each have a test in tests/test_compat.py that fails when a TRL release
-renames them; ``SMOL_ALIGN_TRL_HOOKS=0`` (:data:`HOOKS`) turns the one patch off and runs TRL as shipped.
+``trl.DPOTrainer._prepare_dataset``) each have a test in tests/test_compat.py that fails when a TRL release
+renames them; ``SMOL_ALIGN_TRL_HOOKS=0`` (:data:`HOOKS`) turns the one patch (:func:`compact_lm_head_while`)
+off and runs TRL as shipped.
 """
 
 from __future__ import annotations
@@ -68,73 +69,32 @@ def setup_chat_format(model, tokenizer, format: str = "chatml", resize_to_multip
     return model, tokenizer
 
 
-def compact_lm_head_on_cpu() -> bool:
-    """Make TRL's fused LM head score only the completion positions on CPU, as it does on GPUs.
+@contextmanager
+def compact_lm_head_while(device):
+    """Inside the block, TRL's fused LM head scores only the completion positions on CPU, as it does on GPUs.
 
     TRL 1.16's ``add_fused_lm_head`` projects only the positions with a label on Triton devices
     (CUDA, XPU) and every position elsewhere, because on Neuron a changing number of positions
     recompiles the graph. A CPU compiles nothing, so scoring the prompt and padding positions
     there is pure waste: a quarter of a DPO step on HH-RLHF-length prompts (measured with
     torch.profiler, scripts/bench_speed.py). The result is the same tensor either way (every
-    unscored position is zero), which tests/test_compat.py checks. Returns whether the switch is on;
-    a TRL without this hook is left alone. The switch is process-wide; :func:`restore_lm_head`
-    puts TRL's own function back.
+    unscored position is zero), which tests/test_compat.py checks. It patches TRL's private
+    ``trl.trainer.utils._use_triton`` when ``device`` is a CPU and puts TRL's own function back on the
+    way out: the runner wraps ``trainer.train()`` in it and evaluation its forward passes, so no other
+    code in the process (a trainer you build and run yourself included) sees a patched TRL. Yields
+    whether the switch is on (not with :data:`HOOKS` off, another device, or a TRL without the hook).
     """
-    if not HOOKS:
-        return False
-    try:
-        import trl.trainer.utils as trl_utils
-    except ImportError:  # pragma: no cover - trl is a dependency
-        return False
+    import trl.trainer.utils as trl_utils
+
     original = getattr(trl_utils, "_use_triton", None)
-    if original is None:
-        return False
-    if getattr(original, "_smol_align_cpu_compact", False):
-        return True
-
-    def use_compact(device) -> bool:
-        return device.type == "cpu" or original(device)
-
-    use_compact._smol_align_cpu_compact = True
-    use_compact._smol_align_original = original
-    trl_utils._use_triton = use_compact
-    return True
-
-
-def restore_lm_head() -> bool:
-    """Undo :func:`compact_lm_head_on_cpu`: TRL's own ``_use_triton`` again. Returns whether it was on."""
-    import sys
-
-    trl_utils = sys.modules.get("trl.trainer.utils")
-    current = getattr(trl_utils, "_use_triton", None)
-    if not getattr(current, "_smol_align_cpu_compact", False):
-        return False
-    trl_utils._use_triton = current._smol_align_original
-    return True
-
-
-@contextmanager
-def compact_lm_head_while(trainer):
-    """:func:`compact_lm_head_on_cpu` for the duration of a ``with`` block when ``trainer`` runs on a CPU,
-    then TRL's own function again: the runner wraps ``trainer.train()`` in it, so no other code in
-    the process (a trainer you build and run yourself included) sees a patched TRL."""
-    on_cpu = trainer.args.use_cpu or trainer.accelerator.device.type == "cpu"
-    switched = (
-        on_cpu
-        and not getattr(_current_use_triton(), "_smol_align_cpu_compact", False)
-        and compact_lm_head_on_cpu()
-    )
+    on = HOOKS and original is not None and getattr(device, "type", device) == "cpu"
+    if on:
+        trl_utils._use_triton = lambda d: d.type == "cpu" or original(d)
     try:
-        yield
+        yield on
     finally:
-        if switched:
-            restore_lm_head()
-
-
-def _current_use_triton():
-    import sys
-
-    return getattr(sys.modules.get("trl.trainer.utils"), "_use_triton", None)
+        if on:
+            trl_utils._use_triton = original
 
 
 def trainable_params_to_fp32(model) -> int:
@@ -182,8 +142,17 @@ def keep_4bit_layers_trainable(model) -> int:
     return count
 
 
-def trl_tokenize(tokenizer, text_or_messages, **kwargs) -> list[int]:
-    """Token ids exactly as TRL's private ``trl.data_utils._tokenize`` gives them to DPOTrainer."""
-    from trl.data_utils import _tokenize
+def dpo_tokenized(dataset, tokenizer, max_length: int | None = None):
+    """Preference rows tokenized by TRL's own (private) ``DPOTrainer._prepare_dataset``, with no trainer built.
 
-    return list(_tokenize(tokenizer, text_or_messages, **kwargs)["input_ids"])
+    Gives ``prompt_ids``, ``chosen_ids``, ``rejected_ids`` exactly as a DPO trainer would (prompt extracted
+    when implicit, EOS added to string completions, the chat template, the completion starting where the
+    tokenized prompt and prompt + completion diverge) and drops the pairs whose prompt alone fills
+    ``max_length``. The method reads only ``self._tokenizer`` and three fields of its config.
+    """
+    from types import SimpleNamespace
+
+    from trl import DPOTrainer
+
+    args = SimpleNamespace(dataset_num_proc=None, max_length=max_length, truncation_mode="keep_start")
+    return DPOTrainer._prepare_dataset(SimpleNamespace(_tokenizer=tokenizer), dataset, tokenizer, args, "held-out")

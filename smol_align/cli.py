@@ -34,8 +34,7 @@ import sys
 import warnings
 
 from .errors import ConfigError, SmolAlignError
-
-DEFAULT_REF = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the start model of the demo and of most course runs
+from .models import DEFAULT_MODEL as DEFAULT_REF  # the start model of the demo and of most course runs
 
 
 def _columns(value: str) -> dict[str, str]:

@@ -8,13 +8,13 @@ smol-align compare --output-dir runs/compare-demo
 >>> result = compare(time_budget=300)                      # doctest: +SKIP
 >>> print(result.table())                                  # doctest: +SKIP
 
-:func:`compare` delegates each run to :func:`smol_align.train_dpo` / :func:`smol_align.train_orpo`.
-What it adds: the start model is evaluated once (its per-pair log-probs are the reference of every
-method's held-out figures, and its answers the "start" column), every method gets a fresh copy of
-that model, the same data, steps or wall budget, seed and batch (each keeps its own learning-rate
-default), and the pairs each trainer drew are recorded to show they were the same. The report
-directory holds ``metrics.json``, ``report.md``, ``training.png``, ``heldout.png`` and, unless
-``save=False``, each trained model in ``<method>/``. It is written whole or not at all.
+:func:`compare` runs :func:`smol_align.run.run` once per method, each on a fresh copy of the model,
+with the same data, steps or wall budget, seed and batch (each method keeps its own learning-rate
+default). The first run evaluates the start model; the others take its figures and answers as their
+reference, so every row compares with one "start" row. The pairs each trainer drew are recorded to show
+they were the same. The report directory holds ``metrics.json``, ``report.md``, ``training.png``,
+``heldout.png`` (``smol_align.report.write_report``, as for one run) and, unless ``save=False``, each
+trained model in ``<method>/``. It is written whole or not at all.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data.demo import pirate_voice
-from .evaluate import answer_figures, evaluate, generate_answers
 from .models import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
@@ -43,7 +41,7 @@ COLUMNS: tuple[str, ...] = (
     "train_seconds",
     "seconds_per_step",
     "peak_memory_gb",
-    "tokens_per_second",
+    "pairs_per_second",
     "final_loss",
 )
 """Columns of the comparison table (the first, ``method``, names the row)."""
@@ -66,7 +64,7 @@ class ComparisonResult:
         """The comparison table, as printed."""
         from .report import terminal_table
 
-        return terminal_table(self.metrics, COLUMNS, first_column="method")
+        return terminal_table(self.metrics, COLUMNS)
 
     def __repr__(self) -> str:
         return f"ComparisonResult(methods={list(self.runs)}, report_dir={self.report_dir!r})"
@@ -122,7 +120,8 @@ def compare(
     from .data.load import load, pop_data_options
     from .errors import ConfigError
     from .presets import check_overrides
-    from .run import _cleanup_on_failure, check_output_dir, default_output_dir, run, staged
+    from .report import write_report
+    from .run import _cleanup_on_failure, as_callback, check_output_dir, default_output_dir, run, staged
 
     methods = _methods(methods)
     data_options = pop_data_options(overrides)
@@ -143,31 +142,16 @@ def compare(
 
     # Data: one train split and one held-out split, normalized once, handed unchanged to every method.
     data = load(dataset, eval_dataset=eval_dataset, split_seed=seed, **data_options)
-    train_data, test_data = data.train, data.eval
-    if test_data is None:
+    if data.eval is None:
         raise ConfigError(f"compare needs held-out pairs and {data.name} gives none ({data.heldout}): "
                           "pass eval_split=0.2 or eval_dataset=...")  # fmt: skip
 
-    # The start model: evaluated once (the reference of every method), its answers kept before training.
-    start_model, start_tokenizer, bf16 = _start_model(model, tokenizer, preset, methods[0], overrides)
-    autocast = _autocast(start_model, bf16)  # the runs' own precision, so before and after compare
-    beta = float(overrides.get("beta", 0.1))  # DPO's implicit reward for every method (TRL's default beta)
-    say(f"Evaluating the start model on {len(test_data)} held-out pairs...")
-    with autocast():
-        start = evaluate(start_model, test_data, tokenizer=start_tokenizer, beta=beta, max_pairs=max_eval_pairs)
-    prompts, chosen = _answer_prompts(test_data, n_answers)
-    with autocast():
-        answers = {"start": generate_answers(start_model, start_tokenizer, prompts, max_new_tokens=max_new_tokens)}
-    voice = pirate_voice if dataset is None else None
-
-    # One run per method, each from a fresh copy of the start model, saved in <report_dir>/<method>.
+    # One run per method, each from a fresh copy of the start model, saved in <report_dir>/<method>. The first
+    # run evaluates the start model; the others reuse its figures and answers as their reference.
     with _cleanup_on_failure(report_dir, main=True):  # written whole or not at all
         shutil.rmtree(report_dir, ignore_errors=True)
         report_dir.mkdir(parents=True)
-        metrics: dict[str, dict[str, Any]] = {
-            "start": {**_figures(start), **(answer_figures(answers["start"], voice) if prompts else {})}
-        }
-        runs, pairs_seen, token_counts = {}, {}, {}
+        runs, pairs_seen, metrics = {}, {}, {}
         for method in methods:
             seen = as_callback(PairsSeen)
             budget = as_callback(TimeBudget, time_budget) if time_budget is not None else None
@@ -176,37 +160,37 @@ def compare(
                 "seed": seed,
                 "callbacks": [*user_callbacks, seen, *([budget] if budget else [])],
                 "tokenizer": tokenizer,
-                "start_eval": start,
-                "answer_prompts": 0,  # compare answers its own prompts, below
+                "baseline": next(iter(runs.values()), None),
+                "answer_prompts": n_answers,
+                "answer_tokens": max_new_tokens,
                 "max_eval_pairs": max_eval_pairs,
                 "save": save,
                 "quiet": quiet,
+                **({"max_steps": max_steps} if max_steps is not None else {}),
             }
-            if max_steps is not None:
-                run_overrides["max_steps"] = max_steps
             say(f"\n=== {method.upper()} ===")
             memory = MemoryWindow()
-            start_copy = model if isinstance(model, str) else copy.deepcopy(start_model)
-            result = run(method, start_copy, data, preset, str(report_dir / method), run_overrides)
-            peak_gb = memory.peak_gb()
+            result = run(method, model if isinstance(model, str) else copy.deepcopy(model), data, preset,
+                         str(report_dir / method), run_overrides)  # fmt: skip
             _release_training_state(result.trainer)
             runs[method], pairs_seen[method] = result, seen.indices
-            with result.trainer.accelerator.autocast():
-                answers[method] = generate_answers(result.model, result.trainer.processing_class, prompts, max_new_tokens=max_new_tokens)
-            tokens = _tokens(train_data, start_tokenizer, seen.indices, result.trainer.args, token_counts)
-            metrics[method] = _run_metrics(result, start, beta, seen.indices, tokens, peak_gb, budget)
-            metrics[method].update(answer_figures(answers[method], voice) if prompts else {})
-            metrics[method]["output_dir"] = result.output_dir
+            metrics.setdefault("start", _figures(result.before))
+            metrics[method] = {**_figures(result.after), **_run_figures(result, seen.indices, memory.peak_gb(), budget)}
 
         # The report: metrics.json, plots, report.md, beside the methods' folders.
-        settings = _settings(model, dataset, preset, methods, max_steps, time_budget, seed, beta, train_data,
-                             test_data, runs)  # fmt: skip
+        first = next(iter(runs.values()))
+        settings = _settings(model, dataset, preset, methods, max_steps, time_budget, seed, first.before["beta"], data, runs)
+        chosen = [_text(row["chosen"]) for row in data.eval.select(range(len(first.answers.get("prompt", []))))]
         side_by_side = [
-            {"prompt": p, "answers": {**{name: answers[name][i] for name in answers}, "chosen (data)": c}}
-            for i, (p, c) in enumerate(zip(prompts, chosen, strict=True))
+            {"prompt": p, "answers": {"start": first.answers["start"][i], **{m: r.answers["trained"][i] for m, r in runs.items()},
+                                      "chosen (data)": c}}  # fmt: skip
+            for i, (p, c) in enumerate(zip(first.answers.get("prompt", []), chosen, strict=True))
         ]
         with staged(report_dir) as staging:
-            files, plotted = _write_report(staging, metrics, runs, side_by_side, settings)
+            files, plotted = write_report(
+                staging, f"{' vs '.join(m.upper() for m in runs)} on {settings['model']}", metrics,
+                {m: r.trainer.state.log_history for m, r in runs.items()}, side_by_side, settings, COLUMNS, _NOTES,
+            )  # fmt: skip
 
     result = ComparisonResult(
         metrics=metrics,
@@ -219,7 +203,7 @@ def compare(
         plotted=plotted,
     )
     saved = "".join(f"\n{m} model: {r.output_dir}" for m, r in runs.items() if r.output_dir)
-    say(f"\nHeld-out comparison ({len(test_data)} pairs), report in {report_dir}:\n{result.table()}{saved}")
+    say(f"\nHeld-out comparison ({len(data.eval)} pairs), report in {report_dir}:\n{result.table()}{saved}")
     return result
 
 
@@ -233,16 +217,6 @@ def demo_max_steps() -> int:
 # --------------------------------------------------------------------------------------------
 # Callbacks: the wall budget, and the pairs each trainer drew
 # --------------------------------------------------------------------------------------------
-
-
-def as_callback(cls, *args):
-    """An instance of ``cls`` that is also a ``transformers.TrainerCallback`` (its other events do nothing).
-
-    The callbacks below are plain classes so that importing this module does not import transformers.
-    """
-    from transformers import TrainerCallback
-
-    return type(cls.__name__, (cls, TrainerCallback), {})(*args)
 
 
 class TimeBudget:
@@ -395,31 +369,6 @@ def _methods(methods) -> tuple[str, ...]:
     return chosen
 
 
-def _start_model(model, tokenizer, preset, method, overrides):
-    """The untrained model, its tokenizer (the ones given, or loaded as the runs will load them) and bf16."""
-    from .presets import build
-
-    built = build(method, preset, **overrides)
-    if not isinstance(model, str):
-        return model, tokenizer, built.args.bf16
-    from .models import load_model
-
-    loaded, loaded_tokenizer = load_model(
-        model, dtype=built.dtype, quantization_config=built.quantization_config
-    )
-    return loaded, tokenizer or loaded_tokenizer, built.args.bf16
-
-
-def _autocast(model, bf16: bool):
-    """A factory of the bf16 autocast context the runs train under (a no-op context without bf16)."""
-    import functools
-
-    import torch
-
-    device = next(model.parameters()).device.type
-    return functools.partial(torch.autocast, device, dtype=torch.bfloat16, enabled=bool(bf16))
-
-
 def _figures(evaluation: dict) -> dict[str, Any]:
     """An evaluate() dict without its per-pair lists, ``seconds`` renamed ``eval_seconds``."""
     figures = {k: v for k, v in evaluation.items() if k not in ("logps", "seconds")}
@@ -428,81 +377,39 @@ def _figures(evaluation: dict) -> dict[str, Any]:
     return figures
 
 
-def _answer_prompts(data, n: int) -> tuple[list, list[str]]:
-    """``n`` held-out prompts, one per category in turn when the data has a ``category`` column."""
-    from trl.data_utils import extract_prompt
-
-    rows = data.to_list() if hasattr(data, "to_list") else [dict(r) for r in data]
-    order = list(range(len(rows)))
-    if rows and "category" in rows[0]:
-        by_category: dict[Any, list[int]] = {}
-        for i, row in enumerate(rows):
-            by_category.setdefault(row["category"], []).append(i)
-        queues = list(by_category.values())
-        order = [q[k] for k in range(max(map(len, queues))) for q in queues if k < len(q)]
-    picked = [rows[i] if "prompt" in rows[i] else {**rows[i], **extract_prompt(rows[i])} for i in order[:n]]
-    return [r["prompt"] for r in picked], [_text(r["chosen"]) for r in picked]
-
-
 def _text(completion) -> str:
     if isinstance(completion, str):
         return completion.strip()
     return str(completion[-1].get("content", "")).strip() if completion else ""
 
 
-def _tokens(train_data, tokenizer, indices, args, counts: dict[int, tuple[int, int, int]]) -> int:
-    """Tokens of prompt + chosen and prompt + rejected of each pair trained on, cut at ``max_length``.
-
-    Tokenized as TRL's DPOTrainer does for every method, so the rates compare; ``counts`` caches
-    (prompt, chosen, rejected) lengths by train-split index across methods.
-    """
-    from .evaluate import tokenize_pair
-
-    cap = getattr(args, "max_length", None) or float("inf")
-    total = 0
-    for index in indices:
-        if index not in counts:
-            pair = tokenize_pair(train_data[index], tokenizer)
-            counts[index] = (len(pair["prompt_ids"]), len(pair["chosen_ids"]), len(pair["rejected_ids"]))
-        prompt, chosen, rejected = counts[index]
-        total += min(prompt + chosen, cap) + min(prompt + rejected, cap)
-    return int(total)
-
-
-def _run_metrics(result, start, beta, indices, tokens, peak_gb, budget) -> dict[str, Any]:
-    """One method's row: held-out figures against the start model, then time, memory, speed, loss."""
-    from .evaluate import preference_metrics
-
+def _run_figures(result, indices, peak_gb, budget) -> dict[str, Any]:
+    """One method's time, memory, speed and loss, beside its held-out figures."""
     run = result.metrics
-    row = preference_metrics(result.after["logps"], start["logps"], beta=beta)
-    row["eval_seconds"] = round(result.after["seconds"], 2)
-    row.update(
-        steps=run["steps"],
-        train_seconds=run["train_seconds"],
-        seconds_per_step=run["seconds_per_step"],
-        peak_memory_gb=peak_gb if peak_gb is not None else run["peak_memory_gb"],
-        process_peak_memory_gb=run["peak_memory_gb"],
-        train_tokens=tokens,
-        tokens_per_second=round(tokens / run["train_seconds"], 1) if run["train_seconds"] else None,
-        final_loss=run.get("final_loss"),
-        train_loss=run.get("train_loss"),
-        learning_rate=result.trainer.args.learning_rate,
-        pairs_seen=len(indices),
-        stopped_by_time_budget=bool(budget and budget.stopped),
-    )
-    return row
+    return {
+        "steps": run["steps"],
+        "train_seconds": run["train_seconds"],
+        "seconds_per_step": run["seconds_per_step"],
+        "peak_memory_gb": peak_gb if peak_gb is not None else run["peak_memory_gb"],
+        "process_peak_memory_gb": run["peak_memory_gb"],
+        "pairs_seen": len(indices),
+        "pairs_per_second": round(len(indices) / run["train_seconds"], 3) if run["train_seconds"] else None,
+        "final_loss": run.get("final_loss"),
+        "train_loss": run.get("train_loss"),
+        "learning_rate": result.trainer.args.learning_rate,
+        "stopped_by_time_budget": bool(budget and budget.stopped),
+        "output_dir": result.output_dir,
+    }
 
 
-def _settings(model, dataset, preset, methods, max_steps, time_budget, seed, beta, train, test, runs) -> dict:
+def _settings(model, dataset, preset, methods, max_steps, time_budget, seed, beta, data, runs) -> dict:
     from .presets import resolve
+    from .run import model_name
 
     hardware, mode = resolve(preset)
     args = next(iter(runs.values())).trainer.args
-    name = (
-        model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "model")
-    )
     return {
-        "model": str(name),
+        "model": model_name(model),
         "dataset": "built-in demo (smol_align.data.demo)" if dataset is None else str(dataset)[:200],
         "preset": f"{hardware.name}+{mode.name}",
         "methods": list(methods),
@@ -511,58 +418,16 @@ def _settings(model, dataset, preset, methods, max_steps, time_budget, seed, bet
         "seed": seed,
         "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps,
         "max_length": getattr(args, "max_length", None),
-        "train_pairs": len(train),
-        "heldout_pairs": len(test),
+        "train_pairs": len(data.train),
+        "heldout_pairs": len(data.eval),
         "beta_for_heldout_rewards": beta,
         "learning_rate": {m: r.trainer.args.learning_rate for m, r in runs.items()},
     }
 
 
-def _write_report(
-    folder: Path, metrics, runs, side_by_side, settings
-) -> tuple[dict[str, str], dict[str, Any]]:
-    """metrics.json, training.png, heldout.png and report.md in ``folder``."""
-    from .report import (
-        HELDOUT_COLUMNS,
-        ORPO_PANELS,
-        TRAIN_PANELS,
-        markdown_table,
-        plot_heldout,
-        plot_training,
-        side_by_side_markdown,
-        write_metrics_json,
-    )
-
-    names = {
-        "metrics": "metrics.json",
-        "report": "report.md",
-        "training_plot": "training.png",
-        "heldout_plot": "heldout.png",
-    }
-    files = {key: str(folder / name) for key, name in names.items()}
-    write_metrics_json(metrics, files["metrics"])
-    panels = TRAIN_PANELS + (ORPO_PANELS if "orpo" in runs else ())
-    # An empty "start" history gives each method the colour it has in heldout.png (start is C0).
-    histories = {"start": [], **{m: r.trainer.state.log_history for m, r in runs.items()}}
-    plotted = {
-        "training": plot_training(histories, files["training_plot"], panels),
-        "heldout": plot_heldout(metrics, files["heldout_plot"], (*HELDOUT_COLUMNS, "drift")),
-    }
-    listed = "\n".join(f"- {k}: {v}" for k, v in settings.items())
-    sections = [
-        f"# {' vs '.join(m.upper() for m in runs)} on {settings['model']}",
-        "## Settings\n\nThe same pairs, seed, batch and steps (or wall budget) for every method; "
-        f"each method keeps its own learning rate.\n\n{listed}",
-        "## Held-out comparison\n\n" + markdown_table(metrics, COLUMNS, first_column="method"),
-        _NOTES,
-        "## Plots\n\n![training](training.png)\n\n![heldout](heldout.png)",
-        "## Side-by-side answers (greedy, held-out prompts)\n\n" + side_by_side_markdown(side_by_side),
-    ]
-    Path(files["report"]).write_text("\n\n".join(sections) + "\n")
-    return files, plotted
-
-
 _NOTES = """How to read it:
+- Every method trained on the same pairs, in the same order, with the same seed, batch and steps (or
+  wall budget); each kept its own learning rate.
 - Held-out figures use one definition for every method: rewards are DPO's implicit reward
   `beta * (log pi - log pi_start)` against the *start model*, `preference_accuracy` is the share of
   held-out pairs where the model finds the chosen answer more likely, `nll_chosen` the per-token NLL
@@ -571,7 +436,7 @@ _NOTES = """How to read it:
   ORPO's NLL plus lambda times its odds-ratio loss are different quantities.
 - In `training.png` the reward curves are each trainer's own logs: DPO's rewards are relative to
   its reference, ORPO's are `beta * mean log pi` (no reference); compare their trends, not values.
-- `tokens_per_second` counts prompt + chosen and prompt + rejected tokens of the pairs trained on,
-  tokenized the same way for every method. `peak_memory_gb` is the peak memory each run added to
+- `pairs_per_second` counts the pairs trained on (the same pairs for every method) per second of
+  training. `peak_memory_gb` is the peak memory each run added to
   what was already in use (the start model kept for the comparison, earlier runs' trained models);
   `process_peak_memory_gb` in metrics.json is the whole process's peak during the run."""

@@ -13,8 +13,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -73,11 +71,14 @@ def embedded_gguf(name: str) -> Path | None:
 def embedded_checkpoint(name: str = DEFAULT_MODEL) -> Path:
     """A plain (unquantized) checkpoint of the embedded ``name``, converted from GGUF on first use.
 
-    The conversion writes to a temporary folder beside the target and renames it into place, so
-    an interrupted conversion never leaves a half-written checkpoint behind.
+    The conversion writes into a staging folder and moves the files in at the end (``run.staged``),
+    so an interrupted conversion never leaves a checkpoint that looks complete.
     """
+    from .run import STAGING, staged  # the runner's atomic folder (run imports this module)
+
     target = cache_dir() / name.replace("/", "--")
-    if (target / "config.json").exists() and (target / "tokenizer_config.json").exists():
+    done = (target / "config.json").exists() and (target / "tokenizer_config.json").exists()
+    if done and not (target / STAGING).exists():  # the staging folder goes only once every file is in
         return target
     gguf = embedded_gguf(name)
     if gguf is None:
@@ -98,17 +99,9 @@ def embedded_checkpoint(name: str = DEFAULT_MODEL) -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config._name_or_path = name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if target.exists():  # a stale, incomplete folder from an older version
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with staged(target) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     return target
 
 
@@ -118,12 +111,9 @@ def resolve(name_or_path: str) -> str:
         return name_or_path
     from huggingface_hub import try_to_load_from_cache
 
-    cached = try_to_load_from_cache(name_or_path, "config.json")
-    if isinstance(cached, str):
-        return name_or_path  # already in the local Hugging Face cache
-    if not _hub_reachable():
-        return str(embedded_checkpoint(name_or_path))
-    return name_or_path
+    if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str) or _hub_reachable():
+        return name_or_path  # in the local Hugging Face cache, or the Hub can be reached
+    return str(embedded_checkpoint(name_or_path))
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

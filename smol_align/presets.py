@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import logging
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-
-logger = logging.getLogger(__name__)
 
 METHODS = ("dpo", "orpo")
 
@@ -37,8 +34,6 @@ class Preset:
     name: str
     description: str
     config: dict[str, Any] = field(default_factory=dict)  # fields shared by DPOConfig and ORPOConfig
-    dpo: dict[str, Any] = field(default_factory=dict)  # DPOConfig-only fields
-    orpo: dict[str, Any] = field(default_factory=dict)  # ORPOConfig-only fields
     lora: dict[str, Any] | None = None  # peft.LoraConfig kwargs; None = full fine-tune
     load_in_4bit: bool = False  # bitsandbytes NF4 quantization of the frozen base
 
@@ -172,20 +167,6 @@ class Build:
 RECIPE_KEYS = ("model", "dataset", "preset")  # recipe keys that are not config fields
 
 
-def read_recipe(path) -> dict:
-    """A recipe: a flat YAML mapping of ``train_dpo``/``train_orpo`` keywords."""
-    import yaml
-
-    try:
-        with open(path) as f:
-            recipe = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"Recipe {path} not found.") from None
-    if not isinstance(recipe, dict):
-        raise ConfigError(f"Recipe {path} must be a mapping of option: value, got {type(recipe).__name__}.")
-    return recipe
-
-
 def demo_recipe(method: str, preset: str = "auto") -> dict:
     """The config values of the demo (``recipes/demo-<method>.yaml``), used by the CLI and the API alike.
 
@@ -194,7 +175,9 @@ def demo_recipe(method: str, preset: str = "auto") -> dict:
     """
     from importlib import resources
 
-    recipe = read_recipe(resources.files("smol_align") / "recipes" / f"demo-{method}.yaml")
+    import yaml
+
+    recipe = yaml.safe_load((resources.files("smol_align") / "recipes" / f"demo-{method}.yaml").read_text())
     recipe = {k: v for k, v in recipe.items() if k not in RECIPE_KEYS}
     if isinstance(recipe.get("learning_rate"), dict):
         rate = recipe.pop("learning_rate").get(resolve(preset)[1].name)
@@ -309,7 +292,6 @@ def build(method: str, preset: str = "auto", output_dir: str | None = None, **ov
     values: dict[str, Any] = {**_COMMON}
     for part in (hardware, mode):
         values.update(part.config)
-        values.update(part.dpo if method == "dpo" else part.orpo)
     if method == "orpo":
         values.update(ORPO_DEFAULTS)
         if mode.lora is not None:
@@ -322,7 +304,7 @@ def build(method: str, preset: str = "auto", output_dir: str | None = None, **ov
         values["bf16"] = False
     values.update(checkpointing_kwargs(values.pop("gradient_checkpointing", None)))
     values["output_dir"] = output_dir or f"{method}-output"
-    if values.get("bf16") and not values.get("use_cpu") and not _cuda_bf16():
+    if values.get("bf16") and not values.get("use_cpu") and auto_hardware() != "gpu-bf16":
         raise ConfigError(
             f"Preset {hardware.name!r} trains in bf16 on a GPU, and this machine has no GPU with bf16. "
             f"Use preset='auto' (here: {auto_hardware()!r}) or 'cpu', or pass bf16=False."
@@ -379,12 +361,6 @@ def warn_if_updates_round_away(dtype, learning_rate: float) -> bool:
         stacklevel=3,
     )
     return True
-
-
-def _cuda_bf16() -> bool:
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def _lora_config(lora: dict | None, extras: dict):

@@ -249,11 +249,11 @@ def _rows(metrics, columns) -> list[list[str]]:
 
 
 def markdown_table(
-    metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None, first_column: str = "model"
+    metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None
 ) -> str:
-    """A GitHub Markdown table: one row per model name (headed ``first_column``), one column per figure."""
+    """A GitHub Markdown table: one row per model name, one column per figure."""
     columns = _columns(metrics, columns)
-    header = [first_column, *columns]
+    header = ["model", *columns]
 
     def line(cells):
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
@@ -263,11 +263,11 @@ def markdown_table(
 
 
 def terminal_table(
-    metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None, first_column: str = "model"
+    metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None
 ) -> str:
     """The same table as plain aligned text (names left-aligned, numbers right-aligned)."""
     columns = _columns(metrics, columns)
-    table = [[first_column, *columns], *_rows(metrics, columns)]
+    table = [["model", *columns], *_rows(metrics, columns)]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
 
     def line(cells):
@@ -303,41 +303,56 @@ def side_by_side_markdown(side_by_side: Sequence[Mapping[str, Any]]) -> str:
     return "\n\n".join(parts)
 
 
-def write_report_md(
-    path,
+def write_report(
+    folder,
     title: str,
     metrics: Mapping[str, Mapping[str, Any]],
+    histories: Mapping[str, Sequence[Mapping[str, Any]]],
     side_by_side: Sequence[Mapping[str, Any]] = (),
-    plots: Sequence[str] = (),
+    settings: Mapping[str, Any] | None = None,
     columns: Sequence[str] | None = None,
-) -> str:
-    """Write a Markdown report: held-out table, plots (paths relative to the report), answers.
+    notes: str = "",
+    json_data: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The report of a run or a comparison in ``folder``: metrics.json, training.png, heldout.png, report.md.
 
     Args:
-        path: the ``.md`` file to write.
+        folder: where the files go (it exists).
         title: the report's heading.
-        metrics: ``{model name: evaluate() dict}``.
+        metrics: ``{model name: figures}`` (``"start"`` and each method): the held-out table and bars.
+        histories: ``{method: trainer.state.log_history}`` for the training curves.
         side_by_side: ``[{"prompt": str or messages, "answers": {model name: text}}]``.
-        plots: PNG paths, relative to the report's folder.
+        settings: what the run(s) shared, listed under "Settings".
         columns: table columns (default: :data:`TABLE_COLUMNS` present in ``metrics``).
+        notes: Markdown printed under the table (how to read it).
+        json_data: what metrics.json holds (default: ``metrics``).
 
     Returns:
-        The Markdown text written.
+        ``(files, plotted)``: ``{"metrics", "report", "training_plot", "heldout_plot"}`` paths (no held-out
+        plot without held-out figures) and the data behind each plot.
     """
+    folder = Path(folder)
+    files = {"metrics": str(folder / "metrics.json"), "report": str(folder / "report.md")}
+    write_metrics_json(metrics if json_data is None else json_data, files["metrics"])
+    panels = TRAIN_PANELS + (ORPO_PANELS if "orpo" in histories else ())
+    # an empty "start" history gives each method the colour it has in heldout.png (start is C0)
+    plotted = {"training": plot_training({"start": [], **histories}, folder / "training.png", panels)}
+    files["training_plot"] = str(folder / "training.png")
+    if len(metrics) > 1:
+        plotted["heldout"] = plot_heldout(metrics, folder / "heldout.png", (*HELDOUT_COLUMNS, "drift"))
+        files["heldout_plot"] = str(folder / "heldout.png")
     sections = [f"# {title}"]
-    if metrics:
-        sections.append("## Held-out evaluation\n\n" + markdown_table(metrics, columns))
+    if settings:
+        sections.append("## Settings\n\n" + "\n".join(f"- {k}: {v}" for k, v in settings.items()))
+    if len(metrics) > 1:
+        sections.append("## Held-out evaluation\n\n" + markdown_table(metrics, columns) + (f"\n\n{notes}" if notes else ""))
+    plots = [f"![{key.removesuffix('_plot')}]({Path(path).name})" for key, path in files.items() if key.endswith("_plot")]
     if plots:
-        images = "\n\n".join(f"![{Path(p).stem}]({Path(p).as_posix()})" for p in plots)
-        sections.append("## Plots\n\n" + images)
+        sections.append("## Plots\n\n" + "\n\n".join(plots))
     if side_by_side:
-        sections.append("## Side-by-side answers\n\n" + side_by_side_markdown(side_by_side))
-    text = "\n\n".join(sections) + "\n"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    logger.info("Wrote %s", path)
-    return text
+        sections.append("## Side-by-side answers (greedy, held-out prompts)\n\n" + side_by_side_markdown(side_by_side))
+    Path(files["report"]).write_text("\n\n".join(sections) + "\n")
+    return files, plotted
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,16 +396,16 @@ def summary_table(result) -> str:
 
 
 def write_run_files(result, folder: Path) -> dict[str, str]:
-    """metrics.json, training.png and heldout.png of one run (a :class:`smol_align.run.TrainResult`) in ``folder``."""
-    files = {"metrics": str(folder / "metrics.json")}
-    write_metrics_json(result.metrics, files["metrics"])
-    try:
-        files["training_plot"] = str(folder / "training.png")
-        plot_training({result.method: result.trainer.state.log_history}, files["training_plot"])
-        if result.before and result.after:
-            files["heldout_plot"] = str(folder / "heldout.png")
-            plot_heldout({"start": result.before, result.method: result.after}, files["heldout_plot"])
-    except ImportError as err:  # matplotlib missing: the run still counts
-        logger.warning("No plots: %s", err)
-        files = {k: v for k, v in files.items() if not k.endswith("_plot")}
+    """:func:`write_report` of one run (a :class:`smol_align.run.TrainResult`) in ``folder``; returns the files."""
+    b, a, answers = result.before, result.after, result.answers
+    side_by_side = [
+        {"prompt": p, "answers": {"start": s, "trained": t}}
+        for p, s, t in zip(answers["prompt"], answers["start"], answers["trained"], strict=True)
+    ] if answers else []  # fmt: skip
+    m = result.metrics
+    settings = {k: m[k] for k in ("model", "preset", "steps", "learning_rate", "batch_size") if k in m}
+    files, _ = write_report(
+        folder, f"{result.method.upper()} on {m.get('model')}", {"start": b, result.method: a} if b and a else {},
+        {result.method: result.trainer.state.log_history}, side_by_side, settings, json_data=m,
+    )  # fmt: skip
     return files

@@ -27,16 +27,18 @@ import os
 import shutil
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 from ._compat import compact_lm_head_while
+from .data.demo import NAME as DEMO_NAME
 from .data.demo import pirate_voice
 from .data.load import load, pop_data_options
 from .errors import ConfigError, SmolAlignError
-from .evaluate import answer_figures, evaluate, first_rows, generate_answers
+from .evaluate import answer_figures, evaluate, generate_answers
 from .presets import demo_recipe, resolve
 from .trainers import build_dpo_trainer, build_orpo_trainer
 
@@ -103,8 +105,9 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
         resume, output_dir = True, output_dir or (str(Path(given).parent) if isinstance(given, str) else None)
     max_eval_pairs = overrides.pop("max_eval_pairs", None)
     quiet = overrides.pop("quiet", False)
-    start_eval = overrides.pop("start_eval", None)
+    baseline = overrides.pop("baseline", None)  # compare: an earlier run on the same data, whose start figures are reused
     answer_prompts = overrides.pop("answer_prompts", 32)
+    answer_tokens = overrides.pop("answer_tokens", 48)
     keep_checkpoints = "save_strategy" in overrides or "save_steps" in overrides  # yours stay; ours go at the end
     if "save_steps" in overrides:
         overrides.setdefault("save_strategy", "steps")  # TRL's default strategy, which the presets turn off
@@ -131,34 +134,42 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
         overrides["hub_model_id"] = final.name  # the repo is named after the run
     if final is not None:  # checkpoints: yours (save_strategy/save_steps), else one every CHECKPOINT_SECONDS
         overrides.setdefault("save_total_limit", 1)  # only the last one is kept, and none once the run is done
-    with _cleanup_on_failure(final, main):
+    # save=False: TRL still wants an output_dir; a temporary one, removed at the end, keeps the current folder clean
+    with _cleanup_on_failure(final, main), nullcontext(final) if final else TemporaryDirectory(prefix="smol_align-") as out:
         if final is not None and main and checkpoint is None:
             shutil.rmtree(final, ignore_errors=True)  # empty, or overwrite=True
             final.mkdir(parents=True)
         build = build_dpo_trainer if method == "dpo" else build_orpo_trainer
-        trainer = build(model, data, preset, output_dir=str(final or _scratch_dir()), **overrides)
+        trainer = build(model, data, preset, output_dir=str(out), **overrides)
         _quiet_progress(trainer, quiet or not main)
-        beta = getattr(trainer.args, "beta", 0.1) if method == "dpo" else 0.1
+        beta = getattr(trainer.args, "beta", 0.1) if method == "dpo" else 0.1  # DPO's implicit reward (TRL's beta)
+        beta = baseline.before["beta"] if baseline is not None and baseline.before else beta  # compare: one scale
         tokenizer = trainer.processing_class
         if final is not None and main:
             _write_marker(final, method, trainer)
 
-        # Held-out figures under the trainer's own autocast (bf16 where it trains in bf16).
-        autocast = trainer.accelerator.autocast
+        # Held-out figures through TRL (a DPO trainer's own tokenized eval_dataset; ORPO's rows tokenized as DPO does),
+        # at the trainer's max_length and under its autocast (bf16 where it trains in bf16).
+        heldout = trainer.eval_dataset if method == "dpo" and eval_data is not None else eval_data
         before = after = None
         answers: dict[str, list] = {}
-        voice = pirate_voice if dataset is None else None
-        if run_eval and eval_data is not None and start_eval is not None:
-            before = start_eval  # checked against this data when the trained model is evaluated
+        voice = pirate_voice if data.name.startswith(DEMO_NAME) else None  # the demo's answers: in Captain Byte's voice?
+
+        def figures(policy, ref_logps=None, answer_to=None):
+            with trainer.accelerator.autocast():
+                found = evaluate(policy, heldout, tokenizer=tokenizer, beta=beta, max_pairs=max_eval_pairs,
+                                 max_length=trainer.args.max_length, ref_logps=ref_logps)  # fmt: skip
+                if answer_to:
+                    answers[answer_to] = generate_answers(policy, tokenizer, answers["prompt"], answer_tokens, 16)
+            return {**found, **answer_figures(answers[answer_to], voice)} if answer_to else found
+
+        if run_eval and eval_data is not None and baseline is not None:
+            before, answers = baseline.before, {k: v for k, v in baseline.answers.items() if k in ("prompt", "start")}
         elif run_eval and eval_data is not None:
             say(f"Evaluating the start model on {len(eval_data)} held-out pairs...")
-            with autocast():
-                before = evaluate(trainer.model, eval_data, tokenizer=tokenizer, beta=beta, max_pairs=max_eval_pairs)
-        if before is not None and answer_prompts:
-            answers["prompt"] = [row["prompt"] for row in first_rows(eval_data, answer_prompts)]
-            with autocast():
-                answers["start"] = generate_answers(trainer.model, tokenizer, answers["prompt"], batch_size=16)
-            before = {**before, **answer_figures(answers["start"], voice)}
+            answers["prompt"] = eval_data.select(range(min(answer_prompts, len(eval_data))))["prompt"]
+            before = figures(trainer.model, answer_to="start" if answers["prompt"] else None)
+        answers = answers if answers.get("prompt") else {}
 
         steps = trainer.args.max_steps if trainer.args.max_steps > 0 else "full epochs"
         batch = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
@@ -173,7 +184,7 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
                 guard = _add_callback(trainer, NonFiniteGuard)
                 if final is not None and not keep_checkpoints:
                     _add_callback(trainer, TimedCheckpoints)
-                with compact_lm_head_while(trainer):  # CPU: TRL's LM head scores only completion tokens
+                with compact_lm_head_while(trainer.accelerator.device):  # CPU: TRL's LM head scores only completion tokens
                     train_output = trainer.train(
                         resume_from_checkpoint=str(checkpoint) if checkpoint else None
                     )
@@ -185,15 +196,10 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
 
             if before is not None:
                 say("Evaluating the trained model...")
-                with autocast():
-                    after = evaluate(trainer.model, eval_data, tokenizer=tokenizer, beta=beta, max_pairs=max_eval_pairs, ref_logps=before["logps"])
-                    if answers:
-                        answers["trained"] = generate_answers(trainer.model, tokenizer, answers["prompt"], batch_size=16)
-                if answers:
-                    after = {**after, **answer_figures(answers["trained"], voice)}
+                after = figures(trainer.model, before["logps"], answer_to="trained" if answers else None)
 
             metrics = _collect_metrics(
-                method, trainer, train_output, train_seconds, before, after, peak_before
+                method, model, preset, trainer, train_output, train_seconds, before, after, peak_before
             )
             result = TrainResult(method, trainer, metrics, None, before, after, answers=answers)
             if final is not None:
@@ -213,11 +219,13 @@ def default_output_dir(method: str, model: Any) -> str:
     return os.path.join("runs", f"{_run_prefix(method, model)}{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+def model_name(model: Any) -> str:
+    """The name or path a model was given or loaded by."""
+    return str(model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "model"))
+
+
 def _run_prefix(method: str, model: Any) -> str:
-    name = (
-        model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "model")
-    )
-    return f"{method}-{os.path.basename(str(name).rstrip('/')) or 'model'}-"
+    return f"{method}-{os.path.basename(model_name(model).rstrip('/')) or 'model'}-"
 
 
 def find_unfinished(method: str, model: Any) -> Path:
@@ -332,21 +340,23 @@ def _save(trainer, result: TrainResult, final: Path, main: bool, keep_checkpoint
     return {k: str(final / Path(v).name) for k, v in files.items()}
 
 
-def _scratch_dir() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="smol_align-")  # save=False: TRL wants an output_dir; nothing is saved
-
-
 # --------------------------------------------------------------------------------------------
 # Signals, non-finite losses, secrets, processes
 # --------------------------------------------------------------------------------------------
 
 
-def _add_callback(trainer, cls):
+def as_callback(cls, *args):
+    """An instance of ``cls`` that is also a ``transformers.TrainerCallback`` (its other events do nothing).
+
+    Callbacks here are plain classes so that importing smol_align does not import transformers.
+    """
     from transformers import TrainerCallback
 
-    callback = type(cls.__name__, (cls, TrainerCallback), {})()
+    return type(cls.__name__, (cls, TrainerCallback), {})(*args)
+
+
+def _add_callback(trainer, cls):
+    callback = as_callback(cls)
     trainer.add_callback(callback)
     return callback
 
@@ -526,11 +536,16 @@ def _doctor_line(pairs) -> str:
         return f"Data ({pairs.name}): {len(pairs.train)} pairs, {held} (doctor unavailable: {err})"
 
 
-def _collect_metrics(method, trainer, train_output, seconds, before, after, peak_before) -> dict[str, Any]:
+def _collect_metrics(method, model, preset, trainer, train_output, seconds, before, after, peak_before) -> dict[str, Any]:
     history = [h for h in trainer.state.log_history if "loss" in h]
     last = history[-1] if history else {}
+    args = trainer.args
     metrics: dict[str, Any] = {
         "method": method,
+        "model": model_name(model),
+        "preset": _preset_name(preset),
+        "learning_rate": args.learning_rate,
+        "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
         "steps": trainer.state.global_step,
         "train_seconds": round(seconds, 2),
         "seconds_per_step": round(seconds / max(trainer.state.global_step, 1), 3),

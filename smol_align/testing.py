@@ -3,17 +3,12 @@
 Nothing here touches the network: the tokenizer is a byte-level BPE trained in memory on a
 few sentences, the model a few-layer Llama with random weights. Both follow the conventions
 of SmolLM2 (ChatML chat template, ``<|im_end|>`` as end of turn) so code paths match the real
-model. :func:`is_valid_pair` tells whether a row is a TRL pair as normalization makes it.
+model.
 """
 
 from __future__ import annotations
 
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+from .models import CHATML_TEMPLATE  # the tiny tokenizer speaks SmolLM2's ChatML
 
 _CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -82,19 +77,6 @@ def tiny_model_and_tokenizer(**kwargs):
     return tiny_model(tokenizer, **kwargs), tokenizer
 
 
-def tiny_model_dir_and_pairs(folder, n_pairs: int = 20):
-    """A saved tiny model (``folder/tiny``) and ``n_pairs`` pairs as jsonl (``folder/pairs.jsonl``), for CLI tests."""
-    import json
-    from pathlib import Path
-
-    base, pairs = Path(folder) / "tiny", Path(folder) / "pairs.jsonl"
-    model, tokenizer = tiny_model_and_tokenizer()
-    model.save_pretrained(base)
-    tokenizer.save_pretrained(base)
-    pairs.write_text("".join(json.dumps(row) + "\n" for row in tiny_preference_rows(n_pairs)))
-    return base, pairs
-
-
 def tiny_preference_rows(n: int = 16) -> list[dict]:
     """``n`` conversational preference rows (explicit prompt) in TRL's format."""
     rows = []
@@ -107,15 +89,3 @@ def tiny_preference_rows(n: int = 16) -> list[dict]:
             }
         )
     return rows
-
-
-def is_valid_pair(row: dict) -> bool:
-    """True when ``row`` is a TRL conversational pair exactly as ``make_pair`` builds it (roles,
-    text contents, one assistant completion each, a prompt ending with a user turn)."""
-    from .data.messages import InvalidRow, make_pair
-
-    try:
-        pair = make_pair(row["chosen"], row["rejected"], prompt=row["prompt"])
-    except (InvalidRow, KeyError, TypeError):
-        return False
-    return pair == {column: row[column] for column in ("prompt", "chosen", "rejected")}

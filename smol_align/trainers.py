@@ -8,16 +8,13 @@
 from __future__ import annotations
 
 import copy
-import logging
 from typing import Any
 
 from . import presets
-from ._compat import keep_4bit_layers_trainable, trainable_params_to_fp32
+from ._compat import import_orpo, keep_4bit_layers_trainable, trainable_params_to_fp32
 from .data.load import load, pop_data_options
 from .errors import ConfigError
-from .models import DEFAULT_MODEL, load_model
-
-logger = logging.getLogger(__name__)
+from .models import DEFAULT_MODEL, load_model, prepare_tokenizer
 
 
 def build_dpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: str = "auto", **overrides):
@@ -55,40 +52,29 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
     train_dataset, eval_dataset = pairs.train, pairs.eval
 
     if method == "orpo":
-        _, ORPOTrainer = _orpo()
-        trainer = ORPOTrainer(
-            model=model,
-            args=built.args,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=tokenizer,
-            peft_config=built.peft_config,
-            callbacks=callbacks,
-        )
-        _adapters_in_fp32(trainer.model)
-        return trainer
-
-    if ref_model is None and built.peft_config is None and not _is_peft(model):
-        if not built.args.precompute_ref_log_probs:
+        trainer_class, extra = import_orpo()[1], {}
+    else:
+        if ref_model is None and built.peft_config is None and not _is_peft(model) and not built.args.precompute_ref_log_probs:
             # TRL 1.16 reloads the reference from model.config._name_or_path when given none, which
             # fails for a model built or changed in memory; a frozen copy is exact and cheaper.
             ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    if soft:
-        from .soft_dpo import SoftDPOTrainer as trainer_class
+        extra = {"ref_model": ref_model}
+        if soft:
+            from .soft_dpo import SoftDPOTrainer as trainer_class
 
-        train_dataset = _with_soft_labels(train_dataset)
-        eval_dataset = _with_soft_labels(eval_dataset) if eval_dataset is not None else None
-    else:
-        from trl import DPOTrainer as trainer_class
+            train_dataset = _with_soft_labels(train_dataset)
+            eval_dataset = _with_soft_labels(eval_dataset) if eval_dataset is not None else None
+        else:
+            from trl import DPOTrainer as trainer_class
     trainer = trainer_class(
         model=model,
-        ref_model=ref_model,
         args=built.args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=built.peft_config,
         callbacks=callbacks,
+        **extra,
     )
     _adapters_in_fp32(trainer.model)
     return trainer
@@ -114,12 +100,9 @@ def _with_soft_labels(dataset):
 
 def _pop_tokenizer(overrides: dict):
     tokenizer = overrides.pop("processing_class", None)
-    if "tokenizer" in overrides:
-        if tokenizer is None:
-            tokenizer = overrides.pop("tokenizer")
-        else:
-            raise ConfigError("Pass the tokenizer once: `tokenizer=` or `processing_class=`, not both.")
-    return tokenizer
+    if tokenizer is not None and "tokenizer" in overrides:
+        raise ConfigError("Pass the tokenizer once: `tokenizer=` or `processing_class=`, not both.")
+    return overrides.pop("tokenizer", tokenizer)
 
 
 def _model_and_tokenizer(model, tokenizer, built: presets.Build):
@@ -139,21 +122,11 @@ def _model_and_tokenizer(model, tokenizer, built: presets.Build):
         )
     if built.peft_config is None and not _is_peft(model):
         presets.warn_if_updates_round_away(model.dtype, built.args.learning_rate)
-    from .models import prepare_tokenizer
-
     prepare_tokenizer(model, tokenizer)
     return model, tokenizer
 
 
 def _is_peft(model) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:  # pragma: no cover - peft is a dependency
-        return False
-    return isinstance(model, PeftModel)
+    from accelerate.utils import is_peft_model
 
-
-def _orpo():
-    from ._compat import import_orpo
-
-    return import_orpo()
+    return is_peft_model(model)

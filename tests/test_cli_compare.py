@@ -3,9 +3,10 @@
 import json
 
 import pytest
+from helpers import tiny_model_dir_and_pairs
 
 from smol_align import cli
-from smol_align.testing import tiny_model_dir_and_pairs, tiny_preference_rows
+from smol_align.testing import tiny_preference_rows
 
 
 def test_no_options_leaves_the_demo_to_compare():

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import tiny_model_dir_and_pairs
 
 from smol_align import cli
 from smol_align.errors import ConfigError
-from smol_align.testing import tiny_model_dir_and_pairs
 
 HANDBOOK_RECIPE = Path(__file__).parent / "fixtures" / "recipes" / "handbook-smollm2-dpo.yaml"
 

@@ -90,7 +90,7 @@ def test_figures_are_in_range(compared):
         assert row["steps"] == STEPS and row["pairs_seen"] == STEPS * BATCH
         assert row["train_seconds"] > 0 and row["seconds_per_step"] == pytest.approx(row["train_seconds"] / STEPS, abs=5e-3)  # both rounded
         assert row["peak_memory_gb"] >= 0 and row["process_peak_memory_gb"] > 0
-        assert row["tokens_per_second"] == pytest.approx(row["train_tokens"] / row["train_seconds"], rel=1e-3)
+        assert row["pairs_per_second"] == pytest.approx(row["pairs_seen"] / row["train_seconds"], rel=1e-2)
         assert math.isfinite(row["final_loss"]) and not row["stopped_by_time_budget"]
         assert row["drift"] != 0.0  # the weights moved (lr 5e-3)
         # and learned: the held-out margin grew from 0, the chosen answers win on held-out pairs
@@ -106,10 +106,6 @@ def test_both_methods_trained_on_the_same_pairs_in_the_same_order(compared):
     dpo, orpo = result.pairs_seen["dpo"], result.pairs_seen["orpo"]
     assert dpo == orpo and len(dpo) == STEPS * BATCH
     assert len(set(dpo)) == len(dpo) and all(0 <= i < 16 for i in dpo)  # 12 distinct pairs of one epoch
-    # the token count behind tokens_per_second is TRL's own for DPO (its `num_tokens` log)
-    logged = [h["num_tokens"] for h in result.runs["dpo"].trainer.state.log_history if "num_tokens" in h]
-    assert result.metrics["dpo"]["train_tokens"] == logged[-1]
-    assert result.metrics["dpo"]["train_tokens"] == result.metrics["orpo"]["train_tokens"]
 
 
 def test_heldout_figures_are_evaluate_against_the_untouched_start_model(compared):
@@ -149,7 +145,7 @@ def test_plots_are_images_of_the_expected_series(compared):
 def test_report_md_has_the_table_plots_and_side_by_side_answers(compared):
     result, _, tokenizer, _, _ = compared
     text = Path(result.files["report"]).read_text()
-    assert "| method | " + " | ".join(COLUMNS) + " |" in text
+    assert "| model | " + " | ".join(COLUMNS) + " |" in text
     for name in ("start", "dpo", "orpo"):
         assert f"\n| {name} | " in text
     assert "![training](training.png)" in text and "![heldout](heldout.png)" in text
@@ -168,7 +164,7 @@ def test_report_md_has_the_table_plots_and_side_by_side_answers(compared):
                 assert answer.strip().splitlines()[0] in text
     # the printed table: one line per model, the method column first
     table = result.table().splitlines()
-    assert table[0].split() == ["method", *COLUMNS] and [row.split()[0] for row in table[2:]] == ["start", "dpo", "orpo"]
+    assert table[0].split() == ["model", *COLUMNS] and [row.split()[0] for row in table[2:]] == ["start", "dpo", "orpo"]
 
 
 def test_time_budget_stops_each_method_after_one_step(tmp_path, capsys):

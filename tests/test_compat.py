@@ -1,6 +1,7 @@
 """What smol_align changes in TRL's behaviour on CPU gives the same numbers."""
 
 import copy
+import re
 
 import pytest
 import torch
@@ -10,9 +11,6 @@ from smol_align.testing import tiny_model, tiny_preference_rows, tiny_tokenizer
 
 def _loss_and_grads(compact: bool, monkeypatch, tmp_path):
     import trl.trainer.utils as trl_utils
-    from trl import DPOTrainer
-
-    from smol_align import presets
 
     monkeypatch.setattr(trl_utils, "_use_triton", lambda device: device.type in ("cuda", "xpu"))  # TRL's own answer
     scored = []
@@ -27,10 +25,18 @@ def _loss_and_grads(compact: bool, monkeypatch, tmp_path):
             return chunked.apply(hidden, *args)
 
     monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Recording)
-    if compact:
-        from smol_align._compat import compact_lm_head_on_cpu
+    from smol_align._compat import compact_lm_head_while
 
-        assert compact_lm_head_on_cpu()
+    with compact_lm_head_while("cpu" if compact else "cuda") as on:
+        assert on == compact
+        return _one_step(tmp_path, scored)
+
+
+def _one_step(tmp_path, scored):
+    from trl import DPOTrainer
+
+    from smol_align import presets
+
     tokenizer = tiny_tokenizer()
     model = tiny_model(tokenizer, seed=1)
     ref = copy.deepcopy(model)
@@ -48,7 +54,7 @@ def _loss_and_grads(compact: bool, monkeypatch, tmp_path):
     return loss.detach(), grads, trainer._metrics["train"], scored
 
 
-def test_compact_lm_head_on_cpu_changes_no_number(monkeypatch, tmp_path):
+def test_compact_lm_head_changes_no_number(monkeypatch, tmp_path):
     loss_full, grads_full, metrics_full, scored_full = _loss_and_grads(False, monkeypatch, tmp_path / "a")
     loss_compact, grads_compact, metrics_compact, scored_compact = _loss_and_grads(True, monkeypatch, tmp_path / "b")
     # policy and reference forwards: the compact head scores only completion positions
@@ -61,29 +67,30 @@ def test_compact_lm_head_on_cpu_changes_no_number(monkeypatch, tmp_path):
         assert metrics_compact[key] == pytest.approx(metrics_full[key], abs=1e-5), key
 
 
-def test_switch_is_idempotent_and_undone_by_restore():
+def test_switch_is_undone_on_the_way_out_even_on_error():
     import trl.trainer.utils as trl_utils
 
-    from smol_align._compat import compact_lm_head_on_cpu, restore_lm_head
+    from smol_align._compat import compact_lm_head_while
 
     trl_own = trl_utils._use_triton
-    assert trl_own(torch.device("cpu")) is False  # tests/conftest.py restores it after every test
-    assert compact_lm_head_on_cpu() and compact_lm_head_on_cpu()
-    assert trl_utils._use_triton(torch.device("cpu")) is True
-    assert trl_utils._use_triton._smol_align_original is trl_own  # wrapped once, not twice
-    assert restore_lm_head()
+    assert trl_own(torch.device("cpu")) is False
+    with pytest.raises(RuntimeError), compact_lm_head_while(torch.device("cpu")) as on:
+        assert on and trl_utils._use_triton(torch.device("cpu")) is True
+        with compact_lm_head_while("cpu"):  # nested: still on, and the outer one restored on the way out
+            assert trl_utils._use_triton(torch.device("cpu")) is True
+        assert trl_utils._use_triton(torch.device("cpu")) is True
+        raise RuntimeError
     assert trl_utils._use_triton is trl_own
-    assert not restore_lm_head()  # nothing left to undo
 
 
 def test_the_hooked_trl_names_still_exist():
-    """compact_lm_head_on_cpu() leaves a TRL without ``_use_triton`` alone (silently, by design);
+    """compact_lm_head_while() leaves a TRL without ``_use_triton`` alone (silently, by design);
     this fails loudly instead when TRL renames or moves the private names it hooks."""
     import inspect
 
     import trl.trainer.utils as trl_utils
 
-    from smol_align._compat import compact_lm_head_on_cpu
+    from smol_align._compat import compact_lm_head_while
 
     for name in ("_use_triton", "_ChunkedLogProbFunction"):
         assert hasattr(trl_utils, name), f"TRL renamed trl.trainer.utils.{name}: update smol_align._compat"
@@ -92,20 +99,28 @@ def test_the_hooked_trl_names_still_exist():
     source = inspect.getsource(trl_utils)
     assert "compact = _use_triton(hidden_states.device)" in source
     assert "_ChunkedLogProbFunction.apply(" in source
-    assert compact_lm_head_on_cpu(), "the switch found nothing to hook"
-    import trl.data_utils  # held-out evaluation tokenizes with TRL's own private helper
+    with compact_lm_head_while("cpu") as on:
+        assert on, "the switch found nothing to hook"
+    # held-out evaluation tokenizes with TRL's own DPOTrainer._prepare_dataset, reading only these of `self`/args
+    from trl import DPOTrainer
 
-    assert callable(getattr(trl.data_utils, "_tokenize", None)), "TRL renamed trl.data_utils._tokenize: update _compat"
+    prepare = inspect.getsource(DPOTrainer._prepare_dataset)
+    assert list(inspect.signature(DPOTrainer._prepare_dataset).parameters) == [
+        "self", "dataset", "processing_class", "args", "dataset_name",
+    ], "TRL changed DPOTrainer._prepare_dataset: update _compat.dpo_tokenized"  # fmt: skip
+    used = set(re.findall(r"self\.(\w+)", prepare)) | {f"args.{a}" for a in re.findall(r"args\.(\w+)", prepare)}
+    assert used <= {"_tokenizer", "args.dataset_num_proc", "args.max_length", "args.truncation_mode"}, used
 
 
 def test_one_switch_turns_the_trl_patch_off(monkeypatch):
+    import trl.trainer.utils as trl_utils
+
     from smol_align import _compat
 
     monkeypatch.setattr(_compat, "HOOKS", False)
-    assert not _compat.compact_lm_head_on_cpu()
-    import trl.trainer.utils as trl_utils
-
-    assert not getattr(trl_utils._use_triton, "_smol_align_cpu_compact", False)
+    trl_own = trl_utils._use_triton
+    with _compat.compact_lm_head_while("cpu") as on:
+        assert not on and trl_utils._use_triton is trl_own
 
 
 def _nf4_layer_and_reference():
@@ -170,8 +185,10 @@ def test_the_lm_head_patch_lasts_only_while_the_runner_trains(tiny_model, tiny_t
     import smol_align
     from smol_align.testing import tiny_preference_rows
 
+    trl_own = trl_utils._use_triton
+
     def patched():
-        return getattr(trl_utils._use_triton, "_smol_align_cpu_compact", False)
+        return trl_utils._use_triton is not trl_own
 
     seen = []
 

@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import is_valid_pair
 
 from smol_align.data import doctor, load, normalize
 from smol_align.errors import DatasetFormatError
-from smol_align.testing import is_valid_pair
 
 HH = Path(__file__).parents[1].parent / "shared" / "data" / "hh_rlhf_harmless_base_test_0-1499.jsonl.gz"
 

@@ -4,13 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import is_valid_pair
 
 from smol_align.data import formats, normalize
 from smol_align.data.formats import FORMATS
 from smol_align.data.messages import DroppedRow, InvalidRow
 from smol_align.data.normalize import normalize_row
 from smol_align.errors import DatasetFormatError
-from smol_align.testing import is_valid_pair
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 

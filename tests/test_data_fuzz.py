@@ -11,12 +11,13 @@ import json
 import random
 from pathlib import Path
 
+from helpers import is_valid_pair
+
 from smol_align import cli
 from smol_align.data import formats, normalize
 from smol_align.data.formats import FORMATS
 from smol_align.data.normalize import normalize_row
 from smol_align.errors import SmolAlignError
-from smol_align.testing import is_valid_pair
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 ROWS = [json.loads(line) for name in formats() if FORMATS[name].detect

@@ -4,13 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import is_valid_pair
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smol_align.data import normalize
 from smol_align.data.messages import InvalidRow
 from smol_align.data.rows.hh import normalize_row, to_text
-from smol_align.testing import is_valid_pair
 
 FIXTURE = Path(__file__).parent / "fixtures" / "data" / "hh-rlhf.jsonl"
 

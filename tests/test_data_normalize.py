@@ -5,10 +5,10 @@ import logging
 from pathlib import Path
 
 import pytest
+from helpers import is_valid_pair
 
 from smol_align.data import last_report, normalize
 from smol_align.errors import DatasetFormatError
-from smol_align.testing import is_valid_pair
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 

@@ -5,13 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import is_valid_pair
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smol_align.data import formats, normalize
 from smol_align.data.formats import FORMATS
 from smol_align.errors import DatasetFormatError
-from smol_align.testing import is_valid_pair
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 NAMES = [name for name in formats() if FORMATS[name].detect]

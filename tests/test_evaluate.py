@@ -1,22 +1,15 @@
-"""smol_align.evaluate: figures by hand, the completion-only LM head, agreement with TRL."""
+"""smol_align.evaluate: figures by hand, TRL's fused head left as it was, agreement with TRL."""
 
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 
 import pytest
 import torch
 
 from smol_align.errors import DatasetFormatError
-from smol_align.evaluate import (
-    completion_logps,
-    evaluate,
-    generate_answers,
-    preference_metrics,
-    tokenize_pairs,
-)
+from smol_align.evaluate import evaluate, generate_answers, preference_metrics, tokenize_pairs
 from smol_align.testing import tiny_preference_rows
 
 BETA = 0.1
@@ -124,20 +117,19 @@ def test_preference_metrics_strict_and_zero_reference():
 
 
 @pytest.mark.parametrize("fmt", ["conversational", "standard"])
-def test_completion_positions_only_equals_full_logits(tiny_tokenizer, tiny_model, fmt):
+def test_batching_changes_nothing_and_the_model_is_left_as_it_was(tiny_tokenizer, tiny_model, fmt):
+    import trl.trainer.utils as trl_utils
+
     rows = mixed_rows(7) if fmt == "conversational" else standard_rows(7)
     policy = perturbed(tiny_model)
-    fused = completion_logps(policy, tiny_tokenizer, rows, batch_size=3)
-    full = completion_logps(policy, tiny_tokenizer, rows, batch_size=3, fused=False)
-    assert (
-        fused["chosen_tokens"] == full["chosen_tokens"]
-        and fused["rejected_tokens"] == full["rejected_tokens"]
-    )
+    use_triton = trl_utils._use_triton
+    batched = evaluate(policy, rows, tokenizer=tiny_tokenizer, batch_size=3)["logps"]
+    one_by_one = evaluate(policy, rows, tokenizer=tiny_tokenizer, batch_size=1)["logps"]
+    assert batched["chosen_tokens"] == one_by_one["chosen_tokens"]
     for key in ("chosen", "rejected"):
-        assert fused[key] == pytest.approx(full[key], abs=1e-5)
-    # batch composition (and sorting by length) does not change the numbers
-    one_by_one = completion_logps(policy, tiny_tokenizer, rows, batch_size=1)
-    assert one_by_one["chosen"] == pytest.approx(fused["chosen"], abs=1e-5)
+        assert batched[key] == pytest.approx(one_by_one[key], abs=1e-5)
+    # TRL's fused head was added for the call only, and TRL's CPU switch is its own again
+    assert "forward" not in vars(policy) and trl_utils._use_triton is use_triton
 
 
 def _trl_evaluate(policy, ref, tokenizer, rows, tmp_path, max_length):
@@ -175,6 +167,9 @@ def test_agrees_with_trl_dpo_trainer_evaluate(tiny_tokenizer, tiny_model, tmp_pa
     assert [p["prompt_ids"] for p in pairs] == prepared["prompt_ids"]
     assert [p["chosen_ids"] for p in pairs] == prepared["chosen_ids"]
     assert [p["rejected_ids"] for p in pairs] == prepared["rejected_ids"]
+    # TRL's own tokenized rows (a DPO trainer's eval_dataset) are taken as they are
+    again = evaluate(policy, prepared, ref_model=ref, tokenizer=tiny_tokenizer, beta=BETA, max_length=max_length)
+    assert again["logps"] == ours["logps"]
     for ours_key, trl_key in [
         ("reward_accuracy", "eval_rewards/accuracies"),
         ("reward_margin", "eval_rewards/margins"),
@@ -226,12 +221,11 @@ def test_max_pairs_implicit_prompt_and_modes(tiny_tokenizer, tiny_model):
     from_dataset = evaluate(tiny_model, Dataset.from_list(implicit), tokenizer=tiny_tokenizer, max_pairs=4)
     assert explicit["n_pairs"] == from_dataset["n_pairs"] == 4
     assert from_dataset["logps"]["chosen"] == pytest.approx(explicit["logps"]["chosen"], abs=1e-6)
-    assert from_dataset["logps"]["index"] == [0, 1, 2, 3]
     with pytest.raises(DatasetFormatError, match="cannot read a dict"):  # a DatasetDict is read; a plain dict is not
         evaluate(tiny_model, {"test": rows}, tokenizer=tiny_tokenizer)
     # pairs whose prompt alone fills max_length are dropped (TRL's keep_start rule): 28 tokens here, 30 from row 10
     kept = tokenize_pairs(tiny_preference_rows(12), tiny_tokenizer, max_length=30)
-    assert [p["index"] for p in kept] == list(range(10))
+    assert len(kept) == 10
 
 
 def test_peft_reference_is_the_adapter_disabled(tiny_tokenizer, tiny_model):
@@ -248,8 +242,7 @@ def test_peft_reference_is_the_adapter_disabled(tiny_tokenizer, tiny_model):
     assert got["reward_margin"] != 0.0
     reused = evaluate(peft_model, rows, tokenizer=tiny_tokenizer, ref_logps=base["logps"])
     assert reused["reward_margin"] == pytest.approx(got["reward_margin"], abs=1e-6)
-    full = evaluate(peft_model, rows, tokenizer=tiny_tokenizer, ref_logps=base["logps"], fused=False)
-    assert full["logps"]["chosen"] == pytest.approx(got["logps"]["chosen"], abs=1e-5)
+    assert got["logps"]["chosen"] != base["logps"]["chosen"]  # the adapters were on for the policy
 
 
 def test_generate_answers_batched_equals_one_by_one(tiny_tokenizer, tiny_model):
@@ -268,8 +261,8 @@ def test_generate_answers_batched_equals_one_by_one(tiny_tokenizer, tiny_model):
 
 
 @pytest.mark.slow
-def test_smollm2_fused_equals_full_logits():
-    """The embedded SmolLM2-135M-Instruct on a few demo test pairs (~15 s)."""
+def test_smollm2_figures_equal_full_logits():
+    """The embedded SmolLM2-135M-Instruct on a few demo test pairs (~15 s): TRL's fused head = log_softmax of full logits."""
     try:
         from smol_align.data import demo
         from smol_align.models import load_model
@@ -277,10 +270,10 @@ def test_smollm2_fused_equals_full_logits():
         model, tokenizer = load_model(dtype=torch.float32)
     except Exception as error:  # noqa: BLE001 - the embedded model is optional here
         pytest.skip(f"embedded SmolLM2 not available ({error})")
-    test = demo()["test"]
-    fused = evaluate(model, test, tokenizer=tokenizer, max_pairs=4, batch_size=2)
-    full = completion_logps(model, tokenizer, test, max_pairs=4, batch_size=2, fused=False)
-    for key in ("chosen", "rejected"):
-        assert fused["logps"][key] == pytest.approx(full[key], abs=1e-3)
-    assert all(math.isfinite(v) for v in fused["logps"]["chosen"])
-    assert 0.0 < fused["nll_chosen"] < 10.0
+    rows = demo()["test"].select(range(3)).to_list()
+    got = evaluate(model, rows, tokenizer=tokenizer, batch_size=2)
+    for i, row in enumerate(rows):
+        for key in ("chosen", "rejected"):
+            logp, n = hand_logp(model, tokenizer, row["prompt"], row[key])
+            assert got["logps"][key][i] == pytest.approx(logp, abs=2e-3) and got["logps"][f"{key}_tokens"][i] == n
+    assert 0.0 < got["nll_chosen"] < 10.0

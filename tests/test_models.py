@@ -83,3 +83,33 @@ def test_embedded_smollm2_learns_under_bf16_autocast(tmp_path):
     after = evaluate(trainer.model, held_out, tokenizer=trainer.processing_class, ref_logps=start["logps"])
     assert trainer.state.log_history[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
     assert after["reward_margin"] > 0.1 and after["reward_accuracy"] >= 0.9, after
+
+
+def test_an_interrupted_conversion_leaves_nothing_that_looks_complete(monkeypatch, tmp_path):
+    """The embedded checkpoint is written through the runner's staging folder: stopped half-way, the next
+    call converts again instead of loading a checkpoint without its tokenizer."""
+    from smol_align import models
+    from smol_align.testing import tiny_model_and_tokenizer
+
+    model, tokenizer = tiny_model_and_tokenizer()
+    monkeypatch.setattr(models, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(models, "embedded_gguf", lambda name: tmp_path / "model.gguf")
+    monkeypatch.setattr("transformers.AutoModelForCausalLM.from_pretrained", lambda *a, **k: model)
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained", lambda *a, **k: tokenizer)
+    saves, save = [], type(tokenizer).save_pretrained
+
+    def stopped_once(self, folder, **kwargs):
+        saves.append(folder)
+        if len(saves) == 1:
+            raise KeyboardInterrupt  # after the model's files, before the tokenizer's
+        return save(self, folder, **kwargs)
+
+    monkeypatch.setattr(type(tokenizer), "save_pretrained", stopped_once)
+    target = tmp_path / models.DEFAULT_MODEL.replace("/", "--")
+    with pytest.raises(KeyboardInterrupt):
+        models.embedded_checkpoint()
+    assert not (target / "config.json").exists() and not any(target.iterdir())
+    assert models.embedded_checkpoint() == target and len(saves) == 2
+    assert {"config.json", "model.safetensors", "tokenizer_config.json"} <= {p.name for p in target.iterdir()}
+    assert not (target / ".smol_align-staging").exists()
+    assert models.embedded_checkpoint() == target and len(saves) == 2  # converted once, then reused

@@ -16,7 +16,7 @@ from smol_align.report import (
     terminal_table,
     training_curves,
     write_metrics_json,
-    write_report_md,
+    write_report,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -137,18 +137,25 @@ def test_markdown_and_terminal_tables():
     assert "drift" in default.splitlines()[0] and "rewards_chosen" not in default
 
 
-def test_write_report_md(tmp_path):
+def test_write_report(tmp_path):
     side = [
         {"prompt": [{"role": "system", "content": "Be a pirate."}, {"role": "user", "content": "Capital of France?"}],
          "answers": {"start": "Paris.", "dpo": "Arr, Paris be the capital, matey!\nYo ho!"}},
         {"prompt": "Say hi", "answers": {"start": "", "dpo": "Ahoy!"}},
     ]  # fmt: skip
-    path = tmp_path / "out" / "REPORT.md"
-    text = write_report_md(path, "DPO vs ORPO", METRICS, side, ["plots/training.png", "plots/heldout.png"])
-    assert path.read_text() == text
-    assert text.startswith("# DPO vs ORPO\n")
-    assert "| dpo | 131 |" in text
-    assert "![training](plots/training.png)" in text and "![heldout](plots/heldout.png)" in text
+    files, plotted = write_report(
+        tmp_path, "DPO vs ORPO", METRICS, {"dpo": DPO_HISTORY, "orpo": ORPO_HISTORY}, side, {"seed": 3},
+        notes="How to read it.", json_data={"all": 1},
+    )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["heldout.png", "metrics.json", "report.md", "training.png"]
+    assert files == {"metrics": str(tmp_path / "metrics.json"), "report": str(tmp_path / "report.md"),
+                     "training_plot": str(tmp_path / "training.png"), "heldout_plot": str(tmp_path / "heldout.png")}  # fmt: skip
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"all": 1}
+    assert set(plotted["training"]["nll_loss"]) == {"orpo"} and set(plotted["heldout"]["drift"]) == set(METRICS)
+    text = (tmp_path / "report.md").read_text()
+    assert text.startswith("# DPO vs ORPO\n\n## Settings\n\n- seed: 3\n")
+    assert "| dpo | 131 |" in text and "How to read it." in text
+    assert "![training](training.png)" in text and "![heldout](heldout.png)" in text
     assert "### 1. Capital of France?" in text and "Be a pirate" not in text
     assert "**dpo**\n\n> Arr, Paris be the capital, matey!\n> Yo ho!" in text
     assert "### 2. Say hi" in text and "> (empty answer)" in text

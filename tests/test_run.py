@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import tiny_model_dir_and_pairs
 
 import smol_align
 from smol_align.errors import ConfigError
 from smol_align.run import MARKER, STAGING, NonFiniteLoss
-from smol_align.testing import tiny_model_dir_and_pairs
 
 STEPS = 12
 # `smol-align dpo` with each training step slowed to `delay` seconds (argv[1]); the rest of argv is the CLI's.

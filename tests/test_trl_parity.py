@@ -8,7 +8,7 @@ every parameter gradient. A TRL upgrade that changes the math fails here.
 The harness is ``scripts/check_trl_parity.py`` (the script prints the same comparison as a table);
 see its ``dpo_parity`` docstring for why gradients are compared at TRL's sequence log-probs.
 Every parity check runs twice: with TRL's own fused LM head (every position scored on CPU) and
-with smol_align's compact one (``smol_align._compat.compact_lm_head_on_cpu``, completion
+with smol_align's compact one (``smol_align._compat.compact_lm_head_while``, completion
 positions only): the numbers must hold either way.
 Also here: SoftDPOTrainer (smol_align's soft-label loss on top of DPOTrainer).
 """
@@ -82,23 +82,21 @@ def lm_head(compact: bool):
     test can check which way TRL actually went."""
     import trl.trainer.utils as trl_utils
 
-    from smol_align._compat import compact_lm_head_on_cpu, restore_lm_head
+    from smol_align._compat import compact_lm_head_while
 
-    restore_lm_head()
-    if compact:
-        assert compact_lm_head_on_cpu()
-    switch, seen = trl_utils._use_triton, set()
+    with compact_lm_head_while("cpu" if compact else "cuda") as on:
+        assert on == compact
+        switch, seen = trl_utils._use_triton, set()
 
-    def spy(device):
-        seen.add(answer := switch(device))
-        return answer
+        def spy(device):
+            seen.add(answer := switch(device))
+            return answer
 
-    trl_utils._use_triton = spy
-    try:
-        yield seen
-    finally:
-        trl_utils._use_triton = switch
-        restore_lm_head()
+        trl_utils._use_triton = spy
+        try:
+            yield seen
+        finally:
+            trl_utils._use_triton = switch
 
 
 HEADS = pytest.mark.parametrize("compact", [False, True], ids=["trl-head", "compact-head"])

@@ -18,7 +18,7 @@ import json
 import re
 from importlib import resources
 
-SYSTEM_PROMPT = "You are Captain Byte, a friendly tutor who answers questions in one short sentence."
+NAME = "smol_align-demo"  # the dataset name runs and the doctor print
 
 # What marks an answer as the Captain's: the openers', closers' and swapped words' own forms.
 _PIRATE_MARKERS = re.compile(
@@ -50,5 +50,5 @@ def demo():
     """
     from datasets import Dataset, DatasetDict, DatasetInfo
 
-    info = DatasetInfo(dataset_name="smol_align-demo")  # the name runs and the doctor print
+    info = DatasetInfo(dataset_name=NAME)
     return DatasetDict({name: Dataset.from_list(rows, info=info) for name, rows in demo_rows().items()})

@@ -121,13 +121,13 @@ def _token_lengths(rows: list[dict], tokenizer) -> list[tuple[int, int, int]]:
     """``(prompt, chosen, rejected)`` lengths in tokens, split as TRL's DPO trainer and the evaluation split them."""
     import copy
 
-    from ..evaluate import tokenize_pair
+    from ..evaluate import tokenize_pairs
     from ..models import CHATML_TEMPLATE
 
     if not getattr(tokenizer, "chat_template", None):  # a base model's: training gives it ChatML (prepare_tokenizer)
         tokenizer = copy.copy(tokenizer)
         tokenizer.chat_template = CHATML_TEMPLATE
-    return [tuple(len(ids) for ids in tokenize_pair(row, tokenizer).values()) for row in rows]
+    return [tuple(len(ids) for ids in pair.values()) for pair in tokenize_pairs(rows, tokenizer)]
 
 
 def _estimated_lengths(rows: list[dict]) -> list[tuple[int, int, int]]:

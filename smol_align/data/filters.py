@@ -102,11 +102,6 @@ def is_tie(row: Mapping[str, Any]) -> bool:
     return margin(row) == 0 or row.get("status") == "tie"
 
 
-def is_low_margin(row: Mapping[str, Any], least: float) -> bool:
-    value = margin(row)
-    return value is not None and value < least  # pairs without ratings are kept
-
-
 def argilla_orca_keeps(row: Mapping[str, Any]) -> bool:
     score = row.get("score_chosen")
     return row.get("status") != "tie" and score is not None and score >= 8 and not row.get("in_gsm8k_train")
@@ -122,7 +117,7 @@ _DROPS = {  # filter -> does it drop the row (given the filter's value)
     "drop_empty": lambda row, _: is_empty(row),
     "drop_identical": lambda row, _: is_identical(row),
     "drop_ties": lambda row, _: is_tie(row),
-    "min_margin": lambda row, least: is_low_margin(row, least),
+    "min_margin": lambda row, least: (m := margin(row)) is not None and m < least,  # pairs without ratings are kept
     "argilla_orca": lambda row, _: not argilla_orca_keeps(row),
 }
 

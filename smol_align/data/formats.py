@@ -90,14 +90,6 @@ def column_is(column: str, kind: str) -> Callable[[list[dict]], bool]:
     return check
 
 
-def _both(a, b):
-    return lambda rows: a(rows) and b(rows)
-
-
-def _either(a, b):
-    return lambda rows: a(rows) or b(rows)
-
-
 _TEXTS = "`{}`: text; `{}`/`{}`: text"
 _DIALOGUES = "`chosen`/`rejected`: the same dialogue (messages), differing only in the last assistant message"
 _RATED = {"score_chosen": "chosen_rating", "score_rejected": "rejected_rating",
@@ -121,7 +113,7 @@ FORMATS: dict[str, Format] = {
     ),
     "trl-ultrafeedback": Format(
         trl.pair, ("chosen", "rejected", "score_chosen", "score_rejected"), reads=("prompt",), extras=_PASS,
-        check=_both(_MESSAGES, lambda rows: not any(is_message_list(r.get("prompt")) for r in rows)),
+        check=lambda rows: _MESSAGES(rows) and not any(is_message_list(r.get("prompt")) for r in rows),
         expected="`chosen`/`rejected`: [user, assistant] messages sharing the user turn; `score_*`: floats",
         hub={"trl-lib/ultrafeedback_binarized": ("train", "test")},
     ),
@@ -207,7 +199,7 @@ FORMATS: dict[str, Format] = {
     ),
     "trl-conversational": Format(
         trl.pair, ("prompt", "chosen", "rejected"), reads=("system",), extras=_PASS,
-        check=_either(column_is("prompt", "messages"), _MESSAGES),
+        check=lambda rows: column_is("prompt", "messages")(rows) or _MESSAGES(rows),
         expected="`prompt`: messages ending with a user turn; `chosen`/`rejected`: one assistant message each",
     ),
     "trl-conversational-implicit": Format(
@@ -215,7 +207,7 @@ FORMATS: dict[str, Format] = {
         expected="`chosen`/`rejected`: the same dialogue, differing only in the last assistant message",
     ),
     "trl-standard": Format(
-        trl.pair, ("prompt", "chosen", "rejected"), check=_both(column_is("prompt", "text"), _TEXT),
+        trl.pair, ("prompt", "chosen", "rejected"), check=lambda rows: column_is("prompt", "text")(rows) and _TEXT(rows),
         reads=("system",), extras=_PASS, expected="`prompt`, `chosen`, `rejected`: text; optional `system`",
     ),
     "trl-standard-implicit": Format(

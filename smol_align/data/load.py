@@ -58,7 +58,11 @@ def pop_data_options(options: dict) -> dict:
 
 
 def _splits(data: Any, split: str | None, streaming: bool | None):
-    """``(source, {split: data}, train split name, test split name or None)``."""
+    """``(source, {split: data}, train split name, test split name or None)``; ``data=None`` is the demo."""
+    if data is None:
+        from .demo import demo
+
+        data = demo()
     src = sources.read(data, streaming=streaming)
     parts = dict(src.data) if sources.is_split_dict(src.data) else {"train": src.data}
     names = list(parts)
@@ -116,10 +120,6 @@ def load(
     """
     if isinstance(data, Pairs):
         return data if eval_dataset is None else Pairs(data.train, heldout_pairs(eval_dataset, format=format, columns=columns, **options), data.name, data.format, "eval_dataset", data.reports)  # fmt: skip
-    if data is None:
-        from .demo import demo
-
-        data = demo()
     src, parts, train_name, test_name = _splits(data, split, streaming)
     options = {"format": format, "columns": columns, **options}
     name = src.name if len(parts) == 1 and not sources.is_split_dict(src.data) else f"{src.name}[{train_name}]"
@@ -167,10 +167,6 @@ def heldout_pairs(data: Any, **options: Any):
     """One normalized split of ``data`` to evaluate on: its test split if it has one, else all of it."""
     if isinstance(data, Pairs):
         return data.eval if data.eval is not None else data.train
-    if data is None:
-        from .demo import demo
-
-        data = demo()
     options.pop("split", None)
     max_rows = options.pop("max_rows", None)
     src, parts, train_name, test_name = _splits(data, None, options.pop("streaming", None))

@@ -19,7 +19,6 @@ import re
 
 from ..messages import ASSISTANT, USER, InvalidRow, check_prompt, text
 
-HUMAN_MARK = "\n\nHuman: "
 ASSISTANT_MARK = "\n\nAssistant: "
 _TURN = re.compile(r"\n\n(Human|Assistant): ")
 _SPEAKER = {USER: "Human", ASSISTANT: "Assistant"}
