@@ -16,6 +16,7 @@ from ._compat import setup_chat_format
 from .api import TrainResult, train_dpo, train_orpo
 from .compare import ComparisonResult, compare
 from .errors import ConfigError, DatasetFormatError, SmolAlignError
+from .estimate import estimate
 
 # The functions, imported eagerly: a lazy wrapper would be replaced by the submodule of the same
 # name (smol_align.evaluate) the first time anything imports that submodule.
@@ -36,6 +37,7 @@ __all__ = [
     "build_dpo_trainer",
     "build_orpo_trainer",
     "compare",
+    "estimate",
     "evaluate",
     "load_model",
     "presets",

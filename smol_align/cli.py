@@ -1,4 +1,4 @@
-"""The ``smol-align`` command: dpo | orpo | compare | doctor | eval | presets.
+"""The ``smol-align`` command: dpo | orpo | compare | doctor | eval | estimate | presets.
 
 # The demo (embedded SmolLM2, built-in data, the preset for this machine)
 smol-align dpo
@@ -15,6 +15,9 @@ smol-align compare --dataset pairs.jsonl --methods dpo,orpo --time-budget 600 --
 # Your own columns, a held-out fraction, a filter; every command takes the same data flags
 smol-align dpo --dataset pairs.jsonl --columns prompt=question,chosen=good,rejected=bad --eval-split 0.1
 smol-align doctor pairs.jsonl --max-length 512 --drop-identical
+
+# Will it fit? Predicted peak memory by part (weights, reference, optimizer, activations...)
+smol-align estimate --preset lora --max-length 1024 --batch-size 4
 
 # Stopped (Ctrl-C, SIGTERM, a crash)? Continue from the last checkpoint
 smol-align dpo --output-dir runs/mine --resume
@@ -93,7 +96,7 @@ def make_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"smol-align {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,compare,doctor,eval,presets}")
+    sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,compare,doctor,eval,estimate,presets}")
     for method in ("dpo", "orpo"):
         sub.add_parser(
             method,
@@ -122,6 +125,14 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--beta", type=float, default=0.1)
     add_data_arguments(ev)
     sub.add_parser("presets", help="list the presets")
+    est = sub.add_parser("estimate", help="predicted peak memory of a run, by part, before it starts")
+    est.add_argument("--model", default=None, help="name or path (only its config is read; default: the demo's)")
+    est.add_argument("--method", choices=("dpo", "orpo"), default="dpo")
+    est.add_argument("--preset", default="auto")
+    est.add_argument("--max-length", "--max_length", dest="max_length", type=int, default=None)
+    est.add_argument("--batch-size", "--per_device_train_batch_size", dest="batch_size", type=int, default=None)
+    est.add_argument("--gradient-checkpointing", "--gradient_checkpointing", dest="gradient_checkpointing",
+                     choices=("true", "false"), default=None)  # fmt: skip
     return parser
 
 
@@ -295,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
             compare(**compare_options(rest))
         elif args.command in ("doctor", "eval"):
             return _run_doctor(args) if args.command == "doctor" else _run_eval(args)
+        elif args.command == "estimate":
+            from .estimate import estimate
+
+            checkpointing = {} if args.gradient_checkpointing is None else {"gradient_checkpointing": args.gradient_checkpointing == "true"}
+            print(estimate(args.model, args.method, args.preset, args.max_length, args.batch_size, **checkpointing))
         elif args.command == "presets":
             from .presets import describe
 

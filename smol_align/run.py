@@ -129,7 +129,9 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
 
     data = load(dataset, **pop_data_options(overrides))
     eval_data = data.eval
-    say(_doctor_line(data))
+    line, report = _doctor(data)
+    say(line)
+    _plan_memory(model, method, preset, overrides, report, say)
     if final is not None and overrides.get("push_to_hub") and not overrides.get("hub_model_id"):
         overrides["hub_model_id"] = final.name  # the repo is named after the run
     if final is not None:  # checkpoints: yours (save_strategy/save_steps), else one every CHECKPOINT_SECONDS
@@ -525,15 +527,37 @@ def _preset_name(preset: str) -> str:
     return f"{hardware.name}+{mode.name}"
 
 
-def _doctor_line(pairs) -> str:
+def _doctor(pairs):
+    """``(line, report)``: the doctor's one-line summary of the training pairs, and its report (None if it failed)."""
     from .data import doctor
 
     held = f"held out: {pairs.heldout}"
     try:
-        return f"Data ({pairs.name}, train; {held}): " + doctor(pairs).summary_line()
+        report = doctor(pairs)
+        return f"Data ({pairs.name}, train; {held}): " + report.summary_line(), report
     except Exception as err:  # the doctor must never stop a run; say why it could not look
         logger.warning("The data doctor could not check %s: %s", pairs.name, err)
-        return f"Data ({pairs.name}): {len(pairs.train)} pairs, {held} (doctor unavailable: {err})"
+        return f"Data ({pairs.name}): {len(pairs.train)} pairs, {held} (doctor unavailable: {err})", None
+
+
+def _plan_memory(model, method, preset, overrides, report, say) -> None:
+    """Print the estimate before anything loads; left to ``auto``, the run is made to fit (``estimate.fit``).
+
+    Sequences are taken as long as the data's longest pair: the doctor's chars/4 count, with a margin of a
+    quarter and 32 tokens for the chat template."""
+    from .estimate import fit
+
+    try:
+        lengths = report.lengths if report is not None else {}
+        longest = lengths["prompt"].max + max(lengths["chosen"].max, lengths["rejected"].max) if lengths else None
+        before = dict(overrides)
+        plan = fit(model, method, preset, overrides, longest=int(longest * 1.25) + 32 if longest else None)
+        say(plan.line())
+        if overrides != before:
+            say(f"To fit, preset {preset!r} trains with checkpointing, per-device batch {plan.setting['batch']} x "
+                f"{plan.setting['accumulation']} accumulation steps (the same global batch).")  # fmt: skip
+    except Exception as err:  # the estimate must never stop a run
+        logger.info("No memory estimate: %s", err)
 
 
 def _collect_metrics(method, model, preset, trainer, train_output, seconds, before, after, peak_before) -> dict[str, Any]:

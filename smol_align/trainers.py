@@ -54,10 +54,12 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
     if method == "orpo":
         trainer_class, extra = import_orpo()[1], {}
     else:
+        zero3 = getattr(getattr(built.args, "deepspeed_plugin", None), "zero_stage", None) == 3
         if ref_model is None and built.peft_config is None and not _is_peft(model) and not built.args.precompute_ref_log_probs:
             # TRL 1.16 reloads the reference from model.config._name_or_path when given none, which
-            # fails for a model built or changed in memory; a frozen copy is exact and cheaper.
-            ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+            # fails for a model built or changed in memory; a frozen copy is exact and cheaper. Not under
+            # ZeRO-3: the policy is sharded, so TRL loads the reference itself, sharded the same way.
+            ref_model = None if zero3 else copy.deepcopy(model).eval().requires_grad_(False)
         extra = {"ref_model": ref_model}
         if soft:
             from .soft_dpo import SoftDPOTrainer as trainer_class

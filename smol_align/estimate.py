@@ -1,0 +1,192 @@
+"""Peak memory of a DPO/ORPO run, predicted before it starts: ``smol_align.estimate``, ``smol-align estimate``.
+
+The peak of a step (from step 2 on, when AdamW's moments exist) is the sum of these parts, each
+computed from the model's config (instantiated on the meta device: no weights are loaded) and the
+preset's TRL config:
+
+* ``runtime``: the Python process with torch, transformers and TRL loaded (CPU: resident memory;
+  on a GPU 0, as ``torch.cuda.max_memory_allocated`` counts only tensors);
+* ``weights``: every parameter in the dtype it is loaded in; a 4-bit base holds its decoder linear
+  layers in NF4 (half a byte, plus double-quantized block constants) and the rest in the compute dtype;
+* ``autocast``: bf16 autocast over fp32 weights keeps a bf16 copy of every matmul weight for the step;
+* ``reference``: a DPO full fine-tune's frozen copy of the weights (none for LoRA, whose reference is
+  the base with the adapters off, for ORPO, or with ``precompute_ref_log_probs``);
+* ``gradients`` and ``optimizer``: fp32, one and two (AdamW's moments) per trainable parameter (the
+  gradients are not counted beside the activations: they do not peak together);
+* ``activations``: what the forward keeps for the backward, for ``2 x batch`` sequences (chosen and
+  rejected) of ``max_length`` tokens, :data:`ACTIVATION_BYTES` per token and layer (plus the fp32
+  copies a bf16 base's norms keep); with checkpointing :data:`CHECKPOINTED_SHARE` of that;
+* ``lm head``: DPO: TRL's fused head scores a ``[tokens, 32768]`` fp32 tile of logits at a time; ORPO's
+  trainer builds the whole ``[tokens, vocabulary]`` logits (:data:`ORPO_LOGIT_BYTES`).
+
+It is an upper bound for data that fills ``max_length`` (shorter batches take less), and it is
+checked against measured peaks by ``scripts/bench_memory.py`` (README, "Memory").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+GB = 2**30
+RUNTIME_CPU = 0.55 * GB  # resident memory of python + torch + transformers + TRL + datasets, measured
+ACTIVATION_BYTES = {"hidden": 34, "intermediate": 14}
+"""Bytes kept for the backward per token and decoder layer, per unit of hidden size and of MLP width, at 2-byte
+(bf16 autocast) activations; twice that in fp32. Counted from a Llama block: norms' fp32 inputs, the q/k/v/o
+and MLP projections' inputs and outputs, rotary and attention outputs, SiLU and the gate product."""
+HEAD_TILE = (4096, 32768)  # TRL 1.16's fused LM head: tokens x vocabulary entries per fp32 tile
+ORPO_LOGIT_BYTES = 14  # per token and vocabulary entry: bf16 logits, fp32 log-softmax (2 copies), its gradient
+CHECKPOINTED_SHARE = 0.4
+"""Share of the activations still held at the peak with gradient checkpointing (transformers 5.23, TRL 1.16):
+measured, not derived (README, "Memory": full and LoRA at 512 tokens both hold 0.4 of what they hold without);
+per-layer inputs and one layer's recomputation alone would be under 0.1, the rest is the backward's transients."""
+
+
+@dataclass
+class Estimate:
+    """Predicted peak memory in bytes, by part (``parts``), and what it was computed for (``setting``)."""
+
+    parts: dict[str, float]
+    setting: dict[str, Any]
+
+    @property
+    def total(self) -> float:
+        """Bytes at the peak: gradients and activations do not peak together (TRL zeroes the gradients,
+        set_to_none, before each forward; the backward frees activations as it fills gradients)."""
+        p = self.parts
+        return sum(p.values()) - min(p["gradients"], p["activations"] + p["lm head"])
+
+    @property
+    def total_gb(self) -> float:
+        return self.total / GB
+
+    def line(self) -> str:
+        """One line for the start of a run."""
+        shown = ", ".join(f"{k} {v / GB:.1f}" for k, v in self.parts.items() if v >= 0.05 * GB)
+        return f"Estimated peak memory {self.total_gb:.1f} GB of {free_memory() / GB:.1f} GB free ({shown})"
+
+    def __str__(self) -> str:
+        head = ", ".join(f"{k} {v}" for k, v in self.setting.items())
+        rows = [f"  {name:<12} {value / GB:6.2f} GB" for name, value in self.parts.items() if value]
+        note = "  (gradients and activations do not peak together: the smaller is left out of the total)"
+        return "\n".join([f"Estimated peak memory: {self.total_gb:.2f} GB ({head}); {free_memory() / GB:.1f} GB free here",
+                          *rows, note])  # fmt: skip
+
+
+def estimate(
+    model: Any = None,
+    method: str = "dpo",
+    preset: str = "auto",
+    max_length: int | None = None,
+    batch_size: int | None = None,
+    longest: int | None = None,
+    **overrides: Any,
+) -> Estimate:
+    """Predicted peak memory of training ``model`` with ``method`` on ``preset`` (see the module docstring).
+
+    ``model`` is a name or path (only its config is read) or a loaded model; ``max_length`` and
+    ``batch_size`` (per device) default to the preset's; ``longest`` is the data's longest pair in tokens
+    (prompt + the longer answer) when it is shorter than ``max_length``; other keywords override the config as in
+    :func:`smol_align.train_dpo` (``gradient_checkpointing=True``, ``bf16=False``, ``lora_r=8``...).
+    """
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from . import presets
+    from .models import DEFAULT_MODEL, resolve
+
+    model = DEFAULT_MODEL if model is None else model
+    sizes = {"max_length": max_length, "per_device_train_batch_size": batch_size}
+    built = presets.build(method, preset, **{k: v for k, v in sizes.items() if v is not None}, **overrides)
+    args = built.args
+    config = model.config if hasattr(model, "config") else AutoConfig.from_pretrained(resolve(model))
+    with init_empty_weights():
+        meta = AutoModelForCausalLM.from_config(config)
+    meta.tie_weights()  # not done on the meta device: SmolLM2's head would count twice
+    head = meta.get_output_embeddings()
+    linear = [m for m in meta.modules() if isinstance(m, torch.nn.Linear) and m is not head]
+    total = sum(p.numel() for p in meta.parameters())
+    in_linear = sum(m.weight.numel() for m in linear)
+    lora = built.peft_config
+    trainable = sum(lora.r * (m.in_features + m.out_features) for m in linear) if lora else total
+    size = torch.finfo(built.dtype).bits // 8
+    bf16 = bool(args.bf16)
+
+    if built.quantization_config is not None:  # NF4: 4 bits, plus an 8-bit constant per 64 and fp32 per 256 of those
+        weights = in_linear * (0.5 + 1 / 64 + 4 / (64 * 256)) + (total - in_linear) * (2 if bf16 else 4)
+    else:
+        weights = total * size
+    weights += (trainable * 4) if lora else 0  # fp32 adapters
+    text = config.get_text_config()
+    layers, hidden = text.num_hidden_layers, text.hidden_size
+    per_layer = ACTIVATION_BYTES["hidden"] * hidden + ACTIVATION_BYTES["intermediate"] * text.intermediate_size
+    per_layer *= 1 if bf16 else 2
+    if size == 2 or built.quantization_config is not None:  # a bf16 base's RMSNorms keep fp32 copies (in and out)
+        per_layer += 2 * 2 * 4 * hidden
+    length = min(args.max_length, longest or args.max_length)
+    tokens = 2 * args.per_device_train_batch_size * length
+    checkpointing = bool(getattr(args, "activation_checkpointing", None) or getattr(args, "gradient_checkpointing", False))
+    stored = layers * per_layer * (CHECKPOINTED_SHARE if checkpointing else 1)
+    if method == "dpo":  # TRL's fused head: one fp32 tile and its softmax
+        logits = 2 * min(tokens, HEAD_TILE[0]) * min(text.vocab_size, HEAD_TILE[1]) * 4
+    else:  # ORPO's trainer builds the full logits: bf16, their fp32 log-softmax and its gradient
+        logits = tokens * text.vocab_size * ORPO_LOGIT_BYTES
+    reference = method == "dpo" and not lora and not getattr(args, "precompute_ref_log_probs", False)
+    parts = {
+        "runtime": 0 if torch.cuda.is_available() and not args.use_cpu else RUNTIME_CPU,
+        "weights": weights,
+        "autocast": in_linear * 2 if bf16 and size == 4 else 0,
+        "reference": total * size if reference else 0,
+        "gradients": trainable * 4,
+        "optimizer": trainable * 8,
+        "activations": tokens * stored,
+        "lm head": logits,
+    }
+    setting = {"method": method, "preset": built.preset, "tokens per sequence": length,
+               "batch": args.per_device_train_batch_size, "accumulation": args.gradient_accumulation_steps,
+               "checkpointing": checkpointing, "bf16": bf16}  # fmt: skip
+    return Estimate(parts, setting)
+
+
+def free_memory() -> int:
+    """Bytes a run can use here: free memory of GPU 0, else the RAM Linux reports available."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.mem_get_info()[0]
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def fit(model: Any, method: str, preset: str, overrides: dict, longest: int | None = None, budget: int | None = None) -> Estimate:
+    """The estimate of the run ``overrides`` describe, made to fit when the machine was left to ``auto``.
+
+    When the preset names no hardware and neither the batch size nor checkpointing was given, and the
+    estimate exceeds 90% of ``budget`` (default :func:`free_memory`): checkpointing goes on, then the
+    per-device batch is halved (gradient accumulation doubled: the same global batch) until it fits or is 1.
+    ``overrides`` gets the values chosen.
+    """
+    from .presets import EXTRA_KEYS, HARDWARE, config_class
+
+    fields = {f.name for f in dataclasses.fields(config_class(method))} | EXTRA_KEYS
+    given = {k: v for k, v in overrides.items() if k in fields}
+    plan = estimate(model, method, preset, longest=longest, **given)
+    limit = 0.9 * (budget or free_memory())
+    chosen = {"per_device_train_batch_size", "gradient_checkpointing", "activation_checkpointing"} & set(given)
+    if plan.total <= limit or chosen or any(p in HARDWARE for p in (preset or "auto").lower().split("+")):
+        return plan
+    batch, global_batch = plan.setting["batch"], plan.setting["batch"] * plan.setting["accumulation"]
+    while True:
+        sizes = {"per_device_train_batch_size": batch, "gradient_accumulation_steps": max(1, global_batch // batch),
+                 "gradient_checkpointing": True}  # fmt: skip
+        plan = estimate(model, method, preset, longest=longest, **{**given, **sizes})
+        if plan.total <= limit or batch == 1:
+            overrides.update(sizes)
+            return plan
+        batch //= 2
