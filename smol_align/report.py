@@ -112,7 +112,7 @@ def write_metrics_json(metrics: Mapping[str, Any], path) -> dict:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-    logger.info("Wrote %s", path)
+    logger.debug("Wrote %s", path)  # a staging path while a run saves; the summary names the folder
     return data
 
 
@@ -136,7 +136,7 @@ def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, format="png")
-    logger.info("Wrote %s", path)
+    logger.debug("Wrote %s", path)  # a staging path while a run saves; the summary names the folder
     return path
 
 
