@@ -20,7 +20,7 @@ from .estimate import estimate
 
 # The functions, imported eagerly: a lazy wrapper would be replaced by the submodule of the same
 # name (smol_align.evaluate) the first time anything imports that submodule.
-from .evaluate import evaluate
+from .evaluate import evaluate, generate
 from .models import DEFAULT_MODEL, load_model
 from .trainers import build_dpo_trainer, build_orpo_trainer
 
@@ -39,6 +39,7 @@ __all__ = [
     "compare",
     "estimate",
     "evaluate",
+    "generate",
     "load_model",
     "presets",
     "setup_chat_format",

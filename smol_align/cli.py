@@ -96,7 +96,7 @@ def make_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"smol-align {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,compare,doctor,eval,estimate,presets}")
+    sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,compare,doctor,eval,estimate,generate,chat,presets}")
     for method in ("dpo", "orpo"):
         sub.add_parser(
             method,
@@ -125,6 +125,19 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--beta", type=float, default=0.1)
     add_data_arguments(ev)
     sub.add_parser("presets", help="list the presets")
+    gen = sub.add_parser("generate", help="answers of one or more models to your prompts, side by side")
+    gen.add_argument("--model", action="append", required=True, help="a model or run folder; repeat to compare")
+    gen.add_argument("--prompts", required=True, help=".jsonl (a 'prompt' per line: text or messages) or .txt")
+    gen.add_argument("--output", default=None, help="write .md or .jsonl (default: Markdown on stdout)")
+    chat = sub.add_parser("chat", help="talk to a model (or two, side by side); one message per line, /reset, /exit")
+    chat.add_argument("model", help="a run folder, a model folder or name (the demo model offline)")
+    chat.add_argument("--compare", default=None, help="a second model answering each message beside the first")
+    for verb in (gen, chat):
+        verb.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=128)
+        verb.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+        verb.add_argument("--temperature", type=float, default=0.7)
+        verb.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=0.9)
+        verb.add_argument("--seed", type=int, default=0)
     est = sub.add_parser("estimate", help="predicted peak memory of a run, by part, before it starts")
     est.add_argument("--model", default=None, help="name or path (only its config is read; default: the demo's)")
     est.add_argument("--method", choices=("dpo", "orpo"), default="dpo")
@@ -306,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             compare(**compare_options(rest))
         elif args.command in ("doctor", "eval"):
             return _run_doctor(args) if args.command == "doctor" else _run_eval(args)
+        elif args.command in ("generate", "chat"):
+            return _run_generate(args) if args.command == "generate" else _run_chat(args)
         elif args.command == "estimate":
             from .estimate import estimate
 
@@ -354,6 +369,79 @@ def _run_eval(args) -> int:
                        beta=args.beta)  # fmt: skip
     figures.pop("logps", None)
     print(json.dumps(figures, indent=2))
+    return 0
+
+
+def _sampling(args) -> dict:
+    return {"max_new_tokens": args.max_new_tokens, "sample": args.sample, "temperature": args.temperature,
+            "top_p": args.top_p, "seed": args.seed}  # fmt: skip
+
+
+def _run_generate(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .evaluate import generate
+    from .models import load_model
+    from .report import side_by_side_markdown
+
+    path = Path(args.prompts)
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in lines]
+        prompts = [row["prompt"] if isinstance(row, dict) else row for row in rows]
+    else:
+        prompts = lines
+    answers: dict[str, list[str]] = {}
+    for name in args.model:
+        model, tokenizer = load_model(name)
+        answers[name] = generate(model, prompts, tokenizer, **_sampling(args))
+    table = [{"prompt": p, "answers": {name: answers[name][i] for name in args.model}} for i, p in enumerate(prompts)]
+    if args.output and args.output.endswith(".jsonl"):
+        Path(args.output).write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table))
+    else:
+        text = side_by_side_markdown(table) + "\n"
+        if args.output:
+            Path(args.output).write_text(text)
+        else:
+            print(text, end="")
+    return 0
+
+
+def _run_chat(args) -> int:
+    """One conversation per model; a message is a line (a prompt on a terminal); /reset clears, /exit ends."""
+    from transformers import TextStreamer
+
+    from .evaluate import generate
+    from .models import load_model
+
+    names = [args.model] + ([args.compare] if args.compare else [])
+    models = [load_model(name) for name in names]
+    history: list[list[dict]] = [[] for _ in names]
+    tty = sys.stdin.isatty()
+    print(f"Chatting with {' and '.join(names)}. /reset starts over, /exit ends.", flush=True)
+    while True:
+        try:
+            message = input("> ") if tty else sys.stdin.readline()
+        except EOFError:
+            break
+        if not tty and not message:
+            break
+        message = message.strip()
+        if message == "/exit":
+            break
+        if message in ("/reset", ""):
+            history = [[] for _ in names] if message else history
+            continue
+        for name, (model, tokenizer), turns in zip(names, models, history, strict=True):
+            turns.append({"role": "user", "content": message})
+            if len(names) > 1:
+                print(f"[{name}]", flush=True)
+            streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if tty else None
+            answer = generate(model, [turns], tokenizer, streamer=streamer, **_sampling(args))[0]
+            if not tty:
+                print(answer, flush=True)
+            turns.append({"role": "assistant", "content": answer})
     return 0
 
 

@@ -323,42 +323,52 @@ def _as_messages(prompt) -> list[dict]:
     return list(prompt)
 
 
-def generate_answers(model, tokenizer, prompts, max_new_tokens: int = 48, batch_size: int = 8) -> list[str]:
-    """Greedy answers to ``prompts`` (lists of messages, or strings taken as one user message).
+def generate(
+    model,
+    prompts,
+    tokenizer=None,
+    max_new_tokens: int = 48,
+    batch_size: int = 8,
+    sample: bool = False,
+    temperature: float = 0.7,
+    top_p: float = 0.9,
+    seed: int = 0,
+    streamer=None,
+) -> list[str]:
+    """Answers of ``model`` (a loaded model, or a name, path or run folder) to ``prompts``: strings taken as one
+    user message, or lists of messages (a conversation so far), through the model's chat template.
 
-    Batched with left padding and bounded by ``max_new_tokens``; the answers are decoded without
-    special tokens and stripped. The model's training mode and the tokenizer's padding side are
-    restored afterwards.
+    Greedy by default; ``sample=True`` draws with ``temperature`` and ``top_p``, seeded by ``seed`` (the same
+    seed gives the same answers). Batched with left padding; ``streamer`` (a ``transformers.TextStreamer``)
+    prints tokens as they come. The answers are decoded without special tokens and stripped. The model's
+    training mode and the tokenizer's padding side are restored afterwards.
     """
     import torch
 
+    if isinstance(model, str):
+        from .models import load_model
+
+        model, loaded = load_model(model)
+        tokenizer = tokenizer or loaded
+    tokenizer = _resolve_tokenizer(model, tokenizer)
     texts = [
         tokenizer.apply_chat_template(_as_messages(p), add_generation_prompt=True, tokenize=False)
         for p in prompts
     ]
-    pad_id = _pad_token_id(tokenizer)
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None} if sample else {
+        "do_sample": False, "temperature": None, "top_p": None, "top_k": None}  # fmt: skip
     answers: list[str] = []
     was_training, padding_side = model.training, tokenizer.padding_side
     model.eval()
     tokenizer.padding_side = "left"
     try:
-        with torch.no_grad(), mixed_precision(model):
+        with torch.no_grad(), mixed_precision(model), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
             for start in range(0, len(texts), batch_size):
-                enc = tokenizer(
-                    texts[start : start + batch_size],
-                    return_tensors="pt",
-                    padding=True,
-                    add_special_tokens=False,
-                ).to(next(model.parameters()).device)
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    temperature=None,
-                    top_p=None,
-                    top_k=None,
-                    pad_token_id=pad_id,
-                )
+                enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True,
+                                add_special_tokens=False).to(next(model.parameters()).device)  # fmt: skip
+                out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=_pad_token_id(tokenizer),
+                                     streamer=streamer, **sampling)  # fmt: skip
                 new_tokens = out[:, enc["input_ids"].size(1) :]
                 answers += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
     finally:

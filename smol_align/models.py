@@ -151,9 +151,21 @@ def load_model(
       none, with the special tokens added and the embeddings resized: what TRL's removed
       ``setup_chat_format`` did.
     - ``trust_remote_code`` stays off unless asked.
+    - A LoRA run's folder (``adapter_config.json``) loads its base, then the adapter on it.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    adapter = Path(name_or_path) / "adapter_config.json"
+    if adapter.is_file():  # a LoRA run's folder: its base (the embedded copy offline), then the adapter on it
+        import json
+
+        from peft import PeftModel
+
+        base = json.loads(adapter.read_text())["base_model_name_or_path"]
+        model, _ = load_model(base, dtype=dtype, quantization_config=quantization_config, device_map=device_map,
+                              trust_remote_code=trust_remote_code, **from_pretrained_kwargs)  # fmt: skip
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        return PeftModel.from_pretrained(model, name_or_path), tokenizer
     source = resolve(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     if dtype is None and quantization_config is None:

@@ -38,7 +38,7 @@ from .data.demo import NAME as DEMO_NAME
 from .data.demo import pirate_voice
 from .data.load import load, pop_data_options
 from .errors import ConfigError, SmolAlignError
-from .evaluate import answer_figures, evaluate, generate_answers
+from .evaluate import answer_figures, evaluate, generate
 from .presets import demo_recipe, resolve
 from .trainers import build_dpo_trainer, build_orpo_trainer
 
@@ -76,6 +76,11 @@ class TrainResult:
     @property
     def model(self):
         return self.trainer.model
+
+    def generate(self, prompts, **options) -> list[str]:
+        """The trained model's answers to ``prompts`` (see :func:`smol_align.generate` for the options)."""
+        with self.trainer.accelerator.autocast():
+            return generate(self.model, prompts, self.trainer.processing_class, **options)
 
     def summary(self) -> str:
         """The end-of-run table, as printed."""
@@ -162,7 +167,7 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
                 found = evaluate(policy, heldout, tokenizer=tokenizer, beta=beta, max_pairs=max_eval_pairs,
                                  max_length=trainer.args.max_length, ref_logps=ref_logps)  # fmt: skip
                 if answer_to:
-                    answers[answer_to] = generate_answers(policy, tokenizer, answers["prompt"], answer_tokens, 16)
+                    answers[answer_to] = generate(policy, answers["prompt"], tokenizer, answer_tokens, batch_size=16)
             return {**found, **answer_figures(answers[answer_to], voice)} if answer_to else found
 
         if run_eval and eval_data is not None and baseline is not None:

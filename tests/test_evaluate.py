@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from smol_align.errors import DatasetFormatError
-from smol_align.evaluate import evaluate, generate_answers, preference_metrics, tokenize_pairs
+from smol_align.evaluate import evaluate, generate, preference_metrics, tokenize_pairs
 from smol_align.testing import tiny_preference_rows
 
 BETA = 0.1
@@ -245,7 +245,7 @@ def test_peft_reference_is_the_adapter_disabled(tiny_tokenizer, tiny_model):
     assert got["logps"]["chosen"] != base["logps"]["chosen"]  # the adapters were on for the policy
 
 
-def test_generate_answers_batched_equals_one_by_one(tiny_tokenizer, tiny_model):
+def test_generate_batched_equals_one_by_one_and_sampling_is_seeded(tiny_tokenizer, tiny_model):
     model = perturbed(tiny_model, scale=0.5, seed=0)  # a random tiny Llama only emits newlines
     prompts = [r["prompt"] for r in tiny_preference_rows(3)] + ["hi"]
     prompts[1] = [
@@ -253,11 +253,15 @@ def test_generate_answers_batched_equals_one_by_one(tiny_tokenizer, tiny_model):
         *prompts[1],
     ]
     model.train()
-    batched = generate_answers(model, tiny_tokenizer, prompts, max_new_tokens=6, batch_size=3)
+    batched = generate(model, prompts, tiny_tokenizer, max_new_tokens=6, batch_size=3)
     assert model.training and tiny_tokenizer.padding_side == "right"
-    single = [generate_answers(model, tiny_tokenizer, [p], max_new_tokens=6)[0] for p in prompts]
+    single = [generate(model, [p], tiny_tokenizer, max_new_tokens=6)[0] for p in prompts]
     assert batched == single
     assert len(batched) == 4 and all(isinstance(a, str) for a in batched) and any(batched)
+    state = torch.random.get_rng_state()
+    drawn = [generate(model, prompts, tiny_tokenizer, max_new_tokens=8, sample=True, temperature=1.5, seed=s) for s in (1, 1, 2)]
+    assert drawn[0] == drawn[1] != drawn[2] and drawn[0] != batched  # seeded, and not greedy
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random state is left as it was
 
 
 @pytest.mark.slow
