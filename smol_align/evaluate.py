@@ -44,6 +44,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from ._compat import compact_lm_head_while, dpo_tokenized
+from .models import is_peft
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def _fused_head(model):
     """
     from trl.trainer.utils import add_fused_lm_head
 
-    base = model.get_base_model() if _is_peft(model) else model
+    base = model.get_base_model() if is_peft(model) else model
     previous = vars(base).get("forward")
     add_fused_lm_head(base)
     try:
@@ -125,12 +126,6 @@ def _fused_head(model):
             del base.forward
         else:
             base.forward = previous
-
-
-def _is_peft(model) -> bool:
-    from accelerate.utils import is_peft_model
-
-    return is_peft_model(model)
 
 
 def mixed_precision(model):
@@ -289,7 +284,7 @@ def evaluate(
         reference = "ref_logps"
     elif ref_model is not None:
         ref_logps, reference = run(ref_model), "ref_model"
-    elif _is_peft(model):  # TRL's reference for a PEFT model: its "ref" adapter, else the adapters off
+    elif is_peft(model):  # TRL's reference for a PEFT model: its "ref" adapter, else the adapters off
         from trl.trainer.utils import use_adapter
 
         ref_name = "ref" if "ref" in model.peft_config else None
@@ -398,4 +393,3 @@ def answer_figures(answers: list[str], voice=None) -> dict[str, float]:
     if voice is not None:
         figures["voice_rate"] = _mean([float(bool(voice(a))) for a in answers])
     return figures
-

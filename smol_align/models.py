@@ -131,6 +131,13 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def is_peft(model) -> bool:
+    """Whether ``model`` is a PEFT model (LoRA adapters on a base)."""
+    from accelerate.utils import is_peft_model
+
+    return is_peft_model(model)
+
+
 def load_model(
     name_or_path: str = DEFAULT_MODEL,
     *,

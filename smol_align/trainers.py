@@ -14,7 +14,7 @@ from . import presets
 from ._compat import import_orpo, keep_4bit_layers_trainable, trainable_params_to_fp32
 from .data.load import load, pop_data_options
 from .errors import ConfigError
-from .models import DEFAULT_MODEL, load_model, prepare_tokenizer
+from .models import DEFAULT_MODEL, is_peft, load_model, prepare_tokenizer
 
 
 def build_dpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: str = "auto", **overrides):
@@ -55,7 +55,7 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
         trainer_class, extra = import_orpo()[1], {}
     else:
         zero3 = getattr(getattr(built.args, "deepspeed_plugin", None), "zero_stage", None) == 3
-        if ref_model is None and built.peft_config is None and not _is_peft(model) and not built.args.precompute_ref_log_probs:
+        if ref_model is None and built.peft_config is None and not is_peft(model) and not built.args.precompute_ref_log_probs:
             # TRL 1.16 reloads the reference from model.config._name_or_path when given none, which
             # fails for a model built or changed in memory; a frozen copy is exact and cheaper. Not under
             # ZeRO-3: the policy is sharded, so TRL loads the reference itself, sharded the same way.
@@ -85,7 +85,7 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
 def _adapters_in_fp32(model) -> None:
     """LoRA adapters train in fp32 whatever the base (TRL casts 4-bit models' adapters to bf16), and a
     4-bit base keeps passing gradients on an AVX512-BF16 CPU (``_compat.keep_4bit_layers_trainable``)."""
-    if _is_peft(model):
+    if is_peft(model):
         trainable_params_to_fp32(model)
         keep_4bit_layers_trainable(model)
 
@@ -122,13 +122,7 @@ def _model_and_tokenizer(model, tokenizer, built: presets.Build):
         raise ConfigError(
             "A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name)."
         )
-    if built.peft_config is None and not _is_peft(model):
+    if built.peft_config is None and not is_peft(model):
         presets.warn_if_updates_round_away(model.dtype, built.args.learning_rate)
     prepare_tokenizer(model, tokenizer)
     return model, tokenizer
-
-
-def _is_peft(model) -> bool:
-    from accelerate.utils import is_peft_model
-
-    return is_peft_model(model)
