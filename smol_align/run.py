@@ -38,7 +38,7 @@ from .data.demo import NAME as DEMO_NAME
 from .data.demo import pirate_voice
 from .data.load import load, pop_data_options
 from .errors import ConfigError, SmolAlignError
-from .evaluate import answer_figures, evaluate, generate
+from .evaluate import answer_figures, evaluate, generate, tokenize_pairs
 from .presets import demo_recipe, resolve
 from .trainers import build_dpo_trainer, build_orpo_trainer
 
@@ -157,7 +157,9 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
 
         # Held-out figures through TRL (a DPO trainer's own tokenized eval_dataset; ORPO's rows tokenized as DPO does),
         # at the trainer's max_length and under its autocast (bf16 where it trains in bf16).
-        heldout = trainer.eval_dataset if method == "dpo" and eval_data is not None else eval_data
+        heldout = trainer.eval_dataset if method == "dpo" else eval_data
+        if run_eval and heldout is not None and method != "dpo":  # tokenized once for before and after
+            heldout = tokenize_pairs(heldout, tokenizer, max_length=trainer.args.max_length)
         before = after = None
         answers: dict[str, list] = {}
         voice = pirate_voice if data.name.startswith(DEMO_NAME) else None  # the demo's answers: in Captain Byte's voice?
