@@ -14,10 +14,15 @@ preset's TRL config:
 * ``gradients`` and ``optimizer``: fp32, one and two (AdamW's moments) per trainable parameter (the
   gradients are not counted beside the activations: they do not peak together);
 * ``activations``: what the forward keeps for the backward, for ``2 x batch`` sequences (chosen and
-  rejected) of ``max_length`` tokens, :data:`ACTIVATION_BYTES` per token and layer (plus the fp32
-  copies a bf16 base's norms keep); with checkpointing :data:`CHECKPOINTED_SHARE` of that;
+  rejected) of ``max_length`` tokens, :data:`ACTIVATION_BYTES` per token and layer; with checkpointing,
+  on a GPU each layer's input plus one layer's activations (recomputed in the backward), on a CPU
+  :data:`CHECKPOINTED_SHARE` of the whole;
 * ``lm head``: DPO: TRL's fused head scores a ``[tokens, 32768]`` fp32 tile of logits at a time; ORPO's
   trainer builds the whole ``[tokens, vocabulary]`` logits (:data:`ORPO_LOGIT_BYTES`).
+
+On a GPU the figure is what ``torch.cuda.max_memory_allocated`` counts: live tensors, counted from a
+Llama block. On a CPU it is the process's peak resident memory, which also holds blocks the allocator
+freed but kept: its constants are measured (larger activations, the norms' fp32 copies of a bf16 base).
 
 It is an upper bound for data that fills ``max_length`` (shorter batches take less), and it is
 checked against measured peaks by ``scripts/bench_memory.py`` (README, "Memory").
@@ -32,16 +37,18 @@ from typing import Any
 
 GB = 2**30
 RUNTIME_CPU = 0.55 * GB  # resident memory of python + torch + transformers + TRL + datasets, measured
-ACTIVATION_BYTES = {"hidden": 34, "intermediate": 14}
+ACTIVATION_BYTES = {"cuda": {"hidden": 32, "intermediate": 8}, "cpu": {"hidden": 34, "intermediate": 14}}
 """Bytes kept for the backward per token and decoder layer, per unit of hidden size and of MLP width, at 2-byte
-(bf16 autocast) activations; twice that in fp32. Counted from a Llama block: norms' fp32 inputs, the q/k/v/o
-and MLP projections' inputs and outputs, rotary and attention outputs, SiLU and the gate product."""
+(bf16 autocast) activations; twice that in fp32. GPU, counted from a Llama block: each RMSNorm's fp32 input and
+normalized output and their bf16 cast (2 x 10), q, k, v, their rotated copies and the attention output (12);
+gate, up, SiLU and their product (8). CPU: measured peak resident memory (scripts/bench_memory.py), which
+also holds what the allocator freed and kept."""
 HEAD_TILE = (4096, 32768)  # TRL 1.16's fused LM head: tokens x vocabulary entries per fp32 tile
-ORPO_LOGIT_BYTES = 14  # per token and vocabulary entry: bf16 logits, fp32 log-softmax (2 copies), its gradient
+ORPO_LOGIT_BYTES = {"cuda": 10, "cpu": 14}  # per token and vocabulary entry: bf16 logits, fp32 log-softmax, its gradient
 CHECKPOINTED_SHARE = 0.4
-"""Share of the activations still held at the peak with gradient checkpointing (transformers 5.23, TRL 1.16):
+"""CPU: share of the activations resident at the peak with gradient checkpointing (transformers 5.23, TRL 1.16):
 measured, not derived (README, "Memory": full and LoRA at 512 tokens both hold 0.4 of what they hold without);
-per-layer inputs and one layer's recomputation alone would be under 0.1, the rest is the backward's transients."""
+the layers' inputs and one layer's recomputation, which is what a GPU holds, would be under 0.1."""
 
 
 @dataclass
@@ -114,6 +121,7 @@ def estimate(
     trainable = sum(lora.r * (m.in_features + m.out_features) for m in linear) if lora else total
     size = torch.finfo(built.dtype).bits // 8
     bf16 = bool(args.bf16)
+    device = "cpu" if args.use_cpu else "cuda"  # the preset's: colab-t4 is estimated for its GPU on any machine
 
     if built.quantization_config is not None:  # NF4: 4 bits, plus an 8-bit constant per 64 and fp32 per 256 of those
         weights = in_linear * (0.5 + 1 / 64 + 4 / (64 * 256)) + (total - in_linear) * (2 if bf16 else 4)
@@ -122,21 +130,26 @@ def estimate(
     weights += (trainable * 4) if lora else 0  # fp32 adapters
     text = config.get_text_config()
     layers, hidden = text.num_hidden_layers, text.hidden_size
-    per_layer = ACTIVATION_BYTES["hidden"] * hidden + ACTIVATION_BYTES["intermediate"] * text.intermediate_size
-    per_layer *= 1 if bf16 else 2
-    if size == 2 or built.quantization_config is not None:  # a bf16 base's RMSNorms keep fp32 copies (in and out)
+    counts = ACTIVATION_BYTES[device]
+    per_layer = (counts["hidden"] * hidden + counts["intermediate"] * text.intermediate_size) * (1 if bf16 else 2)
+    if device == "cpu" and (size == 2 or built.quantization_config is not None):  # measured: a bf16 base's norms
         per_layer += 2 * 2 * 4 * hidden
     length = min(args.max_length, longest or args.max_length)
     tokens = 2 * args.per_device_train_batch_size * length
     checkpointing = bool(getattr(args, "activation_checkpointing", None) or getattr(args, "gradient_checkpointing", False))
-    stored = layers * per_layer * (CHECKPOINTED_SHARE if checkpointing else 1)
+    if not checkpointing:
+        stored = layers * per_layer
+    elif device == "cuda":  # each layer's input (the residual stream: fp32 over fp32 weights), one layer recomputed
+        stored = layers * hidden * (4 if size == 4 else 2) + per_layer
+    else:
+        stored = layers * per_layer * CHECKPOINTED_SHARE
     if method == "dpo":  # TRL's fused head: one fp32 tile and its softmax
         logits = 2 * min(tokens, HEAD_TILE[0]) * min(text.vocab_size, HEAD_TILE[1]) * 4
     else:  # ORPO's trainer builds the full logits: bf16, their fp32 log-softmax and its gradient
-        logits = tokens * text.vocab_size * ORPO_LOGIT_BYTES
+        logits = tokens * text.vocab_size * ORPO_LOGIT_BYTES[device]
     reference = method == "dpo" and not lora and not getattr(args, "precompute_ref_log_probs", False)
     parts = {
-        "runtime": 0 if torch.cuda.is_available() and not args.use_cpu else RUNTIME_CPU,
+        "runtime": RUNTIME_CPU if device == "cpu" else 0,
         "weights": weights,
         "autocast": in_linear * 2 if bf16 and size == 4 else 0,
         "reference": total * size if reference else 0,

@@ -27,7 +27,8 @@ def _shapes(model):
 
 def test_parts_by_hand_full_lora_orpo_checkpointing(tiny_model):
     total, linear, c = _shapes(tiny_model)
-    per_layer = 2 * (ACTIVATION_BYTES["hidden"] * c.hidden_size + ACTIVATION_BYTES["intermediate"] * c.intermediate_size)
+    cpu = ACTIVATION_BYTES["cpu"]
+    per_layer = 2 * (cpu["hidden"] * c.hidden_size + cpu["intermediate"] * c.intermediate_size)
     full = estimate(tiny_model, "dpo", "cpu", max_length=64, batch_size=4, bf16=False).parts  # fp32 throughout
     tokens = 2 * 4 * 64
     assert full["runtime"] == RUNTIME_CPU and full["weights"] == 4 * total == full["reference"]
@@ -42,7 +43,7 @@ def test_parts_by_hand_full_lora_orpo_checkpointing(tiny_model):
 
     orpo = estimate(tiny_model, "orpo", "cpu", max_length=64, batch_size=4, bf16=False).parts
     assert orpo["reference"] == 0 and orpo["weights"] == full["weights"]  # ORPO has no reference model
-    assert orpo["lm head"] == tokens * c.vocab_size * ORPO_LOGIT_BYTES  # and builds the whole logits
+    assert orpo["lm head"] == tokens * c.vocab_size * ORPO_LOGIT_BYTES["cpu"]  # and builds the whole logits
 
     ckpt = estimate(tiny_model, "dpo", "cpu", max_length=64, batch_size=4, bf16=False, gradient_checkpointing=True)
     assert ckpt.parts["activations"] == pytest.approx(tokens * c.num_hidden_layers * per_layer * CHECKPOINTED_SHARE)
@@ -53,6 +54,22 @@ def test_parts_by_hand_full_lora_orpo_checkpointing(tiny_model):
     # the peak holds the activations or the gradients, not both
     e = estimate(tiny_model, "dpo", "cpu", max_length=64, batch_size=4, bf16=False)
     assert e.total == sum(e.parts.values()) - min(e.parts["gradients"], e.parts["activations"] + e.parts["lm head"])
+
+
+def test_a_gpu_preset_counts_live_tensors_and_checkpointing_keeps_layer_inputs_plus_one_layer(tiny_model):
+    """A GPU preset (colab-t4: fp32, checkpointing on; estimated for its GPU on any machine) counts no runtime, uses the
+    Llama-block count, and checkpointing keeps each layer's fp32 input plus one layer's activations (what
+    torch.cuda.max_memory_allocated measured on an H100, README "Memory")."""
+    _, _, c = _shapes(tiny_model)
+    gpu = ACTIVATION_BYTES["cuda"]
+    per_layer = 2 * (gpu["hidden"] * c.hidden_size + gpu["intermediate"] * c.intermediate_size)  # fp32: twice bf16's
+    tokens = 2 * 4 * 64
+    full = estimate(tiny_model, "dpo", "colab-t4", max_length=64, batch_size=4, gradient_checkpointing=False).parts
+    assert full["runtime"] == 0 and full["activations"] == tokens * c.num_hidden_layers * per_layer
+    ckpt = estimate(tiny_model, "dpo", "colab-t4", max_length=64, batch_size=4).parts  # the preset checkpoints
+    assert ckpt["activations"] == tokens * (c.num_hidden_layers * c.hidden_size * 4 + per_layer)
+    orpo = estimate(tiny_model, "orpo", "colab-t4", max_length=64, batch_size=4).parts
+    assert orpo["lm head"] == tokens * c.vocab_size * ORPO_LOGIT_BYTES["cuda"]
 
 
 def test_bf16_halves_activations_and_caches_matmul_weights(tiny_model):
