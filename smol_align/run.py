@@ -149,6 +149,10 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
         build = build_dpo_trainer if method == "dpo" else build_orpo_trainer
         trainer = build(model, data, preset, output_dir=str(out), **overrides)
         _quiet_progress(trainer, quiet or not main)
+        if run_eval and _sharded(trainer):
+            run_eval = False
+            say("Held-out figures skipped: under FSDP or ZeRO-3 the weights are sharded (or not yet on the GPU) until "
+                "training starts; pass eval_strategy='steps' (or 'epoch') for TRL's own evaluation, which handles it.")
         beta = getattr(trainer.args, "beta", 0.1) if method == "dpo" else 0.1  # DPO's implicit reward (TRL's beta)
         beta = baseline.before["beta"] if baseline is not None and baseline.before else beta  # compare: one scale
         tokenizer = trainer.processing_class
@@ -527,6 +531,13 @@ def _any_process(flag: bool) -> bool:
 # --------------------------------------------------------------------------------------------
 # Figures of the run
 # --------------------------------------------------------------------------------------------
+
+
+def _sharded(trainer) -> bool:
+    """FSDP or DeepSpeed ZeRO-3: before training the weights are sharded (ZeRO-3) or, loaded CPU-RAM-efficiently, on
+    the CPU of rank 0 alone (FSDP); smol_align's own evaluation calls the bare model, which would not see them."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return bool(trainer.is_fsdp_enabled or getattr(plugin, "zero_stage", None) == 3)
 
 
 def _preset_name(preset: str) -> str:
