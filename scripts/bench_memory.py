@@ -3,9 +3,10 @@
     python scripts/bench_memory.py                      # full / LoRA / QLoRA x max_length 256, 512 (CPU)
     python scripts/bench_memory.py --modes full --lengths 512 --checkpointing
     python scripts/bench_memory.py --method orpo --modes full
+    python scripts/bench_memory.py --hardware gpu-bf16 --model path/to/SmolLM2-1.7B --lengths 1024   # a GPU
 
-Each child trains the embedded SmolLM2-135M-Instruct for 3 DPO (or ORPO) steps with the `cpu` preset (its mode
-switched) on pairs long enough that every sequence is cut at max_length (the estimate's worst case),
+Each child trains ``--model`` (default the embedded SmolLM2-135M-Instruct) for 3 DPO (or ORPO) steps with the
+``--hardware`` preset (default ``cpu``; its mode switched) on pairs long enough that every sequence is cut at max_length (the estimate's worst case),
 and reports its peak resident memory (CPU) or peak allocated memory (GPU). The table gives the
 estimate, the measurement and their ratio; the CPU flags and versions are printed with it.
 """
@@ -29,18 +30,17 @@ def long_pairs(n: int, max_length: int) -> list[dict]:
              "rejected": [{"role": "assistant", "content": text(max_length, i + 2)}]} for i in range(n)]  # fmt: skip
 
 
-def child(method: str, mode: str, max_length: int, batch: int, checkpointing: bool) -> dict:
+def child(model: str, method: str, preset: str, max_length: int, batch: int, checkpointing: bool) -> dict:
     import resource
 
     import torch
 
     import smol_align
 
-    preset = "cpu" if mode == "full" else f"cpu+{mode}"
     train = smol_align.train_dpo if method == "dpo" else smol_align.train_orpo
     train(
-        smol_align.DEFAULT_MODEL, long_pairs(3 * batch, max_length), preset, max_steps=3, max_length=max_length,
-        per_device_train_batch_size=batch, gradient_checkpointing=checkpointing, eval_split=0, save=False,
+        model, long_pairs(3 * batch, max_length), preset, max_steps=3, max_length=max_length,
+        per_device_train_batch_size=batch, gradient_accumulation_steps=1, gradient_checkpointing=checkpointing, eval_split=0, save=False,
         evaluate=False, quiet=True,
     )  # fmt: skip
     if torch.cuda.is_available():
@@ -55,11 +55,16 @@ def main() -> None:
     parser.add_argument("--lengths", default="256,512")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--checkpointing", action="store_true")
+    parser.add_argument("--hardware", default="cpu", help="the hardware preset: cpu, colab-t4, gpu-bf16")
+    parser.add_argument("--model", default=None, help="a model name or folder (default: the embedded SmolLM2)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        mode, length = args.child.split(":")
-        print("RESULT " + json.dumps(child(args.method, mode, int(length), args.batch, args.checkpointing)))
+        preset, length = args.child.split(":")
+        from smol_align import DEFAULT_MODEL
+
+        model = args.model or DEFAULT_MODEL
+        print("RESULT " + json.dumps(child(model, args.method, preset, int(length), args.batch, args.checkpointing)))
         return
 
     import platform
@@ -70,17 +75,19 @@ def main() -> None:
     from smol_align import estimate
 
     flags = sorted(set(open("/proc/cpuinfo").read().split()) & {"avx512_bf16", "amx_bf16", "avx2"})
-    print(f"{platform.processor() or platform.machine()}, flags {flags}, torch {torch.__version__}, TRL {trl.__version__}")
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    print(f"{platform.processor() or platform.machine()}, flags {flags}{gpu}, torch {torch.__version__}, TRL {trl.__version__}, "
+          f"model {args.model or 'the embedded SmolLM2-135M-Instruct'}")
     print("| method | mode | max_length | batch | checkpointing | estimate GB | measured GB | estimate / measured |")
     print("|---|---|---|---|---|---|---|---|")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     for mode in args.modes.split(","):
         for length in map(int, args.lengths.split(",")):
-            preset = "cpu" if mode == "full" else f"cpu+{mode}"
-            predicted = estimate(None, args.method, preset, max_length=length, batch_size=args.batch,
+            preset = args.hardware if mode == "full" else f"{args.hardware}+{mode}"
+            predicted = estimate(args.model, args.method, preset, max_length=length, batch_size=args.batch,
                                  gradient_checkpointing=args.checkpointing).total_gb  # fmt: skip
-            command = [sys.executable, __file__, "--child", f"{mode}:{length}", "--batch", str(args.batch),
-                       "--method", args.method]  # fmt: skip
+            command = [sys.executable, __file__, "--child", f"{preset}:{length}", "--batch", str(args.batch),
+                       "--method", args.method] + ["--model", args.model] * bool(args.model)  # fmt: skip
             out = subprocess.run(command + ["--checkpointing"] * args.checkpointing, capture_output=True, text=True, env=env)
             found = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
             if not found:
