@@ -50,6 +50,15 @@ def checkpointing_kwargs(enabled: bool | None) -> dict:
     return {key: bool(enabled)}
 
 
+def tracker_names(folder) -> dict:
+    """``run_name``: the run's folder; ``project``: the folder that holds it (``TrainingArguments.project``
+    arrived in transformers 4.57; trackio read ``TRACKIO_PROJECT`` before)."""
+    from transformers import TrainingArguments
+
+    names = {"run_name": folder.name, "project": folder.resolve().parent.name}
+    return names if "project" in TrainingArguments.__dataclass_fields__ else {"run_name": folder.name}
+
+
 def setup_chat_format(model, tokenizer, format: str = "chatml", resize_to_multiple_of: int | None = None):
     """The course's ``trl.setup_chat_format``, removed in TRL 1.x, kept working here.
 

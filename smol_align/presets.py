@@ -310,6 +310,7 @@ def build(method: str, preset: str = "auto", output_dir: str | None = None, **ov
             f"Use preset='auto' (here: {auto_hardware()!r}) or 'cpu', or pass bf16=False."
         )
     args = cls(**values)
+    _check_trackers(args.report_to)
 
     peft_config = extras.get("peft_config", _lora_config(mode.lora, extras))
     load_in_4bit = extras.get("load_in_4bit", mode.load_in_4bit)
@@ -322,6 +323,19 @@ def build(method: str, preset: str = "auto", output_dir: str | None = None, **ov
     if peft_config is None:
         warn_if_updates_round_away(dtype, args.learning_rate)
     return Build(method, f"{hardware.name}+{mode.name}", args, peft_config, quantization_config, dtype)
+
+
+def _check_trackers(report_to: list[str]) -> None:
+    """An unknown or uninstalled tracker in ``report_to`` stops here, before the model loads, in transformers' words."""
+    if not report_to:
+        return
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    try:
+        for callback in get_reporting_integration_callbacks(report_to):
+            callback()  # each raises if its package is missing
+    except (ValueError, RuntimeError, ImportError) as err:
+        raise ConfigError(f"report_to={report_to}: {err}") from None
 
 
 def weights_dtype(bf16: bool, adapters: bool, explicit=None):

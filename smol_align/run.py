@@ -16,7 +16,10 @@
 - many processes (``torchrun``/``accelerate launch``): every rank trains and saves through TRL,
   only the main process creates, moves, prints and reports;
 - secrets: a ``hub_token`` is moved out of the saved ``training_args.bin`` into ``HF_TOKEN``
-  for the run, so it is never written to disk.
+  for the run, so it is never written to disk;
+- trackers (``report_to``, off in every preset): TRL's own callbacks, with the run named after its folder, the
+  project after the folder that holds it, TensorBoard's files in the run's folder, and the held-out figures
+  logged at step 0 and at the last step.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from ._compat import compact_lm_head_while
+from ._compat import compact_lm_head_while, tracker_names
 from .data.demo import NAME as DEMO_NAME
 from .data.demo import pirate_voice
 from .data.load import load, pop_data_options
@@ -121,11 +124,12 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
 
     if resume and not save:
         raise ConfigError("resume=True needs a saved run: it continues from the checkpoints in output_dir.")
-    final = None
-    if save:
-        final = Path(
-            output_dir or (find_unfinished(method, model) if resume else default_output_dir(method, model))
-        )
+    # The run's folder: the model and report (unless save=False) and TensorBoard's event files. Trackers name the run
+    # after it and its project after the folder that holds it, so the runs of a sweep (runs/<sweep>/<value>) or of
+    # compare (<report>/<method>) are one project and their curves overlay.
+    folder = Path(output_dir or (find_unfinished(method, model) if resume else default_output_dir(method, model)))
+    final = folder if save else None
+    overrides = {**tracker_names(folder), **overrides}
     checkpoint = None
     if final is not None and main:
         checkpoint = check_output_dir(final, overwrite=overwrite, resume=resume)
@@ -149,6 +153,7 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
         build = build_dpo_trainer if method == "dpo" else build_orpo_trainer
         trainer = build(model, data, preset, output_dir=str(out), **overrides)
         _quiet_progress(trainer, quiet or not main)
+        _tensorboard_into(trainer, folder)
         if run_eval and _sharded(trainer):
             run_eval = False
             say("Held-out figures skipped: under FSDP or ZeRO-3 the weights are sharded (or not yet on the GPU) until "
@@ -183,6 +188,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
             answers["prompt"] = eval_data.select(range(min(answer_prompts, len(eval_data))))["prompt"]
             before = figures(trainer.model, answer_to="start" if answers["prompt"] else None)
         answers = answers if answers.get("prompt") else {}
+        if checkpoint is None:
+            _log_heldout(trainer, before)  # step 0: each run's held-out curve starts at the start model
 
         steps = trainer.args.max_steps if trainer.args.max_steps > 0 else "full epochs"
         batch = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
@@ -214,6 +221,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
             metrics = _collect_metrics(
                 method, model, preset, trainer, train_output, train_seconds, before, after, peak_before
             )
+            _log_heldout(trainer, after)
+            _close_trackers(trainer)
             result = TrainResult(method, trainer, metrics, None, before, after, answers=answers)
             if final is not None:
                 result.files = _save(trainer, result, final, main, keep_checkpoints)
@@ -601,16 +610,19 @@ def _collect_metrics(method, model, preset, trainer, train_output, seconds, befo
     for key, value in last.items():
         if key.startswith(("rewards/", "logps/", "log_odds", "nll_loss")):
             metrics[f"train_{key}"] = value
-    for label, figures in (("start", before), ("eval", after)):
-        if figures:
-            for key, value in figures.items():
-                if key != "logps" and isinstance(value, (int, float)):
-                    metrics[f"{label}_{key}"] = value
-    if after:
-        # TRL's names for the held-out DPO figures, as trainer.evaluate() would log them.
-        metrics["eval_rewards/accuracies"] = after["reward_accuracy"]
-        metrics["eval_rewards/margins"] = after["reward_margin"]
+    metrics.update(_heldout_metrics(before, "start") if before else {})
+    metrics.update(_heldout_metrics(after) if after else {})
     return metrics
+
+
+def _heldout_metrics(figures: dict, prefix: str = "eval") -> dict[str, float]:
+    """An evaluate() dict as flat metrics (``eval_reward_margin``...); the ``eval`` ones also under TRL's names, as
+    ``trainer.evaluate()`` logs them (``eval_rewards/accuracies``, ``eval_rewards/margins``)."""
+    found = {f"{prefix}_{k}": v for k, v in figures.items() if k != "logps" and isinstance(v, (int, float))}
+    if prefix == "eval":
+        found["eval_rewards/accuracies"] = figures["reward_accuracy"]
+        found["eval_rewards/margins"] = figures["reward_margin"]
+    return found
 
 
 def _peak_memory_bytes() -> int:
@@ -639,3 +651,43 @@ def _quiet_progress(trainer, quiet: bool) -> None:
     trainer.remove_callback(ProgressCallback)
     if not quiet:
         trainer.add_callback(BarProgress())
+
+
+# --------------------------------------------------------------------------------------------
+# Trackers (report_to: TensorBoard, trackio, wandb...): TRL's own callbacks, fed the held-out figures too
+# --------------------------------------------------------------------------------------------
+
+
+def _tensorboard_into(trainer, folder: Path) -> None:
+    """TensorBoard writes into the run's folder (transformers' default is ``<output_dir>/runs/<time>_<host>``, and
+    with save=False the output_dir is a temporary one), unless ``TENSORBOARD_LOGGING_DIR`` names another."""
+    if trainer.args.report_to:
+        from transformers.integrations import TensorBoardCallback
+
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+                callback.logging_dir = str(folder)
+
+
+def _log_heldout(trainer, figures) -> None:
+    """Held-out figures to the trackers at this step, by TRL's eval names (shown as ``eval/reward_margin``...).
+
+    Not through ``trainer.log``: the run's ``log_history`` (its report's curves) stays the training's."""
+    if trainer.args.report_to and figures:
+        trainer.callback_handler.on_log(trainer.args, trainer.state, trainer.control, _heldout_metrics(figures))
+
+
+def _close_trackers(trainer) -> None:
+    """End the run in every tracker. TensorBoard's writer and trackio's run close at the end of ``train()``, and the
+    held-out figures logged after it reopen them: closed again. transformers leaves wandb's run open until the process
+    ends, and the next run of a sweep in this process would log into it: finished."""
+    if not trainer.args.report_to:
+        return
+    from transformers.integrations import TensorBoardCallback, TrackioCallback, WandbCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback | TrackioCallback):
+            callback.on_train_end(trainer.args, trainer.state, trainer.control, model=trainer.model)
+        elif isinstance(callback, WandbCallback) and callback._wandb is not None and callback._initialized:
+            callback._wandb.finish()
+            callback._initialized = False
