@@ -86,7 +86,7 @@ def compact_lm_head_while(device):
     (CUDA, XPU) and every position elsewhere, because on Neuron a changing number of positions
     recompiles the graph. A CPU compiles nothing, so scoring the prompt and padding positions
     there is pure waste: a quarter of a DPO step on HH-RLHF-length prompts (measured with
-    torch.profiler, scripts/bench_speed.py). The result is the same tensor either way (every
+    torch.profiler; scripts/bench.py). The result is the same tensor either way (every
     unscored position is zero), which tests/test_compat.py checks. It patches TRL's private
     ``trl.trainer.utils._use_triton`` when ``device`` is a CPU and puts TRL's own function back on the
     way out: the runner wraps ``trainer.train()`` in it and evaluation its forward passes, so no other
@@ -104,6 +104,24 @@ def compact_lm_head_while(device):
     finally:
         if on:
             trl_utils._use_triton = original
+
+
+@contextmanager
+def no_cudnn_attention_while(device):
+    """On CUDA, scaled-dot-product attention without its cuDNN backend inside the block (flash, memory-efficient or
+    math instead); elsewhere nothing. Yields whether it is on.
+
+    torch 2.11 picks cuDNN's attention on an H100, which plans its kernels anew for each new sequence length. DPO's
+    padded batches bring a new length at almost every step: the planning took 6.3 ms of CPU per forward call and
+    12.8 ms per backward, two thirds of a SmolLM2-135M step, the GPU busy 42 ms of it (torch.profiler, README "Speed").
+    """
+    if getattr(device, "type", device) != "cuda":
+        yield False
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+        yield True
 
 
 def trainable_params_to_fp32(model) -> int:

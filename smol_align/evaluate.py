@@ -43,7 +43,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from ._compat import compact_lm_head_while, dpo_tokenized
+from ._compat import compact_lm_head_while, dpo_tokenized, no_cudnn_attention_while
 from .models import is_peft
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def logps_of_pairs(model, pairs: list[dict], pad_token_id: int, batch_size: int 
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), _fused_head(model), compact_lm_head_while(device), mixed_precision(model):
+        with torch.no_grad(), _fused_head(model), compact_lm_head_while(device), no_cudnn_attention_while(device), mixed_precision(model):
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch = {k: v.to(device) for k, v in collator([pairs[i] for i in idx]).items()}

@@ -36,7 +36,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from ._compat import compact_lm_head_while, tracker_names
+from ._compat import compact_lm_head_while, no_cudnn_attention_while, tracker_names
 from .data.demo import NAME as DEMO_NAME
 from .data.demo import pirate_voice
 from .data.load import load, pop_data_options
@@ -204,7 +204,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
                 guard = _add_callback(trainer, NonFiniteGuard)
                 if final is not None and not keep_checkpoints:
                     _add_callback(trainer, TimedCheckpoints)
-                with compact_lm_head_while(trainer.accelerator.device):  # CPU: TRL's LM head scores only completion tokens
+                device = trainer.accelerator.device  # CPU: TRL's LM head scores only completion tokens; CUDA: no cuDNN SDPA
+                with compact_lm_head_while(device), no_cudnn_attention_while(device):
                     train_output = trainer.train(
                         resume_from_checkpoint=str(checkpoint) if checkpoint else None
                     )

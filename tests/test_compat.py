@@ -202,3 +202,20 @@ def test_the_lm_head_patch_lasts_only_while_the_runner_trains(tiny_model, tiny_t
     smol_align.train_dpo(tiny_model, rows, "cpu", tokenizer=tiny_tokenizer, bf16=False, save=False, evaluate=False,
                          max_steps=2, per_device_train_batch_size=2, callbacks=[Probe()], quiet=True)  # fmt: skip
     assert seen == [True, True] and not patched()
+
+
+def test_cudnn_attention_is_off_only_inside_the_block_and_only_for_cuda():
+    """On CUDA the runner trains and evaluates without SDPA's cuDNN backend (it re-plans for every new sequence
+    length: two thirds of a GPU step, README "Speed"); the flags are torch's own, put back on the way out."""
+    from smol_align._compat import no_cudnn_attention_while
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with no_cudnn_attention_while("cpu") as on:
+        assert on is False and torch.backends.cuda.cudnn_sdp_enabled() == before
+    with no_cudnn_attention_while(torch.device("cuda")) as on:
+        assert on is True and not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with pytest.raises(RuntimeError), no_cudnn_attention_while("cuda"):
+        raise RuntimeError("an error inside")
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
