@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_rlhf_harmless_base_test_0-1499.jsonl.gz"
@@ -98,7 +99,7 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
     import torch
     from transformers import TrainerCallback
 
-    from smol_align._compat import compact_lm_head_while
+    from smol_align._compat import compact_lm_head_while, no_cudnn_attention_while
     from smol_align.evaluate import evaluate
 
     train, heldout = pairs(data, hh)
@@ -135,7 +136,10 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
         trainer = build_dpo_trainer(model_path, train, preset, output_dir=out, eval_split=0, callbacks=[Timer()], **common)
     torch.manual_seed(0)
     started = time.perf_counter()
-    with compact_lm_head_while(trainer.accelerator.device) if config.startswith("preset") else _nothing():
+    with ExitStack() as stack:
+        if config.startswith("preset"):  # as the runner trains
+            stack.enter_context(compact_lm_head_while(trainer.accelerator.device))
+            stack.enter_context(no_cudnn_attention_while(trainer.accelerator.device))
         trainer.train()
     train_seconds = time.perf_counter() - started
     peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
@@ -175,14 +179,6 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
         "reward_accuracy": found["reward_accuracy"], "margin": found["reward_margin"],
         "prefers_chosen": found["preference_accuracy"], "heldout_pairs": found["n_pairs"], "eval_seconds": found["seconds"],
     }  # fmt: skip
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def machine() -> str:
