@@ -198,6 +198,8 @@ def make_train_parser(method: str, compare: bool = False):
     )
     group.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     if not compare:
+        group.add_argument("--max_time", "--max-time", type=float,
+                           help="minutes of training: stop after the step that crosses it, then evaluate and save")  # fmt: skip
         group.add_argument("--resume", action="store_true",
                            help="continue the unfinished run in --output-dir (default: the newest one) from its last checkpoint")  # fmt: skip
     group.add_argument("--quiet", action="store_true", help="no progress bar or summary")

@@ -23,7 +23,6 @@ import copy
 import gc
 import logging
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,11 +153,10 @@ def compare(
         runs, pairs_seen, metrics = {}, {}, {}
         for method in methods:
             seen = as_callback(PairsSeen)
-            budget = as_callback(TimeBudget, time_budget) if time_budget is not None else None
             run_overrides = {
                 **overrides,
                 "seed": seed,
-                "callbacks": [*user_callbacks, seen, *([budget] if budget else [])],
+                "callbacks": [*user_callbacks, seen],
                 "tokenizer": tokenizer,
                 "baseline": next(iter(runs.values()), None),
                 "answer_prompts": n_answers,
@@ -167,6 +165,7 @@ def compare(
                 "save": save,
                 "quiet": quiet,
                 **({"max_steps": max_steps} if max_steps is not None else {}),
+                **({"max_time": time_budget / 60} if time_budget is not None else {}),
             }
             say(f"\n=== {method.upper()} ===")
             memory = MemoryWindow()
@@ -175,7 +174,7 @@ def compare(
             _release_training_state(result.trainer)
             runs[method], pairs_seen[method] = result, seen.indices
             metrics.setdefault("start", _figures(result.before))
-            metrics[method] = {**_figures(result.after), **_run_figures(result, seen.indices, memory.peak_gb(), budget)}
+            metrics[method] = {**_figures(result.after), **_run_figures(result, seen.indices, memory.peak_gb())}
 
         # The report: metrics.json, plots, report.md, beside the methods' folders.
         first = next(iter(runs.values()))
@@ -217,23 +216,6 @@ def demo_max_steps() -> int:
 # --------------------------------------------------------------------------------------------
 # Callbacks: the wall budget, and the pairs each trainer drew
 # --------------------------------------------------------------------------------------------
-
-
-class TimeBudget:
-    """Stop training after the step during which ``seconds`` of training time ran out."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.started: float | None = None
-        self.stopped = False  # whether the budget, not max_steps, ended the run
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.started = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if time.perf_counter() - self.started >= self.seconds and state.global_step < state.max_steps:
-            control.should_training_stop = self.stopped = True
-        return control
 
 
 class _RecordingSampler:
@@ -383,7 +365,7 @@ def _text(completion) -> str:
     return str(completion[-1].get("content", "")).strip() if completion else ""
 
 
-def _run_figures(result, indices, peak_gb, budget) -> dict[str, Any]:
+def _run_figures(result, indices, peak_gb) -> dict[str, Any]:
     """One method's time, memory, speed and loss, beside its held-out figures."""
     run = result.metrics
     return {
@@ -397,7 +379,7 @@ def _run_figures(result, indices, peak_gb, budget) -> dict[str, Any]:
         "final_loss": run.get("final_loss"),
         "train_loss": run.get("train_loss"),
         "learning_rate": result.trainer.args.learning_rate,
-        "stopped_by_time_budget": bool(budget and budget.stopped),
+        "stopped_by_time_budget": run.get("stopped_by_max_time", False),
         "output_dir": result.output_dir,
     }
 

@@ -112,6 +112,9 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
         given = overrides.pop("resume_from_checkpoint")
         resume, output_dir = True, output_dir or (str(Path(given).parent) if isinstance(given, str) else None)
     max_eval_pairs = overrides.pop("max_eval_pairs", None)
+    max_time = overrides.pop("max_time", None)  # minutes of training: stop after the step that crosses it, then save
+    if max_time is not None and not max_time > 0:
+        raise ConfigError(f"max_time is minutes of training and must be positive, got {max_time!r}.")
     quiet = overrides.pop("quiet", False)
     baseline = overrides.pop("baseline", None)  # compare: an earlier run on the same data, whose start figures are reused
     answer_prompts = overrides.pop("answer_prompts", 32)
@@ -195,6 +198,7 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
         batch = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
         say(
             f"Training {method.upper()} with preset {_preset_name(preset)}: {steps} steps, batch {batch}"
+            + (f", at most {max_time:g} minutes" if max_time else "")
             + (f", resuming from {checkpoint}." if checkpoint else ".")
         )
         peak_before = _peak_memory_bytes()
@@ -202,6 +206,7 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
             started = time.perf_counter()
             with _stop_on_signal(trainer, checkpoint=final is not None) as stopped:
                 guard = _add_callback(trainer, NonFiniteGuard)
+                budget = _add_callback(trainer, TimeBudget, max_time * 60) if max_time else None
                 if final is not None and not keep_checkpoints:
                     _add_callback(trainer, TimedCheckpoints)
                 device = trainer.accelerator.device  # CPU: TRL's LM head scores only completion tokens; CUDA: no cuDNN SDPA
@@ -222,6 +227,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
             metrics = _collect_metrics(
                 method, model, preset, trainer, train_output, train_seconds, before, after, peak_before
             )
+            if budget is not None:
+                metrics["stopped_by_max_time"] = budget.stopped
             _log_heldout(trainer, after)
             _close_trackers(trainer)
             result = TrainResult(method, trainer, metrics, None, before, after, answers=answers)
@@ -378,8 +385,8 @@ def as_callback(cls, *args):
     return type(cls.__name__, (cls, TrainerCallback), {})(*args)
 
 
-def _add_callback(trainer, cls):
-    callback = as_callback(cls)
+def _add_callback(trainer, cls, *args):
+    callback = as_callback(cls, *args)
     trainer.add_callback(callback)
     return callback
 
@@ -388,6 +395,24 @@ CHECKPOINT_SECONDS = 600
 """A checkpoint every 10 minutes of training: a crash loses at most that. A checkpoint of the embedded
 SmolLM2 (weights + AdamW state, 1.5 GB) takes 5.2 s on a 2-core CPU: one every quarter of the demo
 would add 8% to its 3 minutes; on time, a run shorter than 10 minutes writes none (Ctrl-C still does)."""
+
+
+class TimeBudget:
+    """``max_time``: stop training after the step during which ``seconds`` of training time ran out (the run then
+    evaluates and saves as usual). The learning-rate schedule still follows ``max_steps``."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.started: float | None = None
+        self.stopped = False  # whether the budget, not max_steps, ended the run
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.perf_counter() - self.started >= self.seconds and state.global_step < state.max_steps:
+            control.should_training_stop = self.stopped = True
+        return control
 
 
 class TimedCheckpoints:

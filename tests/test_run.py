@@ -19,6 +19,7 @@ import pytest
 from helpers import tiny_model_dir_and_pairs
 
 import smol_align
+from smol_align import cli
 from smol_align.errors import ConfigError
 from smol_align.run import MARKER, STAGING, NonFiniteLoss
 
@@ -151,6 +152,23 @@ def test_a_nan_loss_stops_the_run_and_saves_no_model(tiny_model, tiny_tokenizer,
     assert not out.exists() or sorted(
         p.name for p in out.iterdir() if not p.name.startswith("checkpoint-")
     ) == [MARKER]
+
+
+def test_max_time_stops_after_the_step_that_crosses_it_then_evaluates_and_saves(tiny_model, tiny_tokenizer, tmp_path, capsys):
+    out = tmp_path / "budget"
+    result = smol_align.train_dpo(tiny_model, _pairs(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, bf16=False,
+                                  max_steps=50, per_device_train_batch_size=2, max_time=1e-6, eval_split=0.25)  # fmt: skip
+    assert result.metrics["steps"] == 1 and result.metrics["stopped_by_max_time"] is True
+    assert "at most 1e-06 minutes" in capsys.readouterr().out
+    assert (out / "model.safetensors").exists() and not (out / MARKER).exists()  # a finished run, saved whole
+    assert json.loads((out / "metrics.json").read_text())["stopped_by_max_time"] is True and result.after is not None
+    roomy = smol_align.train_dpo(tiny_model, _pairs(), "cpu", tokenizer=tiny_tokenizer, bf16=False, max_steps=2, save=False,
+                                 evaluate=False, per_device_train_batch_size=2, max_time=60, quiet=True)  # fmt: skip
+    assert roomy.metrics["steps"] == 2 and roomy.metrics["stopped_by_max_time"] is False
+    for bad in (0, -1):
+        with pytest.raises(ConfigError, match="max_time is minutes"):
+            smol_align.train_dpo(tiny_model, _pairs(), "cpu", tokenizer=tiny_tokenizer, save=False, max_time=bad)
+    assert cli.train_options("dpo", ["--max-time", "12.5"]) == {"max_time": 12.5}
 
 
 def test_the_hub_token_is_never_written(tiny_model, tiny_tokenizer, tmp_path, capsys):
