@@ -50,6 +50,8 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
     model, tokenizer = _model_and_tokenizer(model, tokenizer, built)
     pairs = load(dataset, **data_options)  # Pairs from train_dpo & co. come back as they are
     train_dataset, eval_dataset = pairs.train, pairs.eval
+    if built.args.train_sampling_strategy == "group_by_length":
+        train_dataset = _grouped_by_length(train_dataset, built.args)
 
     if method == "orpo":
         trainer_class, extra = import_orpo()[1], {}
@@ -80,6 +82,36 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
     )
     _adapters_in_fp32(trainer.model)
     return trainer
+
+
+def _grouped_by_length(data, args, window: int = 64):
+    """``train_sampling_strategy="group_by_length"`` (the ``cpu`` preset's): batches of pairs of similar length, in
+    random order. The pairs are reordered once, before tokenization (seeded, so a resume and every method of a
+    compare see the same order): shuffled, sorted by length (characters of the prompt and the longer answer)
+    within windows of ``window`` batches, cut into global batches (one optimizer step's pairs: the same steps on one
+    process or several), the batches shuffled; the trainer reads them in that order (``sequential``). On the HH-RLHF rows at batch 4, 56% of the padded positions are real tokens
+    in random batches and 91% here (README "Speed"). Not transformers' LengthGroupedSampler: it serves each window
+    longest batch first, so a short run would train on the longest pairs only."""
+    import random
+
+    if not hasattr(data, "select") or not {"prompt", "chosen", "rejected"} <= set(data.column_names or []):
+        return data  # a streamed dataset is read in its own order
+
+    def size(messages) -> int:
+        return len(messages) if isinstance(messages, str) else sum(len(str(m.get("content", ""))) for m in messages)
+
+    lengths = [size(p) + max(size(c), size(r)) for p, c, r in zip(data["prompt"], data["chosen"], data["rejected"], strict=True)]
+    rng = random.Random(args.seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size  # one step's pairs
+    batches = []
+    for start in range(0, len(order), window * batch):
+        chunk = sorted(order[start : start + window * batch], key=lengths.__getitem__)
+        batches += [chunk[i : i + batch] for i in range(0, len(chunk), batch)]  # each sorted: so are its micro-batches
+    rng.shuffle(batches)
+    args.train_sampling_strategy = "sequential"
+    return data.select([i for b in batches for i in b])
 
 
 def _adapters_in_fp32(model) -> None:

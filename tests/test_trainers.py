@@ -175,3 +175,36 @@ def test_soft_loss_without_probabilities_names_the_column(tiny_model, tiny_token
             tiny_model, tiny_preference_rows(4), "cpu", tokenizer=tiny_tokenizer, output_dir=str(tmp_path),
             loss_type="soft", **FAST,
         )
+
+
+def test_the_cpu_preset_groups_pairs_by_length_in_random_batch_order(tiny_model, tiny_tokenizer, tmp_path):
+    """train_sampling_strategy="group_by_length": every step's pairs have similar lengths, the steps come in a seeded
+    random order (not longest first), every pair once; other presets keep TRL's random sampler."""
+    import random
+
+    rng = random.Random(1)
+    words = [" ".join(["arr"] * rng.randint(1, 60)) for _ in range(64)]
+    rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "chosen": [{"role": "assistant", "content": w}],
+             "rejected": [{"role": "assistant", "content": w[: len(w) // 2] or "no"}]} for i, w in enumerate(words)]  # fmt: skip
+
+    def build(preset, **options):
+        return smol_align.build_dpo_trainer(tiny_model, rows, preset, tokenizer=tiny_tokenizer, bf16=False, eval_split=0,
+                                            output_dir=str(tmp_path), per_device_train_batch_size=2, **options)  # fmt: skip
+
+    trainer = build("cpu", gradient_accumulation_steps=2)
+    assert trainer.args.train_sampling_strategy == "sequential"  # the order is the dataset's now
+    order = [int(p[0]["content"][1:]) for p in trainer.train_dataset["prompt"]]
+    assert sorted(order) == list(range(64))
+    steps = [order[i : i + 4] for i in range(0, 64, 4)]  # 2 pairs x 2 accumulation = one step's pairs
+    sizes = [[len(words[i]) for i in step] for step in steps]
+    assert all(s == sorted(s) for s in sizes)  # sorted within a step: micro-batches of similar length
+    spread = sum(max(s) - min(s) for s in sizes)
+    shuffled = list(range(64))
+    random.Random(0).shuffle(shuffled)
+    assert spread < sum(max(len(words[i]) for i in shuffled[k : k + 4]) - min(len(words[i]) for i in shuffled[k : k + 4])
+                        for k in range(0, 64, 4)) / 3  # fmt: skip (far less padding than random steps)
+    firsts = [max(s) for s in sizes]
+    assert firsts != sorted(firsts, reverse=True)  # steps in random order, not longest first
+    assert [int(p[0]["content"][1:]) for p in build("cpu", gradient_accumulation_steps=2).train_dataset["prompt"]] == order
+    plain = build("cpu", train_sampling_strategy="random")
+    assert plain.args.train_sampling_strategy == "random" and plain.train_dataset.num_rows == 64
