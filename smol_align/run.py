@@ -398,8 +398,8 @@ would add 8% to its 3 minutes; on time, a run shorter than 10 minutes writes non
 
 
 class TimeBudget:
-    """``max_time``: stop training after the step during which ``seconds`` of training time ran out (the run then
-    evaluates and saves as usual). The learning-rate schedule still follows ``max_steps``."""
+    """``max_time``: stop training after the step during which ``seconds`` of training time ran out on any process
+    (the run then evaluates and saves as usual). The learning-rate schedule still follows ``max_steps``."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
@@ -410,7 +410,8 @@ class TimeBudget:
         self.started = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if time.perf_counter() - self.started >= self.seconds and state.global_step < state.max_steps:
+        out_of_time = time.perf_counter() - self.started >= self.seconds
+        if _any_process(out_of_time) and state.global_step < state.max_steps:  # every rank stops at the same step
             control.should_training_stop = self.stopped = True
         return control
 
