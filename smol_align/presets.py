@@ -36,6 +36,7 @@ class Preset:
     config: dict[str, Any] = field(default_factory=dict)  # fields shared by DPOConfig and ORPOConfig
     lora: dict[str, Any] | None = None  # peft.LoraConfig kwargs; None = full fine-tune
     load_in_4bit: bool = False  # bitsandbytes NF4 quantization of the frozen base
+    group_by_length: bool = False  # steps of pairs of similar length (trainers._grouped_by_length)
 
 
 # Values every preset starts from: TRL's defaults, less what gets in a learner's way.
@@ -62,8 +63,8 @@ HARDWARE = {
             "gradient_accumulation_steps": 1,
             "learning_rate": 5e-6,  # small models tolerate more than the 5e-7 of 7B recipes
             "dataloader_num_workers": 0,  # worker processes only compete for the two cores
-            "train_sampling_strategy": "group_by_length",  # trainers._group_by_length: HH pairs 1.6x fewer padded positions
         },
+        group_by_length=True,  # HH-RLHF pairs: 91% of padded positions real instead of 56%; 3.19x TRL's pairs/s (README)
     ),
     "colab-t4": Preset(
         name="colab-t4",
@@ -150,7 +151,7 @@ RETIRED = {
 # Keys that are not TRL config fields but that presets understand.
 _LORA_KEYS = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
               "lora_target_modules": "target_modules"}
-EXTRA_KEYS = {"peft_config", "quantization_config", "load_in_4bit", "dtype", *_LORA_KEYS}
+EXTRA_KEYS = {"peft_config", "quantization_config", "load_in_4bit", "dtype", "group_by_length", *_LORA_KEYS}
 
 
 @dataclass
@@ -163,6 +164,7 @@ class Build:
     peft_config: Any = None  # peft.LoraConfig or None
     quantization_config: Any = None  # transformers.BitsAndBytesConfig or None
     dtype: Any = None  # torch dtype to load the model in
+    group_by_length: bool = False  # smol_align's builders reorder the pairs into steps of similar length
 
 
 RECIPE_KEYS = ("model", "dataset", "preset")  # recipe keys that are not config fields
@@ -323,7 +325,8 @@ def build(method: str, preset: str = "auto", output_dir: str | None = None, **ov
     dtype = weights_dtype(bool(values.get("bf16")), adapters=peft_config is not None, explicit=extras.get("dtype"))
     if peft_config is None:
         warn_if_updates_round_away(dtype, args.learning_rate)
-    return Build(method, f"{hardware.name}+{mode.name}", args, peft_config, quantization_config, dtype)
+    group = extras.get("group_by_length", hardware.group_by_length)
+    return Build(method, f"{hardware.name}+{mode.name}", args, peft_config, quantization_config, dtype, group)
 
 
 def _check_trackers(report_to: list[str]) -> None:

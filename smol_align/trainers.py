@@ -50,7 +50,7 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
     model, tokenizer = _model_and_tokenizer(model, tokenizer, built)
     pairs = load(dataset, **data_options)  # Pairs from train_dpo & co. come back as they are
     train_dataset, eval_dataset = pairs.train, pairs.eval
-    if built.args.train_sampling_strategy == "group_by_length":
+    if built.group_by_length:
         train_dataset = _grouped_by_length(train_dataset, built.args)
 
     if method == "orpo":
@@ -85,8 +85,8 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
 
 
 def _grouped_by_length(data, args, window: int = 64):
-    """``train_sampling_strategy="group_by_length"`` (the ``cpu`` preset's): batches of pairs of similar length, in
-    random order. The pairs are reordered once, before tokenization (seeded, so a resume and every method of a
+    """``group_by_length=True`` (the ``cpu`` preset's; a smol_align option, so that ``presets.build(...).args`` stays
+    usable in a trainer you build yourself): steps of pairs of similar length, in random order. The pairs are reordered once, before tokenization (seeded, so a resume and every method of a
     compare see the same order): shuffled, sorted by length (characters of the prompt and the longer answer)
     within windows of ``window`` batches, cut into global batches (one optimizer step's pairs: the same steps on one
     process or several), the batches shuffled; the trainer reads them in that order (``sequential``). On the HH-RLHF rows at batch 4, 56% of the padded positions are real tokens

@@ -158,7 +158,8 @@ def test_soft_loss_type_builds_the_soft_trainer_from_ratings(tiny_model, tiny_to
     for i, row in enumerate(rows):
         row["score_chosen"], row["score_rejected"] = 8.0, float(i % 8)
     trainer = smol_align.build_dpo_trainer(
-        tiny_model, rows, "cpu", tokenizer=tiny_tokenizer, output_dir=str(tmp_path), loss_type="soft", **FAST
+        tiny_model, rows, "cpu", tokenizer=tiny_tokenizer, output_dir=str(tmp_path), loss_type="soft", **FAST,
+        group_by_length=False,  # rows in their own order: row i has rating i
     )
     assert type(trainer) is SoftDPOTrainer
     probs = trainer.train_dataset["preference_prob"]
@@ -178,7 +179,7 @@ def test_soft_loss_without_probabilities_names_the_column(tiny_model, tiny_token
 
 
 def test_the_cpu_preset_groups_pairs_by_length_in_random_batch_order(tiny_model, tiny_tokenizer, tmp_path):
-    """train_sampling_strategy="group_by_length": every step's pairs have similar lengths, the steps come in a seeded
+    """group_by_length (the cpu preset's): every step's pairs have similar lengths, the steps come in a seeded
     random order (not longest first), every pair once; other presets keep TRL's random sampler."""
     import random
 
@@ -206,5 +207,6 @@ def test_the_cpu_preset_groups_pairs_by_length_in_random_batch_order(tiny_model,
     firsts = [max(s) for s in sizes]
     assert firsts != sorted(firsts, reverse=True)  # steps in random order, not longest first
     assert [int(p[0]["content"][1:]) for p in build("cpu", gradient_accumulation_steps=2).train_dataset["prompt"]] == order
-    plain = build("cpu", train_sampling_strategy="random")
+    plain = build("cpu", group_by_length=False)
     assert plain.args.train_sampling_strategy == "random" and plain.train_dataset.num_rows == 64
+    assert smol_align.presets.build("dpo", "cpu").args.train_sampling_strategy == "random"  # TRL's config: untouched
