@@ -85,13 +85,16 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
 
 
 def _grouped_by_length(data, args, window: int = 64):
-    """``group_by_length=True`` (the ``cpu`` preset's; a smol_align option, so that ``presets.build(...).args`` stays
-    usable in a trainer you build yourself): steps of pairs of similar length, in random order. The pairs are reordered once, before tokenization (seeded, so a resume and every method of a
-    compare see the same order): shuffled, sorted by length (characters of the prompt and the longer answer)
-    within windows of ``window`` batches, cut into global batches (one optimizer step's pairs: the same steps on one
-    process or several), the batches shuffled; the trainer reads them in that order (``sequential``). On the HH-RLHF rows at batch 4, 56% of the padded positions are real tokens
-    in random batches and 91% here (README "Speed"). Not transformers' LengthGroupedSampler: it serves each window
-    longest batch first, so a short run would train on the longest pairs only."""
+    """``group_by_length=True`` (the ``cpu`` preset's; a smol_align option, so ``presets.build(...).args`` stays usable
+    in a trainer you build yourself): steps of pairs of similar length, in random order.
+
+    The pairs are reordered once, before tokenization (seeded: a resume and every method of a compare see the same
+    order): shuffled, sorted by length (characters of the prompt and the longer answer) within windows of ``window``
+    steps, cut into global batches (one optimizer step's pairs: the same steps on one process or several), the
+    steps shuffled; the trainer reads them in that order (``sequential``). HH-RLHF rows at batch 4: 56% of the padded
+    positions are real tokens in random batches, 91% here (README "Speed"). Not transformers' LengthGroupedSampler:
+    it serves each window longest batch first, so a short run would train on the longest pairs only.
+    """
     import random
 
     if not hasattr(data, "select") or not {"prompt", "chosen", "rejected"} <= set(data.column_names or []):
