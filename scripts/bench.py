@@ -92,8 +92,20 @@ def model_flops_per_token(model, lora: bool, seq: float) -> float:
     return forward * ((2 if lora else 3) + 1)
 
 
+def recipe(name: str = "hh-rlhf-cpu") -> tuple[str, dict]:
+    """(preset, config values) of ``smol_align/recipes/<name>.yaml``."""
+    from importlib import resources
+
+    import yaml
+
+    from smol_align.presets import RECIPE_KEYS
+
+    values = yaml.safe_load((resources.files("smol_align") / "recipes" / f"{name}.yaml").read_text())
+    return values.get("preset", "auto"), {k: v for k, v in values.items() if k not in RECIPE_KEYS}
+
+
 def child(config: str, data: str, model_path: str, steps: int, warmup: int, batch: int, max_length: int, ref_cache: str,
-          hh: str) -> dict:  # fmt: skip
+          hh: str, max_time: float | None = None, eval_max_length: int | None = None) -> dict:  # fmt: skip
     import resource
 
     import torch
@@ -101,11 +113,16 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
 
     from smol_align._compat import compact_lm_head_while, no_cudnn_attention_while
     from smol_align.evaluate import evaluate
+    from smol_align.run import TimeBudget, as_callback
 
     train, heldout = pairs(data, hh)
     common = {"max_steps": steps, "per_device_train_batch_size": batch, "gradient_accumulation_steps": 1,
               "max_length": max_length, "logging_steps": 1, "seed": 0, "report_to": [], "save_strategy": "no"}  # fmt: skip
     times: list[float] = []
+    callbacks = []
+    if max_time:  # train for max_time minutes (the schedule spans TRL's default epochs), then evaluate
+        common["max_steps"] = -1
+        callbacks.append(as_callback(TimeBudget, max_time * 60))
 
     class Timer(TrainerCallback):
         def on_step_end(self, *args, **kwargs):
@@ -115,6 +132,7 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
 
     out = tempfile.mkdtemp(prefix="bench-")
     lora = config.endswith("+lora")
+    callbacks.append(Timer())
     if config.startswith("trl"):
         from trl import DPOConfig, DPOTrainer
 
@@ -128,16 +146,21 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
             peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
             extra["learning_rate"] = 5e-5
         args = DPOConfig(output_dir=out, **common, **extra)
-        trainer = DPOTrainer(model=model_path, args=args, train_dataset=train, peft_config=peft_config, callbacks=[Timer()])
+        trainer = DPOTrainer(model=model_path, args=args, train_dataset=train, peft_config=peft_config, callbacks=callbacks)
     else:
         from smol_align import build_dpo_trainer
 
-        preset = "lora" if lora else "auto"
-        trainer = build_dpo_trainer(model_path, train, preset, output_dir=out, eval_split=0, callbacks=[Timer()], **common)
+        preset, values = ("lora" if lora else "auto"), common
+        if config == "recipe":  # its own batch, max_length, rate...: the best it can do in the same time
+            preset, values = recipe()
+            values = {**{k: common[k] for k in ("logging_steps", "report_to", "save_strategy", "seed")}, **values,
+                      "max_steps": common["max_steps"]}  # fmt: skip
+            lora = "lora" in preset
+        trainer = build_dpo_trainer(model_path, train, preset, output_dir=out, eval_split=0, callbacks=callbacks, **values)
     torch.manual_seed(0)
     started = time.perf_counter()
     with ExitStack() as stack:
-        if config.startswith("preset"):  # as the runner trains
+        if not config.startswith("trl"):  # as the runner trains
             stack.enter_context(compact_lm_head_while(trainer.accelerator.device))
             stack.enter_context(no_cudnn_attention_while(trainer.accelerator.device))
         trainer.train()
@@ -150,15 +173,16 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
     seconds = timed[-1] - timed[0]
     tokens = logs[-1]["num_tokens"] - (logs[warmup - 1]["num_tokens"] if warmup else 0)
     steps_timed = len(timed) - 1
-    seq = tokens / (steps_timed * 2 * batch)  # mean tokens per sequence (chosen and rejected)
     args = trainer.args
+    batch = args.per_device_train_batch_size * args.gradient_accumulation_steps
+    seq = tokens / (steps_timed * 2 * batch)  # mean tokens per sequence (chosen and rejected)
     model = trainer.model
 
     # held-out figures; the reference's log-probs (the start model, or a LoRA base with its adapters off, as TRL
     # takes it) are computed once per precision and shared between configurations
     tokenizer, weights = trainer.processing_class, next(model.parameters()).dtype
-    options = {"tokenizer": tokenizer, "beta": args.beta, "max_length": args.max_length}
-    key = Path(ref_cache) / f"{data}-{'bf16' if args.bf16 else 'fp32'}-{str(weights).removeprefix('torch.')}.pt"
+    options = {"tokenizer": tokenizer, "beta": args.beta, "max_length": eval_max_length or args.max_length}
+    key = Path(ref_cache) / f"{data}-{'bf16' if args.bf16 else 'fp32'}-{str(weights).removeprefix('torch.')}-{options['max_length']}.pt"
     with trainer.accelerator.autocast():
         if key.exists():
             ref_logps = torch.load(key)
@@ -172,7 +196,8 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
     flops = model_flops_per_token(model, lora, seq) * tokens / seconds
     return {
         "config": config, "data": data, "bf16": bool(args.bf16),
-        "checkpointing": bool(args.gradient_checkpointing), "learning_rate": args.learning_rate,
+        "checkpointing": bool(args.gradient_checkpointing), "learning_rate": args.learning_rate, "beta": args.beta,
+        "batch": batch, "max_length": args.max_length,
         "weights": str(weights).removeprefix("torch."), "steps": trainer.state.global_step,
         "s_per_step": seconds / steps_timed, "pairs_per_s": batch * steps_timed / seconds, "tokens_per_s": tokens / seconds,
         "train_seconds": train_seconds, "peak_gb": peak / 2**30, "flops_per_s": flops,
@@ -194,10 +219,12 @@ def machine() -> str:
 
 
 def table(rows: list[dict], peak: float) -> str:
-    head = ("| data | config | bf16 | ckpt | lr | s/step | pairs/s | tokens/s | peak GB | MFU | reward acc | margin "
+    head = ("| data | config | bf16 | ckpt | lr | beta | batch | max_length | steps | s/step | pairs/s | tokens/s | peak GB | MFU | reward acc | margin "
             "| prefers chosen | pairs/s vs TRL | memory vs TRL |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    base = {r["data"]: r for r in rows if r.get("config") == "trl" and "error" not in r}
+    base = {}  # the ratios' baseline: trl, or trl+lora when it runs without trl
+    for name in ("trl+lora", "trl"):
+        base.update({r["data"]: r for r in rows if r.get("config") == name and "error" not in r})
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['data']} | {r['config']} | failed: {r['error']} |")
@@ -207,7 +234,7 @@ def table(rows: list[dict], peak: float) -> str:
         memory = f"{r['peak_gb'] / b['peak_gb']:.2f}x" if b else "-"
         lines.append(
             f"| {r['data']} | {r['config']} | {'yes' if r['bf16'] else 'no'} | {'yes' if r['checkpointing'] else 'no'} "
-            f"| {r['learning_rate']:g} | {r['s_per_step']:.2f} | {r['pairs_per_s']:.2f} | {r['tokens_per_s']:.0f} "
+            f"| {r['learning_rate']:g} | {r['beta']:g} | {r['batch']} | {r['max_length']} | {r['steps']} | {r['s_per_step']:.2f} | {r['pairs_per_s']:.2f} | {r['tokens_per_s']:.0f} "
             f"| {r['peak_gb']:.2f} | {r['flops_per_s'] / peak:.1%} | {r['reward_accuracy']:.3f} | {r['margin']:.4f} "
             f"| {r['prefers_chosen']:.3f} | {speed} | {memory} |"
         )
@@ -223,6 +250,10 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2, help="steps left out of the timings")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--max-time", type=float, default=None,
+                        help="minutes of training per configuration instead of --steps (e.g. 12.5 with --configs trl+lora,recipe)")
+    parser.add_argument("--eval-max-length", type=int, default=None,
+                        help="max_length of the held-out evaluation, the same for every configuration (default --max-length)")
     parser.add_argument("--hh", default=str(HH), help="the HH-RLHF rows (default ../shared/data/...)")
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -230,7 +261,8 @@ def main() -> int:
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     if args.child:
         config, data, out, cache = args.child.split(":", 3)
-        figures = child(config, data, args.model, args.steps, args.warmup, args.batch, args.max_length, cache, args.hh)
+        figures = child(config, data, args.model, args.steps, args.warmup, args.batch, args.max_length, cache, args.hh,
+                        args.max_time, args.eval_max_length)  # fmt: skip
         Path(out).write_text(json.dumps(figures))
         return 0
 
@@ -239,8 +271,10 @@ def main() -> int:
     model = args.model or resolve(DEFAULT_MODEL)
     peak, dtype = matmul_peak()
     print(machine())
+    budget = f"{args.max_time:g} minutes of training each" if args.max_time else f"{args.steps} steps"
     print(f"matrix-multiply peak measured here: {peak / 1e9:.0f} GFLOP/s ({dtype}); model {model}; DPO, batch {args.batch}, "
-          f"max_length {args.max_length}, {args.steps} steps ({args.warmup} left out of the timings)", flush=True)  # fmt: skip
+          f"max_length {args.max_length} (recipe: its own), {budget} ({args.warmup} steps left out of the timings); "
+          f"held-out max_length {args.eval_max_length or args.max_length}", flush=True)  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         for data in args.data.split(","):
@@ -249,6 +283,8 @@ def main() -> int:
                     cmd = [sys.executable, __file__, "--child", f"{config}:{data}:{out.name}:{cache}", "--model", model,
                            "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
                            "--max-length", str(args.max_length), "--hh", args.hh]  # fmt: skip
+                    cmd += ["--max-time", str(args.max_time)] if args.max_time else []
+                    cmd += ["--eval-max-length", str(args.eval_max_length)] if args.eval_max_length else []
                     done = subprocess.run(cmd, capture_output=True, text=True)
                     if done.returncode == 0:
                         rows.append(json.loads(Path(out.name).read_text()))
