@@ -29,6 +29,7 @@ def test_train_dpo_logs_each_constraint(tiny_model, tiny_tokenizer):
     for name in ("constraint/dpop", "constraint/length", "constraint/keep_chosen_up"):
         assert all(name in h for h in logs), logs[-1].keys()
     assert [repr(c) for c in result.trainer.constraints[:2]] == ["DPOPositive(lam=5)", "LengthPenalty(alpha=0.01)"]
+    assert result.metrics["train_constraint/dpop"] == logs[-1]["constraint/dpop"]  # in metrics.json too
 
 
 def test_constraints_with_soft_labels_and_lora(tiny_model, tiny_tokenizer, tmp_path):
@@ -72,6 +73,9 @@ def test_dpo_positive_keeps_the_chosen_answers_likely_where_dpo_lets_them_fall()
     dpop = smol_align.train_dpo(save=False, quiet=True, baseline=dpo, constraints=["dpop:50"], **DISPLACING)
     start = dpo.before
     assert dpop.before is start  # one start evaluation for both
+    keys = ("nll_chosen", "drift", "drift_rejected", "preference_accuracy", "reward_accuracy")
+    for name, figures in (("start", start), ("dpo", dpo.after), ("dpop", dpop.after)):
+        print(name, {k: round(figures[k], 3) for k in keys})  # shown when the test fails
     assert dpo.after["nll_chosen"] > start["nll_chosen"] + 0.5 and dpo.after["drift"] < -5, dpo.after  # DPO: it fell
     assert dpop.after["nll_chosen"] <= start["nll_chosen"] and dpop.after["drift"] >= 0, dpop.after  # DPOP: it held
     assert dpop.after["reward_accuracy"] >= 0.9  # and the pairs are still learned
