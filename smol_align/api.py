@@ -33,6 +33,12 @@ def train_dpo(
     32, 0 for none), ``quiet``, ``start_eval`` (an earlier :func:`smol_align.evaluate.evaluate`
     of this start model on the same held-out pairs: used instead of evaluating it again).
 
+    ``constraints``: terms added to TRL's DPO loss, each logged as ``constraint/<name>``: ``"dpop[:lam]"``
+    (DPO-Positive), ``"length[:alpha]"`` (R-DPO), or your own ``fn(logps, batch) -> scalar tensor``, ``logps`` a
+    :class:`smol_align.reference.PairLogps` (README "Constraints")::
+
+        train_dpo(constraints=["dpop", lambda logps, batch: torch.relu(logps.ref_chosen - logps.chosen).mean()])
+
     With no ``dataset`` (the demo data) the demo recipe (``recipes/demo-<method>.yaml``) fills in
     what is not given, the same recipe ``smol-align dpo|orpo`` runs.
     """

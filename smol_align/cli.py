@@ -202,6 +202,10 @@ def make_train_parser(method: str, compare: bool = False):
                            help="minutes of training: stop after the step that crosses it, then evaluate and save")  # fmt: skip
         group.add_argument("--resume", action="store_true",
                            help="continue the unfinished run in --output-dir (default: the newest one) from its last checkpoint")  # fmt: skip
+    if method == "dpo" and not compare:
+        group.add_argument("--constraint", dest="constraints", action="append",
+                           help="a term added to the DPO loss, repeatable: dpop[:LAMBDA] (DPO-Positive, Pal et al. 2024), "
+                                "length[:ALPHA] (R-DPO, Park et al. 2024); README 'Constraints'")  # fmt: skip
     group.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     handbook = parser.add_argument_group("alignment-handbook recipe keys")
     for key, kwargs in HANDBOOK.items():

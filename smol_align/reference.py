@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -518,15 +519,182 @@ def preference_metrics(
     return metrics
 
 
+# ---------------------------------------------------------------------------------------------
+# Constraint terms added to the DPO loss (``train_dpo(..., constraints=[...])``)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairLogps:
+    """What a constraint receives: the log-probabilities of one batch, one row per pair.
+
+    ``chosen``, ``rejected``: ``log pi(y|x)``, the policy's token log-probs summed over the completion
+    (as DPOTrainer sums them without ``ld_alpha``), shape ``(B,)``, with gradient; ``ref_chosen``,
+    ``ref_rejected``: the same under the reference (no gradient). ``*_tokens``: the per-token
+    log-probs, shape ``(B, T)``, zero outside the completion; the reference's are ``None`` when they
+    were precomputed (``precompute_ref_log_probs=True``: only their sums are kept). ``chosen_mask``,
+    ``rejected_mask``: 1 on completion tokens, so ``chosen_mask.sum(1)`` is ``|y_w|`` in tokens.
+    ``beta``: the trainer's beta; ``model``: the policy (unwrapped).
+    """
+
+    chosen: torch.Tensor
+    rejected: torch.Tensor
+    ref_chosen: torch.Tensor
+    ref_rejected: torch.Tensor
+    chosen_tokens: torch.Tensor | None = None
+    rejected_tokens: torch.Tensor | None = None
+    ref_chosen_tokens: torch.Tensor | None = None
+    ref_rejected_tokens: torch.Tensor | None = None
+    chosen_mask: torch.Tensor | None = None
+    rejected_mask: torch.Tensor | None = None
+    beta: float = 0.1
+    model: object = None
+
+
+def margin_shift(z: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``-log sigma(z + shift) + log sigma(z)``, per pair: what moving the argument ``z = beta * Delta`` of DPO's
+    sigmoid loss by ``shift`` adds to that loss. Added to TRL's sigmoid loss it gives exactly ``-log sigma(z + shift)``."""
+    return F.softplus(-(z + shift)) - F.softplus(-z)
+
+
+def _z(chosen, rejected, ref_chosen, ref_rejected, beta):
+    return beta * ((chosen - ref_chosen) - (rejected - ref_rejected))
+
+
+def dpop_penalty(chosen, rejected, ref_chosen, ref_rejected, beta: float, lam: float) -> torch.Tensor:
+    """DPO-Positive (Pal et al. 2024, "Smaug: Fixing Failure Modes of Preference Optimisation with DPO-Positive",
+    arXiv 2402.13228), as a term on DPO's sigmoid loss, per pair.
+
+    The paper's loss is ``-log sigma(beta * (r_w - r_l - lam * max(0, log pi_ref(y_w|x) - log pi(y_w|x))))``: the
+    penalty sits inside the log-sigmoid, scaled by beta. This returns that loss minus DPO's ``-log sigma(beta * (r_w -
+    r_l))`` (:func:`margin_shift` with ``shift = -beta * lam * max(0, -r_w)``), so TRL's sigmoid loss plus its mean is
+    the paper's loss exactly, gradients included. It is 0 while the policy keeps ``log pi(y_w|x)`` at or above the
+    reference's; below, the gradient on ``log pi(y_w|x)`` grows from ``beta`` to ``beta * (1 + lam)`` times
+    ``sigma(-z')``.
+    """
+    z = _z(chosen, rejected, ref_chosen, ref_rejected, beta)
+    return margin_shift(z, -beta * lam * torch.relu(ref_chosen - chosen))
+
+
+def rdpo_length_penalty(
+    chosen, rejected, ref_chosen, ref_rejected, chosen_lengths, rejected_lengths, beta: float, alpha: float
+) -> torch.Tensor:
+    """Length-regularized DPO (R-DPO; Park et al. 2024, "Disentangling Length from Quality in Direct Preference
+    Optimization", arXiv 2403.19159), as a term on DPO's sigmoid loss, per pair.
+
+    R-DPO's loss is ``-log sigma(beta * Delta + alpha * (|y_w| - |y_l|))`` (lengths in tokens): a longer chosen answer
+    already earns margin from its length, so the policy is not pushed to learn "longer is better". This returns that
+    loss minus DPO's (:func:`margin_shift` with ``shift = alpha * (|y_w| - |y_l|)``): negative where the chosen answer is
+    the longer one, positive where it is the shorter one. ``alpha`` is on the reward scale (like ``beta * Delta``).
+    """
+    z = _z(chosen, rejected, ref_chosen, ref_rejected, beta)
+    return margin_shift(z, alpha * (chosen_lengths - rejected_lengths).to(z.dtype))
+
+
+class DPOPositive:
+    """Constraint: DPO-Positive's penalty (see :func:`dpop_penalty`), batch mean. Default ``lam=50``, as in the Smaug
+    paper's runs: large on purpose, so that a fall below the reference costs far more than the DPO margin gains."""
+
+    name = "dpop"
+
+    def __init__(self, lam: float = 50.0):
+        self.lam = float(lam)
+
+    def __call__(self, logps: PairLogps, batch: dict | None = None) -> torch.Tensor:
+        return dpop_penalty(
+            logps.chosen, logps.rejected, logps.ref_chosen, logps.ref_rejected, logps.beta, self.lam
+        ).mean()
+
+    def __repr__(self) -> str:
+        return f"DPOPositive(lam={self.lam:g})"
+
+
+class LengthPenalty:
+    """Constraint: R-DPO's length term (see :func:`rdpo_length_penalty`), batch mean; lengths from the completion masks.
+    The paper tunes ``alpha`` per dataset; the default 0.01 (0.1 of margin per 10 tokens of difference) is ours."""
+
+    name = "length"
+
+    def __init__(self, alpha: float = 0.01):
+        self.alpha = float(alpha)
+
+    def __call__(self, logps: PairLogps, batch: dict | None = None) -> torch.Tensor:
+        return rdpo_length_penalty(
+            logps.chosen, logps.rejected, logps.ref_chosen, logps.ref_rejected,
+            logps.chosen_mask.sum(dim=1), logps.rejected_mask.sum(dim=1), logps.beta, self.alpha,
+        ).mean()  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"LengthPenalty(alpha={self.alpha:g})"
+
+
+CONSTRAINTS = {"dpop": DPOPositive, "length": LengthPenalty}
+"""Shipped constraints by name: ``"dpop[:lam]"``, ``"length[:alpha]"`` (strings are read by :func:`as_constraint`)."""
+
+
+def seed_style(fn: Callable) -> Callable:
+    """Adapt a constraint written for the course's ``ConstitutionalDPOTrainer``,
+    ``fn(model, pi_logps, ref_logps, yw_idxs, yl_idxs) -> scalar``, where ``pi_logps`` and ``ref_logps`` hold the summed
+    log-probs of the chosen rows then the rejected rows, and ``yw_idxs`` / ``yl_idxs`` index them. That is the order of
+    TRL's batch, so: ``pi_logps = cat([chosen, rejected])``, ``yw_idxs = 0..B-1``, ``yl_idxs = B..2B-1``."""
+
+    def constraint(logps: PairLogps, batch: dict | None = None) -> torch.Tensor:
+        n = logps.chosen.shape[0]
+        idxs = torch.arange(2 * n, device=logps.chosen.device)
+        pi = torch.cat([logps.chosen, logps.rejected])
+        ref = torch.cat([logps.ref_chosen, logps.ref_rejected])
+        return fn(logps.model, pi, ref, idxs[:n], idxs[n:])
+
+    constraint.name = getattr(fn, "name", getattr(fn, "__name__", "constraint"))
+    return constraint
+
+
+def as_constraint(spec) -> Callable:
+    """A constraint from a callable (kept as is) or a string ``"name[:value]"`` of :data:`CONSTRAINTS`."""
+    if callable(spec):
+        return spec
+    name, _, value = str(spec).partition(":")
+    if name not in CONSTRAINTS:
+        raise ValueError(f"Unknown constraint {spec!r}: expected one of {', '.join(CONSTRAINTS)} (as 'name' or "
+                         f"'name:value', e.g. 'dpop:50', 'length:0.01') or a callable.")  # fmt: skip
+    try:
+        return CONSTRAINTS[name](float(value)) if value else CONSTRAINTS[name]()
+    except ValueError:
+        raise ValueError(f"Constraint {spec!r}: the value after ':' must be a number, got {value!r}.") from None
+
+
+def constraint_names(constraints) -> list[str]:
+    """The metric name of each constraint (``constraint/<name>``): its ``name`` attribute, else its function or class
+    name; repeated names get ``_2``, ``_3``..."""
+    names: list[str] = []
+    for fn in constraints:
+        base = getattr(fn, "name", None) or getattr(fn, "__name__", None) or type(fn).__name__
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}_{k}", k + 1
+        names.append(name)
+    return names
+
+
 __all__ = [
+    "CONSTRAINTS",
     "IGNORE_INDEX",
     "LOSS_TYPES",
+    "DPOPositive",
+    "LengthPenalty",
+    "PairLogps",
+    "as_constraint",
+    "constraint_names",
     "dpo_loss",
+    "dpop_penalty",
     "log1mexp",
+    "margin_shift",
     "orpo_log_odds_ratio",
     "orpo_loss",
     "preference_loss",
     "preference_metrics",
     "preference_prob_from_ratings",
+    "rdpo_length_penalty",
+    "seed_style",
     "sequence_logps",
 ]

@@ -635,7 +635,7 @@ def _collect_metrics(method, model, preset, trainer, train_output, seconds, befo
     if tokens:
         metrics["tokens_per_second"] = round(tokens / seconds, 1)
     for key, value in last.items():
-        if key.startswith(("rewards/", "logps/", "log_odds", "nll_loss")):
+        if key.startswith(("rewards/", "logps/", "log_odds", "nll_loss", "constraint/")):
             metrics[f"train_{key}"] = value
     metrics.update(_heldout_metrics(before, "start") if before else {})
     metrics.update(_heldout_metrics(after) if after else {})

@@ -1,4 +1,6 @@
-"""DPO with soft preference labels: one probability ``p = P(chosen > rejected)`` per pair.
+"""DPO with soft preference labels and/or constraint terms: smol_align's one ``DPOTrainer`` subclass (loss only).
+
+Soft labels: one probability ``p = P(chosen > rejected)`` per pair.
 
 Hard-label DPO treats every pair as certain. Ratings say otherwise: an answer rated 9 against one
 rated 2 is a surer preference than 6 against 5. The soft-label loss (cDPO with a per-pair label,
@@ -25,6 +27,14 @@ The configuration must be a plain DPO one: ``loss_type`` ``"sigmoid"`` (or ``"so
 rewritten to ``"sigmoid"``), no ``label_smoothing``, ``f_divergence_type="reverse_kl"``,
 ``ld_alpha=None``, ``use_weighting=False``. The trainer also logs ``preference_prob``, the batch mean
 of ``p``.
+
+Constraints (``constraints=[fn, ...]``; ``train_dpo(..., constraints=...)`` builds this trainer): each
+``fn(logps, batch) -> scalar`` gets a :class:`smol_align.reference.PairLogps` (policy and reference
+log-probs of chosen and rejected, summed and per token, the completion masks, beta, the policy) and the
+batch TRL collated, and its value is added to TRL's loss, whatever TRL's ``loss_type``; each is logged
+as ``constraint/<name>``. The log-probs are those of the same forward passes, captured as above, so a
+constraint costs no forward pass. ``preference_prob_column=None`` trains hard labels (no column needed);
+with a column, the soft correction and the constraints add up.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ import torch
 from trl import DPOTrainer
 
 from .errors import ConfigError, DatasetFormatError
-from .reference import preference_prob_from_ratings
+from .reference import PairLogps, as_constraint, constraint_names, preference_prob_from_ratings
 
 logger = logging.getLogger(__name__)
 
@@ -131,11 +141,12 @@ class _LogProbCapture:
 
 
 class SoftDPOTrainer(DPOTrainer):
-    """``trl.DPOTrainer`` whose loss uses a per-pair preference probability (soft labels).
+    """``trl.DPOTrainer`` whose loss uses a per-pair preference probability (soft labels) and/or constraint terms.
 
-    Takes exactly ``DPOTrainer``'s arguments, plus ``preference_prob_column`` (keyword only). The
-    training dataset (and evaluation datasets) must have that column. See the module docstring
-    for how the loss is changed and which configurations are accepted.
+    Takes exactly ``DPOTrainer``'s arguments, plus (keyword only) ``preference_prob_column`` (``None``: no soft
+    labels) and ``constraints`` (callables or ``"dpop[:lam]"`` / ``"length[:alpha]"``). With a column, the training
+    dataset (and evaluation datasets) must have it. See the module docstring for how the loss is changed and which
+    configurations are accepted.
     """
 
     _tag_names = ["trl", "dpo", "smol-align", "soft-dpo"]
@@ -155,14 +166,19 @@ class SoftDPOTrainer(DPOTrainer):
         quantization_config=None,
         peft_config=None,
         *,
-        preference_prob_column: str = PREFERENCE_PROB_COLUMN,
+        preference_prob_column: str | None = PREFERENCE_PROB_COLUMN,
+        constraints=(),
     ):
         self.preference_prob_column = preference_prob_column
-        if args is not None:
+        self.constraints = [as_constraint(c) for c in constraints]
+        self.constraint_names = constraint_names(self.constraints)
+        if preference_prob_column is None and not self.constraints:
+            raise ConfigError("SoftDPOTrainer with neither soft labels nor constraints is DPOTrainer: use that.")
+        if args is not None and preference_prob_column is not None:
             self._check_config(args)
-        if train_dataset is not None:
+        if train_dataset is not None and preference_prob_column is not None:
             _check_column(train_dataset, preference_prob_column, "train")
-        if eval_dataset is not None:
+        if eval_dataset is not None and preference_prob_column is not None:
             evals = eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval", eval_dataset)]
             for name, dataset in evals:
                 _check_column(dataset, preference_prob_column, name)
@@ -182,7 +198,8 @@ class SoftDPOTrainer(DPOTrainer):
         )
         # Wrapped after DPOTrainer.__init__: the reference log-prob precomputation it may run uses
         # the plain collator, which ignores the column.
-        self.data_collator = PreferenceProbCollator(self.data_collator, preference_prob_column)
+        if preference_prob_column is not None:
+            self.data_collator = PreferenceProbCollator(self.data_collator, preference_prob_column)
 
     @staticmethod
     def _check_config(args) -> None:
@@ -217,7 +234,7 @@ class SoftDPOTrainer(DPOTrainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        if self.preference_prob_column not in self._signature_columns:
+        if self.preference_prob_column is not None and self.preference_prob_column not in self._signature_columns:
             self._signature_columns = [*self._signature_columns, self.preference_prob_column]
 
     def compute_ref_log_probs(self, model, inputs):
@@ -227,14 +244,14 @@ class SoftDPOTrainer(DPOTrainer):
 
     def _compute_loss(self, model, inputs, return_outputs):
         column = self.preference_prob_column
-        if column not in inputs:
+        if column is not None and column not in inputs:
             raise DatasetFormatError(
                 f"The batch has no {column!r} entry (keys: {', '.join(inputs)}). SoftDPOTrainer's collator adds it; "
                 "a custom data_collator must keep it.",
                 column=column,
             )
         inputs = dict(inputs)
-        probs = inputs.pop(column)
+        probs = inputs.pop(column) if column is not None else None
         mode = "train" if self.model.training else "eval"
 
         policy = self.accelerator.unwrap_model(model)
@@ -248,21 +265,36 @@ class SoftDPOTrainer(DPOTrainer):
 
         # Rebuild the sequence log-probabilities exactly as DPOTrainer._compute_loss sums them.
         seq_len = inputs["completion_mask"].size(1) - 1
-        policy_logps = capture.policy_outputs[0].log_probs[:, -seq_len:].sum(dim=1)
+        tokens = capture.policy_outputs[0].log_probs[:, -seq_len:]
+        chosen_logps, rejected_logps = tokens.sum(dim=1).chunk(2, dim=0)
+        ref_tokens = None
         if self.precompute_ref_logps:
             ref_chosen_logps, ref_rejected_logps = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
         else:
             # Without a reference model (PEFT), the second policy forward is the reference one.
             ref_output = capture.reference_outputs[0] if uses_ref_model else capture.policy_outputs[1]
-            ref_logps = ref_output.log_probs[:, -seq_len:].sum(dim=1)
-            ref_chosen_logps, ref_rejected_logps = ref_logps.chunk(2, dim=0)
-        chosen_logps, rejected_logps = policy_logps.chunk(2, dim=0)
-        z = self.beta * ((chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps))
+            ref_tokens = ref_output.log_probs[:, -seq_len:]
+            ref_chosen_logps, ref_rejected_logps = ref_tokens.sum(dim=1).chunk(2, dim=0)
 
-        # -p log sigma(z) - (1 - p) log sigma(-z) = -log sigma(z) + (1 - p) z: TRL's sigmoid loss + this.
-        probs = probs.to(device=z.device, dtype=z.dtype)
-        loss = loss + ((1 - probs) * z).mean()
-        self._metrics[mode]["preference_prob"].append(self.accelerator.gather(probs).mean().item())
+        if probs is not None:
+            z = self.beta * ((chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps))
+            # -p log sigma(z) - (1 - p) log sigma(-z) = -log sigma(z) + (1 - p) z: TRL's sigmoid loss + this.
+            probs = probs.to(device=z.device, dtype=z.dtype)
+            loss = loss + ((1 - probs) * z).mean()
+            self._metrics[mode]["preference_prob"].append(self.accelerator.gather(probs).mean().item())
+        if self.constraints:
+            masks = inputs["completion_mask"][:, 1:].chunk(2, dim=0)
+            ref_split = ref_tokens.chunk(2, dim=0) if ref_tokens is not None else (None, None)
+            logps = PairLogps(
+                chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, *tokens.chunk(2, dim=0),
+                *ref_split, *masks, beta=self.beta, model=policy,
+            )  # fmt: skip
+            for name, constraint in zip(self.constraint_names, self.constraints, strict=True):
+                term = constraint(logps, inputs)
+                if not (isinstance(term, torch.Tensor) and term.dim() == 0):
+                    raise ConfigError(f"Constraint {name!r} must return a scalar tensor (0-dim), got {term!r}.")
+                loss = loss + term
+                self._metrics[mode][f"constraint/{name}"].append(self.accelerator.gather(term.detach()).mean().item())
         return (loss, outputs) if return_outputs else loss
 
 

@@ -27,7 +27,10 @@ def build_dpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: s
     ``eval_split``, ``eval_dataset``, the filters: see ``smol_align.data.DATA_OPTIONS``) go to
     ``load``. Also accepted: ``tokenizer`` (alias ``processing_class``), ``ref_model``,
     ``output_dir``, ``callbacks``. ``loss_type="soft"`` trains the soft-label (cDPO) loss from a
-    ``preference_prob`` column.
+    ``preference_prob`` column. ``constraints=[fn, ...]`` adds each term to TRL's loss, each logged as
+    ``constraint/<name>``: a callable ``fn(logps, batch) -> scalar`` (``logps`` a
+    :class:`smol_align.reference.PairLogps`) or ``"dpop[:lam]"`` (DPO-Positive), ``"length[:alpha]"`` (R-DPO);
+    see README "Constraints". Both build :class:`smol_align.soft_dpo.SoftDPOTrainer`, which changes only the loss.
     """
     return _build("dpo", model, dataset, preset, overrides)
 
@@ -43,6 +46,9 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
     data_options = pop_data_options(overrides)
     output_dir = overrides.pop("output_dir", None)
     callbacks = overrides.pop("callbacks", None)
+    constraints = list(overrides.pop("constraints", None) or [])
+    if constraints and method != "dpo":
+        raise ConfigError(f"constraints are terms on the DPO loss; {method.upper()} takes none (got {constraints}).")
     soft = method == "dpo" and overrides.get("loss_type") == "soft"
     if soft:
         overrides.pop("loss_type")
@@ -63,11 +69,15 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
             # ZeRO-3: the policy is sharded, so TRL loads the reference itself, sharded the same way.
             ref_model = None if zero3 else copy.deepcopy(model).eval().requires_grad_(False)
         extra = {"ref_model": ref_model}
-        if soft:
+        if soft or constraints:
             from .soft_dpo import SoftDPOTrainer as trainer_class
 
-            train_dataset = _with_soft_labels(train_dataset)
-            eval_dataset = _with_soft_labels(eval_dataset) if eval_dataset is not None else None
+            extra["constraints"] = constraints
+            if soft:
+                train_dataset = _with_soft_labels(train_dataset)
+                eval_dataset = _with_soft_labels(eval_dataset) if eval_dataset is not None else None
+            else:
+                extra["preference_prob_column"] = None
         else:
             from trl import DPOTrainer as trainer_class
     trainer = trainer_class(

@@ -314,7 +314,7 @@ def test_reference_module_imports_torch_only():
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
-    assert imported <= {"__future__", "collections", "logging", "math", "torch"}, imported
+    assert imported <= {"__future__", "collections", "dataclasses", "logging", "math", "torch"}, imported
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,3 +528,98 @@ def test_soft_loss_gradient_moves_the_model_probability_towards_p(delta, p, beta
     )
     losses.sum().backward()
     close(d.grad, beta * (torch.sigmoid(t(z)) - p), atol=1e-12, rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# Constraint terms: DPO-Positive and R-DPO's length term, as additions to DPO's sigmoid loss
+# ---------------------------------------------------------------------------------------------
+
+
+def _pairs_with_grad():
+    """The module's two pairs, the policy log-probs as leaves; |y_w| = 2, |y_l| = 4 tokens."""
+    chosen, rejected = t(-1.0, -4.0).requires_grad_(), t(-3.0, -2.0).requires_grad_()
+    mask = lambda n: torch.ones(2, n, dtype=F64)  # noqa: E731
+    logps = reference.PairLogps(
+        chosen, rejected, t(-2.0, -3.0), t(-2.0, -3.0), chosen_mask=mask(2), rejected_mask=mask(4), beta=BETA
+    )
+    return logps, chosen, rejected
+
+
+def test_dpop_term_and_its_gradient_by_hand():
+    """DPO-Positive, lam = 1, beta = 0.5. Pair A: log pi(y_w) = -1 >= log pi_ref(y_w) = -2, so max(0, -r_w) = 0: no
+    term, no gradient. Pair B: r_w = -1, max(0, 1) = 1, z' = beta * (Delta - lam * 1) = 0.5 * (-2 - 1) = -1.5:
+        term_B = softplus(1.5) - softplus(1) = 1.7014132 - 1.3132617 = 0.3881515;  mean = 0.1940758
+        d mean / d log pi(y_w)_B = (-sigma(1.5) * beta * (1 + lam) + sigma(1) * beta) / 2
+                                 = (-0.8175745 * 1.0 + 0.7310586 * 0.5) / 2 = -0.2260226
+        d mean / d log pi(y_l)_B = (sigma(1.5) - sigma(1)) * beta / 2 = (0.8175745 - 0.7310586) * 0.25 = 0.0216290
+    With DPO's own gradient (-sigma(1) * beta / 2 = -0.1827647 on y_w) the total is the paper's:
+    -sigma(1.5) * beta * (1 + lam) / 2 = -0.4087873."""
+    logps, chosen, rejected = _pairs_with_grad()
+    term = reference.DPOPositive(lam=1.0)(logps)
+    close(term, 0.1940758, atol=1e-7)
+    term.backward()
+    close(chosen.grad, [0.0, -0.2260226], atol=1e-7)
+    close(rejected.grad, [0.0, 0.0216290], atol=1e-7)
+    chosen.grad = None
+    dpo = preference_loss(chosen, rejected, logps.ref_chosen, logps.ref_rejected, beta=BETA)[0].mean()
+    (dpo + reference.DPOPositive(lam=1.0)(logps)).backward()
+    close(chosen.grad, [-torch.sigmoid(t(-1.0)).item() * BETA / 2, -0.4087873], atol=1e-7)
+
+
+def test_dpop_plus_sigmoid_is_the_papers_loss():
+    """TRL's sigmoid loss + the term = -log sigma(beta * (Delta - lam * max(0, log pi_ref(y_w) - log pi(y_w)))), DPOP's loss
+    in the Smaug paper; and the term vanishes while log pi(y_w) stays at or above the reference."""
+    chosen, rejected, ref = t(-1.0, -4.0, -2.5), t(-3.0, -2.0, -1.0), t(-2.0, -3.0, -2.5)
+    lam = 5.0
+    dpo = preference_loss(chosen, rejected, ref, ref, beta=BETA)[0]
+    z = BETA * ((chosen - ref) - (rejected - ref))
+    paper = -torch.nn.functional.logsigmoid(BETA * ((chosen - ref) - (rejected - ref) - lam * torch.clamp(ref - chosen, min=0)))
+    close(dpo + reference.dpop_penalty(chosen, rejected, ref, ref, BETA, lam), paper)
+    close(reference.dpop_penalty(chosen, rejected, ref, ref, BETA, lam)[[0, 2]], [0.0, 0.0])  # r_w = +1 and r_w = 0
+    assert z[1] < 0  # pair B is the one penalized
+
+
+def test_length_term_and_its_gradient_by_hand():
+    """R-DPO, alpha = 0.25, beta = 0.5: |y_w| - |y_l| = 2 - 4 = -2, shift = alpha * -2 = -0.5 for both pairs.
+    Pair A: z' = 1 - 0.5 = 0.5, term = softplus(-0.5) - softplus(-1) = 0.4740770 - 0.3132617 = 0.1608153.
+    Pair B: z' = -1 - 0.5 = -1.5, term = softplus(1.5) - softplus(1) = 0.3881515. Mean 0.2744834.
+        d mean / d log pi(y_w) = beta * (sigma(-z) - sigma(-z')) / 2:
+            A: 0.25 * (0.2689414 - 0.3775407) = -0.0271498;  B: 0.25 * (0.7310586 - 0.8175745) = -0.0216290
+        and the opposite on log pi(y_l). A longer chosen answer (shift > 0) would lower the loss instead."""
+    logps, chosen, rejected = _pairs_with_grad()
+    term = reference.LengthPenalty(alpha=0.25)(logps)
+    close(term, 0.2744834, atol=1e-7)
+    term.backward()
+    close(chosen.grad, [-0.0271498, -0.0216290], atol=1e-7)
+    close(rejected.grad, [0.0271498, 0.0216290], atol=1e-7)
+    swapped = reference.rdpo_length_penalty(t(-1.0), t(-3.0), t(-2.0), t(-2.0), t(4.0), t(2.0), BETA, 0.25)
+    close(swapped, [math.log1p(math.exp(-1.5)) - math.log1p(math.exp(-1.0))])  # softplus(-1.5) - softplus(-1) < 0
+
+
+def test_seed_style_constraint_sees_the_course_layout():
+    """The course's constraint(model, pi_logps, ref_logps, yw_idxs, yl_idxs): chosen rows first, then rejected.
+    A DPOP-like hinge written that way, mean(max(0, ref[yw] - pi[yw])) = mean(0, 1) = 0.5 on the two pairs."""
+    seen = {}
+
+    def keep_chosen_up(model, pi_logps, ref_logps, yw_idxs, yl_idxs):
+        seen.update(model=model, yw=yw_idxs.tolist(), yl=yl_idxs.tolist(), pi=pi_logps.tolist())
+        return torch.relu(ref_logps[yw_idxs] - pi_logps[yw_idxs]).mean()
+
+    logps, _, _ = _pairs_with_grad()
+    constraint = reference.seed_style(keep_chosen_up)
+    close(constraint(logps, {}), 0.5)
+    assert seen == {"model": None, "yw": [0, 1], "yl": [2, 3], "pi": [-1.0, -4.0, -3.0, -2.0]}
+    assert reference.constraint_names([constraint]) == ["keep_chosen_up"]
+
+
+def test_constraints_by_name_and_their_metric_names():
+    dpop, length = reference.as_constraint("dpop"), reference.as_constraint("length:0.05")
+    assert (dpop.lam, length.alpha) == (50.0, 0.05)
+    assert reference.as_constraint("dpop:5").lam == 5.0
+    assert reference.constraint_names([dpop, length, reference.DPOPositive(5), lambda x, b: 0]) == [
+        "dpop", "length", "dpop_2", "<lambda>"
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="Unknown constraint 'kl'.*dpop, length"):
+        reference.as_constraint("kl")
+    with pytest.raises(ValueError, match="must be a number, got 'big'"):
+        reference.as_constraint("dpop:big")

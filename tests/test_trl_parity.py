@@ -442,3 +442,128 @@ def test_with_preference_prob_from_argilla_style_ratings():
         )
     )
     assert dataset[PREFERENCE_PROB_COLUMN] == pytest.approx([0.8807971, 0.5])
+
+
+# ---------------------------------------------------------------------------------------------
+# Constraints (SoftDPOTrainer with preference_prob_column=None): TRL's loss + each term
+# ---------------------------------------------------------------------------------------------
+
+
+def _plain_sequence_logps(model, batch):
+    """Summed completion log-probs from plain ``model(...).logits`` (no fused head, no hooks), chunked to
+    (chosen, rejected)."""
+    from smol_align.reference import sequence_logps
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return sequence_logps(logits.float(), batch["input_ids"], mask=batch["completion_mask"]).chunk(2)
+
+
+@pytest.mark.parametrize("mode", ["ref_model", "precompute_ref_log_probs", "peft"])
+def test_constraints_add_their_terms_to_trls_loss(tiny_pair, tmp_path, mode):
+    """With a reference model, precomputed reference log-probs or a LoRA policy (reference = adapters off): the loss
+    is DPOTrainer's loss on the same batch + DPO-Positive's term + R-DPO's length term, each computed here by
+    smol_align.reference from plain logits, each logged as constraint/<name>; and the gradients are those of that sum.
+    """
+    from datasets import Dataset
+    from trl import DPOTrainer
+
+    from smol_align.reference import DPOPositive, LengthPenalty, PairLogps
+    from smol_align.soft_dpo import SoftDPOTrainer
+
+    rows = [{k: v for k, v in row.items() if k != "preference_prob"} for row in _soft_rows(n=6)]
+    lam, alpha = 5.0, 0.05
+
+    def step(cls, **extra):
+        policy = copy.deepcopy(tiny_pair[0])
+        kwargs = {"ref_model": copy.deepcopy(tiny_pair[1])}
+        if mode == "peft":
+            from peft import LoraConfig
+
+            kwargs = {"ref_model": None, "peft_config": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            args = _config(tmp_path / cls.__name__, per_device_train_batch_size=6,
+                           precompute_ref_log_probs=mode == "precompute_ref_log_probs")  # fmt: skip
+            trainer = cls(model=policy, args=args, train_dataset=Dataset.from_list(rows), processing_class=tiny_pair[2],
+                          **kwargs, **extra)  # fmt: skip
+        if mode == "peft":  # a fresh adapter is zero: make the policy differ from the base model
+            generator = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for name, param in trainer.model.named_parameters():
+                    if "lora_B" in name:
+                        param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
+        trainer.model.train()
+        loss = trainer.compute_loss(trainer.model, batch)
+        return trainer, batch, loss
+
+    trl, batch, trl_loss = step(DPOTrainer)
+    chosen, rejected = _plain_sequence_logps(trl.model, batch)
+    with torch.no_grad():
+        if mode == "precompute_ref_log_probs":
+            ref_chosen, ref_rejected = batch["ref_chosen_logps"], batch["ref_rejected_logps"]
+        elif mode == "peft":
+            with trl.model.disable_adapter():
+                ref_chosen, ref_rejected = _plain_sequence_logps(trl.model, batch)
+        else:
+            ref_chosen, ref_rejected = _plain_sequence_logps(trl.ref_model, batch)
+    masks = batch["completion_mask"][:, 1:].chunk(2)
+    logps = PairLogps(chosen, rejected, ref_chosen, ref_rejected, chosen_mask=masks[0], rejected_mask=masks[1],
+                      beta=harness.DEFAULT_BETA)  # fmt: skip
+    dpop, length = DPOPositive(lam)(logps), LengthPenalty(alpha)(logps)
+    assert dpop.item() > 0.01 and abs(length.item()) > 1e-3  # both terms matter on this batch
+    (trl_loss + dpop + length).backward()
+    expected_grads = {n: p.grad.clone() for n, p in trl.model.named_parameters() if p.grad is not None}
+
+    ours, _, loss = step(SoftDPOTrainer, preference_prob_column=None, constraints=[DPOPositive(lam), f"length:{alpha}"])
+    assert loss.item() == pytest.approx((trl_loss + dpop + length).item(), abs=1e-5)
+    metrics = {k: v[-1] for k, v in ours._metrics["train"].items()}
+    assert metrics["constraint/dpop"] == pytest.approx(dpop.item(), abs=1e-5)
+    assert metrics["constraint/length"] == pytest.approx(length.item(), abs=1e-5)
+    trl_metrics = {k: v[-1] for k, v in trl._metrics["train"].items()}
+    assert {k: v for k, v in metrics.items() if not k.startswith("constraint/")} == pytest.approx(trl_metrics, abs=1e-6)
+    loss.backward()
+    grads = {n: p.grad for n, p in ours.model.named_parameters() if p.grad is not None}
+    assert grads.keys() == expected_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, expected_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_constraint_gets_per_token_logps_and_the_batch(tiny_pair, tmp_path):
+    """A user's constraint sees per-token log-probs (zero outside the completion, summing to the sequence figures),
+    the reference's too, the masks, beta, the policy and the collated batch; a non-scalar return is refused."""
+    from datasets import Dataset
+
+    from smol_align.errors import ConfigError
+    from smol_align.soft_dpo import SoftDPOTrainer
+
+    seen = {}
+
+    def spy(logps, batch):
+        seen.update(logps=logps, batch=batch)
+        return logps.chosen.sum() * 0.0
+
+    rows = [{k: v for k, v in row.items() if k != "preference_prob"} for row in _soft_rows(n=4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = SoftDPOTrainer(
+            model=copy.deepcopy(tiny_pair[0]), ref_model=copy.deepcopy(tiny_pair[1]),
+            args=_config(tmp_path, per_device_train_batch_size=4), train_dataset=Dataset.from_list(rows),
+            processing_class=tiny_pair[2], preference_prob_column=None, constraints=[spy],
+        )  # fmt: skip
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    trainer.compute_loss(trainer.model, batch)
+    logps = seen["logps"]
+    assert seen["batch"]["input_ids"] is batch["input_ids"] and logps.model is trainer.model
+    assert logps.beta == harness.DEFAULT_BETA and logps.chosen.requires_grad and not logps.ref_chosen.requires_grad
+    for tokens, mask, total in (
+        (logps.chosen_tokens, logps.chosen_mask, logps.chosen),
+        (logps.ref_rejected_tokens, logps.rejected_mask, logps.ref_rejected),
+    ):
+        assert tokens.shape == mask.shape and torch.all(tokens[mask == 0] == 0)
+        torch.testing.assert_close(tokens.sum(1), total)
+    assert "constraint/spy" in trainer._metrics["train"]
+
+    trainer.constraints = [lambda logps, batch: logps.chosen]
+    with pytest.raises(ConfigError, match="must return a scalar tensor"):
+        trainer.compute_loss(trainer.model, batch)
