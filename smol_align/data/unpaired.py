@@ -15,9 +15,6 @@ from ..errors import ConfigError, DatasetFormatError
 from .formats import FORMATS, UNPAIRED
 from .messages import RowSetAside, flag
 
-COLUMNS = ("prompt", "completion", "label")
-
-
 def is_unpaired(data: Any) -> bool:
     """True for rows with ``completion`` and ``label`` columns and no ``chosen``."""
     columns = set(getattr(data, "column_names", None) or [])
@@ -31,7 +28,7 @@ def unpair(pairs, seed: int = 0):
     (TRL's ``unpair_preference_dataset`` puts a thousand chosen rows before their rejected ones: batches of
     one label). Here the pairs are shuffled (``seed``) and row ``2k`` is the chosen answer of the ``k``-th pair,
     row ``2k+1`` the rejected answer of the pair half the data further on: every even batch holds as many
-    desirable rows as undesirable ones, and no row's neighbour answers its own prompt.
+    desirable rows as undesirable ones, and (from 4 pairs on) no row's neighbour answers its own prompt.
     """
     import random
 
