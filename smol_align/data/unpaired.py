@@ -15,6 +15,7 @@ from ..errors import ConfigError, DatasetFormatError
 from .formats import FORMATS, UNPAIRED
 from .messages import RowSetAside, flag
 
+
 def is_unpaired(data: Any) -> bool:
     """True for rows with ``completion`` and ``label`` columns and no ``chosen``."""
     columns = set(getattr(data, "column_names", None) or [])
