@@ -1,4 +1,4 @@
-"""smol_align: one-line preference alignment (DPO, ORPO) of small language models, on TRL.
+"""smol_align: one-line preference alignment (DPO, ORPO, KTO) of small language models, on TRL.
 
 >>> import smol_align
 >>> result = smol_align.train_dpo()          # the demo: embedded SmolLM2, built-in pirate pairs
@@ -13,7 +13,7 @@ import logging
 
 from . import presets
 from ._compat import setup_chat_format
-from .api import TrainResult, train_dpo, train_orpo
+from .api import TrainResult, train_dpo, train_kto, train_orpo
 from .compare import ComparisonResult, compare
 from .errors import ConfigError, DatasetFormatError, SmolAlignError
 from .estimate import estimate
@@ -22,7 +22,7 @@ from .estimate import estimate
 # name (smol_align.evaluate) the first time anything imports that submodule.
 from .evaluate import evaluate, generate
 from .models import DEFAULT_MODEL, load_model
-from .trainers import build_dpo_trainer, build_orpo_trainer
+from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer
 
 __version__ = "0.1.0"
 
@@ -35,6 +35,7 @@ __all__ = [
     "TrainResult",
     "__version__",
     "build_dpo_trainer",
+    "build_kto_trainer",
     "build_orpo_trainer",
     "compare",
     "estimate",
@@ -44,6 +45,7 @@ __all__ = [
     "presets",
     "setup_chat_format",
     "train_dpo",
+    "train_kto",
     "train_orpo",
 ]
 

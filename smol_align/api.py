@@ -1,4 +1,4 @@
-"""One-line entry points: ``train_dpo`` and ``train_orpo``. They only delegate, to :func:`smol_align.run.run`."""
+"""One-line entry points: ``train_dpo``, ``train_orpo`` and ``train_kto``. They only delegate, to :func:`smol_align.run.run`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from .models import DEFAULT_MODEL
 from .run import TrainResult, run
 
-__all__ = ["TrainResult", "train_dpo", "train_orpo"]
+__all__ = ["TrainResult", "train_dpo", "train_kto", "train_orpo"]
 
 
 def train_dpo(
@@ -40,7 +40,7 @@ def train_dpo(
         train_dpo(constraints=["dpop", lambda logps, batch: torch.relu(logps.ref_chosen - logps.chosen).mean()])
 
     With no ``dataset`` (the demo data) the demo recipe (``recipes/demo-<method>.yaml``) fills in
-    what is not given, the same recipe ``smol-align dpo|orpo`` runs.
+    what is not given, the same recipe ``smol-align dpo|orpo|kto`` runs.
     """
     return run("dpo", model, dataset, preset, output_dir, overrides)
 
@@ -54,3 +54,21 @@ def train_orpo(
 ) -> TrainResult:
     """Run ORPO (``trl.experimental.orpo``) like :func:`train_dpo`; ORPO needs no reference model."""
     return run("orpo", model, dataset, preset, output_dir, overrides)
+
+
+def train_kto(
+    model: Any = DEFAULT_MODEL,
+    dataset: Any = None,
+    preset: str = "auto",
+    output_dir: str | None = None,
+    **overrides,
+) -> TrainResult:
+    """Run KTO (``trl.KTOTrainer``; Ethayarajh et al. 2024) like :func:`train_dpo`: it learns from single answers
+    marked desirable or not, against a frozen reference (the start model).
+
+    ``dataset`` is pairs (each trains as its chosen answer, desirable, and its rejected one, undesirable) or rows of
+    TRL's unpaired format (``prompt``, ``completion``, ``label``). Held-out figures are DPO's, on the held-out pairs;
+    for unpaired rows, on the pairs their prompts make (a desirable and an undesirable answer to one prompt), and
+    none when no held-out prompt has both. Keywords override ``trl.KTOConfig`` fields (``desirable_weight``...).
+    """
+    return run("kto", model, dataset, preset, output_dir, overrides)

@@ -1,8 +1,9 @@
-"""The ``smol-align`` command: dpo | orpo | compare | doctor | eval | estimate | presets.
+"""The ``smol-align`` command: dpo | orpo | kto | compare | doctor | eval | estimate | presets.
 
 # The demo (embedded SmolLM2, built-in data, the preset for this machine)
 smol-align dpo
 smol-align orpo
+smol-align kto                          # KTO: single answers marked desirable or not (pairs are split in two)
 
 # Your data and settings: a recipe, then flags (any DPOConfig / ORPOConfig field) on top
 smol-align dpo --config recipe.yaml --dataset pairs.jsonl --max-steps 100 --learning-rate 1e-5
@@ -10,7 +11,7 @@ smol-align dpo --model HuggingFaceTB/SmolLM2-360M-Instruct --preset lora --outpu
 
 # DPO against ORPO: same model, pairs, budget and seed; a report with table, plots and answers
 smol-align compare --output-dir runs/compare-demo
-smol-align compare --dataset pairs.jsonl --methods dpo,orpo --time-budget 600 --beta 0.2
+smol-align compare --dataset pairs.jsonl --methods dpo,orpo,kto --time-budget 600 --beta 0.2
 
 # Your own columns, a held-out fraction, a filter; every command takes the same data flags
 smol-align dpo --dataset pairs.jsonl --columns prompt=question,chosen=good,rejected=bad --eval-split 0.1
@@ -86,24 +87,24 @@ def data_options(args: argparse.Namespace) -> dict:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The verbs; ``dpo``/``orpo``/``compare`` parse their flags with TRL's parser (:func:`make_train_parser`)."""
+    """The verbs; ``dpo``/``orpo``/``kto``/``compare`` parse their flags with TRL's parser (:func:`make_train_parser`)."""
     parser = argparse.ArgumentParser(
         prog="smol-align",
-        description="One-line preference alignment (DPO, ORPO) of small language models, on TRL.",
+        description="One-line preference alignment (DPO, ORPO, KTO) of small language models, on TRL.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n", 2)[2],
     )
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"smol-align {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,compare,doctor,eval,estimate,generate,chat,presets}")
-    for method in ("dpo", "orpo"):
+    sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,kto,compare,doctor,eval,estimate,generate,chat,presets}")
+    for method in ("dpo", "orpo", "kto"):
         sub.add_parser(
             method,
             help=f"train with {method.upper()} (no options: the demo; --help: every TRL field)",
             add_help=False,
         )
-    sub.add_parser("compare", help="DPO vs ORPO on the same data and budget, with a report", add_help=False)
+    sub.add_parser("compare", help="DPO vs ORPO (vs KTO) on the same data and budget, with a report", add_help=False)
     doctor = sub.add_parser("doctor", help="check a preference dataset for bad pairs")
     doctor.add_argument("dataset", help="hub id (owner/name), or a local json/jsonl/parquet/csv/tsv file")
     doctor.add_argument(
@@ -140,7 +141,7 @@ def make_parser() -> argparse.ArgumentParser:
         verb.add_argument("--seed", type=int, default=0)
     est = sub.add_parser("estimate", help="predicted peak memory of a run, by part, before it starts")
     est.add_argument("--model", default=None, help="name or path (only its config is read; default: the demo's)")
-    est.add_argument("--method", choices=("dpo", "orpo"), default="dpo")
+    est.add_argument("--method", choices=("dpo", "orpo", "kto"), default="dpo")
     est.add_argument("--preset", default="auto")
     est.add_argument("--max-length", "--max_length", dest="max_length", type=int, default=None)
     est.add_argument("--batch-size", "--per_device_train_batch_size", dest="batch_size", type=int, default=None)
@@ -166,7 +167,7 @@ HANDBOOK = {  # the alignment-handbook's recipe keys that TRL 1.x has not
 
 
 def make_train_parser(method: str, compare: bool = False):
-    """``smol-align dpo|orpo`` (or ``compare``): TRL's parser with ``trl dpo``'s dataclasses, ours on top. Nothing
+    """``smol-align dpo|orpo|kto`` (or ``compare``): TRL's parser with ``trl dpo``'s dataclasses, ours on top. Nothing
     has a default: the parse holds only what the recipe and flags gave; the preset fills in the rest."""
     from trl import ModelConfig, ScriptArguments, TrlParser
 
@@ -215,7 +216,7 @@ def make_train_parser(method: str, compare: bool = False):
         group = parser.add_argument_group(
             "compare: each method on the same pairs, steps (or wall budget) and seed"
         )
-        group.add_argument("--methods", help="comma-separated, from dpo,orpo (default: dpo,orpo)")
+        group.add_argument("--methods", help="comma-separated, from dpo,orpo,kto (default: dpo,orpo)")
         group.add_argument(
             "--time_budget", "--time-budget", type=float, help="seconds of training per method"
         )
@@ -288,7 +289,7 @@ def parse_train_args(parser, argv: list[str]) -> dict:
 
 
 def train_options(method: str, argv: list[str]) -> dict:
-    """Recipe values, then the flags typed, as keyword arguments for ``train_dpo``/``train_orpo``."""
+    """Recipe values, then the flags typed, as keyword arguments for ``train_dpo``/``train_orpo``/``train_kto``."""
     return parse_train_args(make_train_parser(method), argv)
 
 
@@ -312,13 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     # TRL 1.16 reads model.is_gradient_checkpointing, which transformers 5 deprecates: not the learner's to fix
     warnings.filterwarnings("ignore", ".*is_gradient_checkpointing. is deprecated", FutureWarning)
     parser = make_parser()
-    args, rest = parser.parse_known_args(argv)  # dpo, orpo and compare parse the rest with TRL's parser
-    args = args if args.command in ("dpo", "orpo", "compare") else parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)  # dpo, orpo, kto and compare parse the rest with TRL's parser
+    args = args if args.command in ("dpo", "orpo", "kto", "compare") else parser.parse_args(argv)
     try:
-        if args.command in ("dpo", "orpo"):
+        if args.command in ("dpo", "orpo", "kto"):
             from . import api
 
-            (api.train_dpo if args.command == "dpo" else api.train_orpo)(**train_options(args.command, rest))
+            getattr(api, f"train_{args.command}")(**train_options(args.command, rest))
         elif args.command == "compare":
             from .compare import compare
 

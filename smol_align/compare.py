@@ -1,4 +1,4 @@
-"""DPO against ORPO on the same model, pairs, budget and seed, and the report that compares them.
+"""DPO against ORPO (and KTO) on the same model, pairs, budget and seed, and the report that compares them.
 
 # The demo: embedded SmolLM2-135M-Instruct, built-in pairs, the preset for this machine
 smol-align compare --output-dir runs/compare-demo
@@ -98,7 +98,7 @@ def compare(
             test split, 10% of the pairs (at most ``smol_align.data.load.MAX_HELDOUT``) is held out,
             shuffled by ``seed``; the data options of ``load`` (``format``, ``columns``, ``split``,
             ``eval_split``, the filters) are accepted as keywords.
-        methods: ``("dpo", "orpo")``, a subset, or a string ``"dpo,orpo"``.
+        methods: a subset of ``("dpo", "orpo", "kto")``, or a string ``"dpo,orpo,kto"``.
         preset: as for :func:`smol_align.train_dpo`.
         max_steps: steps per method. ``None`` with no ``time_budget``: the demo recipe's budget for
             the demo data, else TRL's epochs.
@@ -110,7 +110,7 @@ def compare(
         overwrite: replace an existing, non-empty ``output_dir``.
         max_eval_pairs: score only the first pairs of the held-out split.
         n_answers, max_new_tokens: held-out prompts answered side by side (greedy) and their length.
-        **overrides: any field of both ``DPOConfig`` and ``ORPOConfig`` (``beta``, ``learning_rate``,
+        **overrides: any field of every chosen method's config (``beta``, ``learning_rate``,
             ``per_device_train_batch_size``...), for every method.
 
     Returns:
@@ -415,9 +415,14 @@ _NOTES = """How to read it:
   held-out pairs where the model finds the chosen answer more likely, `nll_chosen` the per-token NLL
   of the chosen answers, `drift` the mean `log pi - log pi_start` of the chosen answers.
 - `final_loss` is each method's own training loss: DPO's sigmoid loss (0.693 at the start) and
-  ORPO's NLL plus lambda times its odds-ratio loss are different quantities.
+  ORPO's NLL plus lambda times its odds-ratio loss, KTO's `1 - sigmoid` value loss (0.5 at the start)
+  are different quantities.
+- KTO trains on the same pairs split in two: each pair's chosen answer as a desirable row and its
+  rejected one as an undesirable row, shuffled; its step holds twice as many rows as the others'
+  pairs (the same sequences), and its `pairs_seen` / `pairs_per_second` count those rows.
 - In `training.png` the reward curves are each trainer's own logs: DPO's rewards are relative to
-  its reference, ORPO's are `beta * mean log pi` (no reference); compare their trends, not values.
+  its reference, ORPO's are `beta * mean log pi` (no reference), KTO's are DPO's reward of its
+  desirable and undesirable rows (the KL estimate subtracted in its loss is not); compare trends, not values.
 - `pairs_per_second` counts the pairs trained on (the same pairs for every method) per second of
   training. `peak_memory_gb` is the peak memory each run added to
   what was already in use (the start model kept for the comparison, earlier runs' trained models);

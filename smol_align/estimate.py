@@ -1,4 +1,4 @@
-"""Peak memory of a DPO/ORPO run, predicted before it starts: ``smol_align.estimate``, ``smol-align estimate``.
+"""Peak memory of a DPO/ORPO/KTO run, predicted before it starts: ``smol_align.estimate``, ``smol-align estimate``.
 
 The peak of a step (from step 2 on, when AdamW's moments exist) is the sum of these parts, each
 computed from the model's config (instantiated on the meta device: no weights are loaded) and the
@@ -14,9 +14,11 @@ preset's TRL config:
 * ``gradients`` and ``optimizer``: fp32, one and two (AdamW's moments) per trainable parameter (the
   gradients are not counted beside the activations: they do not peak together);
 * ``activations``: what the forward keeps for the backward, for ``2 x batch`` sequences (chosen and
-  rejected) of ``max_length`` tokens, :data:`ACTIVATION_BYTES` per token and layer; with checkpointing,
+  rejected; KTO's batch of single answers counts as half as many pairs: its KL forward keeps no
+  activations) of ``max_length`` tokens, :data:`ACTIVATION_BYTES` per token and layer; with checkpointing,
   on a GPU each layer's input plus one layer's activations (recomputed in the backward), on a CPU
   :data:`CHECKPOINTED_SHARE` of the whole;
+* ``reference`` and ``lm head``: KTO as DPO;
 * ``lm head``: DPO: TRL's fused head scores a ``[tokens, 32768]`` fp32 tile of logits at a time; ORPO's
   trainer builds the whole ``[tokens, vocabulary]`` logits (:data:`ORPO_LOGIT_BYTES`).
 
@@ -135,7 +137,8 @@ def estimate(
     if device == "cpu" and (size == 2 or built.quantization_config is not None):  # measured: a bf16 base's norms
         per_layer += 2 * 2 * 4 * hidden
     length = min(args.max_length, longest or args.max_length)
-    tokens = 2 * args.per_device_train_batch_size * length
+    pairs = args.per_device_train_batch_size // (2 if method == "kto" else 1)  # KTO's batch: single answers
+    tokens = 2 * pairs * length
     checkpointing = bool(getattr(args, "activation_checkpointing", None) or getattr(args, "gradient_checkpointing", False))
     if not checkpointing:
         stored = layers * per_layer
@@ -143,11 +146,11 @@ def estimate(
         stored = layers * hidden * (4 if size == 4 else 2) + per_layer
     else:
         stored = layers * per_layer * CHECKPOINTED_SHARE
-    if method == "dpo":  # TRL's fused head: one fp32 tile and its softmax
+    if method in ("dpo", "kto"):  # TRL's fused head: one fp32 tile and its softmax
         logits = 2 * min(tokens, HEAD_TILE[0]) * min(text.vocab_size, HEAD_TILE[1]) * 4
     else:  # ORPO's trainer builds the full logits: bf16, their fp32 log-softmax and its gradient
         logits = tokens * text.vocab_size * ORPO_LOGIT_BYTES[device]
-    reference = method == "dpo" and not lora and not getattr(args, "precompute_ref_log_probs", False)
+    reference = method in ("dpo", "kto") and not lora and not getattr(args, "precompute_ref_log_probs", False)
     parts = {
         "runtime": RUNTIME_CPU if device == "cpu" else 0,
         "weights": weights,
@@ -199,7 +202,7 @@ def fit(model: Any, method: str, preset: str, overrides: dict, longest: int | No
         sizes = {"per_device_train_batch_size": batch, "gradient_accumulation_steps": max(1, global_batch // batch),
                  "gradient_checkpointing": True}  # fmt: skip
         plan = estimate(model, method, preset, longest=longest, **{**given, **sizes})
-        if plan.total <= limit or batch == 1:
+        if plan.total <= limit or batch == (2 if method == "kto" else 1):  # KTO's KL estimate needs 2
             overrides.update(sizes)
             return plan
         batch //= 2

@@ -1,4 +1,4 @@
-"""Named presets that build TRL's own configs (``DPOConfig`` / ``ORPOConfig``) for a machine.
+"""Named presets that build TRL's own configs (``DPOConfig`` / ``ORPOConfig`` / ``KTOConfig``) for a machine.
 
 A preset is a hardware base (``cpu``, ``colab-t4``, ``gpu-bf16``) and an adaptation mode
 (``full``, ``lora``, ``qlora-4bit``); ``auto`` picks the hardware base for this machine. Join
@@ -24,7 +24,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-METHODS = ("dpo", "orpo")
+METHODS = ("dpo", "orpo", "kto")
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,11 @@ ORPO_DEFAULTS = {
     "beta": 0.1,  # lambda in the ORPO paper: weight of the odds-ratio term next to the SFT loss
     "learning_rate": 8e-6,  # the ORPO paper's rate; its SFT term needs no reference model
 }
+KTO_DEFAULTS = {  # with the hardware's batch doubled (build): a step holds the rows of as many pairs as DPO's
+    "beta": 0.1,  # TRL's default and the KTO paper's: the scale of the implicit reward, as in DPO
+    "desirable_weight": 1.0,  # pairs give as many desirable rows as undesirable ones: the paper's eq. 8 range
+    "undesirable_weight": 1.0,  # (lambda_D n_D / lambda_U n_U in [1, 4/3]) holds at 1:1; TRL warns otherwise
+}
 
 # Course-era names (TRL < 1.0) -> today's name, or None with the reason it was refused.
 RENAMED = {
@@ -160,7 +165,7 @@ class Build:
 
     method: str
     preset: str  # the resolved name, e.g. "cpu+lora"
-    args: Any  # trl.DPOConfig or ORPOConfig
+    args: Any  # trl.DPOConfig, ORPOConfig or KTOConfig
     peft_config: Any = None  # peft.LoraConfig or None
     quantization_config: Any = None  # transformers.BitsAndBytesConfig or None
     dtype: Any = None  # torch dtype to load the model in
@@ -228,7 +233,7 @@ def resolve(preset: str) -> tuple[Preset, Preset]:
 
 
 def config_class(method: str):
-    """TRL's config class for ``method`` ('dpo' or 'orpo')."""
+    """TRL's config class for ``method`` ('dpo', 'orpo' or 'kto')."""
     if method == "dpo":
         from trl import DPOConfig
 
@@ -237,6 +242,10 @@ def config_class(method: str):
         from ._compat import import_orpo
 
         return import_orpo()[0]
+    if method == "kto":
+        from trl import KTOConfig  # stable in TRL 1.16 (trl.experimental.kto is a deprecated alias)
+
+        return KTOConfig
     raise ConfigError(f"Unknown method {method!r}: expected one of {', '.join(METHODS)}.")
 
 
@@ -299,8 +308,15 @@ def build(method: str, preset: str = "auto", output_dir: str | None = None, **ov
         values.update(ORPO_DEFAULTS)
         if mode.lora is not None:
             values["learning_rate"] = mode.config["learning_rate"]
+    if method == "kto":  # two rows per pair: the same sequences per step as a DPO batch, and a bigger KL batch
+        values.update(KTO_DEFAULTS, per_device_train_batch_size=2 * values["per_device_train_batch_size"])
     extras = {k: overrides.pop(k) for k in list(overrides) if k in EXTRA_KEYS}
     values.update(overrides)
+    if method == "kto" and values.get("loss_type", "kto") == "kto" and values["per_device_train_batch_size"] < 2:
+        raise ConfigError(
+            f"per_device_train_batch_size={values['per_device_train_batch_size']}: KTO needs at least 2 rows per "
+            "device batch (its KL estimate pairs each prompt with another row's completion)."
+        )
     if values.get("bf16") == "native":
         values["bf16"] = cpu_has_native_bf16()
     if values.get("fp16"):

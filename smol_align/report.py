@@ -39,6 +39,9 @@ ORPO_PANELS: tuple[tuple[str, str], ...] = (
 )
 """Extra panels worth adding for ORPO runs (``panels=TRAIN_PANELS + ORPO_PANELS``)."""
 
+KTO_PANELS: tuple[tuple[str, str], ...] = (("kl", "KTO KL estimate (batch)"),)
+"""KTO's running estimate of KL(policy || reference), the reference point of its value function."""
+
 HELDOUT_COLUMNS: tuple[str, ...] = ("preference_accuracy", "reward_accuracy", "reward_margin", "nll_chosen")
 """Default bars of :func:`plot_heldout`."""
 
@@ -334,7 +337,7 @@ def write_report(
     folder = Path(folder)
     files = {"metrics": str(folder / "metrics.json"), "report": str(folder / "report.md")}
     write_metrics_json(metrics if json_data is None else json_data, files["metrics"])
-    panels = TRAIN_PANELS + (ORPO_PANELS if "orpo" in histories else ())
+    panels = TRAIN_PANELS + (ORPO_PANELS if "orpo" in histories else ()) + (KTO_PANELS if "kto" in histories else ())
     # an empty "start" history gives each method the colour it has in heldout.png (start is C0)
     plotted = {"training": plot_training({"start": [], **histories}, folder / "training.png", panels)}
     files["training_plot"] = str(folder / "training.png")

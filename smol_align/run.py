@@ -1,6 +1,6 @@
 """The runner every entry point goes through: evaluate before -> train -> evaluate after -> save -> report.
 
-``train_dpo``, ``train_orpo``, ``compare`` and the CLI call :func:`run`. Around TRL's
+``train_dpo``, ``train_orpo``, ``train_kto``, ``compare`` and the CLI call :func:`run`. Around TRL's
 ``trainer.train()`` it adds what a run needs to survive:
 
 - one output directory, written whole: TRL's checkpoints (``checkpoint-N/``) go into it while
@@ -40,10 +40,11 @@ from ._compat import compact_lm_head_while, no_cudnn_attention_while, tracker_na
 from .data.demo import NAME as DEMO_NAME
 from .data.demo import pirate_voice
 from .data.load import load, pop_data_options
+from .data.unpaired import is_unpaired, pairs_by_prompt
 from .errors import ConfigError, SmolAlignError
 from .evaluate import answer_figures, evaluate, generate, tokenize_pairs
 from .presets import demo_recipe, resolve
-from .trainers import build_dpo_trainer, build_orpo_trainer
+from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class TrainResult:
     """What a run leaves: the TRL trainer, its figures and where the model was saved."""
 
     method: str
-    trainer: Any  # trl.DPOTrainer or ORPOTrainer, trained
+    trainer: Any  # trl.DPOTrainer, ORPOTrainer or KTOTrainer, trained
     metrics: dict[str, Any]  # final train metrics, held-out figures before/after, time, memory
     output_dir: str | None  # the saved model (or LoRA adapter) and tokenizer, metrics.json, plots
     before: dict[str, Any] | None = None  # evaluate() of the start model on the held-out pairs
@@ -143,6 +144,11 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
     eval_data = data.eval
     line, report = _doctor(data)
     say(line)
+    if is_unpaired(eval_data):  # KTO's own rows: figures on the pairs that held-out prompts with both labels make
+        eval_data = pairs_by_prompt(eval_data)
+        say(f"Held-out figures on {len(eval_data)} pairs: held-out prompts with a desirable and an undesirable answer."
+            if eval_data else "No held-out figures: no held-out prompt has both a desirable and an undesirable "
+            "answer (pass eval_dataset= with pairs, or held-out rows of both labels for some prompts).")  # fmt: skip
     _plan_memory(model, method, preset, overrides, report, say)
     if final is not None and overrides.get("push_to_hub") and not overrides.get("hub_model_id"):
         overrides["hub_model_id"] = final.name  # the repo is named after the run
@@ -153,7 +159,7 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
         if final is not None and main and checkpoint is None:
             shutil.rmtree(final, ignore_errors=True)  # empty, or overwrite=True
             final.mkdir(parents=True)
-        build = build_dpo_trainer if method == "dpo" else build_orpo_trainer
+        build = {"dpo": build_dpo_trainer, "orpo": build_orpo_trainer, "kto": build_kto_trainer}[method]
         trainer = build(model, data, preset, output_dir=str(out), **overrides)
         _quiet_progress(trainer, quiet or not main)
         _tensorboard_into(trainer, folder)
@@ -161,7 +167,7 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
             run_eval = False
             say("Held-out figures skipped: under FSDP or ZeRO-3 the weights are sharded (or not yet on the GPU) until "
                 "training starts; pass eval_strategy='steps' (or 'epoch') for TRL's own evaluation, which handles it.")
-        beta = getattr(trainer.args, "beta", 0.1) if method == "dpo" else 0.1  # DPO's implicit reward (TRL's beta)
+        beta = trainer.args.beta if method in ("dpo", "kto") else 0.1  # their implicit reward beta*log(pi/ref)
         beta = baseline.before["beta"] if baseline is not None and baseline.before else beta  # compare: one scale
         tokenizer = trainer.processing_class
         if final is not None and main:
@@ -586,6 +592,9 @@ def _doctor(pairs):
     from .data import doctor
 
     held = f"held out: {pairs.heldout}"
+    if is_unpaired(pairs.train):  # the doctor checks pairs
+        good = sum(pairs.train["label"])
+        return f"Data ({pairs.name}, train; {held}): {len(pairs.train)} unpaired rows, {good} desirable", None
     try:
         report = doctor(pairs)
         return f"Data ({pairs.name}, train; {held}): " + report.summary_line(), report
@@ -635,7 +644,7 @@ def _collect_metrics(method, model, preset, trainer, train_output, seconds, befo
     if tokens:
         metrics["tokens_per_second"] = round(tokens / seconds, 1)
     for key, value in last.items():
-        if key.startswith(("rewards/", "logps/", "log_odds", "nll_loss", "constraint/")):
+        if key.startswith(("rewards/", "logps/", "log_odds", "nll_loss", "kl", "constraint/")):
             metrics[f"train_{key}"] = value
     metrics.update(_heldout_metrics(before, "start") if before else {})
     metrics.update(_heldout_metrics(after) if after else {})

@@ -1,7 +1,7 @@
 """Builders that return real, not yet started TRL trainers.
 
-``build_dpo_trainer`` and ``build_orpo_trainer`` turn (model, data, preset, overrides) into
-``trl.DPOTrainer`` / ``ORPOTrainer`` objects with nothing hidden: change any field of
+``build_dpo_trainer``, ``build_orpo_trainer`` and ``build_kto_trainer`` turn (model, data, preset, overrides)
+into ``trl.DPOTrainer`` / ``ORPOTrainer`` / ``trl.KTOTrainer`` objects with nothing hidden: change any field of
 ``trainer.args`` before calling ``trainer.train()``.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 from . import presets
 from ._compat import import_orpo, keep_4bit_layers_trainable, trainable_params_to_fp32
 from .data.load import load, pop_data_options
+from .data.unpaired import is_unpaired, unpair
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, is_peft, load_model, prepare_tokenizer
 
@@ -40,6 +41,15 @@ def build_orpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: 
     return _build("orpo", model, dataset, preset, overrides)
 
 
+def build_kto_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: str = "auto", **overrides):
+    """A ``trl.KTOTrainer`` built like :func:`build_dpo_trainer`, with a frozen copy of the start model as reference.
+
+    Pairs train as two unpaired rows each (chosen desirable, rejected undesirable: ``data.unpaired.unpair``,
+    shuffled by ``seed``); rows of TRL's unpaired format (``prompt``, ``completion``, ``label``) as they are.
+    """
+    return _build("kto", model, dataset, preset, overrides)
+
+
 def _build(method: str, model, dataset, preset: str, overrides: dict):
     tokenizer = _pop_tokenizer(overrides)
     ref_model = overrides.pop("ref_model", None)
@@ -56,7 +66,12 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
     model, tokenizer = _model_and_tokenizer(model, tokenizer, built)
     pairs = load(dataset, **data_options)  # Pairs from train_dpo & co. come back as they are
     train_dataset, eval_dataset = pairs.train, pairs.eval
-    if built.group_by_length:
+    if method == "kto":  # KTO reads its rows in order (its KL rows are batch neighbours): not length-grouped
+        train_dataset = train_dataset if is_unpaired(train_dataset) else unpair(train_dataset, seed=built.args.seed)
+    elif is_unpaired(train_dataset):
+        raise ConfigError(f"{pairs.name} holds unpaired rows (prompt, completion, label): train them with train_kto, "
+                          f"not {method.upper()}, which needs pairs.")  # fmt: skip
+    elif built.group_by_length:
         train_dataset = _grouped_by_length(train_dataset, built.args)
 
     if method == "orpo":
@@ -64,12 +79,14 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
     else:
         zero3 = getattr(getattr(built.args, "deepspeed_plugin", None), "zero_stage", None) == 3
         if ref_model is None and built.peft_config is None and not is_peft(model) and not built.args.precompute_ref_log_probs:
-            # TRL 1.16 reloads the reference from model.config._name_or_path when given none, which
+            # TRL 1.16 (DPO and KTO) reloads the reference from model.config._name_or_path when given none, which
             # fails for a model built or changed in memory; a frozen copy is exact and cheaper. Not under
             # ZeRO-3: the policy is sharded, so TRL loads the reference itself, sharded the same way.
             ref_model = None if zero3 else copy.deepcopy(model).eval().requires_grad_(False)
         extra = {"ref_model": ref_model}
-        if soft or constraints:
+        if method == "kto":
+            from trl import KTOTrainer as trainer_class
+        elif soft or constraints:
             from .soft_dpo import SoftDPOTrainer as trainer_class
 
             extra["constraints"] = constraints

@@ -24,8 +24,8 @@ def test_import_does_not_pull_datasets_or_transformers():
 def test_public_api():
     assert set(smol_align.data.__all__) >= {"load", "normalize", "doctor", "formats", "detect_format", "last_report"}
     names = smol_align.data.formats()
-    assert {"alpaca", "sharegpt", "chatml.intel", "chatml.ultra", "llama3.argilla", "hh-rlhf"} <= set(names)
-    assert len(names) == 33
+    assert {"alpaca", "sharegpt", "chatml.intel", "chatml.ultra", "llama3.argilla", "hh-rlhf", "trl-unpaired"} <= set(names)
+    assert len(names) == 34  # with trl-unpaired (KTO rows)
 
 
 def test_the_format_table_is_built_in_one_module_without_registration():

@@ -9,7 +9,8 @@ ignores on purpose. Any other text column is reported: nothing is dropped in sil
 
 Detection: among the formats whose signature columns are all present and whose ``check`` (if
 any) accepts the first rows, the one with the longest signature wins; ties go to the earlier
-entry. axolotl's DPO types (``chatml.intel``, ``chatml.ultra``, ...) are accepted by their own
+entry; with none, TRL's unpaired rows (``trl-unpaired``: ``prompt``, ``completion``, ``label``, for KTO) if
+those columns are there. axolotl's DPO types (``chatml.intel``, ``chatml.ultra``, ...) are accepted by their own
 names with ``format=``, never detected (each is the shape of a detected format).
 """
 
@@ -39,6 +40,7 @@ METADATA: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "preference_prob": ("float64", score),  # P(chosen > rejected), for train_dpo(loss_type="soft")
 }
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+UNPAIRED = "trl-unpaired"  # the one format of unpaired rows (prompt, completion, label), for KTO
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,11 @@ FORMATS: dict[str, Format] = {
         trl.standard_implicit, ("chosen", "rejected"), check=_TEXT, extras=_PASS,
         expected="`chosen`/`rejected`: texts that start with the same prompt",
     ),
+    UNPAIRED: Format(  # KTO's rows, not pairs: read by smol_align.data.unpaired; detected when no pair format fits
+        trl.unpaired, ("prompt", "completion", "label"), detect=False,
+        expected="`prompt`: text or messages; `completion`: text or one assistant message; "
+        "`label`: true (desirable) or false (undesirable)",
+    ),
 }
 # axolotl's DPO types (src/axolotl/prompt_strategies/dpo/), by their own names; llama3.* are the same shapes.
 AXOLOTL = {
@@ -266,6 +273,8 @@ def detect(columns: Sequence[str], rows: list[dict], dataset: str | None = None)
     ]
     if fits:
         return max(fits)[2]
+    if set(FORMATS[UNPAIRED].signature) <= present:
+        return UNPAIRED
     raise DatasetFormatError(unknown_schema_message(columns, dataset), dataset=dataset)
 
 

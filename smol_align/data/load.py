@@ -38,7 +38,8 @@ DATA_OPTIONS = frozenset(
 
 @dataclass
 class Pairs:
-    """TRL-ready pairs: ``train``, ``eval`` (``None``: nothing held out), and how they were made."""
+    """TRL-ready pairs (or KTO's unpaired rows, format ``trl-unpaired``): ``train``, ``eval`` (``None``: nothing held
+    out), and how they were made."""
 
     train: Any  # datasets.Dataset (IterableDataset when streamed)
     eval: Any | None

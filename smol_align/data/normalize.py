@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import ConfigError, DatasetFormatError
 from . import filters, sources
-from .formats import FORMATS, METADATA, PAIR_COLUMNS, Format, detect, get
+from .formats import FORMATS, METADATA, PAIR_COLUMNS, UNPAIRED, Format, detect, get
 from .messages import InvalidRow, RowSetAside, is_message_list
 
 logger = logging.getLogger(__name__)
@@ -245,6 +245,10 @@ def normalize_split(data, name: str, hub_format: str | None = None, format: str 
         data, column_names = rename(data, columns, column_names, name)
         rows = sources.columns_and_rows(data)[1]
     format, unused = resolve_format(format, column_names, text_columns(data, rows), rows, name, lenient, hub_format)
+    if format == UNPAIRED:  # KTO's rows, not pairs (imported here: smol_align.data.unpaired imports this module)
+        from .unpaired import normalize as normalize_unpaired
+
+        return normalize_unpaired(data, name, strict, active)
     options = FORMATS[format].check_options(format, options)
     fmt = FORMATS[format]
     report = NormalizeReport(dataset=name, format=format, unused_columns=unused)

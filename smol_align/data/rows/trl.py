@@ -12,7 +12,17 @@ from __future__ import annotations
 
 import re
 
-from ..messages import ASSISTANT, USER, InvalidRow, make_pair, shared_prefix, text
+from ..messages import (
+    ASSISTANT,
+    USER,
+    InvalidRow,
+    check_completion,
+    check_prompt,
+    make_pair,
+    shared_prefix,
+    text,
+    text_or_messages,
+)
 
 _LAST_SPACE = re.compile(r"\s\S*\Z")
 
@@ -64,3 +74,16 @@ def standard_implicit(row: dict) -> dict:
         [{"role": ASSISTANT, "content": rejected}],
         prompt=[{"role": USER, "content": prompt}],
     )
+
+
+def unpaired(row: dict) -> dict:
+    """TRL's unpaired preference row (KTO): ``prompt``, one ``completion`` and a ``label`` (True: desirable).
+
+    Text becomes one user (prompt) or assistant (completion) turn. The label is checked by
+    :func:`smol_align.data.unpaired.normalize`, which stops at a bad one rather than set it aside.
+    """
+    prompt = text_or_messages(row.get("prompt"), "prompt", USER)
+    completion = text_or_messages(row.get("completion"), "completion", ASSISTANT)
+    check_prompt(prompt)
+    check_completion(completion, "completion")
+    return {"prompt": prompt, "completion": completion, "label": row.get("label")}
