@@ -4,6 +4,8 @@
     python scripts/bench.py --data hh --steps 20 --batch 4 --max-length 256
     python scripts/bench.py --configs trl,preset --data demo --steps 10
     python scripts/bench.py --model path/to/model --configs trl,preset,trl+liger   # e.g. on a GPU
+    python scripts/bench.py --data hh --configs trl+lora,recipe --max-time 12.5 --batch 4 --max-length 256 \
+        --eval-max-length 512                                  # what 12.5 minutes of training learn
 
 Every configuration trains DPO in its own process on the same pairs, in the same order (seed 0),
 with the same per-device batch (no accumulation) and max_length, for ``--steps`` steps:
@@ -14,7 +16,13 @@ with the same per-device batch (no accumulation) and max_length, for ``--steps``
   at lr 5e-5, the usual TRL + LoRA recipe;
 - ``trl+liger``: ``trl`` with ``use_liger_kernel=True`` (GPU; needs ``liger-kernel``);
 - ``preset`` / ``preset+lora``: ``smol_align.build_dpo_trainer`` with preset ``auto`` (this
-  machine's) / ``lora``, trained as ``train_dpo`` trains it.
+  machine's) / ``lora``, trained as ``train_dpo`` trains it;
+- ``recipe``: ``smol_align/recipes/hh-rlhf-cpu.yaml`` with its own batch, max_length and rate (the
+  best it found for a time budget), trained as ``train_dpo`` trains it.
+
+``--max-time M`` trains each configuration for M minutes (smol_align's ``max_time``) instead of
+``--steps``: what a learner gets from a time budget. ``--eval-max-length`` evaluates every
+configuration at one length whatever it trained at.
 
 It prints, per configuration: seconds per step and pairs/s and tokens/s over the steps after the
 ``--warmup`` ones, peak memory (the process's resident peak on a CPU; ``max_memory_allocated`` on a
@@ -169,6 +177,7 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # fmt: skip
 
     logs = [h for h in trainer.state.log_history if "num_tokens" in h]
+    warmup = warmup if len(times) > warmup else 0  # a time budget shorter than the warmup: time every step
     timed = times[warmup - 1 :] if warmup else [started, *times]
     seconds = timed[-1] - timed[0]
     tokens = logs[-1]["num_tokens"] - (logs[warmup - 1]["num_tokens"] if warmup else 0)

@@ -30,6 +30,17 @@ def test_config_recipe_then_flags(tmp_path):
     assert options == {"model": "my/model", "dataset": "d.jsonl", "preset": "lora", "max_steps": 20, "beta": 0.2}
 
 
+def test_shipped_hh_recipe_parses_and_takes_a_file_and_a_time_budget():
+    """recipes/hh-rlhf-cpu.yaml, as its header shows it run offline: every key a typed DPOConfig field."""
+    from importlib import resources
+
+    recipe = resources.files("smol_align") / "recipes" / "hh-rlhf-cpu.yaml"
+    options = cli.train_options("dpo", ["--config", str(recipe), "--dataset", "hh.jsonl", "--max-time", "12.5"])
+    assert options == {"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "dataset": "hh.jsonl", "preset": "auto",
+                       "per_device_train_batch_size": 4, "max_length": 512, "beta": 0.1, "learning_rate": 5e-5,
+                       "lr_scheduler_type": "constant", "max_time": 12.5}  # fmt: skip
+
+
 def test_dpo_only_flags_are_not_orpo_flags():
     with pytest.raises(SystemExit):
         cli.train_options("orpo", ["--loss_type", "ipo"])
