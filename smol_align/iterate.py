@@ -206,7 +206,7 @@ def iterate(
         raise ConfigError("A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name).")
     say = (lambda *a: None) if quiet else print
     train_prompts, eval_prompts = _prompts(prompts, eval_prompts, seed)
-    reward_fn = demo_reward if reward is None else reward_model(reward) if isinstance(reward, str) else reward
+    reward_fn = demo_reward if reward is None else reward_model(str(reward)) if isinstance(reward, (str, Path)) else reward
     if prompts is None:  # the demo: its recipe, as smol-align dpo|orpo runs it
         overrides = {**demo_recipe(method, preset), **overrides}
     report_dir, start_name = Path(output_dir or default_output_dir("iterate", model)), model_name(model)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_model_dir_and_pairs
 
 from smol_align import iterate
 from smol_align.iterate import COLUMNS, best_vs_worst, demo_reward, reward_model
@@ -135,7 +136,6 @@ def test_a_sequence_classification_model_is_a_reward(tiny_reward_model, tmp_path
 
 def test_cli_iterate(tmp_path):
     from smol_align.cli import main
-    from tests.helpers import tiny_model_dir_and_pairs
 
     base, pairs = tiny_model_dir_and_pairs(tmp_path, n_pairs=10)
     out = tmp_path / "out"
