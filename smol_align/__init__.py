@@ -21,6 +21,7 @@ from .estimate import estimate
 # The functions, imported eagerly: a lazy wrapper would be replaced by the submodule of the same
 # name (smol_align.evaluate) the first time anything imports that submodule.
 from .evaluate import evaluate, generate
+from .iterate import IterationResult, iterate
 from .models import DEFAULT_MODEL, load_model
 from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer
 
@@ -31,6 +32,7 @@ __all__ = [
     "ComparisonResult",
     "ConfigError",
     "DatasetFormatError",
+    "IterationResult",
     "SmolAlignError",
     "TrainResult",
     "__version__",
@@ -41,6 +43,7 @@ __all__ = [
     "estimate",
     "evaluate",
     "generate",
+    "iterate",
     "load_model",
     "presets",
     "setup_chat_format",

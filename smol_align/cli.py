@@ -1,4 +1,4 @@
-"""The ``smol-align`` command: dpo | orpo | kto | compare | doctor | eval | estimate | presets.
+"""The ``smol-align`` command: dpo | orpo | kto | compare | iterate | doctor | eval | estimate | presets.
 
 # The demo (embedded SmolLM2, built-in data, the preset for this machine)
 smol-align dpo
@@ -97,7 +97,7 @@ def make_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"smol-align {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,kto,compare,doctor,eval,estimate,generate,chat,presets}")
+    sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,kto,compare,iterate,doctor,eval,estimate,generate,chat,presets}")
     for method in ("dpo", "orpo", "kto"):
         sub.add_parser(
             method,
@@ -105,6 +105,22 @@ def make_parser() -> argparse.ArgumentParser:
             add_help=False,
         )
     sub.add_parser("compare", help="DPO vs ORPO (vs KTO) on the same data and budget, with a report", add_help=False)
+    it = sub.add_parser("iterate", help="iterative DPO/ORPO: sample, score with a reward, pair best vs worst, train; repeat")
+    it.add_argument("--model", default=DEFAULT_REF, help="name or folder (default: %(default)s)")
+    it.add_argument("--prompts", default=None, help=".jsonl with a 'prompt' per line (default: the demo's prompts)")
+    it.add_argument("--eval-prompts", "--eval_prompts", dest="eval_prompts", default=None, help="held-out prompts, .jsonl")
+    it.add_argument("--reward", default=None, help="a sequence-classification reward model (default: the demo's rule reward)")
+    it.add_argument("--method", choices=("dpo", "orpo"), default="dpo")
+    it.add_argument("--rounds", type=int, default=3)
+    it.add_argument("--samples", type=int, default=4, help="answers sampled per prompt each round")
+    it.add_argument("--accumulate", action="store_true", help="train each round on every round's pairs so far")
+    it.add_argument("--preset", default="auto")
+    it.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None)
+    it.add_argument("--seed", type=int, default=0)
+    it.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=48)
+    it.add_argument("--overwrite", action="store_true")
+    for flag, kind in (("max_steps", int), ("learning_rate", float), ("beta", float), ("per_device_train_batch_size", int)):
+        it.add_argument(f"--{flag.replace('_', '-')}", f"--{flag}", dest=flag, type=kind, default=None, help="each round's run")
     doctor = sub.add_parser("doctor", help="check a preference dataset for bad pairs")
     doctor.add_argument("dataset", help="hub id (owner/name), or a local json/jsonl/parquet/csv/tsv file")
     doctor.add_argument(
@@ -324,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             from .compare import compare
 
             compare(**compare_options(rest))
+        elif args.command == "iterate":
+            return _run_iterate(args)
         elif args.command in ("doctor", "eval"):
             return _run_doctor(args) if args.command == "doctor" else _run_eval(args)
         elif args.command in ("generate", "chat"):
@@ -344,6 +362,16 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(err, "exit_code", 2)  # 130/143 for a run stopped by SIGINT/SIGTERM
     except SystemExit as stop:  # --help, or a flag TRL's parser refused
         return stop.code if isinstance(stop.code, int) else 2
+    return 0
+
+
+def _run_iterate(args) -> int:
+    from .iterate import _prompts, iterate
+
+    options = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    if args.eval_prompts:
+        options["eval_prompts"] = _prompts(args.eval_prompts, [], 0)[0]
+    iterate(**options)
     return 0
 
 

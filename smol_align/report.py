@@ -316,6 +316,7 @@ def write_report(
     columns: Sequence[str] | None = None,
     notes: str = "",
     json_data: Mapping[str, Any] | None = None,
+    plot_columns: Sequence[str] = (*HELDOUT_COLUMNS, "drift"),
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """The report of a run or a comparison in ``folder``: metrics.json, training.png, heldout.png, report.md.
 
@@ -329,6 +330,7 @@ def write_report(
         columns: table columns (default: :data:`TABLE_COLUMNS` present in ``metrics``).
         notes: Markdown printed under the table (how to read it).
         json_data: what metrics.json holds (default: ``metrics``).
+        plot_columns: the panels of heldout.png.
 
     Returns:
         ``(files, plotted)``: ``{"metrics", "report", "training_plot", "heldout_plot"}`` paths (no held-out
@@ -342,7 +344,7 @@ def write_report(
     plotted = {"training": plot_training({"start": [], **histories}, folder / "training.png", panels)}
     files["training_plot"] = str(folder / "training.png")
     if len(metrics) > 1:
-        plotted["heldout"] = plot_heldout(metrics, folder / "heldout.png", (*HELDOUT_COLUMNS, "drift"))
+        plotted["heldout"] = plot_heldout(metrics, folder / "heldout.png", plot_columns)
         files["heldout_plot"] = str(folder / "heldout.png")
     sections = [f"# {title}"]
     if settings:

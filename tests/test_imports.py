@@ -24,12 +24,13 @@ def test_import_smol_align_pulls_no_heavy_library():
 
 def test_public_api():
     for name in ("train_dpo", "train_orpo", "train_kto", "build_dpo_trainer", "build_orpo_trainer", "build_kto_trainer",
-                 "load_model", "evaluate", "presets", "DatasetFormatError", "setup_chat_format", "__version__"):
+                 "load_model", "evaluate", "iterate", "presets", "DatasetFormatError", "setup_chat_format", "__version__"):
         assert hasattr(smol_align, name), name
 
 
 def test_evaluate_and_compare_stay_functions_after_their_modules_are_imported():
     import smol_align.compare  # noqa: F401
     import smol_align.evaluate  # noqa: F401
+    import smol_align.iterate  # noqa: F401
 
-    assert callable(smol_align.evaluate) and callable(smol_align.compare)
+    assert callable(smol_align.evaluate) and callable(smol_align.compare) and callable(smol_align.iterate)

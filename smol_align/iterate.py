@@ -1,0 +1,366 @@
+"""Iterative DPO (or ORPO) with a pluggable reward: sample, score, pair best with worst, train a round, repeat.
+
+# The demo: embedded SmolLM2, the demo's prompts, the shipped rule reward (pirate voice, the fact kept, no repeats)
+smol-align iterate --rounds 2 --output-dir runs/iterate-demo
+
+# From Python: any TRL-style reward function, or a sequence-classification reward model's name or folder
+>>> from smol_align import iterate
+>>> result = iterate(rounds=2, samples=4, max_steps=20)   # doctest: +SKIP
+>>> print(result.table())                                  # doctest: +SKIP
+
+Each round samples ``samples`` answers per prompt from the current model (batched, seeded), scores them with
+``reward(prompts, completions, **kwargs) -> list[float]`` (TRL's convention, as GRPO and online DPO take it),
+pairs the best answer with the worst (ties and near-ties skipped and counted), trains one run of
+:func:`smol_align.run.run` on the new pairs (with ``accumulate=True``, on every round's pairs so far), and scores
+the greedy answers to the held-out prompts. The report directory holds ``round-<k>/`` (the run folder: model,
+its report, plus ``samples.jsonl`` and ``pairs.jsonl``), ``metrics.json``, ``report.md``, ``training.png`` and
+``heldout.png``; it is written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data.demo import demo_rows, pirate_voice
+from .errors import ConfigError
+from .models import DEFAULT_MODEL
+
+logger = logging.getLogger(__name__)
+
+DEMO_PROMPTS, DEMO_HELDOUT = 64, 32  # 256 answers sampled per round (~3 min on one CPU core), 32 scored greedily
+COLUMNS: tuple[str, ...] = ("heldout_reward", "win_rate", "pairs", "skipped", "train_pairs", "seconds")
+"""Columns of the per-round table (the first, ``model``, names the row: ``start``, ``round 1``...)."""
+
+
+@dataclass
+class IterationResult:
+    """What :func:`iterate` leaves: one row of figures per round, each round's run, the files."""
+
+    metrics: dict[str, dict[str, Any]]  # "start", "round 1"...: held-out reward, win rate, pairs, skipped, seconds
+    report_dir: str
+    rounds: list[Any] = field(default_factory=list)  # TrainResult per round (None: no pairs, no training)
+    answers: dict[str, list[str]] = field(default_factory=dict)  # "start", "round 1"...: greedy held-out answers
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model(self):
+        """The last trained model."""
+        trained = [r for r in self.rounds if r is not None]
+        return trained[-1].model if trained else None
+
+    def table(self) -> str:
+        from .report import terminal_table
+
+        return terminal_table(self.metrics, COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------
+# The demo's rule reward
+# --------------------------------------------------------------------------------------------
+
+_STOP = {"a", "an", "the", "is", "are", "of", "what", "does", "do", "say", "says", "make", "which", "how", "many",
+         "be", "it", "in", "to"}  # fmt: skip
+
+
+def _words(text: str) -> set[str]:
+    return {w.strip(".,!?;:'\"()").lower() for w in text.split()} - {""}
+
+
+def _demo_facts() -> dict[str, set[str]]:
+    """User question -> the words that carry its answer: those the demo's chosen and rejected answers share and
+    the question does not ask ("What is half of 66?" -> {"33"}; "What sound does a mouse make?" -> {"squeak"})."""
+    facts = {}
+    for rows in demo_rows().values():
+        for row in rows:
+            question = row["prompt"][-1]["content"]
+            shared = _words(row["chosen"][-1]["content"]) & _words(row["rejected"][-1]["content"])
+            facts[question] = shared - _words(question) - _STOP
+    return facts
+
+
+_FACTS: dict[str, set[str]] = {}
+
+
+def _text(x) -> str:
+    return x if isinstance(x, str) else str(x[-1].get("content", "")) if x else ""
+
+
+def demo_reward(prompts, completions, **kwargs) -> list[float]:
+    """The demo's rule reward, in TRL's reward-function form: per completion, in [-1, 3]:
+
+    ``+1`` in Captain Byte's pirate voice (:func:`smol_align.data.pirate_voice`), ``+1`` times the share of the
+    answer's fact words kept (for a demo question; any other prompt gets the point), ``+1`` for one short answer
+    (up to 20 words, falling to 0 at 40), ``-1`` times the share of repeated word 4-grams.
+    """
+    from .evaluate import answer_figures
+
+    if not _FACTS:
+        _FACTS.update(_demo_facts())
+    scores = []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        answer = _text(completion)
+        facts = _FACTS.get(_text(prompt))
+        kept = len(facts & _words(answer)) / len(facts) if facts else 1.0
+        short = min(1.0, max(0.0, (40 - len(answer.split())) / 20))
+        repeated = answer_figures([answer])["repeated_4gram_rate"]
+        scores.append(float(pirate_voice(answer)) + kept + short - repeated)
+    return scores
+
+
+def reward_model(name_or_path: str, batch_size: int = 16):
+    """A sequence-classification reward model as a TRL-style reward function (the first logit of
+    ``prompt + completion`` through its chat template, as TRL's GRPO scores with one)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(name_or_path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if tokenizer.pad_token is None:  # a batch needs one, and the model needs its id to find each row's last token
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else tokenizer.pad_token_id
+
+    def reward(prompts, completions, **kwargs) -> list[float]:
+        if isinstance(prompts[0], str) or not tokenizer.chat_template:
+            texts = [_text(p) + "\n" + _text(c) for p, c in zip(prompts, completions, strict=True)]
+        else:
+            texts = [tokenizer.apply_chat_template(list(p) + list(c), tokenize=False)
+                     for p, c in zip(prompts, completions, strict=True)]  # fmt: skip
+        scores: list[float] = []
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                enc = tokenizer(texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+                scores += model(**enc).logits[:, 0].float().tolist()
+        return scores
+
+    return reward
+
+
+# --------------------------------------------------------------------------------------------
+# iterate()
+# --------------------------------------------------------------------------------------------
+
+
+def iterate(
+    model: Any = DEFAULT_MODEL,
+    prompts: Any = None,
+    reward: Any = None,
+    method: str = "dpo",
+    rounds: int = 3,
+    samples: int = 4,
+    preset: str = "auto",
+    output_dir: str | None = None,
+    *,
+    tokenizer: Any = None,
+    eval_prompts: Any = None,
+    accumulate: bool = False,
+    min_gap: float = 0.05,
+    max_new_tokens: int = 48,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    save: bool = True,
+    overwrite: bool = False,
+    quiet: bool = False,
+    **overrides,
+) -> IterationResult:
+    """Iterative preference training of ``model`` on its own answers to ``prompts``, scored by ``reward``.
+
+    Args:
+        model: a name or folder (loaded once) or a loaded model (copied, left untouched; pass ``tokenizer=``).
+        prompts: a list of prompts (strings or message lists) or a file of ``prompt`` rows; ``None``: the first
+            ``DEMO_PROMPTS`` of the demo's training prompts (and ``DEMO_HELDOUT`` of its test prompts held out).
+        reward: ``fn(prompts, completions, **kwargs) -> list[float]`` (completions in the prompts' form: strings,
+            or ``[{"role": "assistant", "content": ...}]``), or a sequence-classification model's name or folder;
+            ``None``: :func:`demo_reward`.
+        method: ``"dpo"`` or ``"orpo"``, trained through :func:`smol_align.run.run` with ``preset``.
+        rounds, samples: rounds of sample-score-train; answers sampled per prompt each round (at least 2).
+        eval_prompts: held-out prompts whose greedy answers are scored each round; default: the demo's test prompts,
+            else 20% of ``prompts`` (at most 64), chosen by ``seed``.
+        accumulate: train each round on every round's pairs so far, not only its own.
+        min_gap: a prompt whose best and worst scores differ by this or less makes no pair (counted ``skipped``).
+        max_new_tokens, temperature, top_p: sampling (held-out answers are greedy, same length).
+        seed: sampling (``seed + round``) and training seed.
+        save: keep each round's model in ``round-<k>/`` (its samples and pairs are always written).
+        **overrides: for every round's run (``max_steps``, ``learning_rate``, ``beta``...); with the demo prompts
+            the demo recipe fills in what is not given.
+    """
+    from .compare import _release_training_state
+    from .evaluate import generate
+    from .models import is_peft, load_model
+    from .presets import demo_recipe
+    from .report import write_report
+    from .run import _cleanup_on_failure, check_output_dir, default_output_dir, model_name, run, staged
+
+    if method not in ("dpo", "orpo"):
+        raise ConfigError(f"iterate trains with method 'dpo' or 'orpo', got {method!r}.")
+    if rounds < 1 or samples < 2:
+        raise ConfigError(f"iterate needs rounds >= 1 and samples >= 2, got rounds={rounds!r}, samples={samples!r}.")
+    if not isinstance(model, str) and tokenizer is None:
+        raise ConfigError("A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name).")
+    say = (lambda *a: None) if quiet else print
+    train_prompts, eval_prompts = _prompts(prompts, eval_prompts, seed)
+    reward_fn = demo_reward if reward is None else reward_model(str(reward)) if isinstance(reward, (str, Path)) else reward
+    if prompts is None:  # the demo: its recipe, as smol-align dpo|orpo runs it
+        overrides = {**demo_recipe(method, preset), **overrides}
+    report_dir, start_name = Path(output_dir or default_output_dir("iterate", model)), model_name(model)
+    check_output_dir(report_dir, overwrite=overwrite, resume=False)
+    if isinstance(model, str):
+        model, loaded = load_model(model)
+        tokenizer = tokenizer or loaded
+    else:
+        model = copy.deepcopy(model)
+
+    def heldout(policy) -> tuple[list[str], list[float]]:
+        answers = generate(policy, eval_prompts, tokenizer, max_new_tokens, batch_size=16)
+        return answers, reward_fn(eval_prompts, [_as_completion(p, a) for p, a in zip(eval_prompts, answers, strict=True)])
+
+    with _cleanup_on_failure(report_dir, main=True):  # written whole or not at all
+        shutil.rmtree(report_dir, ignore_errors=True)
+        report_dir.mkdir(parents=True)
+        say(f"Scoring the start model's greedy answers to {len(eval_prompts)} held-out prompts...")
+        started = time.perf_counter()
+        start_answers, start_scores = heldout(model)
+        metrics = {"start": {"heldout_reward": _mean(start_scores), "win_rate": 0.5, "seconds": _since(started)}}
+        answers, runs, all_pairs = {"start": start_answers}, [], []
+        for k in range(1, rounds + 1):
+            started, name, folder = time.perf_counter(), f"round {k}", report_dir / f"round-{k}"
+            say(f"\n=== Round {k}/{rounds}: {samples} answers to each of {len(train_prompts)} prompts ===")
+            asked = [p for p in train_prompts for _ in range(samples)]
+            sampled = generate(model, asked, tokenizer, max_new_tokens, batch_size=16, sample=True,
+                               temperature=temperature, top_p=top_p, seed=seed + k)  # fmt: skip
+            scores = reward_fn(asked, [_as_completion(p, a) for p, a in zip(asked, sampled, strict=True)])
+            pairs, skipped = best_vs_worst(train_prompts, sampled, scores, samples, min_gap)
+            all_pairs += pairs
+            trained = all_pairs if accumulate else pairs
+            say(f"{len(pairs)} pairs made, {skipped} prompts skipped (best - worst <= {min_gap}); training on {len(trained)}.")
+            result = None
+            if trained:
+                run_overrides = {**overrides, "seed": seed, "tokenizer": tokenizer, "eval_split": 0, "evaluate": False,
+                                 "save": save, "quiet": quiet}  # fmt: skip
+                result = run(method, model, list(trained), preset, str(folder), run_overrides)
+                _release_training_state(result.trainer)
+                model = result.model
+                if is_peft(model):  # the next round trains the merged model, its own reference
+                    model = model.merge_and_unload()
+            folder.mkdir(exist_ok=True)
+            _write_jsonl(folder / "samples.jsonl", [{"prompt": p, "completions": sampled[i * samples : (i + 1) * samples],
+                         "scores": scores[i * samples : (i + 1) * samples]} for i, p in enumerate(train_prompts)])  # fmt: skip
+            _write_jsonl(folder / "pairs.jsonl", pairs)
+            answers[name], round_scores = heldout(model)
+            wins = [1.0 if b > a else 0.5 if b == a else 0.0 for a, b in zip(start_scores, round_scores, strict=True)]
+            metrics[name] = {"heldout_reward": _mean(round_scores), "win_rate": _mean(wins), "pairs": len(pairs),
+                             "skipped": skipped, "train_pairs": len(trained), "sampled_reward": _mean(scores),
+                             "steps": result.metrics["steps"] if result else 0, "seconds": _since(started)}  # fmt: skip
+            runs.append(result)
+            say(f"Round {k}: held-out reward {metrics[name]['heldout_reward']:.3f} "
+                f"(start {metrics['start']['heldout_reward']:.3f}), win rate vs start {metrics[name]['win_rate']:.3f}")
+
+        settings = {"model": start_name, "method": method,
+                    "preset": preset, "rounds": rounds, "samples": samples, "accumulate": accumulate,
+                    "min_gap": min_gap, "train_prompts": len(train_prompts), "heldout_prompts": len(eval_prompts),
+                    "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed,
+                    "reward": getattr(reward_fn, "__name__", str(reward)),
+                    "overrides": {k: v for k, v in overrides.items() if k not in ("callbacks",)}}  # fmt: skip
+        side_by_side = [{"prompt": p, "answers": {n: a[i] for n, a in answers.items()}}
+                        for i, p in enumerate(eval_prompts[:4])]  # fmt: skip
+        with staged(report_dir) as staging:
+            files, _ = write_report(
+                staging, f"Iterative {method.upper()}: {rounds} rounds", metrics,
+                {f"round {k}": r.trainer.state.log_history for k, r in enumerate(runs, 1) if r is not None},
+                side_by_side, settings, COLUMNS, _NOTES, plot_columns=("heldout_reward", "win_rate", "pairs", "skipped"),
+            )  # fmt: skip
+    result = IterationResult(metrics, str(report_dir), runs, answers,
+                             {k: str(report_dir / Path(v).name) for k, v in files.items()})  # fmt: skip
+    say(f"\nIterative {method.upper()}, report in {report_dir}:\n{result.table()}")
+    return result
+
+
+def best_vs_worst(prompts, completions, scores, samples: int, min_gap: float) -> tuple[list[dict], int]:
+    """Pairs (chosen: the best-scored answer to a prompt, rejected: the worst) and the number of prompts skipped
+    because their best and worst scores differ by ``min_gap`` or less. ``completions`` and ``scores`` hold
+    ``samples`` entries per prompt, in the prompts' order."""
+    pairs, skipped = [], 0
+    for i, prompt in enumerate(prompts):
+        got = list(zip(scores[i * samples : (i + 1) * samples], completions[i * samples : (i + 1) * samples], strict=True))
+        best, worst = max(got, key=lambda x: x[0]), min(got, key=lambda x: x[0])
+        if best[0] - worst[0] <= min_gap or best[1] == worst[1]:
+            skipped += 1
+            continue
+        pairs.append({"prompt": _as_messages(prompt), "chosen": [{"role": "assistant", "content": best[1]}],
+                      "rejected": [{"role": "assistant", "content": worst[1]}]})  # fmt: skip
+    return pairs, skipped
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _prompts(prompts, eval_prompts, seed: int) -> tuple[list, list]:
+    """The training prompts and the held-out ones (see :func:`iterate`)."""
+    import random
+
+    if prompts is None:  # the demo's first prompts (its rows are in a seeded random order): a round in minutes on a CPU
+        demo = demo_rows()
+        train, test = (_unique(r["prompt"] for r in demo[s]) for s in ("train", "test"))
+        return train[:DEMO_PROMPTS], list(eval_prompts) if eval_prompts is not None else test[:DEMO_HELDOUT]
+    if isinstance(prompts, (str, Path)):
+        with open(prompts, encoding="utf-8") as lines:
+            prompts = [json.loads(line)["prompt"] for line in lines if line.strip()]
+    prompts = _unique(prompts)
+    if eval_prompts is not None:
+        return prompts, list(eval_prompts)
+    order = list(range(len(prompts)))
+    random.Random(seed).shuffle(order)
+    n = max(1, min(64, len(prompts) // 5))
+    held = set(order[:n])
+    if len(prompts) - n < 1:
+        raise ConfigError(f"iterate needs at least 2 prompts to hold some out (or pass eval_prompts=), got {len(prompts)}.")
+    return [p for i, p in enumerate(prompts) if i not in held], [prompts[i] for i in sorted(held)]
+
+
+def _unique(prompts) -> list:
+    seen, out = set(), []
+    for p in prompts:
+        key = json.dumps(p, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def _as_messages(prompt) -> list[dict]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def _as_completion(prompt, answer: str):
+    """An answer in the form TRL gives reward functions: a string for a text prompt, else assistant messages."""
+    return answer if isinstance(prompt, str) else [{"role": "assistant", "content": answer}]
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return round(sum(values) / len(values), 4) if values else float("nan")
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 1)
+
+
+def _write_jsonl(path: Path, rows) -> None:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+
+
+_NOTES = """How to read it:
+- `heldout_reward`: mean reward of the greedy answers to the held-out prompts (never trained on).
+- `win_rate`: share of held-out prompts where this round's greedy answer scores above the start model's (ties 0.5).
+- `pairs`: prompts whose sampled answers made a best-vs-worst pair this round; `skipped`: prompts whose best and
+  worst answers tied (within `min_gap`); `train_pairs`: the pairs the round trained on (all rounds' with accumulate).
+- `seconds`: the whole round: sampling, scoring, training and the held-out answers."""
