@@ -30,8 +30,8 @@ def train_dpo(
     newest one of this method and model under ``runs/``, from its last checkpoint), ``save`` (default True), ``evaluate`` (default True),
     ``max_eval_pairs``, ``answer_prompts`` (held-out prompts answered greedily before and after
     training, scored for repetition and length, and for the pirate voice on the demo; default
-    32, 0 for none), ``quiet``, ``start_eval`` (an earlier :func:`smol_align.evaluate.evaluate`
-    of this start model on the same held-out pairs: used instead of evaluating it again).
+    32, 0 for none), ``quiet``, ``max_time`` (minutes of training: stop after the step that crosses
+    it, then evaluate and save).
 
     ``constraints``: terms added to TRL's DPO loss, each logged as ``constraint/<name>``: ``"dpop[:lam]"``
     (DPO-Positive), ``"length[:alpha]"`` (R-DPO), or your own ``fn(logps, batch) -> scalar tensor``, ``logps`` a
