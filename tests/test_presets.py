@@ -175,10 +175,12 @@ def test_recipes_load_and_build():
     assert recipes, "no recipes shipped"
     for path in recipes:
         recipe = yaml.safe_load(path.read_text())
-        method = "orpo" if "orpo" in path.name else "dpo"
+        method = next((m for m in ("orpo", "kto") if m in path.name), "dpo")
         options = {k: v for k, v in recipe.items() if k not in ("model", "dataset", "preset")}
+        options = {k: v.get("full", v) if isinstance(v, dict) else v for k, v in options.items()}  # per-mode rates
         built = presets.build(method, recipe.get("preset", "auto"), **options)
-        assert built.args.max_steps == recipe["max_steps"]
+        for key, value in options.items():  # every value reaches TRL's config as written
+            assert getattr(built.args, key) in (value, [value]), (path.name, key)
 
 
 def test_course_cdpo_label_smoothing_with_sigmoid_is_refused():
