@@ -14,7 +14,7 @@ with the same per-device batch (no accumulation) and max_length, for ``--steps``
   refuses to start), the model given by path as TRL loads it, the reference TRL makes;
 - ``trl+lora``: the same with peft's ``LoraConfig(r=16, lora_alpha=32, target_modules="all-linear")``
   at lr 5e-5, the usual TRL + LoRA recipe;
-- ``trl+liger``: ``trl`` with ``use_liger_kernel=True`` (GPU; needs ``liger-kernel``);
+- ``trl+liger`` / ``preset+liger``: ``trl`` / ``preset`` with ``use_liger_kernel=True`` (GPU; needs ``liger-kernel``);
 - ``preset`` / ``preset+lora``: ``smol_align.build_dpo_trainer`` with preset ``auto`` (this
   machine's) / ``lora``, trained as ``train_dpo`` trains it;
 - ``recipe``: ``smol_align/recipes/hh-rlhf-cpu.yaml`` with its own batch, max_length and rate (the
@@ -159,6 +159,8 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
         from smol_align import build_dpo_trainer
 
         preset, values = ("lora" if lora else "auto"), common
+        if config == "preset+liger":
+            values = {**common, "use_liger_kernel": True}
         if config == "recipe":  # its own batch, max_length, rate...: the best it can do in the same time
             preset, values = recipe()
             values = {**{k: common[k] for k in ("logging_steps", "report_to", "save_strategy", "seed")}, **values,
@@ -253,7 +255,7 @@ def table(rows: list[dict], peak: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="demo,hh", help="demo, hh or both (comma-separated)")
-    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"any of {', '.join(CONFIGS)}, trl+liger")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"any of {', '.join(CONFIGS)}, trl+liger, preset+liger")
     parser.add_argument("--model", default=None, help="a model folder (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2, help="steps left out of the timings")
