@@ -18,18 +18,12 @@ HOOKS = os.environ.get("SMOL_ALIGN_TRL_HOOKS", "1") != "0"  # the one switch for
 
 
 def import_orpo():
-    """Return ``(ORPOConfig, ORPOTrainer)`` wherever the installed TRL keeps them.
-
-    TRL >= 1.0 keeps ORPO in ``trl.experimental.orpo`` and warns on import; smol_align pins the
-    version it tests against, so that notice is silenced here rather than shown to learners.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*trl.experimental.*")
-            os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-            from trl.experimental.orpo import ORPOConfig, ORPOTrainer
-    except ImportError:  # TRL < 1.0
-        from trl import ORPOConfig, ORPOTrainer
+    """``(ORPOConfig, ORPOTrainer)`` from ``trl.experimental.orpo`` (TRL 1.x), its "experimental" notice silenced:
+    smol_align pins the TRL it tests against, so the notice would only puzzle learners."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*trl.experimental.*")
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
     return ORPOConfig, ORPOTrainer
 
 

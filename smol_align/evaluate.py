@@ -1,38 +1,13 @@
-"""Held-out evaluation of a preference-tuned model, computed by TRL's own DPO machinery.
+"""Held-out figures of a preference-tuned model, computed by TRL's own DPO machinery, and generation.
 
-:func:`evaluate` scores held-out preference pairs exactly as TRL's ``DPOTrainer`` scores its eval
-batches: pairs tokenized as ``DPOTrainer`` tokenizes them (or a DPO trainer's own tokenized
-``eval_dataset``, passed as is), batched by TRL's ``DataCollatorForPreference`` and scored by
-TRL's fused LM head (``model(..., labels=..., fused_lm_head=True).log_probs``, summed per
-sequence as ``DPOTrainer.compute_ref_log_probs`` does), the adapters switched off for the
-reference of a PEFT model with TRL's ``use_adapter``. So ``reward_accuracy``, ``reward_margin``,
-``rewards_chosen``/``rewards_rejected`` are the ``eval_rewards/*`` figures of ``trainer.evaluate()``
-(``tests/test_evaluate.py`` checks it). On top it reports figures that need no reference:
-
-* ``preference_accuracy``: share of pairs where the policy finds the chosen answer more likely
-  than the rejected one (summed log-probs); ``preference_accuracy_normalized`` the same with
-  per-token means, which removes the bias towards shorter answers;
-* ``nll_chosen``: per-token negative log-likelihood of the chosen answers (all chosen tokens
-  pooled), to watch the model "forgetting" good answers while it pushes pairs apart;
-* ``drift`` / ``drift_rejected``: mean log-ratio ``log pi(y|x) - log pi_ref(y|x)`` of the chosen /
-  rejected answers: how far the policy moved from the reference on this data.
-
-The reference. A forward pass of SmolLM2-135M over ~130 pairs costs tens of seconds on a CPU,
-so the usual flow evaluates the start model once and hands its log-probs on::
-
-    start = evaluate(model0, test, tokenizer=tok)  # reference = itself: rewards 0 by definition
-    dpo = evaluate(trained, test, tokenizer=tok, ref_logps=start["logps"])
-
-With neither ``ref_model`` nor ``ref_logps`` the reference is the model itself (all implicit
-rewards, margins and drifts are 0 and ``reward_accuracy`` is 0, since it counts strict wins:
-at the start of training, by definition), except for a PEFT model, whose reference is the same
-model with its adapters disabled (or its adapter named ``"ref"``), as in TRL.
-
-Cost: pairs are sorted by length and batched (little padding), under ``torch.no_grad`` and in
-eval mode; the fused head projects only completion positions (on a CPU too, through
-``_compat.compact_lm_head_while``). Each pair's prompt is run twice (before the chosen and before
-the rejected answer), as TRL does: about a third slower than the KV-cache engine this module had
-before (README, "Held-out figures").
+:func:`evaluate` tokenizes pairs as ``DPOTrainer`` does (or takes a DPO trainer's tokenized
+``eval_dataset`` as is), batches them with TRL's ``DataCollatorForPreference`` and sums TRL's fused-LM-head
+log-probs as ``DPOTrainer.compute_ref_log_probs`` does, so ``reward_accuracy``, ``reward_margin`` and
+``rewards_*`` are ``trainer.evaluate()``'s ``eval_rewards/*`` (tests/test_evaluate.py checks it). Figures
+that need no reference come on top: ``preference_accuracy`` (chosen more likely than rejected; also per
+token, ``_normalized``), ``nll_chosen`` (pooled over chosen tokens: is the model forgetting good answers?),
+``drift``/``drift_rejected`` (mean log-ratio to the reference). A reference pass costs as much as the
+policy's, so the usual flow scores the start model once and passes its ``logps`` on as ``ref_logps``.
 """
 
 from __future__ import annotations

@@ -176,16 +176,9 @@ def load_model(
     source = resolve(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     if dtype is None and quantization_config is None:
-        import torch
-
-        dtype = torch.float32
-    kwargs = dict(from_pretrained_kwargs)
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    if quantization_config is not None:
-        kwargs["quantization_config"] = quantization_config
-    if device_map is not None:
-        kwargs["device_map"] = device_map
+        dtype = "float32"
+    given = {"dtype": dtype, "quantization_config": quantization_config, "device_map": device_map}
+    kwargs = {**from_pretrained_kwargs, **{k: v for k, v in given.items() if v is not None}}
     model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
     prepare_tokenizer(model, tokenizer)
     return model, tokenizer

@@ -1,40 +1,14 @@
-"""DPO with soft preference labels and/or constraint terms: smol_align's one ``DPOTrainer`` subclass (loss only).
+"""smol_align's one ``DPOTrainer`` subclass: TRL's loss plus a soft-label correction and/or constraint terms.
 
-Soft labels: one probability ``p = P(chosen > rejected)`` per pair.
-
-Hard-label DPO treats every pair as certain. Ratings say otherwise: an answer rated 9 against one
-rated 2 is a surer preference than 6 against 5. The soft-label loss (cDPO with a per-pair label,
-see :func:`smol_align.reference.preference_loss`, ``loss_type="soft"``) is the cross-entropy
-between DPO's Bradley-Terry probability ``sigma(z)``, ``z = beta * Delta``, and ``p``:
-
-    L = -p log sigma(z) - (1 - p) log sigma(-z)  =  -log sigma(z) + (1 - p) z
-
-``p = 1`` is DPO; a constant ``p = 1 - eps`` is conservative DPO (cDPO).
-
-How it plugs into TRL 1.16, touching only the loss:
-
-* the dataset carries a float column, ``preference_prob`` by default (fill it with
-  :func:`preference_prob_from_ratings`, or :func:`with_preference_prob` for a whole dataset);
-* ``_set_signature_columns_if_needed`` keeps that column when the trainer drops unused ones, and the
-  data collator is wrapped to put it in the batch as a float tensor;
-* ``_compute_loss`` removes it from the batch (TRL forwards every other key to the model), lets
-  ``DPOTrainer`` compute the ordinary sigmoid loss and all its metrics, and adds the
-  exact correction ``mean((1 - p) * z)`` given by the identity above. ``z`` is rebuilt from the
-  per-token log-probabilities of the same forward passes (captured with forward hooks), summed the
-  way DPOTrainer sums them, so no extra forward pass runs and every TRL metric stays as logged.
-
-The configuration must be a plain DPO one: ``loss_type`` ``"sigmoid"`` (or ``"soft"``, which is
-rewritten to ``"sigmoid"``), no ``label_smoothing``, ``f_divergence_type="reverse_kl"``,
-``ld_alpha=None``, ``use_weighting=False``. The trainer also logs ``preference_prob``, the batch mean
-of ``p``.
-
-Constraints (``constraints=[fn, ...]``; ``train_dpo(..., constraints=...)`` builds this trainer): each
-``fn(logps, batch) -> scalar`` gets a :class:`smol_align.reference.PairLogps` (policy and reference
-log-probs of chosen and rejected, summed and per token, the completion masks, beta, the policy) and the
-batch TRL collated, and its value is added to TRL's loss, whatever TRL's ``loss_type``; each is logged
-as ``constraint/<name>``. The log-probs are those of the same forward passes, captured as above, so a
-constraint costs no forward pass. ``preference_prob_column=None`` trains hard labels (no column needed);
-with a column, the soft correction and the constraints add up.
+Soft labels: a float column (``preference_prob``) holds ``p = P(chosen > rejected)`` per pair (fill it
+with :func:`with_preference_prob` from ratings). The soft-label (cDPO) loss is the cross-entropy between
+DPO's ``sigma(z)``, ``z = beta * Delta``, and ``p``: ``-p log sigma(z) - (1 - p) log sigma(-z) = -log
+sigma(z) + (1 - p) z``, so TRL's sigmoid loss plus ``mean((1 - p) z)`` is exact (``p = 1`` is DPO, a
+constant ``1 - eps`` cDPO). Constraints: each ``fn(logps, batch) -> scalar`` gets a
+:class:`smol_align.reference.PairLogps` and its value is added to TRL's loss, logged as
+``constraint/<name>``. Both reuse the per-token log-probs of TRL's own forward passes (captured by
+forward hooks, summed as ``DPOTrainer._compute_loss`` sums them): no extra forward, every TRL metric as
+logged. The soft loss needs a plain DPO config (sigmoid loss, no ``label_smoothing``/``ld_alpha``/WPO).
 """
 
 from __future__ import annotations
@@ -81,15 +55,6 @@ def _check_column(dataset, column: str, split: str) -> None:
         )
 
 
-def _check_probs(probs: torch.Tensor, column: str) -> None:
-    bad = ~((probs >= 0) & (probs <= 1))  # also catches NaN
-    if bool(bad.any()):
-        raise DatasetFormatError(
-            f"Column {column!r} must hold probabilities in [0, 1]; this batch has {probs[bad].tolist()[:5]}.",
-            column=column,
-        )
-
-
 @dataclass
 class PreferenceProbCollator:
     """Wraps a preference collator and adds ``column`` to the batch as a float32 tensor."""
@@ -111,7 +76,10 @@ class PreferenceProbCollator:
                 f"Column {self.column!r} must hold numbers in [0, 1]; got {[ex[self.column] for ex in examples][:5]}.",
                 column=self.column,
             ) from None
-        _check_probs(probs, self.column)
+        bad = ~((probs >= 0) & (probs <= 1))  # also catches NaN
+        if bool(bad.any()):
+            raise DatasetFormatError(f"Column {self.column!r} must hold probabilities in [0, 1]; this batch has "
+                                     f"{probs[bad].tolist()[:5]}.", column=self.column)  # fmt: skip
         batch = self.collator(examples)
         batch[self.column] = probs
         return batch
@@ -151,55 +119,24 @@ class SoftDPOTrainer(DPOTrainer):
 
     _tag_names = ["trl", "dpo", "smol-align", "soft-dpo"]
 
-    def __init__(
-        self,
-        model,
-        ref_model=None,
-        args=None,
-        data_collator=None,
-        train_dataset=None,
-        eval_dataset=None,
-        processing_class=None,
-        compute_metrics=None,
-        callbacks=None,
-        optimizers=(None, None),
-        quantization_config=None,
-        peft_config=None,
-        *,
-        preference_prob_column: str | None = PREFERENCE_PROB_COLUMN,
-        constraints=(),
-    ):
-        self.preference_prob_column = preference_prob_column
+    def __init__(self, *args, preference_prob_column: str | None = PREFERENCE_PROB_COLUMN, constraints=(), **kwargs):
+        self.preference_prob_column = column = preference_prob_column
         self.constraints = [as_constraint(c) for c in constraints]
         self.constraint_names = constraint_names(self.constraints)
-        if preference_prob_column is None and not self.constraints:
+        if column is None and not self.constraints:
             raise ConfigError("SoftDPOTrainer with neither soft labels nor constraints is DPOTrainer: use that.")
-        if args is not None and preference_prob_column is not None:
-            self._check_config(args)
-        if train_dataset is not None and preference_prob_column is not None:
-            _check_column(train_dataset, preference_prob_column, "train")
-        if eval_dataset is not None and preference_prob_column is not None:
-            evals = eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval", eval_dataset)]
-            for name, dataset in evals:
-                _check_column(dataset, preference_prob_column, name)
-        super().__init__(
-            model=model,
-            ref_model=ref_model,
-            args=args,
-            data_collator=data_collator,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            compute_metrics=compute_metrics,
-            callbacks=callbacks,
-            optimizers=optimizers,
-            quantization_config=quantization_config,
-            peft_config=peft_config,
-        )
-        # Wrapped after DPOTrainer.__init__: the reference log-prob precomputation it may run uses
-        # the plain collator, which ignores the column.
-        if preference_prob_column is not None:
-            self.data_collator = PreferenceProbCollator(self.data_collator, preference_prob_column)
+        if column is not None:
+            if kwargs.get("args") is not None:
+                self._check_config(kwargs["args"])
+            evals = kwargs.get("eval_dataset")
+            evals = evals.items() if isinstance(evals, dict) else [("eval", evals)]
+            for split, dataset in [("train", kwargs.get("train_dataset")), *evals]:
+                if dataset is not None:
+                    _check_column(dataset, column, split)
+        super().__init__(*args, **kwargs)
+        # Wrapped after DPOTrainer.__init__: its reference precomputation uses the plain collator.
+        if column is not None:
+            self.data_collator = PreferenceProbCollator(self.data_collator, column)
 
     @staticmethod
     def _check_config(args) -> None:
@@ -212,25 +149,17 @@ class SoftDPOTrainer(DPOTrainer):
                 f"SoftDPOTrainer trains the soft-label loss only; set loss_type='sigmoid' or 'soft' in the config "
                 f"(got {loss_types})."
             )
-        if args.loss_weights not in (None, [1.0]):
-            raise ConfigError(
-                f"SoftDPOTrainer does not combine losses; leave loss_weights unset (got {args.loss_weights})."
-            )
-        if args.label_smoothing != 0.0:
-            raise ConfigError(
-                "SoftDPOTrainer takes its labels from the preference-probability column; set label_smoothing=0 "
-                f"(got {args.label_smoothing}). For a constant label 1 - eps, fill the column with 1 - eps."
-            )
-        if args.f_divergence_type != "reverse_kl":
-            raise ConfigError(
-                f"SoftDPOTrainer needs f_divergence_type='reverse_kl' (got {args.f_divergence_type!r})."
-            )
-        if args.ld_alpha is not None:
-            raise ConfigError(
-                f"SoftDPOTrainer does not support ld_alpha (got {args.ld_alpha}); leave it unset."
-            )
-        if args.use_weighting:
-            raise ConfigError("SoftDPOTrainer does not support use_weighting=True (WPO weights).")
+        refused = {
+            "loss_weights": (args.loss_weights not in (None, [1.0]), "leave it unset: the soft loss combines no losses"),
+            "label_smoothing": (args.label_smoothing != 0.0, "set label_smoothing=0: the labels come from the column "
+                                "(for a constant 1 - eps, fill the column with 1 - eps)"),
+            "f_divergence_type": (args.f_divergence_type != "reverse_kl", "it must be 'reverse_kl'"),
+            "ld_alpha": (args.ld_alpha is not None, "leave ld_alpha unset"),
+            "use_weighting": (args.use_weighting, "WPO weights are not supported"),
+        }  # fmt: skip
+        for name, (bad, fix) in refused.items():
+            if bad:
+                raise ConfigError(f"SoftDPOTrainer does not take {name}={getattr(args, name)!r}: {fix}.")
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
