@@ -1,13 +1,9 @@
 """The doctor: what is wrong with a preference dataset, before an hour of training on it.
 
-``doctor(data)`` reads ``data`` with :func:`smol_align.data.load` (rows that do not fit are
-counted, not raised), or takes the :class:`~smol_align.data.load.Pairs` a run already has, and
-checks the pairs themselves (never normalizing them again): identical pairs, empty completions, ties, duplicated prompts, broken role
-order, pairs that ``max_length`` would truncate (and how much of the completions is lost), the
-length distribution of prompt/chosen/rejected, and how often the chosen answer is the longer
-one (DPO learns "longer is better" from such data).
-
-Command line: ``smol-align doctor data.jsonl --max-length 1024 --tokenizer HuggingFaceTB/SmolLM2-135M-Instruct``.
+It checks normalized pairs (a run's :class:`~smol_align.data.load.Pairs`, never normalized again):
+set-aside rows, identical pairs, empty completions, ties, duplicated prompts, broken role order,
+truncation at ``max_length``, lengths, and how often chosen is the longer answer (DPO learns
+"longer is better" from such data).
 """
 
 from __future__ import annotations
@@ -112,11 +108,6 @@ class DoctorReport:
         return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------------
-# lengths
-# ------------------------------------------------------------------------------------------------
-
-
 def _token_lengths(rows: list[dict], tokenizer) -> list[tuple[int, int, int]]:
     """``(prompt, chosen, rejected)`` lengths in tokens, split as TRL's DPO trainer and the evaluation split them."""
     import copy
@@ -145,11 +136,6 @@ def _stats(values) -> LengthStats:
     array = np.asarray(values)
     p50, p90 = np.percentile(array, [50, 90])
     return LengthStats(int(array.min()), float(p50), float(p90), int(array.max()), float(array.mean()))
-
-
-# ------------------------------------------------------------------------------------------------
-# the doctor
-# ------------------------------------------------------------------------------------------------
 
 
 def _load_tokenizer(tokenizer):

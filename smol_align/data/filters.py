@@ -1,18 +1,7 @@
 """Filters over normalized pairs: all off unless asked for, one by one or through a named recipe.
 
-Each filter is a pure predicate on one normalized row; :func:`drop_reason` applies them in a
-fixed order and names the first that drops the row, so every dropped row is counted once, under
-one name:
-
-=================  ==============================================================================
-``drop_empty``     a chosen or rejected completion that is empty or whitespace
-``drop_identical`` chosen and rejected are the same text (no preference signal)
-``drop_ties``      equal ratings (``score_chosen == score_rejected``) or ``status == "tie"``
-``min_margin``     ``score_chosen - score_rejected < min_margin`` (pairs without ratings are kept)
-``argilla_orca``   Argilla's advice for its Orca pairs: ``status != "tie"``, ``score_chosen >= 8``
-                   (``chosen_score`` in the source) and not ``in_gsm8k_train``
-``dedupe_prompts`` a prompt already seen in an earlier row (the first one is kept)
-=================  ==============================================================================
+Each is a pure predicate on one normalized row; :func:`drop_reason` names the first that drops a
+row (in :data:`FILTERS` order), so every dropped row is counted once, under one name.
 """
 
 from __future__ import annotations
@@ -74,11 +63,6 @@ def check_columns(active: Mapping[str, Any], columns: list[str], format_name: st
             raise ConfigError(
                 f"filter {key} needs the columns {list(wanted)}, which format {format_name!r} does not provide"
             )
-
-
-# ------------------------------------------------------------------------------------------------
-# predicates on one normalized row
-# ------------------------------------------------------------------------------------------------
 
 
 def completion_text(completion: list[dict]) -> str:

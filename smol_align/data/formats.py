@@ -1,17 +1,10 @@
 """FORMATS: every preference-dataset schema smol_align reads, by name, and how one is detected.
 
-A :class:`Format` names its ``signature`` (the columns that must *all* be there for detection
-to pick it, and for ``format=`` to accept the data), the row function that turns one row into
-a TRL pair (a pure function from :mod:`smol_align.data.rows`), the other columns it reads, the
-``extras`` it keeps (stable name -> the column it comes from: a normalized row holds the TRL
-columns plus only those whose column the data has), and the columns of the schema it knows and
-ignores on purpose. Any other text column is reported: nothing is dropped in silence.
-
-Detection: among the formats whose signature columns are all present and whose ``check`` (if
-any) accepts the first rows, the one with the longest signature wins; ties go to the earlier
-entry; with none, TRL's unpaired rows (``trl-unpaired``: ``prompt``, ``completion``, ``label``, for KTO) if
-those columns are there. axolotl's DPO types (``chatml.intel``, ``chatml.ultra``, ...) are accepted by their own
-names with ``format=``, never detected (each is the shape of a detected format).
+Detection: among the formats whose ``signature`` columns are all present and whose ``check``
+accepts the first rows, the longest signature wins (ties: the earlier entry); with none,
+``trl-unpaired`` (KTO's rows) if its columns are there. axolotl's DPO types (``chatml.intel``, ...)
+are accepted by name with ``format=``, never detected. A text column a format neither reads nor
+``ignores`` is reported: nothing is dropped in silence.
 """
 
 from __future__ import annotations

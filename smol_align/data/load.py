@@ -1,14 +1,9 @@
 """``load()``: what the user has -> TRL-ready train and held-out pairs, every row normalized once.
 
-source (:mod:`.sources`) -> format (detected, or ``format=``) -> ``columns=`` renaming -> pairs
-(:mod:`.normalize`) -> train / held-out split -> the doctor's report (:mod:`.doctor`, on demand).
-``train_dpo``, ``train_orpo``, ``compare``, ``evaluate``, the trainer builders and every CLI
-command read their data here, with the same options (:data:`DATA_OPTIONS`), and hand the
-:class:`Pairs` on: nothing downstream normalizes again.
-
-The held-out pairs: ``eval_dataset`` (any form the data takes), else ``eval_split``: a split
-name, or a fraction of the training pairs held out with ``split_seed``. By default, the data's
-test split (``test``, ``test_prefs``, ``validation``...; a known hub id's own), else
+source (:mod:`.sources`) -> format -> ``columns=`` -> pairs (:mod:`.normalize`) -> train / held-out
+split. Every entry point reads its data here with :data:`DATA_OPTIONS` and hands the
+:class:`Pairs` on: nothing downstream normalizes again. Held out: ``eval_dataset``, else
+``eval_split`` (a split name, or a fraction with ``split_seed``), else the data's test split, else
 :data:`HELDOUT_FRACTION` of the pairs, at most :data:`MAX_HELDOUT`.
 """
 

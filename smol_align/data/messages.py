@@ -1,15 +1,8 @@
-"""Row-level building blocks: read messages, build a validated TRL pair, say why a row does not fit.
-
-Every normalizer in ``formats/`` is a pure function of one row built from these helpers. A row
-that does not fit raises :class:`InvalidRow` (a format problem: set aside and counted, or raised
-as ``DatasetFormatError`` with ``strict=True``); a row that a binarization recipe skips on purpose
-(a tie in raw UltraFeedback) raises :class:`DroppedRow`.
-
-Reasons are short *categories* (they are counted); row-specific facts go in ``detail``.
+"""What the row functions are built from: read cells and messages, build a validated TRL pair, or
+raise :class:`InvalidRow` (does not fit) / :class:`DroppedRow` (skipped on purpose) with a counted reason.
 
 TRL's ``extract_prompt`` does the shared-prefix split too, but it fails on empty lists
-(``UnboundLocalError``) and cannot say why a pair does not split, so :func:`split_shared_prefix`
-does it here with a reason for each failure.
+(``UnboundLocalError``) and cannot say why a pair does not split, hence :func:`split_shared_prefix`.
 """
 
 from __future__ import annotations
@@ -24,18 +17,8 @@ Message = dict[str, str]
 USER, ASSISTANT, SYSTEM = "user", "assistant", "system"
 
 # Speaker names seen in the wild (ShareGPT, OpenAssistant, Gemini-style exports) -> TRL roles.
-ROLE_ALIASES = {
-    "user": USER,
-    "human": USER,
-    "prompter": USER,
-    "assistant": ASSISTANT,
-    "gpt": ASSISTANT,
-    "bot": ASSISTANT,
-    "model": ASSISTANT,
-    "chatgpt": ASSISTANT,
-    "ai": ASSISTANT,
-    "system": SYSTEM,
-}
+ROLE_ALIASES = {"user": USER, "human": USER, "prompter": USER, "system": SYSTEM, "assistant": ASSISTANT,
+                **dict.fromkeys(("gpt", "bot", "model", "chatgpt", "ai"), ASSISTANT)}  # fmt: skip
 
 ROLE_ORDER = "role order"  # prefix of every reason about the order of turns (the doctor counts them)
 
@@ -60,15 +43,6 @@ class DroppedRow(RowSetAside):
     """The row fits but a recipe skips it on purpose (e.g. a tie when binarizing ratings)."""
 
     invalid = False
-
-
-# --------------------------------------------------------------------------------------------
-# values
-# --------------------------------------------------------------------------------------------
-
-
-def _type_name(value: Any) -> str:
-    return type(value).__name__
 
 
 def maybe_json(value: Any) -> Any:
@@ -103,7 +77,7 @@ def text(value: Any, column: str) -> str:
         return value
     if is_missing(value):
         raise InvalidRow(f"{column}: missing value", column)
-    raise InvalidRow(f"{column}: expected text", column, f"got {_type_name(value)}")
+    raise InvalidRow(f"{column}: expected text", column, f"got {type(value).__name__}")
 
 
 def optional_text(value: Any) -> str | None:
@@ -137,15 +111,10 @@ def flag(value: Any) -> bool | None:
     return None
 
 
-# --------------------------------------------------------------------------------------------
-# messages
-# --------------------------------------------------------------------------------------------
-
-
 def message(item: Any, column: str) -> Message:
     """One message as ``{"role", "content"}``; accepts ``role``/``content`` or ShareGPT ``from``/``value``."""
     if not isinstance(item, dict):
-        raise InvalidRow(f"{column}: malformed message", column, f"expected a dict, got {_type_name(item)}")
+        raise InvalidRow(f"{column}: malformed message", column, f"expected a dict, got {type(item).__name__}")
     role = item.get("role", item.get("from"))
     content = item.get("content", item.get("value"))
     if not isinstance(role, str):
@@ -154,7 +123,7 @@ def message(item: Any, column: str) -> Message:
     if canonical is None:
         raise InvalidRow(f"{column}: unknown role", column, f"role {role!r}")
     if not isinstance(content, str):
-        raise InvalidRow(f"{column}: message content is not text", column, f"got {_type_name(content)}")
+        raise InvalidRow(f"{column}: message content is not text", column, f"got {type(content).__name__}")
     return {"role": canonical, "content": content}
 
 
@@ -172,7 +141,7 @@ def messages(value: Any, column: str) -> list[Message]:
     if is_missing(value):
         raise InvalidRow(f"{column}: missing value", column)
     if not isinstance(value, list):
-        raise InvalidRow(f"{column}: expected a list of messages", column, f"got {_type_name(value)}")
+        raise InvalidRow(f"{column}: expected a list of messages", column, f"got {type(value).__name__}")
     if not value:
         raise InvalidRow(f"{column}: empty list of messages", column)
     return [message(item, column) for item in value]
@@ -190,13 +159,8 @@ def text_or_messages(value: Any, column: str, role: str) -> list[Message]:
             return [{"role": role, "content": value}]
         value = parsed
     if not isinstance(value, (list, dict)) and not is_missing(value):
-        raise InvalidRow(f"{column}: expected text or messages", column, f"got {_type_name(value)}")
+        raise InvalidRow(f"{column}: expected text or messages", column, f"got {type(value).__name__}")
     return messages(value, column)
-
-
-# --------------------------------------------------------------------------------------------
-# pairs
-# --------------------------------------------------------------------------------------------
 
 
 def check_prompt(prompt: list[Message], column: str = "prompt") -> None:

@@ -1,19 +1,11 @@
 """``normalize()``: preference data in any supported shape -> TRL conversational pairs, explicit prompt.
 
-The work goes through ``datasets`` (a batched ``map`` with ``num_proc``, or a lazy map over an
-``IterableDataset``), so a million-row dataset never has to fit in a Python list. Rows that do
-not fit are never dropped silently:
-
-- ``strict=False`` (default): each is set aside and counted by reason in a
-  :class:`NormalizeReport` (a warning is logged with the counts). Get the report with
-  ``normalize(..., return_report=True)`` -> ``(dataset, report)`` or :func:`last_report`. It keeps
-  the indices of the invalid rows (``raw.select(report.invalid_rows)`` shows them) and a few
-  examples per reason.
-- ``strict=True``: the first one raises ``DatasetFormatError`` naming the dataset, the row, the
-  column and what was expected.
-
-A text column the format does not read is an error that names it (``lenient=True``: a warning,
-and the column is listed in the report's ``unused_columns``).
+One batched ``datasets`` map (``num_proc``; lazy over an ``IterableDataset``), so a million rows
+never sit in a Python list. No row is dropped silently: with ``strict=False`` each misfit is set
+aside and counted by reason in a :class:`NormalizeReport` (``return_report=True``, or
+:func:`last_report`; ``raw.select(report.invalid_rows)`` shows them); ``strict=True`` raises
+``DatasetFormatError`` at the first. A text column the format does not read is an error that
+names it (``lenient=True``: a warning, and the report's ``unused_columns``).
 """
 
 from __future__ import annotations
@@ -125,11 +117,6 @@ def last_report() -> NormalizeReport | dict[str, NormalizeReport] | None:
     return _LAST_REPORT
 
 
-# ------------------------------------------------------------------------------------------------
-# one row
-# ------------------------------------------------------------------------------------------------
-
-
 def normalize_row(name: str, row: Any, options: dict[str, Any], extras: tuple[str, ...] | None = None) -> dict:
     """The pair (with its extras) that format ``name`` makes of one row, or raise ``RowSetAside``.
 
@@ -217,11 +204,6 @@ def is_pairs(data: Any) -> bool:
     return all(c in METADATA for c in extras) and data.features == output_features(extras)
 
 
-# ------------------------------------------------------------------------------------------------
-# one split
-# ------------------------------------------------------------------------------------------------
-
-
 def normalize_split(data, name: str, hub_format: str | None = None, format: str = "auto", columns=None,
                     strict=False, lenient=False, num_proc=None, batch_size=1000, **options):  # fmt: skip
     """One split (a list of rows, a ``Dataset`` or ``IterableDataset``) -> ``(its pairs, its report)``.
@@ -295,11 +277,6 @@ def normalize_split(data, name: str, hub_format: str | None = None, format: str 
             name, f"{sum(report.invalid.values()):,}", f"{report.rows_in:,}", format, _counts(report.invalid),
         )  # fmt: skip
     return result, report
-
-
-# ------------------------------------------------------------------------------------------------
-# the entry point
-# ------------------------------------------------------------------------------------------------
 
 
 def rename(data: Any, columns: Any, column_names: list, dataset: str):

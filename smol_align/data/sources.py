@@ -1,7 +1,6 @@
 """Reading what the user has: a hub id (with its splits), a local file, a dataset, a list or iterable of rows.
 
-Nothing here knows a format beyond the hub ids the format table names. A file that cannot be read
-says which file, which line and why; an empty one, or a CSV with only a header, says so.
+A file that cannot be read says which file, which line and why.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Unpaired rows for KTO: ``prompt``, ``completion``, ``label`` (True: desirable, False: undesirable).
 
-Pairs become two rows each (:func:`unpair`: chosen -> True, rejected -> False, in a seeded, balanced order);
-TRL's own unpaired format (format ``trl-unpaired``) is read by :func:`normalize`, which ``load()``
-calls for it. Held-out figures need pairs: :func:`pairs_by_prompt` pairs a held-out prompt's
-desirable and undesirable completions.
+Pairs become two rows each (:func:`unpair`); TRL's own unpaired format (``trl-unpaired``) is read
+by :func:`normalize`; held-out figures need pairs again (:func:`pairs_by_prompt`).
 """
 
 from __future__ import annotations

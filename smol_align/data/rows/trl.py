@@ -1,11 +1,5 @@
-"""TRL's own preference formats, and the column-to-pair function most families share.
-
-:func:`pair` reads a prompt, a chosen and a rejected cell (text, messages, or messages as a JSON
-string) and an optional system text; the families whose rows are just those cells under other
-names (Intel's ``question``, Argilla's ``instruction``/``chosen_response``, ...) use it with
-their column names. Standard (plain-text) rows become conversational: the prompt is one user
-turn and each completion one assistant turn; whole dialogues in ``chosen``/``rejected`` give
-their shared leading messages as the prompt.
+"""TRL's own preference formats, and :func:`pair`, which the families whose rows are a prompt, a chosen
+and a rejected cell under other names (Intel's ``question``, Argilla's ``instruction``, ...) share.
 """
 
 from __future__ import annotations
