@@ -49,6 +49,12 @@ def resolve(recipe: str | None = None, **options: Any) -> dict[str, Any]:
     return {key: value for key, value in active.items() if value not in (None, False)}
 
 
+def take(options: dict) -> dict[str, Any]:
+    """The active filters that ``options`` names (``filters=NAME`` and single ones), taken out of it."""
+    wanted = {key: options.pop(key) for key in list(options) if key in FILTERS or key == "filters"}
+    return resolve(wanted.pop("filters", None), **wanted)
+
+
 def check_columns(active: Mapping[str, Any], columns: list[str], format_name: str) -> None:
     """Rating filters need rating columns: say so rather than keep everything quietly."""
     needs = {

@@ -51,6 +51,7 @@ class Format:
     options: Mapping[str, tuple] = field(default_factory=dict)  # option -> allowed values, default first
     detect: bool = True
     stream: bool = False  # too big to download whole: a hub id is streamed
+    columns: tuple[str, ...] = PAIR_COLUMNS  # what a normalized row holds (besides the extras)
 
     def extras_in(self, columns: Sequence[str]) -> tuple[str, ...]:
         """The extras this data has (their source column is present)."""
@@ -209,8 +210,8 @@ FORMATS: dict[str, Format] = {
         trl.standard_implicit, ("chosen", "rejected"), check=_TEXT, extras=_PASS,
         expected="`chosen`/`rejected`: texts that start with the same prompt",
     ),
-    UNPAIRED: Format(  # KTO's rows, not pairs: read by smol_align.data.unpaired; detected when no pair format fits
-        trl.unpaired, ("prompt", "completion", "label"), detect=False,
+    UNPAIRED: Format(  # KTO's rows, not pairs; detected when no pair format fits
+        trl.unpaired, ("prompt", "completion", "label"), detect=False, columns=("prompt", "completion", "label"),
         expected="`prompt`: text or messages; `completion`: text or one assistant message; "
         "`label`: true (desirable) or false (undesirable)",
     ),

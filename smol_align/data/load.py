@@ -81,9 +81,8 @@ def _pairs_of(src, part, name: str, options: dict, max_rows: int | None):
         part = part[:max_rows] if isinstance(part, list) else (
             part.take(max_rows) if isinstance(part, datasets.IterableDataset) else part.select(range(min(max_rows, len(part)))))  # fmt: skip
     if is_pairs(part):  # already normalized: only the filters asked for run again
-        wanted = {k: v for k, v in options.items() if k in filters.FILTERS or k == "filters"}
         report = NormalizeReport(dataset=name, format="pairs", rows_in=len(part))
-        return filters.apply(part, filters.resolve(wanted.pop("filters", None), **wanted), report.dropped), report
+        return filters.apply(part, filters.take(dict(options)), report.dropped), report
     return normalize_split(part, name, src.format, **options)
 
 

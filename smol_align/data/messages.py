@@ -39,6 +39,11 @@ class InvalidRow(RowSetAside):
     """The row does not fit the format (``strict=True`` turns it into ``DatasetFormatError``)."""
 
 
+class BadLabel(InvalidRow):
+    """Raised even with ``strict=False``: a KTO ``label`` in another encoding ("good", a 1-5 score)
+    would otherwise train on the wrong side, or on nothing."""
+
+
 class DroppedRow(RowSetAside):
     """The row fits but a recipe skips it on purpose (e.g. a tie when binarizing ratings)."""
 

@@ -10,6 +10,7 @@ names it (``lenient=True``: a warning, and the report's ``unused_columns``).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,11 +19,11 @@ from typing import Any
 from ..errors import ConfigError, DatasetFormatError
 from . import filters, sources
 from .formats import FORMATS, METADATA, PAIR_COLUMNS, UNPAIRED, Format, detect, get
-from .messages import InvalidRow, RowSetAside, is_message_list
+from .messages import BadLabel, InvalidRow, RowSetAside, is_message_list
 
 logger = logging.getLogger(__name__)
 
-HELPERS = ("_reason", "_column", "_detail", "_invalid")  # per-row bookkeeping columns, removed at the end
+ASIDE = "_aside"  # per-row bookkeeping column, removed at the end: why the row was set aside (JSON), or None
 EXAMPLES_PER_REASON = 3
 
 # What a row function may raise on odd cells beyond RowSetAside; turned into an "unreadable row".
@@ -118,10 +119,8 @@ def last_report() -> NormalizeReport | dict[str, NormalizeReport] | None:
 
 
 def normalize_row(name: str, row: Any, options: dict[str, Any], extras: tuple[str, ...] | None = None) -> dict:
-    """The pair (with its extras) that format ``name`` makes of one row, or raise ``RowSetAside``.
-
-    ``extras`` defaults to those whose source column ``row`` has.
-    """
+    """The pair (with its ``extras``; default: those whose column ``row`` has) that format ``name``
+    makes of one row, or raise ``RowSetAside``."""
     fmt = FORMATS[name]
     if not isinstance(row, dict):
         raise InvalidRow("row: expected a dict of columns", None, f"got {type(row).__name__}")
@@ -131,7 +130,7 @@ def normalize_row(name: str, row: Any, options: dict[str, Any], extras: tuple[st
         raise
     except _ROW_ERRORS as exc:  # a cell shaped in a way no rule foresaw: still a counted, named reason
         raise InvalidRow(f"{name}: unreadable row", None, f"{type(exc).__name__}: {exc}") from exc
-    pair = {column: result[column] for column in PAIR_COLUMNS}
+    pair = {column: result[column] for column in fmt.columns}
     for extra in fmt.extras_in(list(row)) if extras is None else extras:
         pair[extra] = METADATA[extra][1](result[extra] if extra in result else row.get(fmt.extras[extra]))
     return pair
@@ -139,36 +138,31 @@ def normalize_row(name: str, row: Any, options: dict[str, Any], extras: tuple[st
 
 def row_error(dataset: str, name: str, index: int, exc: RowSetAside) -> DatasetFormatError:
     where = f"{dataset}, row {index}" + (f", column {exc.column!r}" if exc.column else "")
-    return DatasetFormatError(
-        f"{where}: {exc}. Expected ({name}): {FORMATS[name].expected}. "
-        "With strict=False such rows are set aside and counted instead.",
-        dataset=dataset,
-        row=index,
-        column=exc.column,
-    )
+    also = "" if isinstance(exc, BadLabel) else " With strict=False such rows are set aside and counted instead."
+    message = f"{where}: {exc}. Expected ({name}): {FORMATS[name].expected}.{also}"
+    return DatasetFormatError(message, dataset=dataset, row=index, column=exc.column)
 
 
 def _normalize_rows(rows, indices, name, options, extras, strict, dataset, report=None) -> dict[str, list]:
-    """Every row in, every row out: its pair, or (set aside) an empty pair with why in the HELPERS.
+    """Every row in, every row out: its pair, or (set aside) an empty one with why in ``ASIDE``.
 
-    A list, a ``Dataset`` (in ``datasets.map`` workers too) and a stream all go through here; a
-    stream, read lazily in this process, also counts its rows in ``report`` as they go by.
+    Lists, ``Dataset`` map workers and streams all go through here; a stream (read lazily in this
+    process) also counts its rows in ``report`` as they go by.
     """
-    out: dict[str, list] = {column: [] for column in (*PAIR_COLUMNS, *extras, *HELPERS)}
-    empty = dict.fromkeys(extras) | {"prompt": [], "chosen": [], "rejected": []}
+    columns = (*FORMATS[name].columns, *extras)
+    out: dict[str, list] = {column: [] for column in (*columns, ASIDE)}
     for index, row in zip(indices, rows, strict=True):
         try:
-            pair, exc = normalize_row(name, row, options, extras), None
+            pair, aside = normalize_row(name, row, options, extras), None
         except RowSetAside as err:
-            if strict and err.invalid:
+            if (strict and err.invalid) or isinstance(err, BadLabel):
                 raise row_error(dataset, name, index, err) from None
-            pair, exc = empty, err
+            pair, aside = dict.fromkeys(columns), [err.reason, err.column, err.detail, err.invalid]
             if report is not None:
-                report.add(SetAside(index, err.reason, err.column, err.detail, err.invalid))
-        for column in (*PAIR_COLUMNS, *extras):
+                report.add(SetAside(index, *aside))
+        for column in columns:
             out[column].append(pair[column])
-        for column, attribute in zip(HELPERS, ("reason", "column", "detail", "invalid"), strict=True):
-            out[column].append(exc and getattr(exc, attribute))
+        out[ASIDE].append(aside and json.dumps(aside))
     if report is not None:
         report.rows_in += len(indices)
     return out
@@ -181,17 +175,14 @@ def _normalize_batch(*args, columns, **context):
     return _normalize_rows(rows, indices, **context)
 
 
-def output_features(extras: tuple[str, ...], helpers: bool = False):
-    """The features of normalized pairs: messages for the TRL columns, stable types for the extras."""
+def output_features(extras: tuple[str, ...], helpers: bool = False, columns=PAIR_COLUMNS):
+    """The features of normalized rows: messages for the TRL columns (a bool ``label``), stable types for the extras."""
     from datasets import Features, Value
 
     message = [{"role": Value("string"), "content": Value("string")}]
-    features = {column: message for column in PAIR_COLUMNS}
+    features = {column: Value("bool") if column == "label" else message for column in columns}
     features.update({extra: Value(METADATA[extra][0]) for extra in extras})
-    if helpers:
-        features.update({"_reason": Value("string"), "_column": Value("string"), "_detail": Value("string")})
-        features["_invalid"] = Value("bool")
-    return Features(features)
+    return Features(features | ({ASIDE: Value("string")} if helpers else {}))
 
 
 def is_pairs(data: Any) -> bool:
@@ -214,8 +205,7 @@ def normalize_split(data, name: str, hub_format: str | None = None, format: str 
     import datasets
     import numpy as np
 
-    wanted = {key: options.pop(key) for key in list(options) if key in filters.FILTERS or key == "filters"}
-    active = filters.resolve(wanted.pop("filters", None), **wanted)
+    active = filters.take(options)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     column_names, rows = sources.columns_and_rows(data)
@@ -227,17 +217,17 @@ def normalize_split(data, name: str, hub_format: str | None = None, format: str 
         data, column_names = rename(data, columns, column_names, name)
         rows = sources.columns_and_rows(data)[1]
     format, unused = resolve_format(format, column_names, text_columns(data, rows), rows, name, lenient, hub_format)
-    if format == UNPAIRED:  # KTO's rows, not pairs (imported here: smol_align.data.unpaired imports this module)
-        from .unpaired import normalize as normalize_unpaired
-
-        return normalize_unpaired(data, name, strict, active)
-    options = FORMATS[format].check_options(format, options)
+    if format == UNPAIRED and isinstance(data, datasets.IterableDataset):
+        raise ConfigError(f"{name}: unpaired rows are read whole, not streamed: pass streaming=False.")
+    if format == UNPAIRED and active:
+        raise ConfigError(f"{name}: the filters ({', '.join(active)}) apply to pairs, not to unpaired rows.")
     fmt = FORMATS[format]
+    options = fmt.check_options(format, options)
     report = NormalizeReport(dataset=name, format=format, unused_columns=unused)
     extras = fmt.extras_in(column_names)
     filters.check_columns(active, [*PAIR_COLUMNS, *extras], format)
     context = {"name": format, "options": options, "extras": extras, "strict": strict, "dataset": name}
-    features = output_features(extras, helpers=True)
+    features = output_features(extras, helpers=True, columns=fmt.columns)
     if isinstance(data, list):
         marked = datasets.Dataset.from_dict(_normalize_rows(data, range(len(data)), **context), features=features)
     else:
@@ -249,27 +239,23 @@ def normalize_split(data, name: str, hub_format: str | None = None, format: str 
         marked = data.map(_normalize_batch, batched=True, batch_size=batch_size, with_indices=True, input_columns=columns,
                           remove_columns=list(column_names), features=features, **more)  # fmt: skip
         if report.streaming:  # set-aside rows are counted while the stream is read
-            kept = marked.filter(lambda reason: reason is None, input_columns=["_reason"]).remove_columns(list(HELPERS))
+            kept = marked.filter(lambda aside: aside is None, input_columns=[ASIDE]).remove_columns(ASIDE)
             return filters.apply(kept, active, report.dropped), report
 
     report.rows_in = len(marked)
-    valid = marked.data.column("_reason").is_null().to_numpy(zero_copy_only=False)
+    valid = marked.data.column(ASIDE).is_null().to_numpy(zero_copy_only=False)
     aside = np.flatnonzero(~valid)
-    helpers = [marked.data.column(column).take(aside).to_pylist() for column in HELPERS]
-    for index, reason, column, detail, invalid in zip(aside.tolist(), *helpers, strict=True):
-        report.add(SetAside(index, reason, column, detail, invalid))
-    result = (marked.select(np.flatnonzero(valid)) if len(aside) else marked).remove_columns(list(HELPERS))
+    for index, record in zip(aside.tolist(), marked.data.column(ASIDE).take(aside).to_pylist(), strict=True):
+        report.add(SetAside(index, *json.loads(record)))
+    result = (marked.select(np.flatnonzero(valid)) if len(aside) else marked).remove_columns(ASIDE)
     if report.rows_in and report.rows_out + sum(report.dropped.values()) == 0:
         first = next(record for record in report.examples if record.invalid)
         raise DatasetFormatError(
-            f"{name}: none of its {report.rows_in:,} rows fit format {format!r} "
-            f"({_counts(report.invalid)}); first, row {first.row}"
-            f"{f', column {first.column!r}' if first.column else ''}: {first.reason}"
+            f"{name}: none of its {report.rows_in:,} rows fit format {format!r} ({_counts(report.invalid)}); "
+            f"first, row {first.row}{f', column {first.column!r}' if first.column else ''}: {first.reason}"
             f"{f' ({first.detail})' if first.detail else ''}. Expected: {fmt.expected}",
-            dataset=name,
-            row=first.row,
-            column=first.column,
-        )
+            dataset=name, row=first.row, column=first.column,
+        )  # fmt: skip
     result = filters.apply(result, active, report.dropped)
     if report.invalid:
         logger.warning(

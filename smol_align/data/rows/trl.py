@@ -9,9 +9,11 @@ import re
 from ..messages import (
     ASSISTANT,
     USER,
+    BadLabel,
     InvalidRow,
     check_completion,
     check_prompt,
+    flag,
     make_pair,
     shared_prefix,
     text,
@@ -71,13 +73,12 @@ def standard_implicit(row: dict) -> dict:
 
 
 def unpaired(row: dict) -> dict:
-    """TRL's unpaired preference row (KTO): ``prompt``, one ``completion`` and a ``label`` (True: desirable).
-
-    Text becomes one user (prompt) or assistant (completion) turn. The label is checked by
-    :func:`smol_align.data.unpaired.normalize`, which stops at a bad one rather than set it aside.
-    """
+    """TRL's unpaired preference row (KTO): ``prompt``, one ``completion`` and a ``label`` (True: desirable)."""
     prompt = text_or_messages(row.get("prompt"), "prompt", USER)
     completion = text_or_messages(row.get("completion"), "completion", ASSISTANT)
     check_prompt(prompt)
     check_completion(completion, "completion")
-    return {"prompt": prompt, "completion": completion, "label": row.get("label")}
+    label = flag(row.get("label"))
+    if label is None:
+        raise BadLabel(f"got {row.get('label')!r}", "label")
+    return {"prompt": prompt, "completion": completion, "label": label}
