@@ -40,6 +40,10 @@ class SetAside:
     detail: str | None = None
     invalid: bool = True  # False: dropped on purpose (a binarization tie, a filter)
 
+    def __str__(self) -> str:
+        where = f"row {self.row}" + (f", column {self.column!r}" if self.column else "")
+        return f"{where}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
 
 @dataclass
 class NormalizeReport:
@@ -67,12 +71,8 @@ class NormalizeReport:
         if counts[record.reason] <= EXAMPLES_PER_REASON:
             self.examples.append(record)
         if self.streaming and counts[record.reason] == 1:
-            logger.warning(
-                "%s: set aside row %d (%s); further rows like it are counted in the report",
-                self.dataset,
-                record.row,
-                record.reason,
-            )
+            logger.warning("%s: set aside row %d (%s); further rows like it are counted in the report",
+                           self.dataset, record.row, record.reason)  # fmt: skip
 
     def summary_line(self) -> str:
         """One line: rows in, rows out, and what was set aside."""
@@ -86,24 +86,12 @@ class NormalizeReport:
         return "; ".join(parts)
 
     def __str__(self) -> str:
-        lines = [self.summary_line()]
-        for record in self.examples:
-            where = f"row {record.row}" + (f", column {record.column!r}" if record.column else "")
-            detail = f" ({record.detail})" if record.detail else ""
-            lines.append(f"  {where}: {record.reason}{detail}")
-        return "\n".join(lines)
+        return "\n".join([self.summary_line(), *(f"  {record}" for record in self.examples)])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "format": self.format,
-            "rows_in": self.rows_in,
-            "rows_out": self.rows_out,
-            "invalid": dict(self.invalid),
-            "dropped": dict(self.dropped),
-            "unused_columns": list(self.unused_columns),
-            "examples": [vars(record) for record in self.examples],
-        }
+        counts = {key: getattr(self, key) for key in ("dataset", "format", "rows_in", "rows_out")}
+        return counts | {"invalid": dict(self.invalid), "dropped": dict(self.dropped), "unused_columns":
+                         list(self.unused_columns), "examples": [vars(record) for record in self.examples]}  # fmt: skip
 
 
 def _counts(counter: Counter) -> str:
@@ -137,9 +125,9 @@ def normalize_row(name: str, row: Any, options: dict[str, Any], extras: tuple[st
 
 
 def row_error(dataset: str, name: str, index: int, exc: RowSetAside) -> DatasetFormatError:
-    where = f"{dataset}, row {index}" + (f", column {exc.column!r}" if exc.column else "")
     also = "" if isinstance(exc, BadLabel) else " With strict=False such rows are set aside and counted instead."
-    message = f"{where}: {exc}. Expected ({name}): {FORMATS[name].expected}.{also}"
+    where = SetAside(index, exc.reason, exc.column, exc.detail)
+    message = f"{dataset}, {where}. Expected ({name}): {FORMATS[name].expected}.{also}"
     return DatasetFormatError(message, dataset=dataset, row=index, column=exc.column)
 
 
@@ -252,8 +240,7 @@ def normalize_split(data, name: str, hub_format: str | None = None, format: str 
         first = next(record for record in report.examples if record.invalid)
         raise DatasetFormatError(
             f"{name}: none of its {report.rows_in:,} rows fit format {format!r} ({_counts(report.invalid)}); "
-            f"first, row {first.row}{f', column {first.column!r}' if first.column else ''}: {first.reason}"
-            f"{f' ({first.detail})' if first.detail else ''}. Expected: {fmt.expected}",
+            f"first, {first}. Expected: {fmt.expected}",
             dataset=name, row=first.row, column=first.column,
         )  # fmt: skip
     result = filters.apply(result, active, report.dropped)
