@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 from ..errors import ConfigError, DatasetFormatError
-from .messages import flag, is_message_list, optional_text, score
+from .messages import flag, is_message, is_message_list, optional_text, score
 from .rows import argilla, chat, hh, trl, ultrafeedback
 
 # Extras kept in the output under these stable names: name -> (datasets dtype, coercion).
@@ -80,7 +80,7 @@ def column_is(column: str, kind: str) -> Callable[[list[dict]], bool]:
         if value is None:
             return True  # nothing to look at: the columns decide
         if kind == "messages":
-            return is_message_list(value) or (isinstance(value, dict) and ("role" in value or "from" in value))
+            return is_message_list(value) or is_message(value)
         return isinstance(value, str) and not is_message_list(value)
 
     return check

@@ -60,15 +60,8 @@ def maybe_json(value: Any) -> Any:
     return value
 
 
-def _is_message(value: Any) -> bool:
+def is_message(value: Any) -> bool:
     return isinstance(value, dict) and ("role" in value or "from" in value)
-
-
-def _is_message_like(value: Any) -> bool:
-    """A message dict, or a non-empty list of them."""
-    if isinstance(value, list):
-        return len(value) > 0 and all(_is_message(m) for m in value)
-    return _is_message(value)
 
 
 def is_missing(value: Any) -> bool:
@@ -132,10 +125,11 @@ def message(item: Any, column: str) -> Message:
     return {"role": canonical, "content": content}
 
 
-def is_message_list(value: Any) -> bool:
-    """True when ``value`` (or the JSON it holds) is a non-empty list of message-like dicts."""
+def is_message_list(value: Any, lone: bool = False) -> bool:
+    """A non-empty list of message dicts, or the JSON of one (``lone``: one message dict counts too)."""
     value = maybe_json(value)
-    return isinstance(value, list) and _is_message_like(value)
+    value = [value] if lone and isinstance(value, dict) else value
+    return isinstance(value, list) and bool(value) and all(is_message(m) for m in value)
 
 
 def messages(value: Any, column: str) -> list[Message]:
@@ -153,17 +147,11 @@ def messages(value: Any, column: str) -> list[Message]:
 
 
 def text_or_messages(value: Any, column: str, role: str) -> list[Message]:
-    """Plain text becomes one ``role`` message; message lists (or their JSON) are read as such.
-
-    Text that merely *is* JSON (``'{"answer": 42}'``) stays text: only JSON that holds messages
-    is read as messages.
-    """
-    if isinstance(value, str):
-        parsed = maybe_json(value)
-        if parsed is value or not _is_message_like(parsed):
-            return [{"role": role, "content": value}]
-        value = parsed
-    if not isinstance(value, (list, dict)) and not is_missing(value):
+    """Plain text (JSON too, unless it holds messages: ``'{"answer": 42}'`` stays text) becomes one
+    ``role`` message; message lists (or their JSON) are read as such."""
+    if isinstance(value, str) and not is_message_list(value, lone=True):
+        return [{"role": role, "content": value}]
+    if not isinstance(value, (str, list, dict)) and not is_missing(value):
         raise InvalidRow(f"{column}: expected text or messages", column, f"got {type(value).__name__}")
     return messages(value, column)
 

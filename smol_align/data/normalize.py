@@ -280,19 +280,15 @@ def rename(data: Any, columns: Any, column_names: list, dataset: str):
     return data.rename_columns(mapping), renamed
 
 
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) or is_message_list(value) or (isinstance(value, dict) and bool(value))
-
-
 def text_columns(data: Any, rows: list[dict]) -> set[str]:
-    """The columns that hold text or messages (by the features of a dataset, by every row of a list)."""
+    """The columns that hold text or messages: by a dataset's features, else by every row of a list
+    (by the first ``rows`` of a stream without features)."""
     from datasets import Value
 
-    if isinstance(data, list):
-        return {c for row in data if isinstance(row, dict) for c, v in row.items() if _is_text(v)}
-    features = getattr(data, "features", None)
-    if features is None:
-        return {c for row in rows for c, v in row.items() if _is_text(v)}
+    if getattr(data, "features", None) is None:
+        rows = data if isinstance(data, list) else rows
+        return {c for row in rows if isinstance(row, dict) for c, v in row.items()
+                if isinstance(v, str) or is_message_list(v) or (isinstance(v, dict) and bool(v))}  # fmt: skip
 
     def holds_text(f) -> bool:
         if isinstance(f, Value):
@@ -303,7 +299,7 @@ def text_columns(data: Any, rows: list[dict]) -> set[str]:
             return any(holds_text(x) for x in f.values())
         return holds_text(f.feature) if hasattr(f, "feature") else False
 
-    return {c for c, f in features.items() if holds_text(f)}
+    return {c for c, f in data.features.items() if holds_text(f)}
 
 
 def resolve_format(name: str, column_names: list, texts: set, rows: list[dict], dataset: str, lenient: bool, hub):
