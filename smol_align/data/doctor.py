@@ -63,16 +63,11 @@ class DoctorReport:
     def summary_line(self) -> str:
         """One line, printed by ``train_dpo``/``train_orpo`` before training."""
         parts = [f"doctor: {self.rows:,} pairs ({self.format})"]
-        if self.set_aside:
-            parts.append(f"{sum(self.set_aside.values()):,} set aside")
-        parts.append(f"{self.identical_pairs:,} identical")
-        parts.append(f"{self.empty_completions:,} empty")
-        if self.ties is not None:
-            parts.append(f"{self.ties:,} ties")
-        parts.append(f"{self.duplicated_prompts:,} duplicated prompts")
-        parts.append(f"chosen longer in {self.chosen_longer:.0%}")
-        if self.max_length is not None:
-            parts.append(f"{self.truncated_pairs:,} truncated at {self.max_length}")
+        parts += [f"{sum(self.set_aside.values()):,} set aside"] if self.set_aside else []
+        parts += [f"{self.identical_pairs:,} identical", f"{self.empty_completions:,} empty"]
+        parts += [f"{self.ties:,} ties"] if self.ties is not None else []
+        parts += [f"{self.duplicated_prompts:,} duplicated prompts", f"chosen longer in {self.chosen_longer:.0%}"]
+        parts += [f"{self.truncated_pairs:,} truncated at {self.max_length}"] if self.max_length is not None else []
         return " | ".join(parts)
 
     def __str__(self) -> str:
@@ -180,21 +175,18 @@ def doctor(
 
 def check(pairs, report: NormalizeReport, tokenizer=None, max_length: int | None = None, batch_size: int = 1000):
     """The :class:`DoctorReport` of normalized ``pairs`` and the report of their normalization."""
-    name = report.dataset
     names = pairs.column_names or []
     has_ratings = ("score_chosen" in names and "score_rejected" in names) or "status" in names
-    identical = empty = ties = chosen_longer = rejected_longer = 0
+    identical = empty = ties = chosen_longer = rejected_longer = duplicated = 0
     seen: set[str] = set()
-    duplicated = 0
     lengths = {part: array("q") for part in ("prompt", "chosen", "rejected")}  # compact for big data
     for batch in pairs.iter(batch_size=batch_size):
         keys = list(batch)
         rows = [dict(zip(keys, values, strict=False)) for values in zip(*batch.values(), strict=False)]
         batch_lengths = _token_lengths(rows, tokenizer) if tokenizer is not None else _estimated_lengths(rows)
         for row, (p, c, r) in zip(rows, batch_lengths, strict=False):
-            lengths["prompt"].append(p)
-            lengths["chosen"].append(c)
-            lengths["rejected"].append(r)
+            for values, length in zip(lengths.values(), (p, c, r), strict=True):
+                values.append(length)
             identical += filters.is_identical(row)
             empty += filters.is_empty(row)
             ties += has_ratings and filters.is_tie(row)
@@ -206,7 +198,7 @@ def check(pairs, report: NormalizeReport, tokenizer=None, max_length: int | None
 
     n = len(lengths["prompt"])
     found = DoctorReport(
-        dataset=name,
+        dataset=report.dataset,
         format=report.format,
         rows=n,
         set_aside=dict(report.invalid.most_common()),

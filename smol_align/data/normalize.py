@@ -350,31 +350,21 @@ def normalize(
 
     Args:
         data: a hub id (``"Anthropic/hh-rlhf"``, ``"Anthropic/hh-rlhf/harmless-base"``), a local
-            json/jsonl/parquet/csv/tsv file (or a ``save_to_disk`` folder), a ``Dataset``,
+            json/jsonl/parquet/csv/tsv file or ``save_to_disk`` folder, a ``Dataset``,
             ``IterableDataset``, ``DatasetDict``, or a list (or iterable) of dicts.
-        format: ``"auto"`` (known hub ids pick theirs, else detection) or a name from
-            :func:`formats` (axolotl's DPO types by their names too: ``"chatml.intel"``, ...).
-        columns: renames your columns first, ``{"prompt": "question", "chosen": "good", ...}``
-            (TRL's names, or any format's), so that a format fits.
-        split: one split of a hub id or a ``DatasetDict`` (default: every split).
-        strict: raise ``DatasetFormatError`` on the first row that does not fit, instead of
-            setting it aside and counting it.
-        lenient: leave out (with a warning) text columns the format does not read, instead of
-            raising ``DatasetFormatError``.
+        format: ``"auto"`` (a known hub id's, else detected) or a name from :func:`formats`.
+        columns: renames your columns first, so that a format fits: ``{"prompt": "question", ...}``.
+        split: one split of a hub id or ``DatasetDict`` (default: every split).
+        strict: raise ``DatasetFormatError`` at the first row that does not fit, instead of counting it.
+        lenient: leave out (with a warning) text columns the format does not read, instead of raising.
         return_report: return ``(dataset, report)``; the report is also :func:`last_report`.
         num_proc, batch_size: passed to ``datasets.map``.
-        **options: the format's options (raw UltraFeedback: ``strategy``, ``rating``, ``seed``),
-            filters (``drop_empty``, ``drop_identical``, ``drop_ties``, ``min_margin``,
-            ``argilla_orca``, ``dedupe_prompts``) or a filter recipe ``filters="clean"``, and
-            ``streaming`` for hub ids and files.
+        **options: the format's (raw UltraFeedback: ``strategy``, ``rating``, ``seed``), the filters
+            (``drop_empty``, ..., ``filters="clean"``), and ``streaming`` for hub ids and files.
 
-    Returns:
-        A ``Dataset`` (an ``IterableDataset`` for one, a ``DatasetDict`` for one or for a hub id)
-        with columns ``prompt``, ``chosen``, ``rejected`` (lists of ``{"role", "content"}``) and
-        the extras the schema has, under stable names (``score_chosen``, ``source``, ...).
+    Returns a ``Dataset`` (an ``IterableDataset`` / ``DatasetDict`` for one, or for a hub id) of
+    ``prompt``, ``chosen``, ``rejected`` messages and the schema's extras under stable names.
     """
-    import datasets
-
     global _LAST_REPORT
     src = sources.read(data, split=split, streaming=options.pop("streaming", None))
     splits = src.data if sources.is_split_dict(src.data) else {None: src.data}
@@ -387,11 +377,7 @@ def normalize(
         results[split_name], reports[split_name] = normalize_split(
             part, name, src.format, chosen, columns, strict, lenient, num_proc, batch_size, **options
         )
-    if None in results:
-        dataset, _LAST_REPORT = results[None], reports[None]
-    else:
-        iterable = isinstance(src.data, datasets.IterableDatasetDict)
-        dataset, _LAST_REPORT = (datasets.IterableDatasetDict if iterable else datasets.DatasetDict)(results), reports
+    dataset, _LAST_REPORT = (results[None], reports[None]) if None in results else (type(src.data)(results), reports)
     return (dataset, _LAST_REPORT) if return_report else dataset
 
 

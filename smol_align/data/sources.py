@@ -116,7 +116,7 @@ def _read_local(path: str, streaming: bool | None):
     try:
         loaded = datasets.load_dataset(builder, data_files=path, split="train", streaming=bool(streaming), **kwargs)
     except Exception as exc:  # pyarrow / json errors: find the line, or read the rows one by one
-        if builder == "csv" and _lines(path, 2) < 2:
+        if builder == "csv" and len(_lines(path, 2)) < 2:
             raise DatasetFormatError(f"{path}: the file has only a header", dataset=path) from exc
         if builder != "json":
             cause = exc.__cause__ or exc
@@ -130,17 +130,12 @@ def _read_local(path: str, streaming: bool | None):
     return loaded
 
 
-def _lines(path: str, most: int) -> int:
-    """How many non-blank lines the (maybe compressed) text file has, counting up to ``most``."""
+def _lines(path: str, most: int) -> list[str]:
+    """The first ``most`` non-blank lines of the (maybe compressed) text file."""
     import fsspec
 
-    count = 0
     with fsspec.open(path, mode="rt", compression="infer", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            count += bool(line.strip())
-            if count >= most:
-                break
-    return count
+        return list(islice((line for line in f if line.strip()), most))
 
 
 def _json_rows(path: str, exc: Exception) -> list:
