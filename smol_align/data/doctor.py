@@ -235,31 +235,17 @@ def _truncation(found: DoctorReport, lengths: Iterable[tuple[int, int, int]], ma
 
 
 def _advice(found: DoctorReport) -> list[str]:
-    advice = []
-    if found.set_aside:
-        advice.append(
-            f"{sum(found.set_aside.values()):,} rows do not fit {found.format!r} and are left out: see "
-            "normalize(..., return_report=True) for the rows, or strict=True (--strict) to stop at the first one"
-        )
-    if found.unused_columns:
-        advice.append(f"text columns left out (lenient=True): {found.unused_columns}; map them with columns=")
-    if found.identical_pairs:
-        advice.append("identical pairs teach nothing: drop_identical=True (--drop-identical)")
-    if found.empty_completions:
-        advice.append("empty completions are rarely intended: drop_empty=True (--drop-empty)")
-    if found.ties:
-        advice.append("tied ratings carry no preference: drop_ties=True (--drop-ties) or min_margin=...")
-    if found.duplicated_prompts:
-        advice.append(
-            "repeated prompts weigh more in training: dedupe_prompts=True (--dedupe-prompts) unless intended"
-        )
-    if found.chosen_longer > LENGTH_BIAS_WARNING:
-        advice.append(
-            f"chosen is the longer answer in {found.chosen_longer:.0%} of pairs: DPO tends to learn "
-            "'longer is better' from this; compare response lengths after training"
-        )
-    if found.truncated_pairs:
-        advice.append(
-            f"{found.truncated_pairs:,} pairs exceed max_length={found.max_length}: raise it or drop long pairs"
-        )
-    return advice
+    return [advice for wanted, advice in [
+        (found.set_aside, f"{sum(found.set_aside.values()):,} rows do not fit {found.format!r} and are left out: see "
+         "normalize(..., return_report=True) for the rows, or strict=True (--strict) to stop at the first one"),
+        (found.unused_columns, f"text columns left out (lenient=True): {found.unused_columns}; map them with columns="),
+        (found.identical_pairs, "identical pairs teach nothing: drop_identical=True (--drop-identical)"),
+        (found.empty_completions, "empty completions are rarely intended: drop_empty=True (--drop-empty)"),
+        (found.ties, "tied ratings carry no preference: drop_ties=True (--drop-ties) or min_margin=..."),
+        (found.duplicated_prompts,
+         "repeated prompts weigh more in training: dedupe_prompts=True (--dedupe-prompts) unless intended"),
+        (found.chosen_longer > LENGTH_BIAS_WARNING, f"chosen is the longer answer in {found.chosen_longer:.0%} of pairs: "
+         "DPO tends to learn 'longer is better' from this; compare response lengths after training"),
+        (found.truncated_pairs,
+         f"{found.truncated_pairs or 0:,} pairs exceed max_length={found.max_length}: raise it or drop long pairs"),
+    ] if wanted]  # fmt: skip

@@ -56,19 +56,13 @@ def take(options: dict) -> dict[str, Any]:
 
 
 def check_columns(active: Mapping[str, Any], columns: list[str], format_name: str) -> None:
-    """Rating filters need rating columns: say so rather than keep everything quietly."""
-    needs = {
-        "drop_ties": ("score_chosen", "score_rejected"),
-        "min_margin": ("score_chosen", "score_rejected"),
-        "argilla_orca": ("score_chosen", "status", "in_gsm8k_train"),
-    }
+    """Rating filters need rating columns (``drop_ties``: or ``status``): say so rather than keep everything."""
+    ratings = ("score_chosen", "score_rejected")
+    needs = {"drop_ties": ratings, "min_margin": ratings, "argilla_orca": ("score_chosen", "status", "in_gsm8k_train")}
     for key, wanted in needs.items():
-        if key in active and not set(wanted) <= set(columns):
-            if key == "drop_ties" and "status" in columns:
-                continue
-            raise ConfigError(
-                f"filter {key} needs the columns {list(wanted)}, which format {format_name!r} does not provide"
-            )
+        if key in active and not set(wanted) <= set(columns) and not (key == "drop_ties" and "status" in columns):
+            raise ConfigError(f"filter {key} needs the columns {list(wanted)}, which format {format_name!r} "
+                              "does not provide")  # fmt: skip
 
 
 def completion_text(completion: list[dict]) -> str:
