@@ -20,18 +20,12 @@ from .messages import flag, is_message, is_message_list, optional_text, score
 from .rows import argilla, chat, hh, trl, ultrafeedback
 
 # Extras kept in the output under these stable names: name -> (datasets dtype, coercion).
+_STR, _FLOAT = ("string", optional_text), ("float64", score)
 METADATA: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "source": ("string", optional_text),
-    "prompt_id": ("string", optional_text),
-    "category": ("string", optional_text),
-    "score_chosen": ("float64", score),
-    "score_rejected": ("float64", score),
-    "model_chosen": ("string", optional_text),
-    "model_rejected": ("string", optional_text),
-    "status": ("string", optional_text),
-    "in_gsm8k_train": ("bool", flag),
-    "preference_prob": ("float64", score),  # P(chosen > rejected), for train_dpo(loss_type="soft")
-}
+    "source": _STR, "prompt_id": _STR, "category": _STR, "score_chosen": _FLOAT, "score_rejected": _FLOAT,
+    "model_chosen": _STR, "model_rejected": _STR, "status": _STR, "in_gsm8k_train": ("bool", flag),
+    "preference_prob": _FLOAT,  # P(chosen > rejected), for train_dpo(loss_type="soft")
+}  # fmt: skip
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 UNPAIRED = "trl-unpaired"  # the one format of unpaired rows (prompt, completion, label), for KTO
 

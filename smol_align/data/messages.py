@@ -161,15 +161,12 @@ def check_prompt(prompt: list[Message], column: str = "prompt") -> None:
     turns = prompt[1:] if prompt and prompt[0]["role"] == SYSTEM else prompt
     if not turns:
         raise InvalidRow(f"{ROLE_ORDER}: prompt has no user turn", column)
-    expected = USER
-    for m in turns:
+    for i, m in enumerate(turns):
         if m["role"] == SYSTEM:
             raise InvalidRow(f"{ROLE_ORDER}: system message after the first turn", column)
-        if m["role"] != expected:
-            if m is turns[0]:
-                raise InvalidRow(f"{ROLE_ORDER}: prompt does not start with a user turn", column)
-            raise InvalidRow(f"{ROLE_ORDER}: two {m['role']} turns in a row", column)
-        expected = ASSISTANT if expected == USER else USER
+        if m["role"] != (USER, ASSISTANT)[i % 2]:
+            what = "prompt does not start with a user turn" if i == 0 else f"two {m['role']} turns in a row"
+            raise InvalidRow(f"{ROLE_ORDER}: {what}", column)
     if turns[-1]["role"] != USER:
         raise InvalidRow(f"{ROLE_ORDER}: prompt ends with an assistant turn", column)
 

@@ -77,12 +77,9 @@ class NormalizeReport:
     def summary_line(self) -> str:
         """One line: rows in, rows out, and what was set aside."""
         parts = [f"{self.dataset} ({self.format}): {self.rows_in:,} rows in, {self.rows_out:,} pairs out"]
-        if self.invalid:
-            parts.append(f"{sum(self.invalid.values()):,} invalid set aside ({_counts(self.invalid)})")
-        if self.dropped:
-            parts.append(f"{sum(self.dropped.values()):,} dropped ({_counts(self.dropped)})")
-        if self.unused_columns:
-            parts.append(f"columns left out: {', '.join(self.unused_columns)}")
+        parts += [f"{sum(self.invalid.values()):,} invalid set aside ({_counts(self.invalid)})"] if self.invalid else []
+        parts += [f"{sum(self.dropped.values()):,} dropped ({_counts(self.dropped)})"] if self.dropped else []
+        parts += [f"columns left out: {', '.join(self.unused_columns)}"] if self.unused_columns else []
         return "; ".join(parts)
 
     def __str__(self) -> str:

@@ -147,12 +147,11 @@ def _json_rows(path: str, exc: Exception) -> list:
         content = f.read()
     try:
         whole = json.loads(content)  # a .json document (an array of rows, or {"data": rows})
-    except ValueError:
-        whole = None
-    if whole is not None:
         rows = whole.get("data", whole) if isinstance(whole, dict) else whole
         if isinstance(rows, list):
             return rows
+    except ValueError:
+        pass
     rows = []
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
