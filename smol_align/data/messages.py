@@ -202,13 +202,10 @@ def split_shared_prefix(chosen: list[Message], rejected: list[Message]):
 
 
 def make_pair(chosen: Any, rejected: Any, prompt: Any = None, system: Any = None) -> dict[str, list[Message]]:
-    """A validated TRL conversational pair with an explicit prompt.
-
-    ``chosen``/``rejected`` are a completion (text or assistant messages) or whole dialogues
-    whose shared leading messages are the prompt (then ``prompt``, often a plain-text copy of
-    the first user turn, is not needed and not used). ``prompt`` is text (one user turn) or
-    messages. ``system`` is text put first unless the prompt already has a system message.
-    """
+    """A validated TRL conversational pair with an explicit prompt. ``chosen``/``rejected``: completions
+    (text or assistant messages), or whole dialogues whose shared leading messages are the prompt (then
+    ``prompt``, often a text copy of the first user turn, is not used); ``prompt``: text or messages;
+    ``system``: text, put first unless the prompt has a system message."""
     chosen = text_or_messages(chosen, "chosen", ASSISTANT)
     rejected = text_or_messages(rejected, "rejected", ASSISTANT)
     if chosen[0]["role"] != ASSISTANT or rejected[0]["role"] != ASSISTANT:

@@ -129,11 +129,8 @@ def row_error(dataset: str, name: str, index: int, exc: RowSetAside) -> DatasetF
 
 
 def _normalize_rows(rows, indices, name, options, extras, strict, dataset, report=None) -> dict[str, list]:
-    """Every row in, every row out: its pair, or (set aside) an empty one with why in ``ASIDE``.
-
-    Lists, ``Dataset`` map workers and streams all go through here; a stream (read lazily in this
-    process) also counts its rows in ``report`` as they go by.
-    """
+    """Every row in, every row out: its pair, or (set aside) an empty one with why in ``ASIDE``. A stream
+    (read lazily in this process) also counts its rows in ``report`` as they go by."""
     columns = (*FORMATS[name].columns, *extras)
     out: dict[str, list] = {column: [] for column in (*columns, ASIDE)}
     for index, row in zip(indices, rows, strict=True):
@@ -182,11 +179,8 @@ def is_pairs(data: Any) -> bool:
 
 def normalize_split(data, name: str, hub_format: str | None = None, format: str = "auto", columns=None,
                     strict=False, lenient=False, num_proc=None, batch_size=1000, **options):  # fmt: skip
-    """One split (a list of rows, a ``Dataset`` or ``IterableDataset``) -> ``(its pairs, its report)``.
-
-    ``columns=`` renamed, the format resolved (``hub_format``: the one a known hub id implies),
-    every row normalized once, the rows that do not fit counted, then the filters.
-    """
+    """One split (a list of rows, a ``Dataset`` or ``IterableDataset``) -> ``(its pairs, its report)``:
+    ``columns=`` renamed, the format resolved (``hub_format``: a known hub id's), each row normalized once."""
     import datasets
     import numpy as np
 
@@ -259,16 +253,11 @@ def rename(data: Any, columns: Any, column_names: list, dataset: str):
     mapping = {old: new for new, old in columns.items() if old != new}
     for old, new in mapping.items():
         if old not in column_names:
-            raise DatasetFormatError(
-                f"{dataset}: columns= names {old!r}, but the data has no such column; its columns: "
-                f"{sorted(map(str, column_names))}",
-                dataset=dataset,
-                column=old,
-            )
+            raise DatasetFormatError(f"{dataset}: columns= names {old!r}, but the data has no such column; its "
+                                     f"columns: {sorted(map(str, column_names))}", dataset=dataset, column=old)  # fmt: skip
         if new in column_names and new not in mapping:
-            raise DatasetFormatError(
-                f"{dataset}: columns= renames {old!r} to {new!r}, which the data already has", dataset=dataset, column=new
-            )
+            raise DatasetFormatError(f"{dataset}: columns= renames {old!r} to {new!r}, which the data already has",
+                                     dataset=dataset, column=new)  # fmt: skip
     if not mapping:
         return data, column_names
     renamed = [mapping.get(c, c) for c in column_names]
@@ -308,12 +297,9 @@ def resolve_format(name: str, column_names: list, texts: set, rows: list[dict], 
     fmt: Format = get(name)
     missing = [c for c in fmt.signature if c not in column_names]
     if missing:
-        raise DatasetFormatError(
-            f"{dataset}: format {name!r} needs the column(s) {missing}; the data has "
-            f"{sorted(map(str, column_names))}. Expected: {fmt.expected}",
-            dataset=dataset,
-            column=missing[0],
-        )
+        raise DatasetFormatError(f"{dataset}: format {name!r} needs the column(s) {missing}; the data has "
+                                 f"{sorted(map(str, column_names))}. Expected: {fmt.expected}",
+                                 dataset=dataset, column=missing[0])  # fmt: skip
     unused = [c for c in column_names if c not in fmt.known() and c in texts]
     if unused and not lenient:
         raise DatasetFormatError(
