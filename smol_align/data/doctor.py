@@ -170,11 +170,7 @@ def doctor(
     if not isinstance(data, Pairs):
         data = load(data, **{"eval_split": 0, **options}, max_rows=max_rows, batch_size=batch_size)
     report = data.reports.get("train") or NormalizeReport(dataset=data.name, format=data.format)
-    return check(data.train, report, _load_tokenizer(tokenizer), max_length, batch_size)
-
-
-def check(pairs, report: NormalizeReport, tokenizer=None, max_length: int | None = None, batch_size: int = 1000):
-    """The :class:`DoctorReport` of normalized ``pairs`` and the report of their normalization."""
+    pairs, tokenizer = data.train, _load_tokenizer(tokenizer)
     names = pairs.column_names or []
     has_ratings = ("score_chosen" in names and "score_rejected" in names) or "status" in names
     identical = empty = ties = chosen_longer = rejected_longer = duplicated = 0

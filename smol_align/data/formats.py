@@ -58,8 +58,7 @@ class Format:
         """The options with defaults filled in; ``ConfigError`` names a bad key or value."""
         for key, value in options.items():
             if key not in self.options:
-                known = ", ".join(self.options) or "none"
-                raise ConfigError(f"format {name!r} has no option {key!r} (its options: {known})")
+                raise ConfigError(f"format {name!r} has no option {key!r} (its options: {', '.join(self.options) or 'none'})")
             choices = self.options[key]
             if len(choices) > 1 and value not in choices:
                 raise ConfigError(f"format {name!r}: {key}={value!r} is not one of {', '.join(map(repr, choices))}")

@@ -60,10 +60,8 @@ def raw_ultrafeedback(
     lower = [r for r in rated if r[0] < best[0]]
     if not lower:
         raise DroppedRow("ultrafeedback: tie between the best and the other completions", "completions")
-    if strategy == "best-vs-worst":
-        other = min(lower, key=lambda r: r[0])
-    else:
-        other = random.Random(f"{seed}:{instruction}").choice(lower)
+    worst = strategy == "best-vs-worst"
+    other = min(lower, key=lambda r: r[0]) if worst else random.Random(f"{seed}:{instruction}").choice(lower)
     return {
         **make_pair(best[1], other[1], prompt=instruction),
         "score_chosen": best[0],
