@@ -112,12 +112,9 @@ def drop_reason(row: Mapping[str, Any], active: Mapping[str, Any]) -> str | None
 
 
 def apply(dataset, active: Mapping[str, Any], counts: Counter):
-    """``dataset`` without the rows the ``active`` filters drop, each counted by reason in ``counts``.
-
-    ``datasets.filter`` in this process (``dedupe_prompts`` needs the prompts seen before, and
-    the counts stay here), never from its cache (the counts would stay empty); a stream's counts
-    fill up as it is read.
-    """
+    """``dataset`` without the rows the ``active`` filters drop, each counted by reason in ``counts`` (a
+    stream's as it is read): in this process, where ``dedupe_prompts`` sees the earlier prompts and the
+    counts stay, and never from the cache (the counts would stay empty)."""
     if not active:
         return dataset
     seen: set[str] = set()

@@ -79,7 +79,7 @@ def column_is(column: str, kind: str) -> Callable[[list[dict]], bool]:
     return check
 
 
-_TEXTS = "`{}`: text; `{}`/`{}`: text"
+_INSTRUCTION = "`instruction`: text; `chosen_response`/`rejected_response`: text"
 _DIALOGUES = "`chosen`/`rejected`: the same dialogue (messages), differing only in the last assistant message"
 _RATED = {"score_chosen": "chosen_rating", "score_rejected": "rejected_rating",
           "model_chosen": "chosen_model", "model_rejected": "rejected_model"}  # fmt: skip
@@ -119,7 +119,7 @@ FORMATS: dict[str, Format] = {
     "argilla-ultrafeedback": Format(
         _instruction, ("instruction", "chosen_response", "rejected_response", "chosen_avg_rating", "rejected_avg_rating"),
         extras={**_RATED, "source": "source", "score_chosen": "chosen_avg_rating", "score_rejected": "rejected_avg_rating"},
-        expected=_TEXTS.format("instruction", "chosen_response", "rejected_response"),
+        expected=_INSTRUCTION,
         hub={"argilla/ultrafeedback-binarized-preferences": ("train", None)},
     ),  # fmt: skip
     "argilla-ultrafeedback-cleaned": Format(
@@ -142,7 +142,7 @@ FORMATS: dict[str, Format] = {
     "argilla-math": Format(
         _instruction, ("instruction", "chosen_response", "rejected_response", "chosen_rating", "rejected_rating"),
         extras={"score_chosen": "chosen_rating", "score_rejected": "rejected_rating"}, ignores=("metadata",),
-        expected=_TEXTS.format("instruction", "chosen_response", "rejected_response"),
+        expected=_INSTRUCTION,
         hub={"argilla/distilabel-math-preference-dpo": ("train", None)},
     ),
     "argilla-openhermes": Format(
@@ -236,11 +236,9 @@ def get(name: str) -> Format:
 
 
 def hub_format(hub_id: str) -> tuple[str, str, str | None, str | None, str | None, bool]:
-    """``(repo, data_dir, format, train split, test split, stream)`` of a hub id, without the network.
-
-    ``owner/name/sub/folder`` loads ``owner/name`` with ``data_dir="sub/folder"`` (HH-RLHF keeps its
-    subsets that way). Unknown ids get no format (detected after loading) and no splits.
-    """
+    """``(repo, data_dir, format, train split, test split, stream)`` of a hub id, without the network:
+    ``owner/name/sub/folder`` is ``owner/name`` with ``data_dir="sub/folder"`` (HH-RLHF's subsets);
+    unknown ids get no format (detected after loading) and no splits."""
     parts = hub_id.strip("/").split("/")
     repo, data_dir = "/".join(parts[:2]), "/".join(parts[2:]) or None
     for name, fmt in FORMATS.items():

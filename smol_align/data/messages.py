@@ -30,9 +30,7 @@ class RowSetAside(Exception):
 
     def __init__(self, reason: str, column: str | None = None, detail: str | None = None):
         super().__init__(reason if detail is None else f"{reason} ({detail})")
-        self.reason = reason
-        self.column = column
-        self.detail = detail
+        self.reason, self.column, self.detail = reason, column, detail
 
 
 class InvalidRow(RowSetAside):
@@ -80,11 +78,9 @@ def text(value: Any, column: str) -> str:
 
 def optional_text(value: Any) -> str | None:
     """Metadata text: ``None`` stays ``None``, numbers become text."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float, bool)):
-        return None if isinstance(value, float) and math.isnan(value) else str(value)
-    return None
+    if isinstance(value, (int, float, bool)) and not is_missing(value):
+        return str(value)
+    return value if isinstance(value, str) else None
 
 
 def score(value: Any) -> float | None:
