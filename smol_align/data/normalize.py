@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ConfigError, DatasetFormatError
 from . import filters, sources
-from .formats import FORMATS, METADATA, PAIR_COLUMNS, UNPAIRED, Format, detect, get
+from .formats import FORMATS, METADATA, PAIR_COLUMNS, UNPAIRED, Format, detect, get, hub_format
 from .messages import BadLabel, InvalidRow, RowSetAside, is_message_list
 
 logger = logging.getLogger(__name__)
@@ -177,10 +177,10 @@ def is_pairs(data: Any) -> bool:
     return all(c in METADATA for c in extras) and data.features == output_features(extras)
 
 
-def normalize_split(data, name: str, hub_format: str | None = None, format: str = "auto", columns=None,
+def normalize_split(data, name: str, hub: str | None = None, format: str = "auto", columns=None,
                     strict=False, lenient=False, num_proc=None, batch_size=1000, **options):  # fmt: skip
     """One split (a list of rows, a ``Dataset`` or ``IterableDataset``) -> ``(its pairs, its report)``:
-    ``columns=`` renamed, the format resolved (``hub_format``: a known hub id's), each row normalized once."""
+    ``columns=`` renamed, the format resolved (``hub``: a known hub id's), each row normalized once."""
     import datasets
     import numpy as np
 
@@ -195,7 +195,7 @@ def normalize_split(data, name: str, hub_format: str | None = None, format: str 
     if columns is not None:
         data, column_names = rename(data, columns, column_names, name)
         rows = sources.columns_and_rows(data)[1]
-    format, unused = resolve_format(format, column_names, text_columns(data, rows), rows, name, lenient, hub_format)
+    format, unused = resolve_format(format, column_names, text_columns(data, rows), rows, name, lenient, hub)
     if format == UNPAIRED and isinstance(data, datasets.IterableDataset):
         raise ConfigError(f"{name}: unpaired rows are read whole, not streamed: pass streaming=False.")
     if format == UNPAIRED and active:
@@ -366,12 +366,8 @@ def normalize(
 
 def detect_format(data: Any, split: str | None = None) -> str:
     """The name of the format that fits ``data`` (known hub ids are named without loading)."""
-    if isinstance(data, str) and sources.is_hub_id(data):
-        from .formats import hub_format
-
-        known = hub_format(data)[2]
-        if known is not None:
-            return known
+    if isinstance(data, str) and sources.is_hub_id(data) and hub_format(data)[2] is not None:
+        return hub_format(data)[2]
     src = sources.read(data, split=split)
     part = next(iter(src.data.values())) if sources.is_split_dict(src.data) else src.data
     column_names, rows = sources.columns_and_rows(part)

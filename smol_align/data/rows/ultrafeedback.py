@@ -36,9 +36,7 @@ def completion_rating(completion: dict, rating: str) -> float | None:
     return sum(ratings) / len(ratings) if ratings else None
 
 
-def raw_ultrafeedback(
-    row: dict, strategy: str = "best-vs-worst", rating: str = "mean", seed: int = 42
-) -> dict:
+def raw_ultrafeedback(row: dict, strategy="best-vs-worst", rating="mean", seed=42) -> dict:
     """openbmb/UltraFeedback: binarize the rated completions of one instruction into a pair."""
     instruction = text(row.get("instruction"), "instruction")
     completions = maybe_json(row.get("completions"))
