@@ -16,18 +16,5 @@ def formats() -> list[str]:
     return list(FORMATS)
 
 
-__all__ = [
-    "DATA_OPTIONS",
-    "DoctorReport",
-    "NormalizeReport",
-    "Pairs",
-    "demo",
-    "detect_format",
-    "doctor",
-    "formats",
-    "heldout_pairs",
-    "last_report",
-    "load",
-    "normalize",
-    "pirate_voice",
-]
+__all__ = ["DATA_OPTIONS", "DoctorReport", "NormalizeReport", "Pairs", "demo", "detect_format", "doctor",
+           "formats", "heldout_pairs", "last_report", "load", "normalize", "pirate_voice"]  # fmt: skip

@@ -15,14 +15,8 @@ from typing import Any
 from ..errors import ConfigError
 
 # Each filter option and its reason, as counted in NormalizeReport.dropped.
-FILTERS = {
-    "drop_empty": "empty completion",
-    "drop_identical": "identical pair",
-    "drop_ties": "tie",
-    "min_margin": "low margin",
-    "argilla_orca": "argilla-orca recipe",
-    "dedupe_prompts": "duplicate prompt",
-}
+FILTERS = {"drop_empty": "empty completion", "drop_identical": "identical pair", "drop_ties": "tie",
+           "min_margin": "low margin", "argilla_orca": "argilla-orca recipe", "dedupe_prompts": "duplicate prompt"}  # fmt: skip
 
 RECIPES: dict[str, dict[str, Any]] = {
     # https://huggingface.co/datasets/argilla/distilabel-intel-orca-dpo-pairs (dataset card)
