@@ -134,7 +134,7 @@ def _stats(values) -> LengthStats:
 
 
 def _load_tokenizer(tokenizer):
-    if tokenizer is None or not isinstance(tokenizer, str):
+    if not isinstance(tokenizer, str):
         return tokenizer
     from transformers import AutoTokenizer
 

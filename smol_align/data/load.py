@@ -64,11 +64,8 @@ def _splits(data: Any, split: str | None, streaming: bool | None):
     names = list(parts)
     train = split or next((s for s in (src.train_split, *TRAIN_SPLITS) if s in parts), names[0] if len(names) == 1 else None)
     if train not in parts:
-        raise DatasetFormatError(
-            f"{src.name}: no split {train!r} to train on; its splits: {names} (pick one with split=)"
-            if train else f"{src.name}: which split to train on? Its splits: {names} (pick one with split=)",
-            dataset=src.name,
-        )
+        what = f"no split {train!r} to train on; its splits" if train else "which split to train on? Its splits"
+        raise DatasetFormatError(f"{src.name}: {what}: {names} (pick one with split=)", dataset=src.name)
     test = next((s for s in (src.test_split, *EVAL_SPLITS) if s in parts and s != train), None)
     return src, parts, train, test
 

@@ -1,8 +1,6 @@
-"""Argilla's re-rated Intel Orca pairs (argilla/distilabel-intel-orca-dpo-pairs): scores from ``rating``.
-
-``rating`` holds the two generations' ratings; chosen is the higher (after the ``swapped``
-correction), so the rejected score is the lower (*unverified* beyond the dataset card: a
-``rating`` that is not two numbers gives no rejected score).
+"""Argilla's re-rated Intel Orca pairs (argilla/distilabel-intel-orca-dpo-pairs): scores from ``rating``,
+the two generations' ratings: chosen has the higher (after the ``swapped`` correction), rejected the lower
+(*unverified* beyond the dataset card: a ``rating`` that is not two numbers gives no rejected score).
 """
 
 from __future__ import annotations

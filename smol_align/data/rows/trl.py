@@ -23,9 +23,7 @@ from ..messages import (
 _LAST_SPACE = re.compile(r"\s\S*\Z")
 
 
-def pair(
-    row: dict, prompt: str = "prompt", chosen: str = "chosen", rejected: str = "rejected", system: str = "system"
-) -> dict:
+def pair(row: dict, prompt="prompt", chosen="chosen", rejected="rejected", system="system") -> dict:
     """The pair held in the columns ``prompt``, ``chosen``, ``rejected`` (and ``system``) of ``row``."""
     return make_pair(row.get(chosen), row.get(rejected), prompt=row.get(prompt), system=row.get(system))
 
