@@ -147,15 +147,8 @@ def _load_tokenizer(tokenizer):
         ) from exc
 
 
-def doctor(
-    data: Any,
-    tokenizer=None,
-    max_length: int | None = None,
-    *,
-    max_rows: int | None = None,
-    batch_size: int = 1000,
-    **options: Any,
-) -> DoctorReport:
+def doctor(data: Any, tokenizer=None, max_length: int | None = None, *, max_rows: int | None = None,
+           batch_size: int = 1000, **options: Any) -> DoctorReport:  # fmt: skip
     """Check a preference dataset; returns a :class:`DoctorReport` (``print`` it for a table).
 
     Args:

@@ -316,19 +316,9 @@ def resolve_format(name: str, column_names: list, texts: set, rows: list[dict], 
     return name, unused
 
 
-def normalize(
-    data: Any,
-    format: str = "auto",
-    columns: dict[str, str] | None = None,
-    split: str | None = None,
-    strict: bool = False,
-    lenient: bool = False,
-    *,
-    return_report: bool = False,
-    num_proc: int | None = None,
-    batch_size: int = 1000,
-    **options: Any,
-):
+def normalize(data: Any, format: str = "auto", columns: dict[str, str] | None = None, split: str | None = None,
+              strict: bool = False, lenient: bool = False, *, return_report: bool = False,
+              num_proc: int | None = None, batch_size: int = 1000, **options: Any):  # fmt: skip
     """Preference data in any supported shape -> TRL conversational pairs with an explicit prompt.
 
     Args:
