@@ -1,10 +1,7 @@
 """Preference data: one path from what the user has to TRL-ready train and held-out pairs.
 
-``load(data, ...)``: source -> format -> ``columns=`` -> pairs -> train/held-out split, each row
-normalized once (:mod:`.load`); ``normalize(data)`` does the middle of it for any supported
-dataset; ``doctor(data)`` says what is wrong with the pairs before training on them.
-``formats()`` lists the schemas it knows (:mod:`.formats`); ``detect_format(data)`` names the one
-that fits; ``demo()`` is the built-in pirate-voice set.
+``load()`` (source -> format -> ``columns=`` -> pairs -> held-out split, each row normalized once),
+``normalize()``, ``doctor()``, ``formats()``, ``detect_format()``, ``demo()``.
 """
 
 from .demo import demo, pirate_voice
@@ -19,18 +16,5 @@ def formats() -> list[str]:
     return list(FORMATS)
 
 
-__all__ = [
-    "DATA_OPTIONS",
-    "DoctorReport",
-    "NormalizeReport",
-    "Pairs",
-    "demo",
-    "detect_format",
-    "doctor",
-    "formats",
-    "heldout_pairs",
-    "last_report",
-    "load",
-    "normalize",
-    "pirate_voice",
-]
+__all__ = ["DATA_OPTIONS", "DoctorReport", "NormalizeReport", "Pairs", "demo", "detect_format", "doctor",
+           "formats", "heldout_pairs", "last_report", "load", "normalize", "pirate_voice"]  # fmt: skip

@@ -1,15 +1,11 @@
 """The built-in demo preference set: "Captain Byte", the pirate tutor (``demo.jsonl``, packaged).
 
-Every pair answers a simple question twice with the same, correct content: the *chosen* answer
-in a pirate voice ("Arr, the capital o' France be Paris, matey!"), the *rejected* one in plain
-English ("The capital of France is Paris."). SmolLM2-135M-Instruct does not hold this
-preference, yet it is a consistent, learnable style, so a few minutes of DPO on a CPU move the
-held-out reward accuracy from chance to near 1, and the side-by-side answers show the new voice.
-
-The 646 pairs (515 train, 131 test) were written once from small fact tables by a seeded
-generator; the test split holds *facts* the training split never shows, in every category, so
-its accuracy measures the learned style, not memorised answers. Each line of ``demo.jsonl`` is
-one TRL conversational pair with its ``split`` and ``category``.
+Each pair answers a simple question twice, correctly: *chosen* in a pirate voice ("Arr, the capital
+o' France be Paris, matey!"), *rejected* in plain English. SmolLM2-135M-Instruct does not hold this
+preference, yet it is a consistent, learnable style: a few minutes of DPO on a CPU move the held-out
+reward accuracy from chance to near 1. The 646 pairs (515 train, 131 test) were written once by a
+seeded generator from small fact tables; the test split holds *facts* the training split never
+shows, in every category, so its accuracy measures the learned style, not memorised answers.
 """
 
 from __future__ import annotations

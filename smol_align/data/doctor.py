@@ -1,13 +1,9 @@
 """The doctor: what is wrong with a preference dataset, before an hour of training on it.
 
-``doctor(data)`` reads ``data`` with :func:`smol_align.data.load` (rows that do not fit are
-counted, not raised), or takes the :class:`~smol_align.data.load.Pairs` a run already has, and
-checks the pairs themselves (never normalizing them again): identical pairs, empty completions, ties, duplicated prompts, broken role
-order, pairs that ``max_length`` would truncate (and how much of the completions is lost), the
-length distribution of prompt/chosen/rejected, and how often the chosen answer is the longer
-one (DPO learns "longer is better" from such data).
-
-Command line: ``smol-align doctor data.jsonl --max-length 1024 --tokenizer HuggingFaceTB/SmolLM2-135M-Instruct``.
+It checks normalized pairs (a run's :class:`~smol_align.data.load.Pairs`, never normalized again):
+set-aside rows, identical pairs, empty completions, ties, duplicated prompts, broken role order,
+truncation at ``max_length``, lengths, and how often chosen is the longer answer (DPO learns
+"longer is better" from such data).
 """
 
 from __future__ import annotations
@@ -67,16 +63,11 @@ class DoctorReport:
     def summary_line(self) -> str:
         """One line, printed by ``train_dpo``/``train_orpo`` before training."""
         parts = [f"doctor: {self.rows:,} pairs ({self.format})"]
-        if self.set_aside:
-            parts.append(f"{sum(self.set_aside.values()):,} set aside")
-        parts.append(f"{self.identical_pairs:,} identical")
-        parts.append(f"{self.empty_completions:,} empty")
-        if self.ties is not None:
-            parts.append(f"{self.ties:,} ties")
-        parts.append(f"{self.duplicated_prompts:,} duplicated prompts")
-        parts.append(f"chosen longer in {self.chosen_longer:.0%}")
-        if self.max_length is not None:
-            parts.append(f"{self.truncated_pairs:,} truncated at {self.max_length}")
+        parts += [f"{sum(self.set_aside.values()):,} set aside"] if self.set_aside else []
+        parts += [f"{self.identical_pairs:,} identical", f"{self.empty_completions:,} empty"]
+        parts += [f"{self.ties:,} ties"] if self.ties is not None else []
+        parts += [f"{self.duplicated_prompts:,} duplicated prompts", f"chosen longer in {self.chosen_longer:.0%}"]
+        parts += [f"{self.truncated_pairs:,} truncated at {self.max_length}"] if self.max_length is not None else []
         return " | ".join(parts)
 
     def __str__(self) -> str:
@@ -112,11 +103,6 @@ class DoctorReport:
         return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------------
-# lengths
-# ------------------------------------------------------------------------------------------------
-
-
 def _token_lengths(rows: list[dict], tokenizer) -> list[tuple[int, int, int]]:
     """``(prompt, chosen, rejected)`` lengths in tokens, split as TRL's DPO trainer and the evaluation split them."""
     import copy
@@ -147,13 +133,8 @@ def _stats(values) -> LengthStats:
     return LengthStats(int(array.min()), float(p50), float(p90), int(array.max()), float(array.mean()))
 
 
-# ------------------------------------------------------------------------------------------------
-# the doctor
-# ------------------------------------------------------------------------------------------------
-
-
 def _load_tokenizer(tokenizer):
-    if tokenizer is None or not isinstance(tokenizer, str):
+    if not isinstance(tokenizer, str):
         return tokenizer
     from transformers import AutoTokenizer
 
@@ -166,15 +147,8 @@ def _load_tokenizer(tokenizer):
         ) from exc
 
 
-def doctor(
-    data: Any,
-    tokenizer=None,
-    max_length: int | None = None,
-    *,
-    max_rows: int | None = None,
-    batch_size: int = 1000,
-    **options: Any,
-) -> DoctorReport:
+def doctor(data: Any, tokenizer=None, max_length: int | None = None, *, max_rows: int | None = None,
+           batch_size: int = 1000, **options: Any) -> DoctorReport:  # fmt: skip
     """Check a preference dataset; returns a :class:`DoctorReport` (``print`` it for a table).
 
     Args:
@@ -189,26 +163,19 @@ def doctor(
     if not isinstance(data, Pairs):
         data = load(data, **{"eval_split": 0, **options}, max_rows=max_rows, batch_size=batch_size)
     report = data.reports.get("train") or NormalizeReport(dataset=data.name, format=data.format)
-    return check(data.train, report, _load_tokenizer(tokenizer), max_length, batch_size)
-
-
-def check(pairs, report: NormalizeReport, tokenizer=None, max_length: int | None = None, batch_size: int = 1000):
-    """The :class:`DoctorReport` of normalized ``pairs`` and the report of their normalization."""
-    name = report.dataset
+    pairs, tokenizer = data.train, _load_tokenizer(tokenizer)
     names = pairs.column_names or []
     has_ratings = ("score_chosen" in names and "score_rejected" in names) or "status" in names
-    identical = empty = ties = chosen_longer = rejected_longer = 0
+    identical = empty = ties = chosen_longer = rejected_longer = duplicated = 0
     seen: set[str] = set()
-    duplicated = 0
     lengths = {part: array("q") for part in ("prompt", "chosen", "rejected")}  # compact for big data
     for batch in pairs.iter(batch_size=batch_size):
         keys = list(batch)
         rows = [dict(zip(keys, values, strict=False)) for values in zip(*batch.values(), strict=False)]
         batch_lengths = _token_lengths(rows, tokenizer) if tokenizer is not None else _estimated_lengths(rows)
         for row, (p, c, r) in zip(rows, batch_lengths, strict=False):
-            lengths["prompt"].append(p)
-            lengths["chosen"].append(c)
-            lengths["rejected"].append(r)
+            for values, length in zip(lengths.values(), (p, c, r), strict=True):
+                values.append(length)
             identical += filters.is_identical(row)
             empty += filters.is_empty(row)
             ties += has_ratings and filters.is_tie(row)
@@ -220,7 +187,7 @@ def check(pairs, report: NormalizeReport, tokenizer=None, max_length: int | None
 
     n = len(lengths["prompt"])
     found = DoctorReport(
-        dataset=name,
+        dataset=report.dataset,
         format=report.format,
         rows=n,
         set_aside=dict(report.invalid.most_common()),
@@ -257,31 +224,17 @@ def _truncation(found: DoctorReport, lengths: Iterable[tuple[int, int, int]], ma
 
 
 def _advice(found: DoctorReport) -> list[str]:
-    advice = []
-    if found.set_aside:
-        advice.append(
-            f"{sum(found.set_aside.values()):,} rows do not fit {found.format!r} and are left out: see "
-            "normalize(..., return_report=True) for the rows, or strict=True (--strict) to stop at the first one"
-        )
-    if found.unused_columns:
-        advice.append(f"text columns left out (lenient=True): {found.unused_columns}; map them with columns=")
-    if found.identical_pairs:
-        advice.append("identical pairs teach nothing: drop_identical=True (--drop-identical)")
-    if found.empty_completions:
-        advice.append("empty completions are rarely intended: drop_empty=True (--drop-empty)")
-    if found.ties:
-        advice.append("tied ratings carry no preference: drop_ties=True (--drop-ties) or min_margin=...")
-    if found.duplicated_prompts:
-        advice.append(
-            "repeated prompts weigh more in training: dedupe_prompts=True (--dedupe-prompts) unless intended"
-        )
-    if found.chosen_longer > LENGTH_BIAS_WARNING:
-        advice.append(
-            f"chosen is the longer answer in {found.chosen_longer:.0%} of pairs: DPO tends to learn "
-            "'longer is better' from this; compare response lengths after training"
-        )
-    if found.truncated_pairs:
-        advice.append(
-            f"{found.truncated_pairs:,} pairs exceed max_length={found.max_length}: raise it or drop long pairs"
-        )
-    return advice
+    return [advice for wanted, advice in [
+        (found.set_aside, f"{sum(found.set_aside.values()):,} rows do not fit {found.format!r} and are left out: see "
+         "normalize(..., return_report=True) for the rows, or strict=True (--strict) to stop at the first one"),
+        (found.unused_columns, f"text columns left out (lenient=True): {found.unused_columns}; map them with columns="),
+        (found.identical_pairs, "identical pairs teach nothing: drop_identical=True (--drop-identical)"),
+        (found.empty_completions, "empty completions are rarely intended: drop_empty=True (--drop-empty)"),
+        (found.ties, "tied ratings carry no preference: drop_ties=True (--drop-ties) or min_margin=..."),
+        (found.duplicated_prompts,
+         "repeated prompts weigh more in training: dedupe_prompts=True (--dedupe-prompts) unless intended"),
+        (found.chosen_longer > LENGTH_BIAS_WARNING, f"chosen is the longer answer in {found.chosen_longer:.0%} of pairs: "
+         "DPO tends to learn 'longer is better' from this; compare response lengths after training"),
+        (found.truncated_pairs,
+         f"{found.truncated_pairs or 0:,} pairs exceed max_length={found.max_length}: raise it or drop long pairs"),
+    ] if wanted]  # fmt: skip

@@ -1,18 +1,7 @@
 """Filters over normalized pairs: all off unless asked for, one by one or through a named recipe.
 
-Each filter is a pure predicate on one normalized row; :func:`drop_reason` applies them in a
-fixed order and names the first that drops the row, so every dropped row is counted once, under
-one name:
-
-=================  ==============================================================================
-``drop_empty``     a chosen or rejected completion that is empty or whitespace
-``drop_identical`` chosen and rejected are the same text (no preference signal)
-``drop_ties``      equal ratings (``score_chosen == score_rejected``) or ``status == "tie"``
-``min_margin``     ``score_chosen - score_rejected < min_margin`` (pairs without ratings are kept)
-``argilla_orca``   Argilla's advice for its Orca pairs: ``status != "tie"``, ``score_chosen >= 8``
-                   (``chosen_score`` in the source) and not ``in_gsm8k_train``
-``dedupe_prompts`` a prompt already seen in an earlier row (the first one is kept)
-=================  ==============================================================================
+Each is a pure predicate on one normalized row; :func:`drop_reason` names the first that drops a
+row (in :data:`FILTERS` order), so every dropped row is counted once, under one name.
 """
 
 from __future__ import annotations
@@ -26,14 +15,8 @@ from typing import Any
 from ..errors import ConfigError
 
 # Each filter option and its reason, as counted in NormalizeReport.dropped.
-FILTERS = {
-    "drop_empty": "empty completion",
-    "drop_identical": "identical pair",
-    "drop_ties": "tie",
-    "min_margin": "low margin",
-    "argilla_orca": "argilla-orca recipe",
-    "dedupe_prompts": "duplicate prompt",
-}
+FILTERS = {"drop_empty": "empty completion", "drop_identical": "identical pair", "drop_ties": "tie",
+           "min_margin": "low margin", "argilla_orca": "argilla-orca recipe", "dedupe_prompts": "duplicate prompt"}  # fmt: skip
 
 RECIPES: dict[str, dict[str, Any]] = {
     # https://huggingface.co/datasets/argilla/distilabel-intel-orca-dpo-pairs (dataset card)
@@ -60,25 +43,20 @@ def resolve(recipe: str | None = None, **options: Any) -> dict[str, Any]:
     return {key: value for key, value in active.items() if value not in (None, False)}
 
 
+def take(options: dict) -> dict[str, Any]:
+    """The active filters that ``options`` names (``filters=NAME`` and single ones), taken out of it."""
+    wanted = {key: options.pop(key) for key in list(options) if key in FILTERS or key == "filters"}
+    return resolve(wanted.pop("filters", None), **wanted)
+
+
 def check_columns(active: Mapping[str, Any], columns: list[str], format_name: str) -> None:
-    """Rating filters need rating columns: say so rather than keep everything quietly."""
-    needs = {
-        "drop_ties": ("score_chosen", "score_rejected"),
-        "min_margin": ("score_chosen", "score_rejected"),
-        "argilla_orca": ("score_chosen", "status", "in_gsm8k_train"),
-    }
+    """Rating filters need rating columns (``drop_ties``: or ``status``): say so rather than keep everything."""
+    ratings = ("score_chosen", "score_rejected")
+    needs = {"drop_ties": ratings, "min_margin": ratings, "argilla_orca": ("score_chosen", "status", "in_gsm8k_train")}
     for key, wanted in needs.items():
-        if key in active and not set(wanted) <= set(columns):
-            if key == "drop_ties" and "status" in columns:
-                continue
-            raise ConfigError(
-                f"filter {key} needs the columns {list(wanted)}, which format {format_name!r} does not provide"
-            )
-
-
-# ------------------------------------------------------------------------------------------------
-# predicates on one normalized row
-# ------------------------------------------------------------------------------------------------
+        if key in active and not set(wanted) <= set(columns) and not (key == "drop_ties" and "status" in columns):
+            raise ConfigError(f"filter {key} needs the columns {list(wanted)}, which format {format_name!r} "
+                              "does not provide")  # fmt: skip
 
 
 def completion_text(completion: list[dict]) -> str:
@@ -128,12 +106,9 @@ def drop_reason(row: Mapping[str, Any], active: Mapping[str, Any]) -> str | None
 
 
 def apply(dataset, active: Mapping[str, Any], counts: Counter):
-    """``dataset`` without the rows the ``active`` filters drop, each counted by reason in ``counts``.
-
-    ``datasets.filter`` in this process (``dedupe_prompts`` needs the prompts seen before, and
-    the counts stay here), never from its cache (the counts would stay empty); a stream's counts
-    fill up as it is read.
-    """
+    """``dataset`` without the rows the ``active`` filters drop, each counted by reason in ``counts`` (a
+    stream's as it is read): in this process, where ``dedupe_prompts`` sees the earlier prompts and the
+    counts stay, and never from the cache (the counts would stay empty)."""
     if not active:
         return dataset
     seen: set[str] = set()

@@ -1,17 +1,10 @@
 """FORMATS: every preference-dataset schema smol_align reads, by name, and how one is detected.
 
-A :class:`Format` names its ``signature`` (the columns that must *all* be there for detection
-to pick it, and for ``format=`` to accept the data), the row function that turns one row into
-a TRL pair (a pure function from :mod:`smol_align.data.rows`), the other columns it reads, the
-``extras`` it keeps (stable name -> the column it comes from: a normalized row holds the TRL
-columns plus only those whose column the data has), and the columns of the schema it knows and
-ignores on purpose. Any other text column is reported: nothing is dropped in silence.
-
-Detection: among the formats whose signature columns are all present and whose ``check`` (if
-any) accepts the first rows, the one with the longest signature wins; ties go to the earlier
-entry; with none, TRL's unpaired rows (``trl-unpaired``: ``prompt``, ``completion``, ``label``, for KTO) if
-those columns are there. axolotl's DPO types (``chatml.intel``, ``chatml.ultra``, ...) are accepted by their own
-names with ``format=``, never detected (each is the shape of a detected format).
+Detection: among the formats whose ``signature`` columns are all present and whose ``check``
+accepts the first rows, the longest signature wins (ties: the earlier entry); with none,
+``trl-unpaired`` (KTO's rows) if its columns are there. axolotl's DPO types (``chatml.intel``, ...)
+are accepted by name with ``format=``, never detected. A text column a format neither reads nor
+``ignores`` is reported: nothing is dropped in silence.
 """
 
 from __future__ import annotations
@@ -23,22 +16,16 @@ from functools import partial
 from typing import Any
 
 from ..errors import ConfigError, DatasetFormatError
-from .messages import flag, is_message_list, optional_text, score
+from .messages import flag, is_message, is_message_list, optional_text, score
 from .rows import argilla, chat, hh, trl, ultrafeedback
 
 # Extras kept in the output under these stable names: name -> (datasets dtype, coercion).
+_STR, _FLOAT = ("string", optional_text), ("float64", score)
 METADATA: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "source": ("string", optional_text),
-    "prompt_id": ("string", optional_text),
-    "category": ("string", optional_text),
-    "score_chosen": ("float64", score),
-    "score_rejected": ("float64", score),
-    "model_chosen": ("string", optional_text),
-    "model_rejected": ("string", optional_text),
-    "status": ("string", optional_text),
-    "in_gsm8k_train": ("bool", flag),
-    "preference_prob": ("float64", score),  # P(chosen > rejected), for train_dpo(loss_type="soft")
-}
+    "source": _STR, "prompt_id": _STR, "category": _STR, "score_chosen": _FLOAT, "score_rejected": _FLOAT,
+    "model_chosen": _STR, "model_rejected": _STR, "status": _STR, "in_gsm8k_train": ("bool", flag),
+    "preference_prob": _FLOAT,  # P(chosen > rejected), for train_dpo(loss_type="soft")
+}  # fmt: skip
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 UNPAIRED = "trl-unpaired"  # the one format of unpaired rows (prompt, completion, label), for KTO
 
@@ -58,6 +45,7 @@ class Format:
     options: Mapping[str, tuple] = field(default_factory=dict)  # option -> allowed values, default first
     detect: bool = True
     stream: bool = False  # too big to download whole: a hub id is streamed
+    columns: tuple[str, ...] = PAIR_COLUMNS  # what a normalized row holds (besides the extras)
 
     def extras_in(self, columns: Sequence[str]) -> tuple[str, ...]:
         """The extras this data has (their source column is present)."""
@@ -70,8 +58,7 @@ class Format:
         """The options with defaults filled in; ``ConfigError`` names a bad key or value."""
         for key, value in options.items():
             if key not in self.options:
-                known = ", ".join(self.options) or "none"
-                raise ConfigError(f"format {name!r} has no option {key!r} (its options: {known})")
+                raise ConfigError(f"format {name!r} has no option {key!r} (its options: {', '.join(self.options) or 'none'})")
             choices = self.options[key]
             if len(choices) > 1 and value not in choices:
                 raise ConfigError(f"format {name!r}: {key}={value!r} is not one of {', '.join(map(repr, choices))}")
@@ -86,13 +73,13 @@ def column_is(column: str, kind: str) -> Callable[[list[dict]], bool]:
         if value is None:
             return True  # nothing to look at: the columns decide
         if kind == "messages":
-            return is_message_list(value) or (isinstance(value, dict) and ("role" in value or "from" in value))
+            return is_message_list(value) or is_message(value)
         return isinstance(value, str) and not is_message_list(value)
 
     return check
 
 
-_TEXTS = "`{}`: text; `{}`/`{}`: text"
+_INSTRUCTION = "`instruction`: text; `chosen_response`/`rejected_response`: text"
 _DIALOGUES = "`chosen`/`rejected`: the same dialogue (messages), differing only in the last assistant message"
 _RATED = {"score_chosen": "chosen_rating", "score_rejected": "rejected_rating",
           "model_chosen": "chosen_model", "model_rejected": "rejected_model"}  # fmt: skip
@@ -132,7 +119,7 @@ FORMATS: dict[str, Format] = {
     "argilla-ultrafeedback": Format(
         _instruction, ("instruction", "chosen_response", "rejected_response", "chosen_avg_rating", "rejected_avg_rating"),
         extras={**_RATED, "source": "source", "score_chosen": "chosen_avg_rating", "score_rejected": "rejected_avg_rating"},
-        expected=_TEXTS.format("instruction", "chosen_response", "rejected_response"),
+        expected=_INSTRUCTION,
         hub={"argilla/ultrafeedback-binarized-preferences": ("train", None)},
     ),  # fmt: skip
     "argilla-ultrafeedback-cleaned": Format(
@@ -155,7 +142,7 @@ FORMATS: dict[str, Format] = {
     "argilla-math": Format(
         _instruction, ("instruction", "chosen_response", "rejected_response", "chosen_rating", "rejected_rating"),
         extras={"score_chosen": "chosen_rating", "score_rejected": "rejected_rating"}, ignores=("metadata",),
-        expected=_TEXTS.format("instruction", "chosen_response", "rejected_response"),
+        expected=_INSTRUCTION,
         hub={"argilla/distilabel-math-preference-dpo": ("train", None)},
     ),
     "argilla-openhermes": Format(
@@ -216,8 +203,8 @@ FORMATS: dict[str, Format] = {
         trl.standard_implicit, ("chosen", "rejected"), check=_TEXT, extras=_PASS,
         expected="`chosen`/`rejected`: texts that start with the same prompt",
     ),
-    UNPAIRED: Format(  # KTO's rows, not pairs: read by smol_align.data.unpaired; detected when no pair format fits
-        trl.unpaired, ("prompt", "completion", "label"), detect=False,
+    UNPAIRED: Format(  # KTO's rows, not pairs; detected when no pair format fits
+        trl.unpaired, ("prompt", "completion", "label"), detect=False, columns=("prompt", "completion", "label"),
         expected="`prompt`: text or messages; `completion`: text or one assistant message; "
         "`label`: true (desirable) or false (undesirable)",
     ),
@@ -249,11 +236,9 @@ def get(name: str) -> Format:
 
 
 def hub_format(hub_id: str) -> tuple[str, str, str | None, str | None, str | None, bool]:
-    """``(repo, data_dir, format, train split, test split, stream)`` of a hub id, without the network.
-
-    ``owner/name/sub/folder`` loads ``owner/name`` with ``data_dir="sub/folder"`` (HH-RLHF keeps its
-    subsets that way). Unknown ids get no format (detected after loading) and no splits.
-    """
+    """``(repo, data_dir, format, train split, test split, stream)`` of a hub id, without the network:
+    ``owner/name/sub/folder`` is ``owner/name`` with ``data_dir="sub/folder"`` (HH-RLHF's subsets);
+    unknown ids get no format (detected after loading) and no splits."""
     parts = hub_id.strip("/").split("/")
     repo, data_dir = "/".join(parts[:2]), "/".join(parts[2:]) or None
     for name, fmt in FORMATS.items():

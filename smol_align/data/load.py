@@ -1,14 +1,9 @@
 """``load()``: what the user has -> TRL-ready train and held-out pairs, every row normalized once.
 
-source (:mod:`.sources`) -> format (detected, or ``format=``) -> ``columns=`` renaming -> pairs
-(:mod:`.normalize`) -> train / held-out split -> the doctor's report (:mod:`.doctor`, on demand).
-``train_dpo``, ``train_orpo``, ``compare``, ``evaluate``, the trainer builders and every CLI
-command read their data here, with the same options (:data:`DATA_OPTIONS`), and hand the
-:class:`Pairs` on: nothing downstream normalizes again.
-
-The held-out pairs: ``eval_dataset`` (any form the data takes), else ``eval_split``: a split
-name, or a fraction of the training pairs held out with ``split_seed``. By default, the data's
-test split (``test``, ``test_prefs``, ``validation``...; a known hub id's own), else
+source (:mod:`.sources`) -> format -> ``columns=`` -> pairs (:mod:`.normalize`) -> train / held-out
+split. Every entry point reads its data here with :data:`DATA_OPTIONS` and hands the
+:class:`Pairs` on: nothing downstream normalizes again. Held out: ``eval_dataset``, else
+``eval_split`` (a split name, or a fraction with ``split_seed``), else the data's test split, else
 :data:`HELDOUT_FRACTION` of the pairs, at most :data:`MAX_HELDOUT`.
 """
 
@@ -69,11 +64,8 @@ def _splits(data: Any, split: str | None, streaming: bool | None):
     names = list(parts)
     train = split or next((s for s in (src.train_split, *TRAIN_SPLITS) if s in parts), names[0] if len(names) == 1 else None)
     if train not in parts:
-        raise DatasetFormatError(
-            f"{src.name}: no split {train!r} to train on; its splits: {names} (pick one with split=)"
-            if train else f"{src.name}: which split to train on? Its splits: {names} (pick one with split=)",
-            dataset=src.name,
-        )
+        what = f"no split {train!r} to train on; its splits" if train else "which split to train on? Its splits"
+        raise DatasetFormatError(f"{src.name}: {what}: {names} (pick one with split=)", dataset=src.name)
     test = next((s for s in (src.test_split, *EVAL_SPLITS) if s in parts and s != train), None)
     return src, parts, train, test
 
@@ -86,9 +78,8 @@ def _pairs_of(src, part, name: str, options: dict, max_rows: int | None):
         part = part[:max_rows] if isinstance(part, list) else (
             part.take(max_rows) if isinstance(part, datasets.IterableDataset) else part.select(range(min(max_rows, len(part)))))  # fmt: skip
     if is_pairs(part):  # already normalized: only the filters asked for run again
-        wanted = {k: v for k, v in options.items() if k in filters.FILTERS or k == "filters"}
         report = NormalizeReport(dataset=name, format="pairs", rows_in=len(part))
-        return filters.apply(part, filters.resolve(wanted.pop("filters", None), **wanted), report.dropped), report
+        return filters.apply(part, filters.take(dict(options)), report.dropped), report
     return normalize_split(part, name, src.format, **options)
 
 

@@ -1,15 +1,8 @@
-"""Row-level building blocks: read messages, build a validated TRL pair, say why a row does not fit.
-
-Every normalizer in ``formats/`` is a pure function of one row built from these helpers. A row
-that does not fit raises :class:`InvalidRow` (a format problem: set aside and counted, or raised
-as ``DatasetFormatError`` with ``strict=True``); a row that a binarization recipe skips on purpose
-(a tie in raw UltraFeedback) raises :class:`DroppedRow`.
-
-Reasons are short *categories* (they are counted); row-specific facts go in ``detail``.
+"""What the row functions are built from: read cells and messages, build a validated TRL pair, or
+raise :class:`InvalidRow` (does not fit) / :class:`DroppedRow` (skipped on purpose) with a counted reason.
 
 TRL's ``extract_prompt`` does the shared-prefix split too, but it fails on empty lists
-(``UnboundLocalError``) and cannot say why a pair does not split, so :func:`split_shared_prefix`
-does it here with a reason for each failure.
+(``UnboundLocalError``) and cannot say why a pair does not split, hence :func:`split_shared_prefix`.
 """
 
 from __future__ import annotations
@@ -24,18 +17,8 @@ Message = dict[str, str]
 USER, ASSISTANT, SYSTEM = "user", "assistant", "system"
 
 # Speaker names seen in the wild (ShareGPT, OpenAssistant, Gemini-style exports) -> TRL roles.
-ROLE_ALIASES = {
-    "user": USER,
-    "human": USER,
-    "prompter": USER,
-    "assistant": ASSISTANT,
-    "gpt": ASSISTANT,
-    "bot": ASSISTANT,
-    "model": ASSISTANT,
-    "chatgpt": ASSISTANT,
-    "ai": ASSISTANT,
-    "system": SYSTEM,
-}
+ROLE_ALIASES = {"user": USER, "human": USER, "prompter": USER, "system": SYSTEM, "assistant": ASSISTANT,
+                **dict.fromkeys(("gpt", "bot", "model", "chatgpt", "ai"), ASSISTANT)}  # fmt: skip
 
 ROLE_ORDER = "role order"  # prefix of every reason about the order of turns (the doctor counts them)
 
@@ -47,28 +30,22 @@ class RowSetAside(Exception):
 
     def __init__(self, reason: str, column: str | None = None, detail: str | None = None):
         super().__init__(reason if detail is None else f"{reason} ({detail})")
-        self.reason = reason
-        self.column = column
-        self.detail = detail
+        self.reason, self.column, self.detail = reason, column, detail
 
 
 class InvalidRow(RowSetAside):
     """The row does not fit the format (``strict=True`` turns it into ``DatasetFormatError``)."""
 
 
+class BadLabel(InvalidRow):
+    """Raised even with ``strict=False``: a KTO ``label`` in another encoding ("good", a 1-5 score)
+    would otherwise train on the wrong side, or on nothing."""
+
+
 class DroppedRow(RowSetAside):
     """The row fits but a recipe skips it on purpose (e.g. a tie when binarizing ratings)."""
 
     invalid = False
-
-
-# --------------------------------------------------------------------------------------------
-# values
-# --------------------------------------------------------------------------------------------
-
-
-def _type_name(value: Any) -> str:
-    return type(value).__name__
 
 
 def maybe_json(value: Any) -> Any:
@@ -81,15 +58,8 @@ def maybe_json(value: Any) -> Any:
     return value
 
 
-def _is_message(value: Any) -> bool:
+def is_message(value: Any) -> bool:
     return isinstance(value, dict) and ("role" in value or "from" in value)
-
-
-def _is_message_like(value: Any) -> bool:
-    """A message dict, or a non-empty list of them."""
-    if isinstance(value, list):
-        return len(value) > 0 and all(_is_message(m) for m in value)
-    return _is_message(value)
 
 
 def is_missing(value: Any) -> bool:
@@ -103,16 +73,14 @@ def text(value: Any, column: str) -> str:
         return value
     if is_missing(value):
         raise InvalidRow(f"{column}: missing value", column)
-    raise InvalidRow(f"{column}: expected text", column, f"got {_type_name(value)}")
+    raise InvalidRow(f"{column}: expected text", column, f"got {type(value).__name__}")
 
 
 def optional_text(value: Any) -> str | None:
     """Metadata text: ``None`` stays ``None``, numbers become text."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float, bool)):
-        return None if isinstance(value, float) and math.isnan(value) else str(value)
-    return None
+    if isinstance(value, (int, float, bool)) and not is_missing(value):
+        return str(value)
+    return value if isinstance(value, str) else None
 
 
 def score(value: Any) -> float | None:
@@ -137,15 +105,10 @@ def flag(value: Any) -> bool | None:
     return None
 
 
-# --------------------------------------------------------------------------------------------
-# messages
-# --------------------------------------------------------------------------------------------
-
-
 def message(item: Any, column: str) -> Message:
     """One message as ``{"role", "content"}``; accepts ``role``/``content`` or ShareGPT ``from``/``value``."""
     if not isinstance(item, dict):
-        raise InvalidRow(f"{column}: malformed message", column, f"expected a dict, got {_type_name(item)}")
+        raise InvalidRow(f"{column}: malformed message", column, f"expected a dict, got {type(item).__name__}")
     role = item.get("role", item.get("from"))
     content = item.get("content", item.get("value"))
     if not isinstance(role, str):
@@ -154,14 +117,15 @@ def message(item: Any, column: str) -> Message:
     if canonical is None:
         raise InvalidRow(f"{column}: unknown role", column, f"role {role!r}")
     if not isinstance(content, str):
-        raise InvalidRow(f"{column}: message content is not text", column, f"got {_type_name(content)}")
+        raise InvalidRow(f"{column}: message content is not text", column, f"got {type(content).__name__}")
     return {"role": canonical, "content": content}
 
 
-def is_message_list(value: Any) -> bool:
-    """True when ``value`` (or the JSON it holds) is a non-empty list of message-like dicts."""
+def is_message_list(value: Any, lone: bool = False) -> bool:
+    """A non-empty list of message dicts, or the JSON of one (``lone``: one message dict counts too)."""
     value = maybe_json(value)
-    return isinstance(value, list) and _is_message_like(value)
+    value = [value] if lone and isinstance(value, dict) else value
+    return isinstance(value, list) and bool(value) and all(is_message(m) for m in value)
 
 
 def messages(value: Any, column: str) -> list[Message]:
@@ -172,31 +136,20 @@ def messages(value: Any, column: str) -> list[Message]:
     if is_missing(value):
         raise InvalidRow(f"{column}: missing value", column)
     if not isinstance(value, list):
-        raise InvalidRow(f"{column}: expected a list of messages", column, f"got {_type_name(value)}")
+        raise InvalidRow(f"{column}: expected a list of messages", column, f"got {type(value).__name__}")
     if not value:
         raise InvalidRow(f"{column}: empty list of messages", column)
     return [message(item, column) for item in value]
 
 
 def text_or_messages(value: Any, column: str, role: str) -> list[Message]:
-    """Plain text becomes one ``role`` message; message lists (or their JSON) are read as such.
-
-    Text that merely *is* JSON (``'{"answer": 42}'``) stays text: only JSON that holds messages
-    is read as messages.
-    """
-    if isinstance(value, str):
-        parsed = maybe_json(value)
-        if parsed is value or not _is_message_like(parsed):
-            return [{"role": role, "content": value}]
-        value = parsed
-    if not isinstance(value, (list, dict)) and not is_missing(value):
-        raise InvalidRow(f"{column}: expected text or messages", column, f"got {_type_name(value)}")
+    """Plain text (JSON too, unless it holds messages: ``'{"answer": 42}'`` stays text) becomes one
+    ``role`` message; message lists (or their JSON) are read as such."""
+    if isinstance(value, str) and not is_message_list(value, lone=True):
+        return [{"role": role, "content": value}]
+    if not isinstance(value, (str, list, dict)) and not is_missing(value):
+        raise InvalidRow(f"{column}: expected text or messages", column, f"got {type(value).__name__}")
     return messages(value, column)
-
-
-# --------------------------------------------------------------------------------------------
-# pairs
-# --------------------------------------------------------------------------------------------
 
 
 def check_prompt(prompt: list[Message], column: str = "prompt") -> None:
@@ -204,15 +157,12 @@ def check_prompt(prompt: list[Message], column: str = "prompt") -> None:
     turns = prompt[1:] if prompt and prompt[0]["role"] == SYSTEM else prompt
     if not turns:
         raise InvalidRow(f"{ROLE_ORDER}: prompt has no user turn", column)
-    expected = USER
-    for m in turns:
+    for i, m in enumerate(turns):
         if m["role"] == SYSTEM:
             raise InvalidRow(f"{ROLE_ORDER}: system message after the first turn", column)
-        if m["role"] != expected:
-            if m is turns[0]:
-                raise InvalidRow(f"{ROLE_ORDER}: prompt does not start with a user turn", column)
-            raise InvalidRow(f"{ROLE_ORDER}: two {m['role']} turns in a row", column)
-        expected = ASSISTANT if expected == USER else USER
+        if m["role"] != (USER, ASSISTANT)[i % 2]:
+            what = "prompt does not start with a user turn" if i == 0 else f"two {m['role']} turns in a row"
+            raise InvalidRow(f"{ROLE_ORDER}: {what}", column)
     if turns[-1]["role"] != USER:
         raise InvalidRow(f"{ROLE_ORDER}: prompt ends with an assistant turn", column)
 
@@ -248,13 +198,10 @@ def split_shared_prefix(chosen: list[Message], rejected: list[Message]):
 
 
 def make_pair(chosen: Any, rejected: Any, prompt: Any = None, system: Any = None) -> dict[str, list[Message]]:
-    """A validated TRL conversational pair with an explicit prompt.
-
-    ``chosen``/``rejected`` are a completion (text or assistant messages) or whole dialogues
-    whose shared leading messages are the prompt (then ``prompt``, often a plain-text copy of
-    the first user turn, is not needed and not used). ``prompt`` is text (one user turn) or
-    messages. ``system`` is text put first unless the prompt already has a system message.
-    """
+    """A validated TRL conversational pair with an explicit prompt. ``chosen``/``rejected``: completions
+    (text or assistant messages), or whole dialogues whose shared leading messages are the prompt (then
+    ``prompt``, often a text copy of the first user turn, is not used); ``prompt``: text or messages;
+    ``system``: text, put first unless the prompt has a system message."""
     chosen = text_or_messages(chosen, "chosen", ASSISTANT)
     rejected = text_or_messages(rejected, "rejected", ASSISTANT)
     if chosen[0]["role"] != ASSISTANT or rejected[0]["role"] != ASSISTANT:

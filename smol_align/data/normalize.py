@@ -1,23 +1,16 @@
 """``normalize()``: preference data in any supported shape -> TRL conversational pairs, explicit prompt.
 
-The work goes through ``datasets`` (a batched ``map`` with ``num_proc``, or a lazy map over an
-``IterableDataset``), so a million-row dataset never has to fit in a Python list. Rows that do
-not fit are never dropped silently:
-
-- ``strict=False`` (default): each is set aside and counted by reason in a
-  :class:`NormalizeReport` (a warning is logged with the counts). Get the report with
-  ``normalize(..., return_report=True)`` -> ``(dataset, report)`` or :func:`last_report`. It keeps
-  the indices of the invalid rows (``raw.select(report.invalid_rows)`` shows them) and a few
-  examples per reason.
-- ``strict=True``: the first one raises ``DatasetFormatError`` naming the dataset, the row, the
-  column and what was expected.
-
-A text column the format does not read is an error that names it (``lenient=True``: a warning,
-and the column is listed in the report's ``unused_columns``).
+One batched ``datasets`` map (``num_proc``; lazy over an ``IterableDataset``), so a million rows
+never sit in a Python list. No row is dropped silently: with ``strict=False`` each misfit is set
+aside and counted by reason in a :class:`NormalizeReport` (``return_report=True``, or
+:func:`last_report`; ``raw.select(report.invalid_rows)`` shows them); ``strict=True`` raises
+``DatasetFormatError`` at the first. A text column the format does not read is an error that
+names it (``lenient=True``: a warning, and the report's ``unused_columns``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,12 +18,12 @@ from typing import Any
 
 from ..errors import ConfigError, DatasetFormatError
 from . import filters, sources
-from .formats import FORMATS, METADATA, PAIR_COLUMNS, UNPAIRED, Format, detect, get
-from .messages import InvalidRow, RowSetAside, is_message_list
+from .formats import FORMATS, METADATA, PAIR_COLUMNS, UNPAIRED, Format, detect, get, hub_format
+from .messages import BadLabel, InvalidRow, RowSetAside, is_message_list
 
 logger = logging.getLogger(__name__)
 
-HELPERS = ("_reason", "_column", "_detail", "_invalid")  # per-row bookkeeping columns, removed at the end
+ASIDE = "_aside"  # per-row bookkeeping column, removed at the end: why the row was set aside (JSON), or None
 EXAMPLES_PER_REASON = 3
 
 # What a row function may raise on odd cells beyond RowSetAside; turned into an "unreadable row".
@@ -46,6 +39,10 @@ class SetAside:
     column: str | None = None
     detail: str | None = None
     invalid: bool = True  # False: dropped on purpose (a binarization tie, a filter)
+
+    def __str__(self) -> str:
+        where = f"row {self.row}" + (f", column {self.column!r}" if self.column else "")
+        return f"{where}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
 
 
 @dataclass
@@ -74,43 +71,24 @@ class NormalizeReport:
         if counts[record.reason] <= EXAMPLES_PER_REASON:
             self.examples.append(record)
         if self.streaming and counts[record.reason] == 1:
-            logger.warning(
-                "%s: set aside row %d (%s); further rows like it are counted in the report",
-                self.dataset,
-                record.row,
-                record.reason,
-            )
+            logger.warning("%s: set aside row %d (%s); further rows like it are counted in the report",
+                           self.dataset, record.row, record.reason)  # fmt: skip
 
     def summary_line(self) -> str:
         """One line: rows in, rows out, and what was set aside."""
         parts = [f"{self.dataset} ({self.format}): {self.rows_in:,} rows in, {self.rows_out:,} pairs out"]
-        if self.invalid:
-            parts.append(f"{sum(self.invalid.values()):,} invalid set aside ({_counts(self.invalid)})")
-        if self.dropped:
-            parts.append(f"{sum(self.dropped.values()):,} dropped ({_counts(self.dropped)})")
-        if self.unused_columns:
-            parts.append(f"columns left out: {', '.join(self.unused_columns)}")
+        parts += [f"{sum(self.invalid.values()):,} invalid set aside ({_counts(self.invalid)})"] if self.invalid else []
+        parts += [f"{sum(self.dropped.values()):,} dropped ({_counts(self.dropped)})"] if self.dropped else []
+        parts += [f"columns left out: {', '.join(self.unused_columns)}"] if self.unused_columns else []
         return "; ".join(parts)
 
     def __str__(self) -> str:
-        lines = [self.summary_line()]
-        for record in self.examples:
-            where = f"row {record.row}" + (f", column {record.column!r}" if record.column else "")
-            detail = f" ({record.detail})" if record.detail else ""
-            lines.append(f"  {where}: {record.reason}{detail}")
-        return "\n".join(lines)
+        return "\n".join([self.summary_line(), *(f"  {record}" for record in self.examples)])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "format": self.format,
-            "rows_in": self.rows_in,
-            "rows_out": self.rows_out,
-            "invalid": dict(self.invalid),
-            "dropped": dict(self.dropped),
-            "unused_columns": list(self.unused_columns),
-            "examples": [vars(record) for record in self.examples],
-        }
+        counts = {key: getattr(self, key) for key in ("dataset", "format", "rows_in", "rows_out")}
+        return counts | {"invalid": dict(self.invalid), "dropped": dict(self.dropped), "unused_columns":
+                         list(self.unused_columns), "examples": [vars(record) for record in self.examples]}  # fmt: skip
 
 
 def _counts(counter: Counter) -> str:
@@ -125,16 +103,9 @@ def last_report() -> NormalizeReport | dict[str, NormalizeReport] | None:
     return _LAST_REPORT
 
 
-# ------------------------------------------------------------------------------------------------
-# one row
-# ------------------------------------------------------------------------------------------------
-
-
 def normalize_row(name: str, row: Any, options: dict[str, Any], extras: tuple[str, ...] | None = None) -> dict:
-    """The pair (with its extras) that format ``name`` makes of one row, or raise ``RowSetAside``.
-
-    ``extras`` defaults to those whose source column ``row`` has.
-    """
+    """The pair (with its ``extras``; default: those whose column ``row`` has) that format ``name``
+    makes of one row, or raise ``RowSetAside``."""
     fmt = FORMATS[name]
     if not isinstance(row, dict):
         raise InvalidRow("row: expected a dict of columns", None, f"got {type(row).__name__}")
@@ -144,44 +115,36 @@ def normalize_row(name: str, row: Any, options: dict[str, Any], extras: tuple[st
         raise
     except _ROW_ERRORS as exc:  # a cell shaped in a way no rule foresaw: still a counted, named reason
         raise InvalidRow(f"{name}: unreadable row", None, f"{type(exc).__name__}: {exc}") from exc
-    pair = {column: result[column] for column in PAIR_COLUMNS}
+    pair = {column: result[column] for column in fmt.columns}
     for extra in fmt.extras_in(list(row)) if extras is None else extras:
         pair[extra] = METADATA[extra][1](result[extra] if extra in result else row.get(fmt.extras[extra]))
     return pair
 
 
 def row_error(dataset: str, name: str, index: int, exc: RowSetAside) -> DatasetFormatError:
-    where = f"{dataset}, row {index}" + (f", column {exc.column!r}" if exc.column else "")
-    return DatasetFormatError(
-        f"{where}: {exc}. Expected ({name}): {FORMATS[name].expected}. "
-        "With strict=False such rows are set aside and counted instead.",
-        dataset=dataset,
-        row=index,
-        column=exc.column,
-    )
+    also = "" if isinstance(exc, BadLabel) else " With strict=False such rows are set aside and counted instead."
+    where = SetAside(index, exc.reason, exc.column, exc.detail)
+    message = f"{dataset}, {where}. Expected ({name}): {FORMATS[name].expected}.{also}"
+    return DatasetFormatError(message, dataset=dataset, row=index, column=exc.column)
 
 
 def _normalize_rows(rows, indices, name, options, extras, strict, dataset, report=None) -> dict[str, list]:
-    """Every row in, every row out: its pair, or (set aside) an empty pair with why in the HELPERS.
-
-    A list, a ``Dataset`` (in ``datasets.map`` workers too) and a stream all go through here; a
-    stream, read lazily in this process, also counts its rows in ``report`` as they go by.
-    """
-    out: dict[str, list] = {column: [] for column in (*PAIR_COLUMNS, *extras, *HELPERS)}
-    empty = dict.fromkeys(extras) | {"prompt": [], "chosen": [], "rejected": []}
+    """Every row in, every row out: its pair, or (set aside) an empty one with why in ``ASIDE``. A stream
+    (read lazily in this process) also counts its rows in ``report`` as they go by."""
+    columns = (*FORMATS[name].columns, *extras)
+    out: dict[str, list] = {column: [] for column in (*columns, ASIDE)}
     for index, row in zip(indices, rows, strict=True):
         try:
-            pair, exc = normalize_row(name, row, options, extras), None
+            pair, aside = normalize_row(name, row, options, extras), None
         except RowSetAside as err:
-            if strict and err.invalid:
+            if (strict and err.invalid) or isinstance(err, BadLabel):
                 raise row_error(dataset, name, index, err) from None
-            pair, exc = empty, err
+            pair, aside = dict.fromkeys(columns), [err.reason, err.column, err.detail, err.invalid]
             if report is not None:
-                report.add(SetAside(index, err.reason, err.column, err.detail, err.invalid))
-        for column in (*PAIR_COLUMNS, *extras):
+                report.add(SetAside(index, *aside))
+        for column in columns:
             out[column].append(pair[column])
-        for column, attribute in zip(HELPERS, ("reason", "column", "detail", "invalid"), strict=True):
-            out[column].append(exc and getattr(exc, attribute))
+        out[ASIDE].append(aside and json.dumps(aside))
     if report is not None:
         report.rows_in += len(indices)
     return out
@@ -194,17 +157,14 @@ def _normalize_batch(*args, columns, **context):
     return _normalize_rows(rows, indices, **context)
 
 
-def output_features(extras: tuple[str, ...], helpers: bool = False):
-    """The features of normalized pairs: messages for the TRL columns, stable types for the extras."""
+def output_features(extras: tuple[str, ...], helpers: bool = False, columns=PAIR_COLUMNS):
+    """The features of normalized rows: messages for the TRL columns (a bool ``label``), stable types for the extras."""
     from datasets import Features, Value
 
     message = [{"role": Value("string"), "content": Value("string")}]
-    features = {column: message for column in PAIR_COLUMNS}
+    features = {column: Value("bool") if column == "label" else message for column in columns}
     features.update({extra: Value(METADATA[extra][0]) for extra in extras})
-    if helpers:
-        features.update({"_reason": Value("string"), "_column": Value("string"), "_detail": Value("string")})
-        features["_invalid"] = Value("bool")
-    return Features(features)
+    return Features(features | ({ASIDE: Value("string")} if helpers else {}))
 
 
 def is_pairs(data: Any) -> bool:
@@ -217,23 +177,14 @@ def is_pairs(data: Any) -> bool:
     return all(c in METADATA for c in extras) and data.features == output_features(extras)
 
 
-# ------------------------------------------------------------------------------------------------
-# one split
-# ------------------------------------------------------------------------------------------------
-
-
-def normalize_split(data, name: str, hub_format: str | None = None, format: str = "auto", columns=None,
+def normalize_split(data, name: str, hub: str | None = None, format: str = "auto", columns=None,
                     strict=False, lenient=False, num_proc=None, batch_size=1000, **options):  # fmt: skip
-    """One split (a list of rows, a ``Dataset`` or ``IterableDataset``) -> ``(its pairs, its report)``.
-
-    ``columns=`` renamed, the format resolved (``hub_format``: the one a known hub id implies),
-    every row normalized once, the rows that do not fit counted, then the filters.
-    """
+    """One split (a list of rows, a ``Dataset`` or ``IterableDataset``) -> ``(its pairs, its report)``:
+    ``columns=`` renamed, the format resolved (``hub``: a known hub id's), each row normalized once."""
     import datasets
     import numpy as np
 
-    wanted = {key: options.pop(key) for key in list(options) if key in filters.FILTERS or key == "filters"}
-    active = filters.resolve(wanted.pop("filters", None), **wanted)
+    active = filters.take(options)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     column_names, rows = sources.columns_and_rows(data)
@@ -244,18 +195,18 @@ def normalize_split(data, name: str, hub_format: str | None = None, format: str 
     if columns is not None:
         data, column_names = rename(data, columns, column_names, name)
         rows = sources.columns_and_rows(data)[1]
-    format, unused = resolve_format(format, column_names, text_columns(data, rows), rows, name, lenient, hub_format)
-    if format == UNPAIRED:  # KTO's rows, not pairs (imported here: smol_align.data.unpaired imports this module)
-        from .unpaired import normalize as normalize_unpaired
-
-        return normalize_unpaired(data, name, strict, active)
-    options = FORMATS[format].check_options(format, options)
+    format, unused = resolve_format(format, column_names, text_columns(data, rows), rows, name, lenient, hub)
+    if format == UNPAIRED and isinstance(data, datasets.IterableDataset):
+        raise ConfigError(f"{name}: unpaired rows are read whole, not streamed: pass streaming=False.")
+    if format == UNPAIRED and active:
+        raise ConfigError(f"{name}: the filters ({', '.join(active)}) apply to pairs, not to unpaired rows.")
     fmt = FORMATS[format]
+    options = fmt.check_options(format, options)
     report = NormalizeReport(dataset=name, format=format, unused_columns=unused)
     extras = fmt.extras_in(column_names)
     filters.check_columns(active, [*PAIR_COLUMNS, *extras], format)
     context = {"name": format, "options": options, "extras": extras, "strict": strict, "dataset": name}
-    features = output_features(extras, helpers=True)
+    features = output_features(extras, helpers=True, columns=fmt.columns)
     if isinstance(data, list):
         marked = datasets.Dataset.from_dict(_normalize_rows(data, range(len(data)), **context), features=features)
     else:
@@ -267,27 +218,22 @@ def normalize_split(data, name: str, hub_format: str | None = None, format: str 
         marked = data.map(_normalize_batch, batched=True, batch_size=batch_size, with_indices=True, input_columns=columns,
                           remove_columns=list(column_names), features=features, **more)  # fmt: skip
         if report.streaming:  # set-aside rows are counted while the stream is read
-            kept = marked.filter(lambda reason: reason is None, input_columns=["_reason"]).remove_columns(list(HELPERS))
+            kept = marked.filter(lambda aside: aside is None, input_columns=[ASIDE]).remove_columns(ASIDE)
             return filters.apply(kept, active, report.dropped), report
 
     report.rows_in = len(marked)
-    valid = marked.data.column("_reason").is_null().to_numpy(zero_copy_only=False)
+    valid = marked.data.column(ASIDE).is_null().to_numpy(zero_copy_only=False)
     aside = np.flatnonzero(~valid)
-    helpers = [marked.data.column(column).take(aside).to_pylist() for column in HELPERS]
-    for index, reason, column, detail, invalid in zip(aside.tolist(), *helpers, strict=True):
-        report.add(SetAside(index, reason, column, detail, invalid))
-    result = (marked.select(np.flatnonzero(valid)) if len(aside) else marked).remove_columns(list(HELPERS))
+    for index, record in zip(aside.tolist(), marked.data.column(ASIDE).take(aside).to_pylist(), strict=True):
+        report.add(SetAside(index, *json.loads(record)))
+    result = (marked.select(np.flatnonzero(valid)) if len(aside) else marked).remove_columns(ASIDE)
     if report.rows_in and report.rows_out + sum(report.dropped.values()) == 0:
         first = next(record for record in report.examples if record.invalid)
         raise DatasetFormatError(
-            f"{name}: none of its {report.rows_in:,} rows fit format {format!r} "
-            f"({_counts(report.invalid)}); first, row {first.row}"
-            f"{f', column {first.column!r}' if first.column else ''}: {first.reason}"
-            f"{f' ({first.detail})' if first.detail else ''}. Expected: {fmt.expected}",
-            dataset=name,
-            row=first.row,
-            column=first.column,
-        )
+            f"{name}: none of its {report.rows_in:,} rows fit format {format!r} ({_counts(report.invalid)}); "
+            f"first, {first}. Expected: {fmt.expected}",
+            dataset=name, row=first.row, column=first.column,
+        )  # fmt: skip
     result = filters.apply(result, active, report.dropped)
     if report.invalid:
         logger.warning(
@@ -295,11 +241,6 @@ def normalize_split(data, name: str, hub_format: str | None = None, format: str 
             name, f"{sum(report.invalid.values()):,}", f"{report.rows_in:,}", format, _counts(report.invalid),
         )  # fmt: skip
     return result, report
-
-
-# ------------------------------------------------------------------------------------------------
-# the entry point
-# ------------------------------------------------------------------------------------------------
 
 
 def rename(data: Any, columns: Any, column_names: list, dataset: str):
@@ -312,16 +253,11 @@ def rename(data: Any, columns: Any, column_names: list, dataset: str):
     mapping = {old: new for new, old in columns.items() if old != new}
     for old, new in mapping.items():
         if old not in column_names:
-            raise DatasetFormatError(
-                f"{dataset}: columns= names {old!r}, but the data has no such column; its columns: "
-                f"{sorted(map(str, column_names))}",
-                dataset=dataset,
-                column=old,
-            )
+            raise DatasetFormatError(f"{dataset}: columns= names {old!r}, but the data has no such column; its "
+                                     f"columns: {sorted(map(str, column_names))}", dataset=dataset, column=old)  # fmt: skip
         if new in column_names and new not in mapping:
-            raise DatasetFormatError(
-                f"{dataset}: columns= renames {old!r} to {new!r}, which the data already has", dataset=dataset, column=new
-            )
+            raise DatasetFormatError(f"{dataset}: columns= renames {old!r} to {new!r}, which the data already has",
+                                     dataset=dataset, column=new)  # fmt: skip
     if not mapping:
         return data, column_names
     renamed = [mapping.get(c, c) for c in column_names]
@@ -330,19 +266,15 @@ def rename(data: Any, columns: Any, column_names: list, dataset: str):
     return data.rename_columns(mapping), renamed
 
 
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) or is_message_list(value) or (isinstance(value, dict) and bool(value))
-
-
 def text_columns(data: Any, rows: list[dict]) -> set[str]:
-    """The columns that hold text or messages (by the features of a dataset, by every row of a list)."""
+    """The columns that hold text or messages: by a dataset's features, else by every row of a list
+    (by the first ``rows`` of a stream without features)."""
     from datasets import Value
 
-    if isinstance(data, list):
-        return {c for row in data if isinstance(row, dict) for c, v in row.items() if _is_text(v)}
-    features = getattr(data, "features", None)
-    if features is None:
-        return {c for row in rows for c, v in row.items() if _is_text(v)}
+    if getattr(data, "features", None) is None:
+        rows = data if isinstance(data, list) else rows
+        return {c for row in rows if isinstance(row, dict) for c, v in row.items()
+                if isinstance(v, str) or is_message_list(v) or (isinstance(v, dict) and bool(v))}  # fmt: skip
 
     def holds_text(f) -> bool:
         if isinstance(f, Value):
@@ -353,7 +285,7 @@ def text_columns(data: Any, rows: list[dict]) -> set[str]:
             return any(holds_text(x) for x in f.values())
         return holds_text(f.feature) if hasattr(f, "feature") else False
 
-    return {c for c, f in features.items() if holds_text(f)}
+    return {c for c, f in data.features.items() if holds_text(f)}
 
 
 def resolve_format(name: str, column_names: list, texts: set, rows: list[dict], dataset: str, lenient: bool, hub):
@@ -365,12 +297,9 @@ def resolve_format(name: str, column_names: list, texts: set, rows: list[dict], 
     fmt: Format = get(name)
     missing = [c for c in fmt.signature if c not in column_names]
     if missing:
-        raise DatasetFormatError(
-            f"{dataset}: format {name!r} needs the column(s) {missing}; the data has "
-            f"{sorted(map(str, column_names))}. Expected: {fmt.expected}",
-            dataset=dataset,
-            column=missing[0],
-        )
+        raise DatasetFormatError(f"{dataset}: format {name!r} needs the column(s) {missing}; the data has "
+                                 f"{sorted(map(str, column_names))}. Expected: {fmt.expected}",
+                                 dataset=dataset, column=missing[0])  # fmt: skip
     unused = [c for c in column_names if c not in fmt.known() and c in texts]
     if unused and not lenient:
         raise DatasetFormatError(
@@ -387,48 +316,28 @@ def resolve_format(name: str, column_names: list, texts: set, rows: list[dict], 
     return name, unused
 
 
-def normalize(
-    data: Any,
-    format: str = "auto",
-    columns: dict[str, str] | None = None,
-    split: str | None = None,
-    strict: bool = False,
-    lenient: bool = False,
-    *,
-    return_report: bool = False,
-    num_proc: int | None = None,
-    batch_size: int = 1000,
-    **options: Any,
-):
+def normalize(data: Any, format: str = "auto", columns: dict[str, str] | None = None, split: str | None = None,
+              strict: bool = False, lenient: bool = False, *, return_report: bool = False,
+              num_proc: int | None = None, batch_size: int = 1000, **options: Any):  # fmt: skip
     """Preference data in any supported shape -> TRL conversational pairs with an explicit prompt.
 
     Args:
         data: a hub id (``"Anthropic/hh-rlhf"``, ``"Anthropic/hh-rlhf/harmless-base"``), a local
-            json/jsonl/parquet/csv/tsv file (or a ``save_to_disk`` folder), a ``Dataset``,
+            json/jsonl/parquet/csv/tsv file or ``save_to_disk`` folder, a ``Dataset``,
             ``IterableDataset``, ``DatasetDict``, or a list (or iterable) of dicts.
-        format: ``"auto"`` (known hub ids pick theirs, else detection) or a name from
-            :func:`formats` (axolotl's DPO types by their names too: ``"chatml.intel"``, ...).
-        columns: renames your columns first, ``{"prompt": "question", "chosen": "good", ...}``
-            (TRL's names, or any format's), so that a format fits.
-        split: one split of a hub id or a ``DatasetDict`` (default: every split).
-        strict: raise ``DatasetFormatError`` on the first row that does not fit, instead of
-            setting it aside and counting it.
-        lenient: leave out (with a warning) text columns the format does not read, instead of
-            raising ``DatasetFormatError``.
+        format: ``"auto"`` (a known hub id's, else detected) or a name from :func:`formats`.
+        columns: renames your columns first, so that a format fits: ``{"prompt": "question", ...}``.
+        split: one split of a hub id or ``DatasetDict`` (default: every split).
+        strict: raise ``DatasetFormatError`` at the first row that does not fit, instead of counting it.
+        lenient: leave out (with a warning) text columns the format does not read, instead of raising.
         return_report: return ``(dataset, report)``; the report is also :func:`last_report`.
         num_proc, batch_size: passed to ``datasets.map``.
-        **options: the format's options (raw UltraFeedback: ``strategy``, ``rating``, ``seed``),
-            filters (``drop_empty``, ``drop_identical``, ``drop_ties``, ``min_margin``,
-            ``argilla_orca``, ``dedupe_prompts``) or a filter recipe ``filters="clean"``, and
-            ``streaming`` for hub ids and files.
+        **options: the format's (raw UltraFeedback: ``strategy``, ``rating``, ``seed``), the filters
+            (``drop_empty``, ..., ``filters="clean"``), and ``streaming`` for hub ids and files.
 
-    Returns:
-        A ``Dataset`` (an ``IterableDataset`` for one, a ``DatasetDict`` for one or for a hub id)
-        with columns ``prompt``, ``chosen``, ``rejected`` (lists of ``{"role", "content"}``) and
-        the extras the schema has, under stable names (``score_chosen``, ``source``, ...).
+    Returns a ``Dataset`` (an ``IterableDataset`` / ``DatasetDict`` for one, or for a hub id) of
+    ``prompt``, ``chosen``, ``rejected`` messages and the schema's extras under stable names.
     """
-    import datasets
-
     global _LAST_REPORT
     src = sources.read(data, split=split, streaming=options.pop("streaming", None))
     splits = src.data if sources.is_split_dict(src.data) else {None: src.data}
@@ -441,22 +350,14 @@ def normalize(
         results[split_name], reports[split_name] = normalize_split(
             part, name, src.format, chosen, columns, strict, lenient, num_proc, batch_size, **options
         )
-    if None in results:
-        dataset, _LAST_REPORT = results[None], reports[None]
-    else:
-        iterable = isinstance(src.data, datasets.IterableDatasetDict)
-        dataset, _LAST_REPORT = (datasets.IterableDatasetDict if iterable else datasets.DatasetDict)(results), reports
+    dataset, _LAST_REPORT = (results[None], reports[None]) if None in results else (type(src.data)(results), reports)
     return (dataset, _LAST_REPORT) if return_report else dataset
 
 
 def detect_format(data: Any, split: str | None = None) -> str:
     """The name of the format that fits ``data`` (known hub ids are named without loading)."""
-    if isinstance(data, str) and sources.is_hub_id(data):
-        from .formats import hub_format
-
-        known = hub_format(data)[2]
-        if known is not None:
-            return known
+    if isinstance(data, str) and sources.is_hub_id(data) and hub_format(data)[2] is not None:
+        return hub_format(data)[2]
     src = sources.read(data, split=split)
     part = next(iter(src.data.values())) if sources.is_split_dict(src.data) else src.data
     column_names, rows = sources.columns_and_rows(part)

@@ -1,7 +1,6 @@
 """Reading what the user has: a hub id (with its splits), a local file, a dataset, a list or iterable of rows.
 
-Nothing here knows a format beyond the hub ids the format table names. A file that cannot be read
-says which file, which line and why; an empty one, or a CSV with only a header, says so.
+A file that cannot be read says which file, which line and why.
 """
 
 from __future__ import annotations
@@ -46,39 +45,32 @@ def read(data: Any, split: str | None = None, streaming: bool | None = None) -> 
     """Read ``data`` (every split unless ``split`` is given) without looking at its format."""
     import datasets
 
-    if isinstance(data, os.PathLike):
-        data = os.fspath(data)
-    if isinstance(data, str):
-        if os.path.exists(data):
-            return _pick(Source(_read_local(data, streaming), data), split)
-        if is_hub_id(data):
-            return _read_hub(data, split, streaming)
+    data = os.fspath(data) if isinstance(data, os.PathLike) else data
+    if isinstance(data, str) and is_hub_id(data):
+        return _read_hub(data, split, streaming)
+    if isinstance(data, str) and os.path.exists(data):
+        src = Source(_read_local(data, streaming), data)
+    elif isinstance(data, str):
         if _suffix(data) in LOCAL_BUILDERS:
             raise DatasetFormatError(f"no such file: {data!r} (from {os.getcwd()})", dataset=data)
+        raise DatasetFormatError(f"{data!r} is neither a local file nor a hub id (owner/name). "
+                                 f"Local files may be {', '.join(sorted(LOCAL_BUILDERS))}.", dataset=data)  # fmt: skip
+    elif is_split_dict(data):
+        src = Source(data, _dataset_name(next(iter(data.values()), None)))
+    elif isinstance(data, (datasets.Dataset, datasets.IterableDataset)):
+        src = Source(data, _dataset_name(data))
+    elif isinstance(data, (list, tuple)):
+        src = Source(list(data), "<list of rows>")
+    elif hasattr(data, "__iter__") and not isinstance(data, (dict, bytes)):
+        src = Source(list(data), f"<{type(data).__name__} of rows>")
+    else:
         raise DatasetFormatError(
-            f"{data!r} is neither a local file nor a hub id (owner/name). "
-            f"Local files may be {', '.join(sorted(LOCAL_BUILDERS))}.",
-            dataset=data,
+            f"cannot read a {type(data).__name__}: pass a hub id, a local json/jsonl/parquet/csv/tsv path, "
+            "a datasets.Dataset / IterableDataset / DatasetDict, or a list (or iterable) of dicts"
         )
-    if isinstance(data, (datasets.DatasetDict, datasets.IterableDatasetDict)):
-        return _pick(Source(data, _dataset_name(next(iter(data.values()), None))), split)
-    if isinstance(data, (datasets.Dataset, datasets.IterableDataset)):
-        return _pick(Source(data, _dataset_name(data)), split)
-    if isinstance(data, (list, tuple)):
-        return _pick(Source(list(data), "<list of rows>"), split)
-    if hasattr(data, "__iter__") and not isinstance(data, (dict, bytes)):
-        return _pick(Source(list(data), f"<{type(data).__name__} of rows>"), split)
-    raise DatasetFormatError(
-        f"cannot read a {type(data).__name__}: pass a hub id, a local json/jsonl/parquet/csv/tsv path, "
-        "a datasets.Dataset / IterableDataset / DatasetDict, or a list (or iterable) of dicts"
-    )
-
-
-def _pick(src: Source, split: str | None) -> Source:
-    """``src`` narrowed to ``split``: a named split of a dict, or 'train' of data with one split."""
     if split is None:
         return src
-    if is_split_dict(src.data):
+    if is_split_dict(src.data):  # a named split of a dict, or 'train' of data with one split
         if split not in src.data:
             raise DatasetFormatError(f"{src.name}: no split {split!r}; splits: {list(src.data)}", dataset=src.name)
         return Source(src.data[split], f"{src.name}[{split}]", src.format)
@@ -117,7 +109,7 @@ def _read_local(path: str, streaming: bool | None):
     try:
         loaded = datasets.load_dataset(builder, data_files=path, split="train", streaming=bool(streaming), **kwargs)
     except Exception as exc:  # pyarrow / json errors: find the line, or read the rows one by one
-        if builder == "csv" and _lines(path, 2) < 2:
+        if builder == "csv" and len(_lines(path, 2)) < 2:
             raise DatasetFormatError(f"{path}: the file has only a header", dataset=path) from exc
         if builder != "json":
             cause = exc.__cause__ or exc
@@ -131,17 +123,12 @@ def _read_local(path: str, streaming: bool | None):
     return loaded
 
 
-def _lines(path: str, most: int) -> int:
-    """How many non-blank lines the (maybe compressed) text file has, counting up to ``most``."""
+def _lines(path: str, most: int) -> list[str]:
+    """The first ``most`` non-blank lines of the (maybe compressed) text file."""
     import fsspec
 
-    count = 0
     with fsspec.open(path, mode="rt", compression="infer", encoding="utf-8", errors="replace") as f:
-        for line in f:
-            count += bool(line.strip())
-            if count >= most:
-                break
-    return count
+        return list(islice((line for line in f if line.strip()), most))
 
 
 def _json_rows(path: str, exc: Exception) -> list:
@@ -153,12 +140,11 @@ def _json_rows(path: str, exc: Exception) -> list:
         content = f.read()
     try:
         whole = json.loads(content)  # a .json document (an array of rows, or {"data": rows})
-    except ValueError:
-        whole = None
-    if whole is not None:
         rows = whole.get("data", whole) if isinstance(whole, dict) else whole
         if isinstance(rows, list):
             return rows
+    except ValueError:
+        pass
     rows = []
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip():

@@ -1,9 +1,7 @@
 """Unpaired rows for KTO: ``prompt``, ``completion``, ``label`` (True: desirable, False: undesirable).
 
-Pairs become two rows each (:func:`unpair`: chosen -> True, rejected -> False, in a seeded, balanced order);
-TRL's own unpaired format (format ``trl-unpaired``) is read by :func:`normalize`, which ``load()``
-calls for it. Held-out figures need pairs: :func:`pairs_by_prompt` pairs a held-out prompt's
-desirable and undesirable completions.
+Pairs become two rows each (:func:`unpair`); TRL's own unpaired format (``trl-unpaired``) is one of
+:data:`~.formats.FORMATS`; held-out figures need pairs again (:func:`pairs_by_prompt`).
 """
 
 from __future__ import annotations
@@ -11,9 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import ConfigError, DatasetFormatError
-from .formats import FORMATS, UNPAIRED
-from .messages import RowSetAside, flag
+from ..errors import ConfigError
+from .normalize import output_features
 
 
 def is_unpaired(data: Any) -> bool:
@@ -48,53 +45,10 @@ def unpair(pairs, seed: int = 0):
     return interleave_datasets(sides)
 
 
-def normalize(data, name: str, strict: bool = False, filters: dict | None = None):
-    """``(rows, report)``: unpaired rows (a list or a ``Dataset``) as conversational rows, each checked.
-
-    A row that does not fit is set aside and counted (``strict=True``: raised), as for pairs; a
-    ``label`` that is not true/false (or 1/0) raises ``DatasetFormatError`` at once: a label column
-    in another encoding ("good", a 1-5 score) would otherwise train on the wrong side, or on nothing.
-    """
-    import datasets
-
-    from .normalize import NormalizeReport, SetAside, output_features, row_error
-
-    if isinstance(data, datasets.IterableDataset):
-        raise ConfigError(f"{name}: unpaired rows are read whole, not streamed: pass streaming=False.")
-    if filters:
-        raise ConfigError(f"{name}: the filters ({', '.join(filters)}) apply to pairs, not to unpaired rows.")
-    report = NormalizeReport(dataset=name, format=UNPAIRED)
-    rows: list[dict] = []
-    for index, row in enumerate(data):
-        report.rows_in += 1
-        try:
-            out = FORMATS[UNPAIRED].row(row)
-        except RowSetAside as err:
-            if strict:
-                raise row_error(name, UNPAIRED, index, err) from None
-            report.add(SetAside(index, err.reason, err.column, err.detail))
-            continue
-        label = flag(out["label"])
-        if label is None:
-            raise DatasetFormatError(
-                f"{name}, row {index}, column 'label': got {out['label']!r}. Expected ({UNPAIRED}): "
-                f"{FORMATS[UNPAIRED].expected}.",
-                dataset=name, row=index, column="label",
-            )  # fmt: skip
-        rows.append({**out, "label": label})
-    if not rows:
-        raise DatasetFormatError(f"{name}: none of its {report.rows_in} rows fit format {UNPAIRED!r}", dataset=name)
-    message = output_features(())["prompt"]
-    features = datasets.Features({"prompt": message, "completion": message, "label": datasets.Value("bool")})
-    return datasets.Dataset.from_list(rows, features=features), report
-
-
 def pairs_by_prompt(rows):
     """Pairs from unpaired rows: each prompt's desirable and undesirable completions, matched in order
     (a prompt with 2 desirable and 1 undesirable gives 1 pair). ``None`` when no prompt has both."""
     import datasets
-
-    from .normalize import output_features
 
     sides: dict[str, tuple[list, list, list]] = {}
     for row in rows:

@@ -1,11 +1,6 @@
-"""Argilla's re-rated Intel Orca pairs (argilla/distilabel-intel-orca-dpo-pairs): scores from ``rating``.
-
-The other Argilla sets (UltraFeedback, Capybara, math, OpenHermes, dpo-mix) are plain columns
-read by :func:`smol_align.data.rows.trl.pair`; this one computes its scores. ``rating`` holds the
-two generations' ratings; the chosen one is the higher (after the ``swapped`` correction), so
-the rejected score is the lower of the two (*unverified* beyond the dataset card: a ``rating``
-that is not two numbers gives no rejected score). The ``"argilla-orca"`` filter recipe uses
-``status`` and ``in_gsm8k_train``: ``status != "tie" and chosen_score >= 8 and not in_gsm8k_train``.
+"""Argilla's re-rated Intel Orca pairs (argilla/distilabel-intel-orca-dpo-pairs): scores from ``rating``,
+the two generations' ratings: chosen has the higher (after the ``swapped`` correction), rejected the lower
+(*unverified* beyond the dataset card: a ``rating`` that is not two numbers gives no rejected score).
 """
 
 from __future__ import annotations

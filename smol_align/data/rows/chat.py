@@ -1,11 +1,8 @@
-"""LLaMA-Factory's preference shapes (``alpaca`` and ``sharegpt``) and axolotl's ``chat_template``.
+"""LLaMA-Factory's preference shapes (``alpaca``, ``sharegpt``) and axolotl's ``chat_template``.
 
-- ``alpaca``: ``instruction`` (and an optional ``input``, joined to it with a newline, as
-  LLaMA-Factory does), ``chosen`` and ``rejected`` texts, optional ``system`` text and
-  ``history`` (earlier ``[user, assistant]`` turns, before the instruction).
-- ``sharegpt``: ``conversations`` (or axolotl's ``messages``) is the prompt as ``{"from",
-  "value"}`` or ``{"role", "content"}`` turns (``human``/``gpt``/``system``); ``chosen`` and
-  ``rejected`` one assistant turn each. An optional ``system`` column is put first.
+alpaca's ``input`` is joined to ``instruction`` with a newline, as LLaMA-Factory does; its
+``history`` is earlier ``[user, assistant]`` text pairs. sharegpt's prompt is ``conversations``
+(axolotl: ``messages``) in ``{from, value}`` or ``{role, content}`` turns.
 """
 
 from __future__ import annotations

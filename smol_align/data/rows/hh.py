@@ -1,16 +1,12 @@
 """Anthropic/hh-rlhf: whole dialogues as text, ``"\\n\\nHuman: ...\\n\\nAssistant: ..."``.
 
-The prompt is the shared prefix up to the last ``"\\n\\nAssistant: "``; the completions are what
-follows it. Parsing is lossless: :func:`to_text` rebuilds the original string from a normalized
-row, for every row that :func:`normalize_row` accepts. The rules:
-
-- a turn starts at ``"\\n\\nHuman: "`` or ``"\\n\\nAssistant: "`` (blank line, name, colon,
-  space). ``Human:`` anywhere else (mid-sentence, after a single newline) is content;
-- a marker that repeats the previous speaker is quoted text inside that turn, not a new turn;
-- contents are kept character for character (the real data's extra spaces and newlines too);
-- rows that cannot be split that way are set aside with a reason: texts that differ before the
-  last assistant turn, text that does not start with ``"\\n\\nHuman: "``, and an empty last turn
-  written ``"\\n\\nAssistant:"`` with no space (it could not be rebuilt exactly).
+The prompt is the shared prefix up to the last ``"\\n\\nAssistant: "``; the completions follow it.
+Lossless (:func:`to_text` rebuilds every row :func:`normalize_row` accepts): a turn starts only at
+``"\\n\\nHuman: "`` or ``"\\n\\nAssistant: "`` (``Human:`` elsewhere is content; a marker that repeats
+the previous speaker is quoted text in that turn), contents are kept character for character (the
+real data's extra spaces and newlines too), and rows that cannot be split so are set aside with a
+reason: texts that differ before the last assistant turn, text that does not start with
+``"\\n\\nHuman: "``, an empty last turn written ``"\\n\\nAssistant:"`` with no space (not rebuildable).
 """
 
 from __future__ import annotations

@@ -1,11 +1,5 @@
-"""TRL's own preference formats, and the column-to-pair function most families share.
-
-:func:`pair` reads a prompt, a chosen and a rejected cell (text, messages, or messages as a JSON
-string) and an optional system text; the families whose rows are just those cells under other
-names (Intel's ``question``, Argilla's ``instruction``/``chosen_response``, ...) use it with
-their column names. Standard (plain-text) rows become conversational: the prompt is one user
-turn and each completion one assistant turn; whole dialogues in ``chosen``/``rejected`` give
-their shared leading messages as the prompt.
+"""TRL's own preference formats, and :func:`pair`, which the families whose rows are a prompt, a chosen
+and a rejected cell under other names (Intel's ``question``, Argilla's ``instruction``, ...) share.
 """
 
 from __future__ import annotations
@@ -15,9 +9,11 @@ import re
 from ..messages import (
     ASSISTANT,
     USER,
+    BadLabel,
     InvalidRow,
     check_completion,
     check_prompt,
+    flag,
     make_pair,
     shared_prefix,
     text,
@@ -27,9 +23,7 @@ from ..messages import (
 _LAST_SPACE = re.compile(r"\s\S*\Z")
 
 
-def pair(
-    row: dict, prompt: str = "prompt", chosen: str = "chosen", rejected: str = "rejected", system: str = "system"
-) -> dict:
+def pair(row: dict, prompt="prompt", chosen="chosen", rejected="rejected", system="system") -> dict:
     """The pair held in the columns ``prompt``, ``chosen``, ``rejected`` (and ``system``) of ``row``."""
     return make_pair(row.get(chosen), row.get(rejected), prompt=row.get(prompt), system=row.get(system))
 
@@ -77,13 +71,12 @@ def standard_implicit(row: dict) -> dict:
 
 
 def unpaired(row: dict) -> dict:
-    """TRL's unpaired preference row (KTO): ``prompt``, one ``completion`` and a ``label`` (True: desirable).
-
-    Text becomes one user (prompt) or assistant (completion) turn. The label is checked by
-    :func:`smol_align.data.unpaired.normalize`, which stops at a bad one rather than set it aside.
-    """
+    """TRL's unpaired preference row (KTO): ``prompt``, one ``completion`` and a ``label`` (True: desirable)."""
     prompt = text_or_messages(row.get("prompt"), "prompt", USER)
     completion = text_or_messages(row.get("completion"), "completion", ASSISTANT)
     check_prompt(prompt)
     check_completion(completion, "completion")
-    return {"prompt": prompt, "completion": completion, "label": row.get("label")}
+    label = flag(row.get("label"))
+    if label is None:
+        raise BadLabel(f"got {row.get('label')!r}", "label")
+    return {"prompt": prompt, "completion": completion, "label": label}

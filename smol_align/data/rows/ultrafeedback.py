@@ -1,17 +1,11 @@
-"""Raw openbmb/UltraFeedback, binarized here (TRL's and H4's binarized versions are plain columns).
+"""Raw openbmb/UltraFeedback (four rated completions per instruction), binarized here.
 
-Raw UltraFeedback has four rated completions per instruction and needs binarizing:
-
-- ``strategy="best-vs-worst"`` (default): the best-rated completion against the worst;
-- ``strategy="best-vs-random"``: against a random completion rated strictly lower (the Zephyr
-  recipe, minus its ties), seeded by ``seed`` and the instruction, so a row always gets the same
-  pair whatever the process or batch;
-- ``rating="mean"`` (default) averages the four aspect ratings (helpfulness, honesty,
-  instruction_following, truthfulness), skipping "N/A"; ``"overall_score"`` /
-  ``"fine-grained_score"`` use those fields, an aspect name uses that aspect alone.
-
-Rows whose best and other completion tie, or with fewer than two rated completions, are
-skipped and counted (``dropped`` in the report), never silently lost.
+``strategy="best-vs-worst"`` (default) pairs the best-rated completion with the worst;
+``"best-vs-random"`` with a random one rated strictly lower (the Zephyr recipe, minus its ties),
+seeded by ``seed`` and the instruction, so a row gets the same pair in any process or batch.
+``rating="mean"`` (default) averages the four aspect ratings, skipping "N/A"; ``"overall_score"``,
+``"fine-grained_score"`` or an aspect name use that alone. Ties, and rows with fewer than two rated
+completions, are dropped and counted, never silently lost.
 """
 
 from __future__ import annotations
@@ -42,9 +36,7 @@ def completion_rating(completion: dict, rating: str) -> float | None:
     return sum(ratings) / len(ratings) if ratings else None
 
 
-def raw_ultrafeedback(
-    row: dict, strategy: str = "best-vs-worst", rating: str = "mean", seed: int = 42
-) -> dict:
+def raw_ultrafeedback(row: dict, strategy="best-vs-worst", rating="mean", seed=42) -> dict:
     """openbmb/UltraFeedback: binarize the rated completions of one instruction into a pair."""
     instruction = text(row.get("instruction"), "instruction")
     completions = maybe_json(row.get("completions"))
@@ -66,10 +58,8 @@ def raw_ultrafeedback(
     lower = [r for r in rated if r[0] < best[0]]
     if not lower:
         raise DroppedRow("ultrafeedback: tie between the best and the other completions", "completions")
-    if strategy == "best-vs-worst":
-        other = min(lower, key=lambda r: r[0])
-    else:
-        other = random.Random(f"{seed}:{instruction}").choice(lower)
+    worst = strategy == "best-vs-worst"
+    other = min(lower, key=lambda r: r[0]) if worst else random.Random(f"{seed}:{instruction}").choice(lower)
     return {
         **make_pair(best[1], other[1], prompt=instruction),
         "score_chosen": best[0],
