@@ -1,34 +1,23 @@
 """The runner every entry point goes through: evaluate before -> train -> evaluate after -> save -> report.
 
-``train_dpo``, ``train_orpo``, ``train_kto``, ``compare`` and the CLI call :func:`run`. Around TRL's
-``trainer.train()`` it adds what a run needs to survive:
-
-- one output directory, written whole: TRL's checkpoints (``checkpoint-N/``) go into it while
-  the run is on, marked unfinished by :data:`MARKER`; the final model and report are staged in
-  a hidden subfolder and moved in at the end, then the checkpoints are dropped. A run that fails
-  before its first checkpoint leaves nothing behind;
-- resume: ``resume=True`` continues from the directory's last checkpoint (same seed, same data
-  order: TRL skips the batches already trained on);
-- signals: SIGINT/SIGTERM stop at the next step boundary, save a checkpoint and raise
-  :class:`RunInterrupted` (the CLI exits 130/143) with the command that resumes;
-- a guard that stops at the first non-finite loss or gradient norm (:class:`NonFiniteLoss`)
-  instead of saving a broken model;
-- many processes (``torchrun``/``accelerate launch``): every rank trains and saves through TRL,
-  only the main process creates, moves, prints and reports;
-- secrets: a ``hub_token`` is moved out of the saved ``training_args.bin`` into ``HF_TOKEN``
-  for the run, so it is never written to disk;
-- trackers (``report_to``, off in every preset): TRL's own callbacks, with the run named after its folder, the
-  project after the folder that holds it, TensorBoard's files in the run's folder, and the held-out figures
-  logged at step 0 and at the last step.
+Around TRL's ``trainer.train()`` it adds what a run needs to survive: one output directory written whole (checkpoints
+go in while :data:`MARKER` says the run is unfinished; the model and report are staged and moved in at the end; a run
+that fails before its first checkpoint leaves nothing), ``resume``, SIGINT/SIGTERM (checkpoint, then
+:class:`RunInterrupted`), ``max_time``, a stop at the first non-finite loss (:class:`NonFiniteLoss`), one writer
+under several processes, ``hub_token`` kept out of ``training_args.bin``, and trackers (``report_to``) named after
+the run's folder, fed the held-out figures at step 0 and the last step.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import math
 import os
 import shutil
 import signal
+import threading
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -99,11 +88,8 @@ class TrainResult:
 def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -> TrainResult:
     """One training run of ``method`` (see :func:`smol_align.train_dpo` for the keywords)."""
     if dataset is None:  # the demo data: the demo recipe, the same one `smol-align dpo|orpo` runs
-        recipe = demo_recipe(method, preset)
-        if "num_train_epochs" in overrides:
-            recipe.pop("max_steps", None)
-        if "loss_type" in overrides:  # your loss replaces the recipe's, weights included
-            recipe.pop("loss_weights", None)
+        replaced_by = {"max_steps": "num_train_epochs", "loss_weights": "loss_type"}  # yours replaces the recipe's
+        recipe = {k: v for k, v in demo_recipe(method, preset).items() if replaced_by.get(k) not in overrides}
         overrides = {**recipe, **overrides}
     save = overrides.pop("save", True)
     run_eval = overrides.pop("evaluate", True)
@@ -224,7 +210,13 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
             if guard.bad is not None:
                 raise NonFiniteLoss(guard.message(trainer.args))
             if stopped and trainer.state.global_step < trainer.state.max_steps:
-                raise _interrupted(stopped[0], trainer, final)
+                name, step, code = signal.Signals(stopped[0]).name, trainer.state.global_step, 128 + stopped[0]
+                if final is None:
+                    raise RunInterrupted(f"{name}: training stopped at step {step}; nothing was saved (save=False).", code)
+                raise RunInterrupted(
+                    f"{name}: training stopped at step {step} of {trainer.state.max_steps}; checkpoint saved in {final}. "
+                    f"Continue with the same command plus `--resume --output-dir {final}` (Python: resume=True, "
+                    f"output_dir={str(final)!r}).", code)  # fmt: skip
 
             if before is not None:
                 say("Evaluating the trained model...")
@@ -241,13 +233,12 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
             if final is not None:
                 result.files = _save(trainer, result, final, main, keep_checkpoints)
                 result.output_dir = str(final)
+            _release_training_state(trainer)
     say(result.summary())
     return result
 
 
-# --------------------------------------------------------------------------------------------
-# The output directory: prepared, checkpointed into, published whole, cleaned up on failure
-# --------------------------------------------------------------------------------------------
+# --- The output directory: prepared, checkpointed into, published whole, cleaned up on failure ---
 
 
 def default_output_dir(method: str, model: Any) -> str:
@@ -284,29 +275,20 @@ def last_checkpoint(folder: Path) -> Path | None:
 
 
 def check_output_dir(final: Path, overwrite: bool, resume: bool) -> Path | None:
-    """Check ``final`` can take this run; return the checkpoint to continue from (``resume``), else None.
-
-    An existing, non-empty folder is refused unless ``overwrite`` (it will be emptied) or ``resume``
-    (it must hold a checkpoint of an unfinished run).
-    """
+    """Check ``final`` can take this run; return the checkpoint to continue from (``resume``), else None. A non-empty
+    folder is refused unless ``overwrite`` (it will be emptied) or ``resume`` (it holds an unfinished run's checkpoint)."""
     busy = final.exists() and any(final.iterdir())
     if resume:
         checkpoint = last_checkpoint(final)
         if checkpoint is None:
             what = "has no checkpoint-N folder" if busy else "does not exist or is empty"
-            raise ConfigError(
-                f"resume=True: {final} {what}; nothing to continue. Run without resume to start."
-            )
+            raise ConfigError(f"resume=True: {final} {what}; nothing to continue. Run without resume to start.")
         if not (final / MARKER).exists():
-            raise ConfigError(
-                f"resume=True: the run in {final} has finished; pass overwrite=True to train again."
-            )
+            raise ConfigError(f"resume=True: the run in {final} has finished; pass overwrite=True to train again.")
         return checkpoint
     if busy and not overwrite:
         hint = ", or resume=True (--resume) to continue it" if (final / MARKER).exists() else ""
-        raise ConfigError(
-            f"Output directory {final} exists and is not empty: pass overwrite=True or another output_dir{hint}."
-        )
+        raise ConfigError(f"Output directory {final} exists and is not empty: pass overwrite=True or another output_dir{hint}.")
     return None
 
 
@@ -376,9 +358,7 @@ def _save(trainer, result: TrainResult, final: Path, main: bool, keep_checkpoint
     return {k: str(final / Path(v).name) for k, v in files.items()}
 
 
-# --------------------------------------------------------------------------------------------
-# Signals, non-finite losses, secrets, processes
-# --------------------------------------------------------------------------------------------
+# --- Signals, non-finite losses, secrets, processes ---
 
 
 def as_callback(cls, *args):
@@ -443,8 +423,6 @@ class NonFiniteGuard:
     bad: tuple[int, str, float] | None = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        import math
-
         for key in ("loss", "grad_norm"):
             value = (logs or {}).get(key)
             if isinstance(value, (int, float)) and not math.isfinite(value) and self.bad is None:
@@ -468,13 +446,8 @@ class NonFiniteGuard:
 
 @contextmanager
 def _stop_on_signal(trainer, checkpoint: bool):
-    """SIGINT/SIGTERM: finish the step, save a checkpoint (if ``checkpoint``), stop. Yields a list that gets
-    the signal number.
-
-    A second signal stops at once. Outside the main thread (no signal handlers there) it does nothing.
-    """
-    import threading
-
+    """SIGINT/SIGTERM: finish the step, save a checkpoint (if ``checkpoint``), stop; a second signal stops at once.
+    Yields a list that gets the signal number. Outside the main thread (no signal handlers there) it does nothing."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
@@ -507,35 +480,26 @@ def _stop_on_signal(trainer, checkpoint: bool):
         trainer.remove_callback(callback)
 
 
-def _interrupted(signum: int, trainer, final: Path | None) -> RunInterrupted:
-    name = signal.Signals(signum).name
-    if final is None:
-        return RunInterrupted(f"{name}: training stopped at step {trainer.state.global_step}; nothing was saved "
-                              "(save=False).", 128 + signum)  # fmt: skip
-    return RunInterrupted(
-        f"{name}: training stopped at step {trainer.state.global_step} of {trainer.state.max_steps}; checkpoint "
-        f"saved in {final}. Continue with the same command plus `--resume --output-dir {final}` "
-        f"(Python: resume=True, output_dir={str(final)!r}).",
-        128 + signum,
-    )
-
-
 @contextmanager
 def _hub_token_in_env(args):
     """Move ``args.hub_token`` into ``HF_TOKEN`` while inside: TRL pickles args into every checkpoint."""
-    token = getattr(args, "hub_token", None)
-    if not token:
-        yield
-        return
-    previous = os.environ.get("HF_TOKEN")
-    args.hub_token, os.environ["HF_TOKEN"] = None, token
+    token, previous = getattr(args, "hub_token", None), os.environ.get("HF_TOKEN")
+    if token:
+        args.hub_token, os.environ["HF_TOKEN"] = None, token
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("HF_TOKEN", None)
-        else:
+        if token and previous is None:
+            del os.environ["HF_TOKEN"]
+        elif token:
             os.environ["HF_TOKEN"] = previous
+
+
+def _release_training_state(trainer) -> None:
+    """Drop the optimizer and scheduler of a finished run (Adam's state is twice the model's size)."""
+    trainer.optimizer = trainer.lr_scheduler = None
+    trainer.accelerator.free_memory()
+    gc.collect()
 
 
 def _is_main_process() -> bool:
@@ -557,22 +521,15 @@ def _wait_for_everyone() -> None:
 
 def _any_process(flag: bool) -> bool:
     """True if ``flag`` is set on any process (one all-reduce when there are several)."""
+    import torch
     from accelerate import PartialState
+    from accelerate.utils import reduce
 
     state = PartialState()
-    if state.num_processes == 1:
-        return flag
-    import torch
-    import torch.distributed as dist
-
-    value = torch.tensor([int(flag)], device=state.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    return flag if state.num_processes == 1 else bool(reduce(torch.tensor([int(flag)], device=state.device), "max"))
 
 
-# --------------------------------------------------------------------------------------------
-# Figures of the run
-# --------------------------------------------------------------------------------------------
+# --- Figures of the run ---
 
 
 def _sharded(trainer) -> bool:
@@ -689,9 +646,7 @@ def _quiet_progress(trainer, quiet: bool) -> None:
         trainer.add_callback(BarProgress())
 
 
-# --------------------------------------------------------------------------------------------
-# Trackers (report_to: TensorBoard, trackio, wandb...): TRL's own callbacks, fed the held-out figures too
-# --------------------------------------------------------------------------------------------
+# --- Trackers (report_to: TensorBoard, trackio, wandb...): TRL's own callbacks, fed the held-out figures too ---
 
 
 def _tensorboard_into(trainer, folder: Path) -> None:
