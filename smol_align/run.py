@@ -156,8 +156,9 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
         beta = trainer.args.beta if method in ("dpo", "kto") else 0.1  # their implicit reward beta*log(pi/ref)
         beta = baseline.before["beta"] if baseline is not None and baseline.before else beta  # compare: one scale
         tokenizer = trainer.processing_class
-        if final is not None and main:
-            _write_marker(final, method, trainer)
+        if final is not None and main:  # unfinished until _save
+            (final / MARKER).write_text(json.dumps({"method": method, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                                    "max_steps": trainer.args.max_steps}) + "\n")  # fmt: skip
 
         # Held-out figures through TRL (a DPO trainer's own tokenized eval_dataset; ORPO's rows tokenized as DPO does),
         # at the trainer's max_length and under its autocast (bf16 where it trains in bf16).
@@ -257,9 +258,7 @@ def _run_prefix(method: str, model: Any) -> str:
 
 def find_unfinished(method: str, model: Any) -> Path:
     """The newest ``runs/<method>-<model>-*`` directory whose run did not finish (for ``resume=True``)."""
-    found = sorted(
-        Path("runs").glob(_run_prefix(method, model) + "*/" + MARKER), key=lambda p: p.stat().st_mtime
-    )
+    found = sorted(Path("runs").glob(_run_prefix(method, model) + "*/" + MARKER), key=lambda p: p.stat().st_mtime)
     if not found:
         raise ConfigError(f"resume=True: no unfinished {method.upper()} run of this model under runs/; "
                           "pass output_dir= (--output-dir) of the run to continue.")  # fmt: skip
@@ -292,20 +291,9 @@ def check_output_dir(final: Path, overwrite: bool, resume: bool) -> Path | None:
     return None
 
 
-def publish(staging: Path, final: Path) -> None:
-    """Move every file of ``staging`` into ``final`` (same filesystem: renames), then remove ``staging``."""
-    final.mkdir(parents=True, exist_ok=True)
-    for entry in staging.iterdir():
-        target = final / entry.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(entry, target)
-    staging.rmdir()
-
-
 @contextmanager
 def staged(final: Path, main: bool = True):
-    """A hidden staging folder inside ``final``; on success its files are moved into ``final``."""
+    """A hidden staging folder inside ``final``; on success its files are moved (renamed) into ``final``."""
     staging = final / STAGING
     if main:
         shutil.rmtree(staging, ignore_errors=True)
@@ -314,8 +302,10 @@ def staged(final: Path, main: bool = True):
     try:
         yield staging
         _wait_for_everyone()
-        if main:
-            publish(staging, final)
+        for entry in staging.iterdir() if main else ():
+            if (final / entry.name).is_dir() and not (final / entry.name).is_symlink():
+                shutil.rmtree(final / entry.name)
+            os.replace(entry, final / entry.name)
     finally:
         if main:
             shutil.rmtree(staging, ignore_errors=True)
@@ -332,11 +322,6 @@ def _cleanup_on_failure(final: Path | None, main: bool):
             if last_checkpoint(final) is None:
                 shutil.rmtree(final, ignore_errors=True)
         raise
-
-
-def _write_marker(final: Path, method: str, trainer) -> None:
-    (final / MARKER).write_text(json.dumps({"method": method, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                            "max_steps": trainer.args.max_steps}) + "\n")  # fmt: skip
 
 
 def _save(trainer, result: TrainResult, final: Path, main: bool, keep_checkpoints: bool) -> dict[str, str]:
@@ -362,10 +347,8 @@ def _save(trainer, result: TrainResult, final: Path, main: bool, keep_checkpoint
 
 
 def as_callback(cls, *args):
-    """An instance of ``cls`` that is also a ``transformers.TrainerCallback`` (its other events do nothing).
-
-    Callbacks here are plain classes so that importing smol_align does not import transformers.
-    """
+    """An instance of ``cls`` that is also a ``transformers.TrainerCallback`` (its other events do nothing): callbacks
+    here are plain classes so that importing smol_align does not import transformers."""
     from transformers import TrainerCallback
 
     return type(cls.__name__, (cls, TrainerCallback), {})(*args)
@@ -561,10 +544,8 @@ def _doctor(pairs):
 
 
 def _plan_memory(model, method, preset, overrides, report, say) -> None:
-    """Print the estimate before anything loads; left to ``auto``, the run is made to fit (``estimate.fit``).
-
-    Sequences are taken as long as the data's longest pair: the doctor's chars/4 count, with a margin of a
-    quarter and 32 tokens for the chat template."""
+    """Print the estimate before anything loads; left to ``auto``, the run is made to fit (``estimate.fit``). Sequences
+    are as long as the data's longest pair: the doctor's chars/4 count, plus a quarter and 32 chat-template tokens."""
     from .estimate import fit
 
     try:
@@ -583,29 +564,19 @@ def _plan_memory(model, method, preset, overrides, report, say) -> None:
 def _collect_metrics(method, model, preset, trainer, train_output, seconds, before, after, peak_before) -> dict[str, Any]:
     history = [h for h in trainer.state.log_history if "loss" in h]
     last = history[-1] if history else {}
-    args = trainer.args
-    metrics: dict[str, Any] = {
-        "method": method,
-        "model": model_name(model),
-        "preset": _preset_name(preset),
-        "learning_rate": args.learning_rate,
+    args, steps, tokens = trainer.args, trainer.state.global_step, last.get("num_tokens")
+    return {
+        "method": method, "model": model_name(model), "preset": _preset_name(preset), "learning_rate": args.learning_rate,
         "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
-        "steps": trainer.state.global_step,
-        "train_seconds": round(seconds, 2),
-        "seconds_per_step": round(seconds / max(trainer.state.global_step, 1), 3),
-        "train_loss": train_output.training_loss,
-        "final_loss": last.get("loss"),
+        "steps": steps, "train_seconds": round(seconds, 2), "seconds_per_step": round(seconds / max(steps, 1), 3),
+        "train_loss": train_output.training_loss, "final_loss": last.get("loss"),
         "peak_memory_gb": round(max(_peak_memory_bytes(), peak_before) / 2**30, 2),
-    }
-    tokens = last.get("num_tokens")
-    if tokens:
-        metrics["tokens_per_second"] = round(tokens / seconds, 1)
-    for key, value in last.items():
-        if key.startswith(("rewards/", "logps/", "log_odds", "nll_loss", "kl", "constraint/")):
-            metrics[f"train_{key}"] = value
-    metrics.update(_heldout_metrics(before, "start") if before else {})
-    metrics.update(_heldout_metrics(after) if after else {})
-    return metrics
+        **({"tokens_per_second": round(tokens / seconds, 1)} if tokens else {}),
+        **{f"train_{k}": v for k, v in last.items()
+           if k.startswith(("rewards/", "logps/", "log_odds", "nll_loss", "kl", "constraint/"))},
+        **(_heldout_metrics(before, "start") if before else {}),
+        **(_heldout_metrics(after) if after else {}),
+    }  # fmt: skip
 
 
 def _heldout_metrics(figures: dict, prefix: str = "eval") -> dict[str, float]:
@@ -635,10 +606,8 @@ def _quiet_progress(trainer, quiet: bool) -> None:
     class BarProgress(ProgressCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.training_bar is not None and logs:
-                shown = {k: logs[k] for k in ("loss", "rewards/accuracies", "rewards/margins") if k in logs}
-                self.training_bar.set_postfix(
-                    {k.split("/")[-1]: f"{v:.3f}" for k, v in shown.items()}, refresh=False
-                )
+                shown = {k.split("/")[-1]: f"{logs[k]:.3f}" for k in ("loss", "rewards/accuracies", "rewards/margins") if k in logs}
+                self.training_bar.set_postfix(shown, refresh=False)
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -661,9 +630,8 @@ def _tensorboard_into(trainer, folder: Path) -> None:
 
 
 def _log_heldout(trainer, figures) -> None:
-    """Held-out figures to the trackers at this step, by TRL's eval names (shown as ``eval/reward_margin``...).
-
-    Not through ``trainer.log``: the run's ``log_history`` (its report's curves) stays the training's."""
+    """Held-out figures to the trackers at this step, by TRL's eval names (shown as ``eval/reward_margin``...); not
+    through ``trainer.log``: the run's ``log_history`` (its report's curves) stays the training's."""
     if trainer.args.report_to and figures:
         trainer.callback_handler.on_log(trainer.args, trainer.state, trainer.control, _heldout_metrics(figures))
 
