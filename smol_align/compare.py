@@ -88,32 +88,20 @@ def compare(
     max_new_tokens: int = 40,
     **overrides,
 ) -> ComparisonResult:
-    """Train ``model`` with each of ``methods`` on the same pairs and budget, and compare them.
+    """Train ``model`` with each of ``methods`` on the same pairs, budget and seed, and compare them.
 
-    Args:
-        model: a name or folder (loaded anew for each method) or a loaded model (copied for each
-            method and left untouched; pass ``tokenizer=``).
-        dataset: anything :func:`smol_align.data.load` reads; ``None`` is the demo data. Without a
-            test split, 10% of the pairs (at most ``smol_align.data.load.MAX_HELDOUT``) is held out,
-            shuffled by ``seed``; the data options of ``load`` (``format``, ``columns``, ``split``,
-            ``eval_split``, the filters) are accepted as keywords.
-        methods: a subset of ``("dpo", "orpo", "kto")``, or a string ``"dpo,orpo,kto"``.
-        preset: as for :func:`smol_align.train_dpo`.
-        max_steps: steps per method. ``None`` with no ``time_budget``: the demo recipe's budget for
-            the demo data, else TRL's epochs.
-        time_budget: seconds of training per method: each stops after the step that crosses it
-            (with ``max_steps`` too, whichever comes first).
-        seed: the training seed of every method (data order, initialisation of new weights).
-        output_dir: the report directory (default ``runs/compare-<model>-<time>``).
-        save: keep each trained model in ``<output_dir>/<method>`` (the report is always written).
-        overwrite: replace an existing, non-empty ``output_dir``.
-        max_eval_pairs: score only the first pairs of the held-out split.
-        n_answers, max_new_tokens: held-out prompts answered side by side (greedy) and their length.
-        **overrides: any field of every chosen method's config (``beta``, ``learning_rate``,
-            ``per_device_train_batch_size``...), for every method.
+    ``model``: a name or folder (loaded anew for each method) or a loaded model (copied for each method and left
+    untouched; pass ``tokenizer=``). ``dataset``: anything :func:`smol_align.data.load` reads (its options are
+    keywords here too), ``None`` for the demo; without a test split 10% is held out, shuffled by ``seed``.
+    ``methods``: from ``("dpo", "orpo", "kto")``, or ``"dpo,orpo,kto"``. ``max_steps``: per method (``None`` with no
+    ``time_budget``: the demo recipe's for the demo data, else TRL's epochs). ``time_budget``: seconds of training per
+    method, each stopping after the step that crosses it. ``seed``: every method's training seed. ``output_dir``: the
+    report directory (default ``runs/compare-<model>-<time>``), written whole or not at all; ``save``: keep each
+    trained model in ``<output_dir>/<method>``; ``overwrite``, ``max_eval_pairs``, ``quiet``: as for ``train_dpo``.
+    ``n_answers``, ``max_new_tokens``: held-out prompts answered side by side (greedy). ``**overrides``: any config
+    field of every chosen method (``beta``, ``learning_rate``...).
 
-    Returns:
-        A :class:`ComparisonResult`; ``.metrics`` maps ``"start"`` and each method to its figures.
+    Returns a :class:`ComparisonResult`; ``.metrics`` maps ``"start"`` and each method to its figures.
     """
     methods = _methods(methods)
     data_options = pop_data_options(overrides)
