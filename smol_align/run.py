@@ -26,13 +26,16 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 from ._compat import compact_lm_head_while, no_cudnn_attention_while, tracker_names
+from .data import doctor
 from .data.demo import NAME as DEMO_NAME
 from .data.demo import pirate_voice
 from .data.load import load, pop_data_options
 from .data.unpaired import is_unpaired, pairs_by_prompt
 from .errors import ConfigError, SmolAlignError
+from .estimate import fit
 from .evaluate import answer_figures, evaluate, generate, tokenize_pairs
 from .presets import demo_recipe, resolve
+from .report import summary_table, write_run_files
 from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer
 
 logger = logging.getLogger(__name__)
@@ -77,8 +80,6 @@ class TrainResult:
 
     def summary(self) -> str:
         """The end-of-run table, as printed."""
-        from .report import summary_table
-
         return summary_table(self)
 
     def __repr__(self) -> str:
@@ -189,11 +190,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
 
         steps = trainer.args.max_steps if trainer.args.max_steps > 0 else "full epochs"
         batch = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
-        say(
-            f"Training {method.upper()} with preset {_preset_name(preset)}: {steps} steps, batch {batch}"
-            + (f", at most {max_time:g} minutes" if max_time else "")
-            + (f", resuming from {checkpoint}." if checkpoint else ".")
-        )
+        say(f"Training {method.upper()} with preset {_preset_name(preset)}: {steps} steps, batch {batch}"
+            + (f", at most {max_time:g} minutes" if max_time else "") + (f", resuming from {checkpoint}." if checkpoint else "."))
         peak_before = _peak_memory_bytes()
         with _hub_token_in_env(trainer.args):  # kept out of every training_args.bin written from here on
             started = time.perf_counter()
@@ -204,9 +202,7 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
                     _add_callback(trainer, TimedCheckpoints)
                 device = trainer.accelerator.device  # CPU: TRL's LM head scores only completion tokens; CUDA: no cuDNN SDPA
                 with compact_lm_head_while(device), no_cudnn_attention_while(device):
-                    train_output = trainer.train(
-                        resume_from_checkpoint=str(checkpoint) if checkpoint else None
-                    )
+                    train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             train_seconds = time.perf_counter() - started
             if guard.bad is not None:
                 raise NonFiniteLoss(guard.message(trainer.args))
@@ -223,9 +219,7 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
                 say("Evaluating the trained model...")
                 after = figures(trainer.model, before["logps"], answer_to="trained" if answers else None)
 
-            metrics = _collect_metrics(
-                method, model, preset, trainer, train_output, train_seconds, before, after, peak_before
-            )
+            metrics = _collect_metrics(method, model, preset, trainer, train_output, train_seconds, before, after, peak_before)
             if budget is not None:
                 metrics["stopped_by_max_time"] = budget.stopped
             _log_heldout(trainer, after)
@@ -326,8 +320,6 @@ def _cleanup_on_failure(final: Path | None, main: bool):
 
 def _save(trainer, result: TrainResult, final: Path, main: bool, keep_checkpoints: bool) -> dict[str, str]:
     """The model, tokenizer and report into ``final`` (whole), then the run is marked finished."""
-    from .report import write_run_files
-
     push, trainer.args.push_to_hub = trainer.args.push_to_hub, False  # pushed once, from the final folder
     with staged(final, main) as staging:
         trainer.save_model(str(staging))  # on every process: sharded models gather here
@@ -490,15 +482,13 @@ def _is_main_process() -> bool:
     process as not distributed on a CPU (accelerate needs cpu=True there, which TRL's config passes)."""
     from accelerate import PartialState
 
-    if PartialState._shared_state:
-        return PartialState().is_main_process
-    return int(os.environ.get("RANK", "0")) == 0
+    return PartialState().is_main_process if PartialState._shared_state else int(os.environ.get("RANK", "0")) == 0
 
 
 def _wait_for_everyone() -> None:
     from accelerate import PartialState
 
-    if PartialState._shared_state:
+    if PartialState._shared_state:  # as in _is_main_process: none made here
         PartialState().wait_for_everyone()
 
 
@@ -529,8 +519,6 @@ def _preset_name(preset: str) -> str:
 
 def _doctor(pairs):
     """``(line, report)``: the doctor's one-line summary of the training pairs, and its report (None if it failed)."""
-    from .data import doctor
-
     held = f"held out: {pairs.heldout}"
     if is_unpaired(pairs.train):  # the doctor checks pairs
         good = sum(pairs.train["label"])
@@ -546,8 +534,6 @@ def _doctor(pairs):
 def _plan_memory(model, method, preset, overrides, report, say) -> None:
     """Print the estimate before anything loads; left to ``auto``, the run is made to fit (``estimate.fit``). Sequences
     are as long as the data's longest pair: the doctor's chars/4 count, plus a quarter and 32 chat-template tokens."""
-    from .estimate import fit
-
     try:
         lengths = report.lengths if report is not None else {}
         longest = lengths["prompt"].max + max(lengths["chosen"].max, lengths["rejected"].max) if lengths else None
