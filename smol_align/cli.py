@@ -40,7 +40,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .data import DATA_OPTIONS
+from .data import DATA_OPTIONS, doctor
 from .errors import ConfigError, SmolAlignError
 from .models import DEFAULT_MODEL as DEFAULT_REF  # the start model of the demo and of most course runs
 
@@ -116,13 +116,13 @@ def make_parser() -> argparse.ArgumentParser:
     it.add_argument("--overwrite", action="store_true")
     for flag, kind in (("max_steps", int), ("learning_rate", float), ("beta", float), ("per_device_train_batch_size", int)):
         it.add_argument(f"--{flag.replace('_', '-')}", f"--{flag}", dest=flag, type=kind, default=None, help="each round's run")
-    doctor = sub.add_parser("doctor", help="check a preference dataset for bad pairs")
-    doctor.add_argument("dataset", help="hub id (owner/name), or a local json/jsonl/parquet/csv/tsv file")
-    doctor.add_argument("--max-length", type=int, default=None, help="count the pairs this max_length truncates")
-    doctor.add_argument("--tokenizer", default=None, help="tokenizer name or path to count tokens (default: chars/4)")
-    doctor.add_argument("--max-rows", type=int, default=None, help="check only the first N rows")
-    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_data_arguments(doctor)
+    doc = sub.add_parser("doctor", help="check a preference dataset for bad pairs")
+    doc.add_argument("dataset", help="hub id (owner/name), or a local json/jsonl/parquet/csv/tsv file")
+    doc.add_argument("--max-length", type=int, default=None, help="count the pairs this max_length truncates")
+    doc.add_argument("--tokenizer", default=None, help="tokenizer name or path to count tokens (default: chars/4)")
+    doc.add_argument("--max-rows", type=int, default=None, help="check only the first N rows")
+    doc.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_data_arguments(doc)
     ev = sub.add_parser("eval", help="held-out preference figures of a trained model")
     ev.add_argument("--model", required=True, help="folder of a trained model (or a hub id)")
     ev.add_argument("--dataset", default=None, help="pairs to evaluate on (default: the demo's test split)")
@@ -297,9 +297,17 @@ def main(argv: list[str] | None = None) -> int:
 
             compare(**compare_options(rest))
         elif args.command == "iterate":
-            return _run_iterate(args)
-        elif args.command in ("doctor", "eval"):
-            return _run_doctor(args) if args.command == "doctor" else _run_eval(args)
+            from .iterate import _prompts, iterate
+
+            options = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+            if args.eval_prompts:
+                options["eval_prompts"] = _prompts(args.eval_prompts, [], 0)[0]
+            iterate(**options)
+        elif args.command == "doctor":
+            report = doctor(args.dataset, tokenizer=args.tokenizer, max_length=args.max_length, **data_options(args))
+            print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+        elif args.command == "eval":
+            return _run_eval(args)
         elif args.command in ("generate", "chat"):
             return _run_generate(args) if args.command == "generate" else _run_chat(args)
         elif args.command == "estimate":
@@ -318,24 +326,6 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(err, "exit_code", 2)  # 130/143 for a run stopped by SIGINT/SIGTERM
     except SystemExit as stop:  # --help, or a flag TRL's parser refused
         return stop.code if isinstance(stop.code, int) else 2
-    return 0
-
-
-def _run_iterate(args) -> int:
-    from .iterate import _prompts, iterate
-
-    options = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
-    if args.eval_prompts:
-        options["eval_prompts"] = _prompts(args.eval_prompts, [], 0)[0]
-    iterate(**options)
-    return 0
-
-
-def _run_doctor(args) -> int:
-    from .data import doctor
-
-    report = doctor(args.dataset, tokenizer=args.tokenizer, max_length=args.max_length, **data_options(args))
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
     return 0
 
 
@@ -378,13 +368,13 @@ def _run_generate(args) -> int:
         answers[name] = generate(model, prompts, tokenizer, **_sampling(args))
     table = [{"prompt": p, "answers": {name: answers[name][i] for name in args.model}} for i, p in enumerate(prompts)]
     if args.output and args.output.endswith(".jsonl"):
-        Path(args.output).write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table))
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table)
     else:
         text = side_by_side_markdown(table) + "\n"
-        if args.output:
-            Path(args.output).write_text(text)
-        else:
-            print(text, end="")
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text, end="")
     return 0
 
 
