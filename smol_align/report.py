@@ -59,12 +59,10 @@ def jsonable(obj):
         return {str(k): jsonable(v) for k, v in obj.items() if k not in _BULKY_KEYS}
     if isinstance(obj, list | tuple | set):
         return [jsonable(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str | int):
+    if obj is None or isinstance(obj, str | int):  # bool too
         return obj
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
     if hasattr(obj, "tolist"):  # torch tensors, numpy arrays and scalars
         return jsonable(obj.tolist())
     return str(obj)
@@ -90,23 +88,17 @@ def _figure(n_panels: int, width: float = 4.2, height: float = 3.4):
 
     fig = Figure(figsize=(width * n_panels, height), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, n_panels, squeeze=False)[0]
-    return fig, list(axes)
+    return fig, list(fig.subplots(1, n_panels, squeeze=False)[0])
 
 
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _save(fig, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, format="png")
     logger.debug("Wrote %s", path)  # a staging path while a run saves; the summary names the folder
-    return path
 
 
-def plot_training(
-    histories: Mapping[str, Sequence[Mapping[str, Any]]],
-    path,
-    panels: Sequence[tuple[str, str]] = TRAIN_PANELS,
-) -> dict[str, dict[str, list[tuple[int, float]]]]:
+def plot_training(histories: Mapping[str, Sequence[Mapping[str, Any]]], path, panels: Sequence[tuple[str, str]] = TRAIN_PANELS
+                  ) -> dict[str, dict[str, list[tuple[int, float]]]]:  # fmt: skip
     """PNG of training curves: one panel per ``(log key, title)``, one line per method of ``histories`` (method ->
     ``log_history``), its ``eval_`` points dashed as ``"<method> (eval)"``; a panel with no data says so.
     Returns ``{log key: {line label: [(step, value), ...]}}``: exactly the plotted data."""
@@ -116,10 +108,7 @@ def plot_training(
     for ax, (key, title) in zip(axes, panels, strict=True):
         plotted[key] = {}
         for i, (method, series) in enumerate(curves.items()):
-            for label, points, style in (
-                (method, series.get(key), "-"),
-                (f"{method} (eval)", series.get(f"eval_{key}"), "--o"),
-            ):
+            for label, points, style in ((method, series.get(key), "-"), (f"{method} (eval)", series.get(f"eval_{key}"), "--o")):
                 if not points:
                     continue
                 steps, values = zip(*points, strict=True)
@@ -138,14 +127,11 @@ def plot_training(
 
 def _value(metrics: Mapping[str, Any], column: str) -> float:
     value = metrics.get(column)
-    if hasattr(value, "item"):
-        value = value.item()
+    value = value.item() if hasattr(value, "item") else value
     return float(value) if _is_number(value) else float("nan")
 
 
-def plot_heldout(
-    metrics: Mapping[str, Mapping[str, Any]], path, columns: Sequence[str] = HELDOUT_COLUMNS
-) -> dict[str, dict[str, float]]:
+def plot_heldout(metrics: Mapping[str, Mapping[str, Any]], path, columns: Sequence[str] = HELDOUT_COLUMNS) -> dict[str, dict[str, float]]:
     """PNG bar chart of held-out figures (``metrics``: name -> evaluate() dict): one panel per column, one bar per
     name with a number there. Returns ``{column: {model name: value}}``: exactly the plotted bars."""
     fig, axes = _figure(len(columns), width=3.4)
@@ -160,7 +146,7 @@ def plot_heldout(
         ax.set_title(column)
         ax.axhline(0.0, color="black", linewidth=0.6)
         ax.grid(axis="y", alpha=0.3)
-        if column.endswith("accuracy") or column.endswith("accuracy_normalized"):
+        if column.endswith(("accuracy", "accuracy_normalized")):
             ax.set_ylim(0.0, 1.05)
     _save(fig, path)
     return plotted
