@@ -14,6 +14,7 @@ evaluates the start model, the others reuse its figures and answers, so every ro
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import gc
@@ -175,8 +176,6 @@ def demo_max_steps() -> int:
 
 
 # --- The pairs each trainer drew, and the memory each run added ---
-
-
 class _RecordingSampler:
     """A sampler that yields what ``sampler`` yields and notes it, one list per epoch."""
 
@@ -202,8 +201,8 @@ class PairsSeen:
     Exact for one process; with gradient accumulation across an epoch's end it may count a partial step's batches."""
 
     def __init__(self):
-        self.epochs: list[list[int]] = []
-        self.indices: list[int] = []
+        self.epochs: list[list[int]] = []  # what the sampler yielded, per epoch
+        self.indices: list[int] = []  # what was trained on
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         holder = getattr(train_dataloader, "batch_sampler", None)
@@ -235,10 +234,8 @@ class MemoryWindow:
             torch.cuda.reset_peak_memory_stats()
             self.start = torch.cuda.memory_allocated()
             return
-        try:
+        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
             ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc
-            pass
         self.start = _proc_status_bytes("VmRSS")
         try:  # "5" resets VmHWM to the current resident set
             Path("/proc/self/clear_refs").write_text("5")
@@ -262,8 +259,6 @@ def _proc_status_bytes(key: str) -> int | None:
 
 
 # --- Steps of compare() ---
-
-
 def _methods(methods) -> tuple[str, ...]:
     if isinstance(methods, str):
         methods = methods.split(",")
@@ -277,9 +272,7 @@ def _methods(methods) -> tuple[str, ...]:
 def _figures(evaluation: dict) -> dict[str, Any]:
     """An evaluate() dict without its per-pair lists, ``seconds`` renamed ``eval_seconds``."""
     figures = {k: v for k, v in evaluation.items() if k not in ("logps", "seconds")}
-    if "seconds" in evaluation:
-        figures["eval_seconds"] = round(evaluation["seconds"], 2)
-    return figures
+    return {**figures, "eval_seconds": round(evaluation["seconds"], 2)} if "seconds" in evaluation else figures
 
 
 def _text(completion) -> str:

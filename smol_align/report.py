@@ -32,8 +32,6 @@ _BULKY_KEYS = ("logps", "ref_logps")  # per-pair lists: not for JSON summaries n
 
 
 # --- Data ---
-
-
 def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -47,9 +45,8 @@ def training_curves(log_history: Iterable[Mapping[str, Any]]) -> dict[str, list[
             continue
         step = entry.get("step", position)
         for key, value in entry.items():
-            if key in _NOT_SERIES or not _is_number(value):
-                continue
-            curves.setdefault(key, []).append((int(step), float(value)))
+            if key not in _NOT_SERIES and _is_number(value):
+                curves.setdefault(key, []).append((int(step), float(value)))
     return curves
 
 
@@ -79,8 +76,6 @@ def write_metrics_json(metrics: Mapping[str, Any], path) -> dict:
 
 
 # --- Plots ---
-
-
 def _figure(n_panels: int, width: float = 4.2, height: float = 3.4):
     """A matplotlib Figure on an Agg canvas with ``n_panels`` axes side by side."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -153,8 +148,6 @@ def plot_heldout(metrics: Mapping[str, Mapping[str, Any]], path, columns: Sequen
 
 
 # --- Tables and the Markdown report ---
-
-
 def _fmt(value) -> str:
     """A cell: ints as they are, floats to 3 decimals (tiny ones in scientific notation), None as ``-``."""
     value = value.item() if hasattr(value, "item") else value
@@ -258,8 +251,6 @@ def write_report(
 
 
 # --- One run: the summary it prints and the files beside its model ---
-
-
 def summary_table(result) -> str:
     """Steps, time, held-out accuracy before and after, and where the model went, as aligned text."""
     m = result.metrics

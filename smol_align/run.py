@@ -150,7 +150,10 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
         trainer = build(model, data, preset, output_dir=str(out), **overrides)
         _quiet_progress(trainer, quiet or not main)
         _tensorboard_into(trainer, folder)
-        if run_eval and _sharded(trainer):
+        # FSDP or ZeRO-3: before training the weights are sharded (ZeRO-3) or, loaded CPU-RAM-efficiently, on the CPU of
+        # rank 0 alone (FSDP); smol_align's own evaluation calls the bare model, which would not see them.
+        zero_stage = getattr(getattr(trainer.accelerator.state, "deepspeed_plugin", None), "zero_stage", None)
+        if run_eval and (trainer.is_fsdp_enabled or zero_stage == 3):
             run_eval = False
             say("Held-out figures skipped: under FSDP or ZeRO-3 the weights are sharded (or not yet on the GPU) until "
                 "training starts; pass eval_strategy='steps' (or 'epoch') for TRL's own evaluation, which handles it.")
@@ -234,8 +237,6 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
 
 
 # --- The output directory: prepared, checkpointed into, published whole, cleaned up on failure ---
-
-
 def default_output_dir(method: str, model: Any) -> str:
     """``runs/<method>-<model short name>-<YYYYmmdd-HHMMSS>`` under the current folder."""
     return os.path.join("runs", f"{_run_prefix(method, model)}{time.strftime('%Y%m%d-%H%M%S')}")
@@ -336,8 +337,6 @@ def _save(trainer, result: TrainResult, final: Path, main: bool, keep_checkpoint
 
 
 # --- Signals, non-finite losses, secrets, processes ---
-
-
 def as_callback(cls, *args):
     """An instance of ``cls`` that is also a ``transformers.TrainerCallback`` (its other events do nothing): callbacks
     here are plain classes so that importing smol_align does not import transformers."""
@@ -363,9 +362,7 @@ class TimeBudget:
     (the run then evaluates and saves as usual). The learning-rate schedule still follows ``max_steps``."""
 
     def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.started: float | None = None
-        self.stopped = False  # whether the budget, not max_steps, ended the run
+        self.seconds, self.started, self.stopped = seconds, 0.0, False  # stopped: the budget, not max_steps, ended it
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
@@ -387,8 +384,7 @@ class TimedCheckpoints:
 
     def on_step_end(self, args, state, control, **kwargs):
         if _any_process(time.monotonic() - self.last >= CHECKPOINT_SECONDS):  # every process saves together
-            control.should_save = True
-            self.last = time.monotonic()
+            control.should_save, self.last = True, time.monotonic()
         return control
 
 
@@ -402,8 +398,7 @@ class NonFiniteGuard:
             value = (logs or {}).get(key)
             if isinstance(value, (int, float)) and not math.isfinite(value) and self.bad is None:
                 self.bad = (state.global_step, key, value)
-                control.should_training_stop = True
-                control.should_save = False
+                control.should_training_stop, control.should_save = True, False
         return control
 
     def message(self, args) -> str:
@@ -441,8 +436,7 @@ def _stop_on_signal(trainer, checkpoint: bool):
             if _any_process(bool(received)):
                 if not received:
                     received.append(signal.SIGTERM)  # another process was told to stop
-                control.should_training_stop = True
-                control.should_save = checkpoint
+                control.should_training_stop, control.should_save = True, checkpoint
             return control
 
     callback = _add_callback(trainer, StopOnSignal)
@@ -503,15 +497,6 @@ def _any_process(flag: bool) -> bool:
 
 
 # --- Figures of the run ---
-
-
-def _sharded(trainer) -> bool:
-    """FSDP or DeepSpeed ZeRO-3: before training the weights are sharded (ZeRO-3) or, loaded CPU-RAM-efficiently, on
-    the CPU of rank 0 alone (FSDP); smol_align's own evaluation calls the bare model, which would not see them."""
-    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
-    return bool(trainer.is_fsdp_enabled or getattr(plugin, "zero_stage", None) == 3)
-
-
 def _preset_name(preset: str) -> str:
     hardware, mode = resolve(preset)
     return f"{hardware.name}+{mode.name}"
@@ -602,8 +587,6 @@ def _quiet_progress(trainer, quiet: bool) -> None:
 
 
 # --- Trackers (report_to: TensorBoard, trackio, wandb...): TRL's own callbacks, fed the held-out figures too ---
-
-
 def _tensorboard_into(trainer, folder: Path) -> None:
     """TensorBoard writes into the run's folder (transformers' default is ``<output_dir>/runs/<time>_<host>``, and
     with save=False the output_dir is a temporary one), unless ``TENSORBOARD_LOGGING_DIR`` names another."""
