@@ -1,4 +1,4 @@
-"""One-line entry points: ``train_dpo``, ``train_orpo`` and ``train_kto``. They only delegate, to :func:`smol_align.run.run`."""
+"""One-line entry points: ``train_dpo``, ``train_orpo`` and ``train_kto``; they only delegate, to :func:`smol_align.run.run`."""
 
 from __future__ import annotations
 
@@ -17,30 +17,19 @@ def train_dpo(
     output_dir: str | None = None,
     **overrides,
 ) -> TrainResult:
-    """Run DPO on ``model`` with ``dataset`` (``None``: the built-in demo) and return the result.
+    """Run DPO on ``model`` with ``dataset`` (``None``: the built-in demo with its recipe, ``recipes/demo-dpo.yaml``).
 
-    ``preset`` picks TRL settings for the hardware (see ``smol_align.presets.names()``); every
-    keyword overrides a ``trl.DPOConfig`` field (course-era names are mapped or explained).
-    Data keywords go to :func:`smol_align.data.load`: ``format``, ``columns``, ``split``,
-    ``eval_split`` (a split name, or a fraction held out; default the test split, else 10%),
-    ``eval_dataset`` (any form ``dataset`` takes), the filters (``drop_identical``, ``drop_empty``,
-    ``drop_ties``, ``min_margin``, ``dedupe_prompts``, ``filters="clean"``), ``strict``, ``lenient``.
-    Extra keywords: ``tokenizer``, ``ref_model``, ``overwrite`` (replace an
-    existing ``output_dir``), ``resume`` (continue the unfinished run in ``output_dir``, or the
-    newest one of this method and model under ``runs/``, from its last checkpoint), ``save`` (default True), ``evaluate`` (default True),
-    ``max_eval_pairs``, ``answer_prompts`` (held-out prompts answered greedily before and after
-    training, scored for repetition and length, and for the pirate voice on the demo; default
-    32, 0 for none), ``quiet``, ``max_time`` (minutes of training: stop after the step that crosses
-    it, then evaluate and save).
-
-    ``constraints``: terms added to TRL's DPO loss, each logged as ``constraint/<name>``: ``"dpop[:lam]"``
-    (DPO-Positive), ``"length[:alpha]"`` (R-DPO), or your own ``fn(logps, batch) -> scalar tensor``, ``logps`` a
-    :class:`smol_align.reference.PairLogps` (README "Constraints")::
+    ``preset`` picks TRL settings for the hardware (``smol_align.presets.names()``); every keyword overrides a
+    ``trl.DPOConfig`` field (course-era names are mapped or explained). Also: the options of
+    :func:`smol_align.data.load` (``format``, ``columns``, ``split``, ``eval_split``, ``eval_dataset``, the filters,
+    ``strict``, ``lenient``), ``tokenizer``, ``ref_model``, ``overwrite``, ``resume`` (continue the unfinished run in
+    ``output_dir``, default the newest of this method and model under ``runs/``), ``save``, ``evaluate``,
+    ``max_eval_pairs``, ``answer_prompts`` (held-out prompts answered greedily before and after training; default
+    32), ``quiet``, ``max_time`` (minutes of training: stop after the step that crosses it, then evaluate and save),
+    and ``constraints``: terms added to the DPO loss, ``"dpop[:lam]"`` (DPO-Positive), ``"length[:alpha]"`` (R-DPO)
+    or your own ``fn(logps, batch) -> scalar tensor`` (README "Constraints")::
 
         train_dpo(constraints=["dpop", lambda logps, batch: torch.relu(logps.ref_chosen - logps.chosen).mean()])
-
-    With no ``dataset`` (the demo data) the demo recipe (``recipes/demo-<method>.yaml``) fills in
-    what is not given, the same recipe ``smol-align dpo|orpo|kto`` runs.
     """
     return run("dpo", model, dataset, preset, output_dir, overrides)
 

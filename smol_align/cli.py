@@ -32,11 +32,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import json
 import logging
 import re
 import sys
 import warnings
+from pathlib import Path
 
+from . import __version__
+from .data import DATA_OPTIONS, doctor
 from .errors import ConfigError, SmolAlignError
 from .models import DEFAULT_MODEL as DEFAULT_REF  # the start model of the demo and of most course runs
 
@@ -58,7 +62,7 @@ def _split_or_fraction(value: str) -> str | float:
 def add_data_arguments(parser) -> None:
     """The data flags of every command: they become the keywords of ``smol_align.data.load``."""
     group = parser.add_argument_group("data (smol_align.data.load)")
-    flags = [
+    for flag, kwargs in [
         ("--format", {"help": "the data's format, e.g. alpaca, sharegpt, chatml.intel (default: detected)"}),
         ("--columns", {"type": _columns, "help": "rename your columns: prompt=question,chosen=good,rejected=bad"}),
         ("--split", {"help": "the split to train on (default: train, or the only one)"}),
@@ -73,16 +77,13 @@ def add_data_arguments(parser) -> None:
         ("--min-margin", {"type": float, "help": "drop pairs whose rating margin is below this"}),
         ("--dedupe-prompts", {"action": "store_true", "help": "keep only the first pair of each prompt"}),
         ("--filters", {"help": "a named set of filters: clean, argilla-orca"}),
-    ]  # fmt: skip
-    for flag, kwargs in flags:
+    ]:  # fmt: skip
         dest = flag[2:].replace("-", "_")
         group.add_argument(flag, f"--{dest}", dest=dest, **kwargs)
 
 
 def data_options(args: argparse.Namespace) -> dict:
     """The data flags that were given, as keywords for ``load``."""
-    from .data import DATA_OPTIONS
-
     return {k: v for k, v in vars(args).items() if k in DATA_OPTIONS and v is not None and v is not False}
 
 
@@ -94,16 +95,10 @@ def make_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n", 2)[2],
     )
-    from . import __version__
-
     parser.add_argument("--version", action="version", version=f"smol-align {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,kto,compare,iterate,doctor,eval,estimate,generate,chat,presets}")
     for method in ("dpo", "orpo", "kto"):
-        sub.add_parser(
-            method,
-            help=f"train with {method.upper()} (no options: the demo; --help: every TRL field)",
-            add_help=False,
-        )
+        sub.add_parser(method, help=f"train with {method.upper()} (no options: the demo; --help: every TRL field)", add_help=False)
     sub.add_parser("compare", help="DPO vs ORPO (vs KTO) on the same data and budget, with a report", add_help=False)
     it = sub.add_parser("iterate", help="iterative DPO/ORPO: sample, score with a reward, pair best vs worst, train; repeat")
     it.add_argument("--model", default=DEFAULT_REF, help="name or folder (default: %(default)s)")
@@ -121,23 +116,17 @@ def make_parser() -> argparse.ArgumentParser:
     it.add_argument("--overwrite", action="store_true")
     for flag, kind in (("max_steps", int), ("learning_rate", float), ("beta", float), ("per_device_train_batch_size", int)):
         it.add_argument(f"--{flag.replace('_', '-')}", f"--{flag}", dest=flag, type=kind, default=None, help="each round's run")
-    doctor = sub.add_parser("doctor", help="check a preference dataset for bad pairs")
-    doctor.add_argument("dataset", help="hub id (owner/name), or a local json/jsonl/parquet/csv/tsv file")
-    doctor.add_argument(
-        "--max-length", type=int, default=None, help="count the pairs this max_length truncates"
-    )
-    doctor.add_argument(
-        "--tokenizer", default=None, help="tokenizer name or path to count tokens (default: chars/4)"
-    )
-    doctor.add_argument("--max-rows", type=int, default=None, help="check only the first N rows")
-    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_data_arguments(doctor)
+    doc = sub.add_parser("doctor", help="check a preference dataset for bad pairs")
+    doc.add_argument("dataset", help="hub id (owner/name), or a local json/jsonl/parquet/csv/tsv file")
+    doc.add_argument("--max-length", type=int, default=None, help="count the pairs this max_length truncates")
+    doc.add_argument("--tokenizer", default=None, help="tokenizer name or path to count tokens (default: chars/4)")
+    doc.add_argument("--max-rows", type=int, default=None, help="check only the first N rows")
+    doc.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_data_arguments(doc)
     ev = sub.add_parser("eval", help="held-out preference figures of a trained model")
     ev.add_argument("--model", required=True, help="folder of a trained model (or a hub id)")
     ev.add_argument("--dataset", default=None, help="pairs to evaluate on (default: the demo's test split)")
-    ev.add_argument(
-        "--ref-model", default=DEFAULT_REF, help="reference for the reward figures (default: %(default)s)"
-    )
+    ev.add_argument("--ref-model", default=DEFAULT_REF, help="reference for the reward figures (default: %(default)s)")
     ev.add_argument("--max-pairs", type=int, default=None)
     ev.add_argument("--beta", type=float, default=0.1)
     add_data_arguments(ev)
@@ -189,30 +178,18 @@ def make_train_parser(method: str, compare: bool = False):
 
     from .presets import config_class, names
 
-    classes, prog = (
-        [ScriptArguments, config_class(method), ModelConfig],
-        f"smol-align {'compare' if compare else method}",
-    )
+    classes, prog = [ScriptArguments, config_class(method), ModelConfig], f"smol-align {'compare' if compare else method}"
     parser = TrlParser(classes, prog=prog, usage=f"{prog} [--config RECIPE.yaml] [--FIELD VALUE ...]",
                        conflict_handler="resolve", argument_default=argparse.SUPPRESS)  # fmt: skip
-    parser.set_defaults_with_config(
-        **{f.name: argparse.SUPPRESS for cls in classes for f in dataclasses.fields(cls)}
-    )
+    parser.set_defaults_with_config(**{f.name: argparse.SUPPRESS for cls in classes for f in dataclasses.fields(cls)})
     parser.dataclass_types = []  # parse into a namespace of the values given, not dataclasses with TRL's defaults
     group = parser.add_argument_group("smol_align")
-    group.add_argument(
-        "--config", help="a recipe YAML: keys are these flags' names (TRL's and the handbook's too)"
-    )
+    group.add_argument("--config", help="a recipe YAML: keys are these flags' names (TRL's and the handbook's too)")
     group.add_argument("--model", help="hub id or folder (default: the embedded SmolLM2-135M-Instruct)")
-    group.add_argument(
-        "--dataset", help="hub id, local json/jsonl/parquet/csv (default: the built-in demo data)"
-    )
-    group.add_argument(
-        "--preset", help=f"one of {', '.join(names())}, or hardware+mode such as colab-t4+lora"
-    )
-    group.add_argument(
-        "--output_dir", "--output-dir", help="where the model goes (default: runs/<method>-<model>-<time>)"
-    )
+    group.add_argument("--dataset", help="hub id, local json/jsonl/parquet/csv (default: the built-in demo data)")
+    group.add_argument("--preset", help=f"one of {', '.join(names())}, or hardware+mode such as colab-t4+lora")
+    group.add_argument("--output_dir", "--output-dir", help="the report folder, each trained model in it" if compare
+                       else "where the model goes (default: runs/<method>-<model>-<time>)")  # fmt: skip
     group.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     if not compare:
         group.add_argument("--max_time", "--max-time", type=float,
@@ -229,17 +206,10 @@ def make_train_parser(method: str, compare: bool = False):
         handbook.add_argument(f"--{key}", **kwargs)
     add_data_arguments(parser)
     if compare:  # TRL fields given to compare go to every method, so each must exist in every method's config
-        group = parser.add_argument_group(
-            "compare: each method on the same pairs, steps (or wall budget) and seed"
-        )
+        group = parser.add_argument_group("compare: each method on the same pairs, steps (or wall budget) and seed")
         group.add_argument("--methods", help="comma-separated, from dpo,orpo,kto (default: dpo,orpo)")
-        group.add_argument(
-            "--time_budget", "--time-budget", type=float, help="seconds of training per method"
-        )
-        group.add_argument(
-            "--no_save", "--no-save", dest="save", action="store_false", help="keep only the report"
-        )
-        group.add_argument("--output_dir", "--output-dir", help="the report folder, each trained model in it")
+        group.add_argument("--time_budget", "--time-budget", type=float, help="seconds of training per method")
+        group.add_argument("--no_save", "--no-save", dest="save", action="store_false", help="keep only the report")
     return parser
 
 
@@ -265,29 +235,17 @@ def parse_train_args(parser, argv: list[str]) -> dict:
             if key in RETIRED and where == "flag":
                 raise ConfigError(f"`--{key}` no longer exists in TRL 1.x: {RETIRED[key]}")
             if key in RETIRED:
-                print(
-                    f"{parser.prog}: `{key}` in the recipe is not used: gone in TRL 1.x: {RETIRED[key]}",
-                    file=sys.stderr,
-                )
+                print(f"{parser.prog}: `{key}` in the recipe is not used: gone in TRL 1.x: {RETIRED[key]}", file=sys.stderr)
                 continue
             known = re.findall(r"^ +(?:-\w, )?--(\w+)", parser.format_help(), re.M)
-            close = (
-                [RENAMED[key]] if key in RENAMED else difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-            )
+            close = [RENAMED[key]] if key in RENAMED else difflib.get_close_matches(key, known, n=3, cutoff=0.6)
             what = f"option --{key}" if where == "flag" else f"recipe key {key!r}"
             hint = f"; did you mean {' or '.join('--' + c for c in close)}?" if close else ";"
-            print(
-                f"{parser.prog}: error: unknown {what}{hint} `{parser.prog} --help` lists them all",
-                file=sys.stderr,
-            )
+            print(f"{parser.prog}: error: unknown {what}{hint} `{parser.prog} --help` lists them all", file=sys.stderr)
             raise SystemExit(2)
-    trl_names = {f.name for cls in (ScriptArguments, ModelConfig) for f in dataclasses.fields(cls)} | set(
-        HANDBOOK
-    )
+    trl_names = {f.name for cls in (ScriptArguments, ModelConfig) for f in dataclasses.fields(cls)} | set(HANDBOOK)
     given, options = vars(parsed[0]) if parsed else {}, {}
-    for key, value in sorted(
-        given.items(), key=lambda item: (item[0] not in HANDBOOK) + (item[0] not in trl_names)
-    ):
+    for key, value in sorted(given.items(), key=lambda item: (item[0] not in HANDBOOK) + (item[0] not in trl_names)):
         if key not in trl_names or key in TRL_NAMES or key in EXTRA_KEYS:
             options[TRL_NAMES.get(key, key)] = value
         elif key == "dataset_splits":
@@ -315,9 +273,7 @@ def compare_options(argv: list[str]) -> dict:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--methods", default="dpo,orpo")
     methods = [m.strip() for m in pre.parse_known_args(argv)[0].methods.split(",") if m.strip()]
-    return [parse_train_args(make_train_parser(method, compare=True), argv) for method in methods or ["dpo"]][
-        -1
-    ]
+    return [parse_train_args(make_train_parser(method, compare=True), argv) for method in methods or ["dpo"]][-1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,9 +297,17 @@ def main(argv: list[str] | None = None) -> int:
 
             compare(**compare_options(rest))
         elif args.command == "iterate":
-            return _run_iterate(args)
-        elif args.command in ("doctor", "eval"):
-            return _run_doctor(args) if args.command == "doctor" else _run_eval(args)
+            from .iterate import _prompts, iterate
+
+            options = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+            if args.eval_prompts:
+                options["eval_prompts"] = _prompts(args.eval_prompts, [], 0)[0]
+            iterate(**options)
+        elif args.command == "doctor":
+            report = doctor(args.dataset, tokenizer=args.tokenizer, max_length=args.max_length, **data_options(args))
+            print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+        elif args.command == "eval":
+            return _run_eval(args)
         elif args.command in ("generate", "chat"):
             return _run_generate(args) if args.command == "generate" else _run_chat(args)
         elif args.command == "estimate":
@@ -365,39 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run_iterate(args) -> int:
-    from .iterate import _prompts, iterate
-
-    options = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
-    if args.eval_prompts:
-        options["eval_prompts"] = _prompts(args.eval_prompts, [], 0)[0]
-    iterate(**options)
-    return 0
-
-
-def _run_doctor(args) -> int:
-    import json
-
-    from .data import doctor
-
-    report = doctor(args.dataset, tokenizer=args.tokenizer, max_length=args.max_length, **data_options(args))
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
-    return 0
-
-
 def _run_eval(args) -> int:
-    import json
-
     from .data import heldout_pairs, load
     from .evaluate import evaluate
     from .models import load_model
 
     options = data_options(args)  # the test split, else every pair; --eval-split picks or holds out
-    pairs = (
-        load(args.dataset, **options).eval
-        if "eval_split" in options
-        else heldout_pairs(args.dataset, **options)
-    )
+    pairs = load(args.dataset, **options).eval if "eval_split" in options else heldout_pairs(args.dataset, **options)
     model, tokenizer = load_model(args.model)
     ref_model = load_model(args.ref_model)[0] if args.ref_model else None
     figures = evaluate(model, pairs, ref_model=ref_model, tokenizer=tokenizer, max_pairs=args.max_pairs,
@@ -413,9 +351,6 @@ def _sampling(args) -> dict:
 
 
 def _run_generate(args) -> int:
-    import json
-    from pathlib import Path
-
     from .evaluate import generate
     from .models import load_model
     from .report import side_by_side_markdown
@@ -433,13 +368,13 @@ def _run_generate(args) -> int:
         answers[name] = generate(model, prompts, tokenizer, **_sampling(args))
     table = [{"prompt": p, "answers": {name: answers[name][i] for name in args.model}} for i, p in enumerate(prompts)]
     if args.output and args.output.endswith(".jsonl"):
-        Path(args.output).write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table))
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table)
     else:
         text = side_by_side_markdown(table) + "\n"
-        if args.output:
-            Path(args.output).write_text(text)
-        else:
-            print(text, end="")
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text, end="")
     return 0
 
 

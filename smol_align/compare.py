@@ -8,18 +8,15 @@ smol-align compare --output-dir runs/compare-demo
 >>> result = compare(time_budget=300)                      # doctest: +SKIP
 >>> print(result.table())                                  # doctest: +SKIP
 
-:func:`compare` runs :func:`smol_align.run.run` once per method, each on a fresh copy of the model,
-with the same data, steps or wall budget, seed and batch (each method keeps its own learning-rate
-default). The first run evaluates the start model; the others take its figures and answers as their
-reference, so every row compares with one "start" row. The pairs each trainer drew are recorded to show
-they were the same. The report directory holds ``metrics.json``, ``report.md``, ``training.png``,
-``heldout.png`` (``smol_align.report.write_report``, as for one run) and, unless ``save=False``, each
-trained model in ``<method>/``. It is written whole or not at all.
+:func:`compare` calls :func:`smol_align.run.run` once per method, each on a fresh copy of the model; the first run
+evaluates the start model, the others reuse its figures and answers, so every row compares with one "start" row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
 import gc
 import logging
 import shutil
@@ -27,22 +24,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data.load import load, pop_data_options
+from .errors import ConfigError
 from .models import DEFAULT_MODEL
+from .presets import METHODS, check_overrides, demo_recipe
+from .report import terminal_table, write_report
+from .run import (
+    _cleanup_on_failure,
+    _preset_name,
+    _release_training_state,  # noqa: F401  (iterate imports it from here)
+    as_callback,
+    check_output_dir,
+    default_output_dir,
+    model_name,
+    run,
+    staged,
+)
 
 logger = logging.getLogger(__name__)
 
-COLUMNS: tuple[str, ...] = (
-    "preference_accuracy",
-    "reward_accuracy",
-    "reward_margin",
-    "nll_chosen",
-    "drift",
-    "train_seconds",
-    "seconds_per_step",
-    "peak_memory_gb",
-    "pairs_per_second",
-    "final_loss",
-)
+COLUMNS: tuple[str, ...] = ("preference_accuracy", "reward_accuracy", "reward_margin", "nll_chosen", "drift",
+                            "train_seconds", "seconds_per_step", "peak_memory_gb", "pairs_per_second", "final_loss")
 """Columns of the comparison table (the first, ``method``, names the row)."""
 
 
@@ -61,8 +63,6 @@ class ComparisonResult:
 
     def table(self) -> str:
         """The comparison table, as printed."""
-        from .report import terminal_table
-
         return terminal_table(self.metrics, COLUMNS)
 
     def __repr__(self) -> str:
@@ -89,47 +89,27 @@ def compare(
     max_new_tokens: int = 40,
     **overrides,
 ) -> ComparisonResult:
-    """Train ``model`` with each of ``methods`` on the same pairs and budget, and compare them.
+    """Train ``model`` with each of ``methods`` on the same pairs, budget and seed, and compare them.
 
-    Args:
-        model: a name or folder (loaded anew for each method) or a loaded model (copied for each
-            method and left untouched; pass ``tokenizer=``).
-        dataset: anything :func:`smol_align.data.load` reads; ``None`` is the demo data. Without a
-            test split, 10% of the pairs (at most ``smol_align.data.load.MAX_HELDOUT``) is held out,
-            shuffled by ``seed``; the data options of ``load`` (``format``, ``columns``, ``split``,
-            ``eval_split``, the filters) are accepted as keywords.
-        methods: a subset of ``("dpo", "orpo", "kto")``, or a string ``"dpo,orpo,kto"``.
-        preset: as for :func:`smol_align.train_dpo`.
-        max_steps: steps per method. ``None`` with no ``time_budget``: the demo recipe's budget for
-            the demo data, else TRL's epochs.
-        time_budget: seconds of training per method: each stops after the step that crosses it
-            (with ``max_steps`` too, whichever comes first).
-        seed: the training seed of every method (data order, initialisation of new weights).
-        output_dir: the report directory (default ``runs/compare-<model>-<time>``).
-        save: keep each trained model in ``<output_dir>/<method>`` (the report is always written).
-        overwrite: replace an existing, non-empty ``output_dir``.
-        max_eval_pairs: score only the first pairs of the held-out split.
-        n_answers, max_new_tokens: held-out prompts answered side by side (greedy) and their length.
-        **overrides: any field of every chosen method's config (``beta``, ``learning_rate``,
-            ``per_device_train_batch_size``...), for every method.
+    ``model``: a name or folder (loaded anew for each method) or a loaded model (copied for each method and left
+    untouched; pass ``tokenizer=``). ``dataset``: anything :func:`smol_align.data.load` reads (its options are
+    keywords here too), ``None`` for the demo; without a test split 10% is held out, shuffled by ``seed``.
+    ``methods``: from ``("dpo", "orpo", "kto")``, or ``"dpo,orpo,kto"``. ``max_steps``: per method (``None`` with no
+    ``time_budget``: the demo recipe's for the demo data, else TRL's epochs). ``time_budget``: seconds of training per
+    method, each stopping after the step that crosses it. ``seed``: every method's training seed. ``output_dir``: the
+    report directory (default ``runs/compare-<model>-<time>``), written whole or not at all; ``save``: keep each
+    trained model in ``<output_dir>/<method>``; ``overwrite``, ``max_eval_pairs``, ``quiet``: as for ``train_dpo``.
+    ``n_answers``, ``max_new_tokens``: held-out prompts answered side by side (greedy). ``**overrides``: any config
+    field of every chosen method (``beta``, ``learning_rate``...).
 
-    Returns:
-        A :class:`ComparisonResult`; ``.metrics`` maps ``"start"`` and each method to its figures.
+    Returns a :class:`ComparisonResult`; ``.metrics`` maps ``"start"`` and each method to its figures.
     """
-    from .data.load import load, pop_data_options
-    from .errors import ConfigError
-    from .presets import check_overrides
-    from .report import write_report
-    from .run import _cleanup_on_failure, as_callback, check_output_dir, default_output_dir, run, staged
-
     methods = _methods(methods)
     data_options = pop_data_options(overrides)
     if time_budget is not None and time_budget <= 0:
         raise ConfigError(f"time_budget must be a positive number of seconds, got {time_budget!r}.")
     if not isinstance(model, str) and tokenizer is None:
-        raise ConfigError(
-            "A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name)."
-        )
+        raise ConfigError("A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name).")
     user_callbacks = list(overrides.pop("callbacks", None) or [])
     for method in methods:  # an unknown or one-method-only option fails here, before any training
         check_overrides(method, dict(overrides))
@@ -154,24 +134,16 @@ def compare(
         for method in methods:
             seen = as_callback(PairsSeen)
             run_overrides = {
-                **overrides,
-                "seed": seed,
-                "callbacks": [*user_callbacks, seen],
-                "tokenizer": tokenizer,
-                "baseline": next(iter(runs.values()), None),
-                "answer_prompts": n_answers,
-                "answer_tokens": max_new_tokens,
-                "max_eval_pairs": max_eval_pairs,
-                "save": save,
-                "quiet": quiet,
+                **overrides, "seed": seed, "callbacks": [*user_callbacks, seen], "tokenizer": tokenizer,
+                "baseline": next(iter(runs.values()), None), "answer_prompts": n_answers, "answer_tokens": max_new_tokens,
+                "max_eval_pairs": max_eval_pairs, "save": save, "quiet": quiet,
                 **({"max_steps": max_steps} if max_steps is not None else {}),
                 **({"max_time": time_budget / 60} if time_budget is not None else {}),
-            }
+            }  # fmt: skip
             say(f"\n=== {method.upper()} ===")
             memory = MemoryWindow()
             result = run(method, model if isinstance(model, str) else copy.deepcopy(model), data, preset,
                          str(report_dir / method), run_overrides)  # fmt: skip
-            _release_training_state(result.trainer)
             runs[method], pairs_seen[method] = result, seen.indices
             metrics.setdefault("start", _figures(result.before))
             metrics[method] = {**_figures(result.after), **_run_figures(result, seen.indices, memory.peak_gb())}
@@ -191,16 +163,8 @@ def compare(
                 {m: r.trainer.state.log_history for m, r in runs.items()}, side_by_side, settings, COLUMNS, _NOTES,
             )  # fmt: skip
 
-    result = ComparisonResult(
-        metrics=metrics,
-        report_dir=str(report_dir),
-        runs=runs,
-        side_by_side=side_by_side,
-        pairs_seen=pairs_seen,
-        settings=settings,
-        files={k: str(report_dir / Path(v).name) for k, v in files.items()},
-        plotted=plotted,
-    )
+    files = {k: str(report_dir / Path(v).name) for k, v in files.items()}
+    result = ComparisonResult(metrics, str(report_dir), runs, side_by_side, pairs_seen, settings, files, plotted)
     saved = "".join(f"\n{m} model: {r.output_dir}" for m, r in runs.items() if r.output_dir)
     say(f"\nHeld-out comparison ({len(data.eval)} pairs), report in {report_dir}:\n{result.table()}{saved}")
     return result
@@ -208,16 +172,10 @@ def compare(
 
 def demo_max_steps() -> int:
     """The step budget of the demo recipe (``recipes/demo-dpo.yaml``; the ORPO demo uses the same)."""
-    from .presets import demo_recipe
-
     return int(demo_recipe("dpo")["max_steps"])
 
 
-# --------------------------------------------------------------------------------------------
-# Callbacks: the wall budget, and the pairs each trainer drew
-# --------------------------------------------------------------------------------------------
-
-
+# --- The pairs each trainer drew, and the memory each run added ---
 class _RecordingSampler:
     """A sampler that yields what ``sampler`` yields and notes it, one list per epoch."""
 
@@ -225,8 +183,7 @@ class _RecordingSampler:
         self.sampler, self.epochs = sampler, epochs
 
     def __iter__(self):
-        drawn: list[int] = []
-        self.epochs.append(drawn)
+        self.epochs.append(drawn := [])
         for index in self.sampler:
             drawn.append(int(index))
             yield index
@@ -239,16 +196,13 @@ class _RecordingSampler:
 
 
 class PairsSeen:
-    """Record the training-split indices of the pairs a trainer trained on, in order (``.indices``).
-
-    The sampler of the trainer's dataloader is wrapped when training begins; at the end the
-    batches drawn ahead (the dataloader looks one batch ahead) are dropped. Exact for one process;
-    with gradient accumulation across an epoch's end it may count a partial step's batches.
-    """
+    """Record the training-split indices a trainer trained on, in order (``.indices``): its dataloader's sampler is
+    wrapped when training begins; at the end the batches drawn ahead (the dataloader looks one ahead) are dropped.
+    Exact for one process; with gradient accumulation across an epoch's end it may count a partial step's batches."""
 
     def __init__(self):
-        self.epochs: list[list[int]] = []
-        self.indices: list[int] = []
+        self.epochs: list[list[int]] = []  # what the sampler yielded, per epoch
+        self.indices: list[int] = []  # what was trained on
 
     def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
         holder = getattr(train_dataloader, "batch_sampler", None)
@@ -260,23 +214,15 @@ class PairsSeen:
 
     def on_train_end(self, args, state, control, **kwargs):
         size = args.per_device_train_batch_size
-        batches = [
-            epoch[i : i + size]
-            for epoch in self.epochs
-            for i in range(0, len(epoch), size)
-            if not (args.dataloader_drop_last and len(epoch) - i < size)
-        ]
-        trained = batches[: state.global_step * args.gradient_accumulation_steps]
-        self.indices = [index for batch in trained for index in batch]
+        batches = [epoch[i : i + size] for epoch in self.epochs for i in range(0, len(epoch), size)
+                   if not (args.dataloader_drop_last and len(epoch) - i < size)]  # fmt: skip
+        self.indices = [i for batch in batches[: state.global_step * args.gradient_accumulation_steps] for i in batch]
 
 
 class MemoryWindow:
-    """Peak memory of what runs from now on, above what is already in use (``peak_gb()``).
-
-    CUDA: peak allocated bytes above those allocated at the start. Linux CPU: peak resident set
-    above the resident set at the start (freed heap pages are returned to the system first, so
-    a later run cannot hide in an earlier run's pages). Elsewhere: None.
-    """
+    """Peak memory of what runs from now on above what is in use now (``peak_gb()``), in GB. CUDA: peak allocated
+    bytes. Linux CPU: the resident set's high-water mark (VmHWM), reset now, after freed heap pages go back to the
+    system (so a later run cannot hide in an earlier run's pages). Elsewhere: None."""
 
     def __init__(self):
         import torch
@@ -285,126 +231,79 @@ class MemoryWindow:
         self.cuda = torch.cuda.is_available()
         if self.cuda:
             torch.cuda.empty_cache()
-            self.start = torch.cuda.memory_allocated()
             torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
             return
-        _malloc_trim()
+        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
         self.start = _proc_status_bytes("VmRSS")
-        try:  # "5" resets the resident-set high-water mark (VmHWM) to the current resident set
+        try:  # "5" resets VmHWM to the current resident set
             Path("/proc/self/clear_refs").write_text("5")
         except OSError as err:
             logger.info("No per-run peak memory (%s).", err)
             self.start = None
 
     def peak_gb(self) -> float | None:
-        if self.cuda:
-            import torch
+        import torch
 
-            return round((torch.cuda.max_memory_allocated() - self.start) / 2**30, 2)
-        peak = _proc_status_bytes("VmHWM")
+        peak = torch.cuda.max_memory_allocated() if self.cuda else _proc_status_bytes("VmHWM")
         return None if self.start is None or peak is None else round((peak - self.start) / 2**30, 2)
 
 
 def _proc_status_bytes(key: str) -> int | None:
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024  # kB
+        lines = Path("/proc/self/status").read_text().splitlines()
     except OSError:
-        pass
-    return None
+        return None
+    return next((int(line.split()[1]) * 1024 for line in lines if line.startswith(key + ":")), None)  # kB
 
 
-def _malloc_trim() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
-def _release_training_state(trainer) -> None:
-    """Drop the optimizer and scheduler of a finished run (Adam's state is twice the model's size)."""
-    trainer.optimizer = trainer.lr_scheduler = None
-    trainer.accelerator.free_memory()
-    gc.collect()
-
-
-# --------------------------------------------------------------------------------------------
-# Steps of compare()
-# --------------------------------------------------------------------------------------------
-
-
+# --- Steps of compare() ---
 def _methods(methods) -> tuple[str, ...]:
-    from .errors import ConfigError
-    from .presets import METHODS
-
     if isinstance(methods, str):
         methods = methods.split(",")
     chosen = tuple(m.strip().lower() for m in methods if m.strip())
     unknown = [m for m in chosen if m not in METHODS]
     if not chosen or unknown or len(set(chosen)) != len(chosen):
-        raise ConfigError(
-            f"methods must name each of {', '.join(METHODS)} at most once (e.g. 'dpo,orpo'), got {methods!r}."
-        )
+        raise ConfigError(f"methods must name each of {', '.join(METHODS)} at most once (e.g. 'dpo,orpo'), got {methods!r}.")
     return chosen
 
 
 def _figures(evaluation: dict) -> dict[str, Any]:
     """An evaluate() dict without its per-pair lists, ``seconds`` renamed ``eval_seconds``."""
     figures = {k: v for k, v in evaluation.items() if k not in ("logps", "seconds")}
-    if "seconds" in evaluation:
-        figures["eval_seconds"] = round(evaluation["seconds"], 2)
-    return figures
+    return {**figures, "eval_seconds": round(evaluation["seconds"], 2)} if "seconds" in evaluation else figures
 
 
 def _text(completion) -> str:
-    if isinstance(completion, str):
-        return completion.strip()
-    return str(completion[-1].get("content", "")).strip() if completion else ""
+    return (completion if isinstance(completion, str) else str(completion[-1].get("content", "")) if completion else "").strip()
 
 
 def _run_figures(result, indices, peak_gb) -> dict[str, Any]:
     """One method's time, memory, speed and loss, beside its held-out figures."""
     run = result.metrics
     return {
-        "steps": run["steps"],
-        "train_seconds": run["train_seconds"],
-        "seconds_per_step": run["seconds_per_step"],
+        **{k: run[k] for k in ("steps", "train_seconds", "seconds_per_step")},
         "peak_memory_gb": peak_gb if peak_gb is not None else run["peak_memory_gb"],
         "process_peak_memory_gb": run["peak_memory_gb"],
         "pairs_seen": len(indices),
         "pairs_per_second": round(len(indices) / run["train_seconds"], 3) if run["train_seconds"] else None,
-        "final_loss": run.get("final_loss"),
-        "train_loss": run.get("train_loss"),
-        "learning_rate": result.trainer.args.learning_rate,
+        **{k: run.get(k) for k in ("final_loss", "train_loss", "learning_rate")},
         "stopped_by_time_budget": run.get("stopped_by_max_time", False),
         "output_dir": result.output_dir,
     }
 
 
 def _settings(model, dataset, preset, methods, max_steps, time_budget, seed, beta, data, runs) -> dict:
-    from .presets import resolve
-    from .run import model_name
-
-    hardware, mode = resolve(preset)
     args = next(iter(runs.values())).trainer.args
     return {
-        "model": model_name(model),
-        "dataset": "built-in demo (smol_align.data.demo)" if dataset is None else str(dataset)[:200],
-        "preset": f"{hardware.name}+{mode.name}",
-        "methods": list(methods),
-        "max_steps": max_steps,
-        "time_budget_seconds": time_budget,
-        "seed": seed,
+        "model": model_name(model), "dataset": "built-in demo (smol_align.data.demo)" if dataset is None else str(dataset)[:200],
+        "preset": _preset_name(preset), "methods": list(methods), "max_steps": max_steps,
+        "time_budget_seconds": time_budget, "seed": seed,
         "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps,
-        "max_length": getattr(args, "max_length", None),
-        "train_pairs": len(data.train),
-        "heldout_pairs": len(data.eval),
-        "beta_for_heldout_rewards": beta,
-        "learning_rate": {m: r.trainer.args.learning_rate for m, r in runs.items()},
-    }
+        "max_length": getattr(args, "max_length", None), "train_pairs": len(data.train), "heldout_pairs": len(data.eval),
+        "beta_for_heldout_rewards": beta, "learning_rate": {m: r.trainer.args.learning_rate for m, r in runs.items()},
+    }  # fmt: skip
 
 
 _NOTES = """How to read it:

@@ -1,18 +1,10 @@
-"""Training curves, held-out figures and a Markdown report: the outputs learners look at.
+"""Training curves, held-out figures and a Markdown report: one writer for single runs, compare and iterate.
 
-Inputs are plain data: a TRL trainer's ``trainer.state.log_history`` (a list of dicts with a
-``step`` and the logged keys) and the dicts :func:`smol_align.evaluate.evaluate` returns. Each
-plot function also returns the numbers it drew, so tests (and notebooks) can check them.
-
-Logged keys (TRL 1.16). Both trainers log ``loss``, ``rewards/accuracies``, ``rewards/margins``,
-``rewards/chosen``, ``rewards/rejected``, ``logps/chosen``, ``logps/rejected``, and the same with
-an ``eval_`` prefix on evaluation. ``DPOTrainer``'s rewards are ``beta * (log pi - log pi_ref)``
-(summed log-probs); ``ORPOTrainer`` (``trl.experimental.orpo``) has no reference, its rewards are
-``beta * mean log pi``, and it adds ``nll_loss``, ``log_odds_ratio`` and ``log_odds_chosen``.
-So DPO and ORPO reward curves on one plot compare trends, not values.
-
-matplotlib is used through its object API with the Agg canvas (no pyplot, no global backend
-switch, no display needed).
+Inputs are plain data: ``trainer.state.log_history`` and :func:`smol_align.evaluate.evaluate` dicts; each plot also
+returns the numbers it drew. TRL 1.16's DPO and ORPO trainers both log ``loss``, ``rewards/{accuracies,margins,chosen,
+rejected}``, ``logps/{chosen,rejected}`` (``eval_``-prefixed on evaluation), but DPO's rewards are ``beta * (log pi -
+log pi_ref)`` and ORPO's ``beta * mean log pi`` (it adds ``nll_loss``, ``log_odds_ratio``): their reward curves compare
+trends, not values. matplotlib through its object API on the Agg canvas (no pyplot, no display).
 """
 
 from __future__ import annotations
@@ -26,69 +18,35 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-TRAIN_PANELS: tuple[tuple[str, str], ...] = (
-    ("loss", "Training loss"),
-    ("rewards/accuracies", "Reward accuracy"),
-    ("rewards/margins", "Reward margin"),
-)
-"""Default ``(log key, title)`` panels of :func:`plot_training`."""
-
-ORPO_PANELS: tuple[tuple[str, str], ...] = (
-    ("nll_loss", "ORPO NLL loss"),
-    ("log_odds_ratio", "ORPO log-odds ratio"),
-)
-"""Extra panels worth adding for ORPO runs (``panels=TRAIN_PANELS + ORPO_PANELS``)."""
-
-KTO_PANELS: tuple[tuple[str, str], ...] = (("kl", "KTO KL estimate (batch)"),)
-"""KTO's running estimate of KL(policy || reference), the reference point of its value function."""
-
-HELDOUT_COLUMNS: tuple[str, ...] = ("preference_accuracy", "reward_accuracy", "reward_margin", "nll_chosen")
-"""Default bars of :func:`plot_heldout`."""
-
-TABLE_COLUMNS: tuple[str, ...] = (
-    "n_pairs",
-    "preference_accuracy",
-    "preference_accuracy_normalized",
-    "reward_accuracy",
-    "reward_margin",
-    "rewards_chosen",
-    "rewards_rejected",
-    "nll_chosen",
-    "drift",
-)
-"""Default columns of the tables (those present in at least one model's metrics are shown)."""
+# (log key, title) panels of plot_training: the default, and the extra ones of ORPO and KTO (its KL estimate)
+TRAIN_PANELS = (("loss", "Training loss"), ("rewards/accuracies", "Reward accuracy"), ("rewards/margins", "Reward margin"))
+ORPO_PANELS = (("nll_loss", "ORPO NLL loss"), ("log_odds_ratio", "ORPO log-odds ratio"))
+KTO_PANELS = (("kl", "KTO KL estimate (batch)"),)
+HELDOUT_COLUMNS = ("preference_accuracy", "reward_accuracy", "reward_margin", "nll_chosen")  # plot_heldout's bars
+TABLE_COLUMNS = ("n_pairs", "preference_accuracy", "preference_accuracy_normalized", "reward_accuracy", "reward_margin",
+                 "rewards_chosen", "rewards_rejected", "nll_chosen", "drift")  # the tables' default, those present
 
 _NOT_SERIES = {"step", "epoch"}
 _SUMMARY_MARKERS = ("train_runtime", "total_flos")  # the final entry Trainer.train() appends
 _BULKY_KEYS = ("logps", "ref_logps")  # per-pair lists: not for JSON summaries nor tables
 
 
-# --------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------
-
-
+# --- Data ---
 def _is_number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def training_curves(log_history: Iterable[Mapping[str, Any]]) -> dict[str, list[tuple[int, float]]]:
-    """Every numeric logged key as a series of ``(step, value)``, in logging order.
-
-    Train keys keep their names (``loss``, ``rewards/accuracies``...), evaluation keys their
-    ``eval_`` prefix. The run summary appended at the end of training (``train_runtime``,
-    ``train_loss``...) and the ``step``/``epoch`` bookkeeping are left out. Entries without a
-    ``step`` take their position in the history.
-    """
+    """Every numeric logged key (``eval_`` ones keep their prefix) as ``[(step, value)]``, in logging order; the
+    summary ``train()`` appends and ``step``/``epoch`` are left out. An entry without a ``step`` takes its position."""
     curves: dict[str, list[tuple[int, float]]] = {}
     for position, entry in enumerate(log_history):
         if any(marker in entry for marker in _SUMMARY_MARKERS):
             continue
         step = entry.get("step", position)
         for key, value in entry.items():
-            if key in _NOT_SERIES or not _is_number(value):
-                continue
-            curves.setdefault(key, []).append((int(step), float(value)))
+            if key not in _NOT_SERIES and _is_number(value):
+                curves.setdefault(key, []).append((int(step), float(value)))
     return curves
 
 
@@ -98,12 +56,10 @@ def jsonable(obj):
         return {str(k): jsonable(v) for k, v in obj.items() if k not in _BULKY_KEYS}
     if isinstance(obj, list | tuple | set):
         return [jsonable(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str | int):
+    if obj is None or isinstance(obj, str | int):  # bool too
         return obj
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
     if hasattr(obj, "tolist"):  # torch tensors, numpy arrays and scalars
         return jsonable(obj.tolist())
     return str(obj)
@@ -119,11 +75,7 @@ def write_metrics_json(metrics: Mapping[str, Any], path) -> dict:
     return data
 
 
-# --------------------------------------------------------------------------------------------
-# Plots
-# --------------------------------------------------------------------------------------------
-
-
+# --- Plots ---
 def _figure(n_panels: int, width: float = 4.2, height: float = 3.4):
     """A matplotlib Figure on an Agg canvas with ``n_panels`` axes side by side."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -131,42 +83,27 @@ def _figure(n_panels: int, width: float = 4.2, height: float = 3.4):
 
     fig = Figure(figsize=(width * n_panels, height), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, n_panels, squeeze=False)[0]
-    return fig, list(axes)
+    return fig, list(fig.subplots(1, n_panels, squeeze=False)[0])
 
 
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _save(fig, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, format="png")
     logger.debug("Wrote %s", path)  # a staging path while a run saves; the summary names the folder
-    return path
 
 
-def plot_training(
-    histories: Mapping[str, Sequence[Mapping[str, Any]]],
-    path,
-    panels: Sequence[tuple[str, str]] = TRAIN_PANELS,
-) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """PNG of training curves: one panel per ``(log key, title)``, one line per method.
-
-    ``histories`` maps a method name ("dpo", "orpo") to its ``trainer.state.log_history``.
-    Evaluation points of the same key (``eval_`` + key), when logged, are drawn dashed as
-    ``"<method> (eval)"``. A panel no run has data for says so.
-
-    Returns:
-        ``{log key: {line label: [(step, value), ...]}}``: exactly the plotted data.
-    """
+def plot_training(histories: Mapping[str, Sequence[Mapping[str, Any]]], path, panels: Sequence[tuple[str, str]] = TRAIN_PANELS
+                  ) -> dict[str, dict[str, list[tuple[int, float]]]]:  # fmt: skip
+    """PNG of training curves: one panel per ``(log key, title)``, one line per method of ``histories`` (method ->
+    ``log_history``), its ``eval_`` points dashed as ``"<method> (eval)"``; a panel with no data says so.
+    Returns ``{log key: {line label: [(step, value), ...]}}``: exactly the plotted data."""
     curves = {method: training_curves(history) for method, history in histories.items()}
     fig, axes = _figure(len(panels))
     plotted: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for ax, (key, title) in zip(axes, panels, strict=True):
         plotted[key] = {}
         for i, (method, series) in enumerate(curves.items()):
-            for label, points, style in (
-                (method, series.get(key), "-"),
-                (f"{method} (eval)", series.get(f"eval_{key}"), "--o"),
-            ):
+            for label, points, style in ((method, series.get(key), "-"), (f"{method} (eval)", series.get(f"eval_{key}"), "--o")):
                 if not points:
                     continue
                 steps, values = zip(*points, strict=True)
@@ -185,22 +122,13 @@ def plot_training(
 
 def _value(metrics: Mapping[str, Any], column: str) -> float:
     value = metrics.get(column)
-    if hasattr(value, "item"):
-        value = value.item()
+    value = value.item() if hasattr(value, "item") else value
     return float(value) if _is_number(value) else float("nan")
 
 
-def plot_heldout(
-    metrics: Mapping[str, Mapping[str, Any]], path, columns: Sequence[str] = HELDOUT_COLUMNS
-) -> dict[str, dict[str, float]]:
-    """PNG bar chart of held-out figures: one panel per column, one bar per model name.
-
-    ``metrics`` maps a name ("start", "dpo", "orpo") to an :func:`smol_align.evaluate.evaluate`
-    dict. Missing or non-numeric figures are left out (no bar).
-
-    Returns:
-        ``{column: {model name: value}}``: exactly the plotted bars.
-    """
+def plot_heldout(metrics: Mapping[str, Mapping[str, Any]], path, columns: Sequence[str] = HELDOUT_COLUMNS) -> dict[str, dict[str, float]]:
+    """PNG bar chart of held-out figures (``metrics``: name -> evaluate() dict): one panel per column, one bar per
+    name with a number there. Returns ``{column: {model name: value}}``: exactly the plotted bars."""
     fig, axes = _figure(len(columns), width=3.4)
     names = list(metrics)
     plotted: dict[str, dict[str, float]] = {}
@@ -213,72 +141,46 @@ def plot_heldout(
         ax.set_title(column)
         ax.axhline(0.0, color="black", linewidth=0.6)
         ax.grid(axis="y", alpha=0.3)
-        if column.endswith("accuracy") or column.endswith("accuracy_normalized"):
+        if column.endswith(("accuracy", "accuracy_normalized")):
             ax.set_ylim(0.0, 1.05)
     _save(fig, path)
     return plotted
 
 
-# --------------------------------------------------------------------------------------------
-# Tables and the Markdown report
-# --------------------------------------------------------------------------------------------
-
-
-def _columns(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None) -> list[str]:
-    if columns is not None:
-        return list(columns)
-    return [c for c in TABLE_COLUMNS if any(c in m for m in metrics.values())]
-
-
+# --- Tables and the Markdown report ---
 def _fmt(value) -> str:
-    """A cell: ints as they are, floats to 3 decimals (tiny ones in scientific notation)."""
-    if hasattr(value, "item"):
-        value = value.item()
+    """A cell: ints as they are, floats to 3 decimals (tiny ones in scientific notation), None as ``-``."""
+    value = value.item() if hasattr(value, "item") else value
     if value is None:
         return "-"
-    if isinstance(value, bool) or isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "nan" if math.isnan(value) else str(value)
-        if value != 0 and abs(value) < 1e-3:
-            return f"{value:.1e}"
-        return f"{value:.3f}"
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.1e}" if value != 0 and abs(value) < 1e-3 else f"{value:.3f}"
     return str(value)
 
 
-def _rows(metrics, columns) -> list[list[str]]:
-    return [[str(name)] + [_fmt(m.get(c)) for c in columns] for name, m in metrics.items()]
+def _cells(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None) -> list[list[str]]:
+    """The header, then a row per model name: ``columns``, or the :data:`TABLE_COLUMNS` some row has."""
+    columns = list(columns) if columns is not None else [c for c in TABLE_COLUMNS if any(c in m for m in metrics.values())]
+    return [["model", *columns], *([str(name), *(_fmt(m.get(c)) for c in columns)] for name, m in metrics.items())]
 
 
-def markdown_table(
-    metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None
-) -> str:
+def markdown_table(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
     """A GitHub Markdown table: one row per model name, one column per figure."""
-    columns = _columns(metrics, columns)
-    header = ["model", *columns]
+    header, *rows = _cells(metrics, columns)
 
     def line(cells):
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
-    align = "| --- | " + " | ".join("---:" for _ in columns) + " |"
-    return "\n".join([line(header), align, *(line(row) for row in _rows(metrics, columns))])
+    return "\n".join([line(header), "| --- | " + " | ".join("---:" for _ in header[1:]) + " |", *map(line, rows)])
 
 
-def terminal_table(
-    metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None
-) -> str:
+def terminal_table(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
     """The same table as plain aligned text (names left-aligned, numbers right-aligned)."""
-    columns = _columns(metrics, columns)
-    table = [["model", *columns], *_rows(metrics, columns)]
+    table = _cells(metrics, columns)
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-
-    def line(cells):
-        first = cells[0].ljust(widths[0])
-        return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))]).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(table[0]), rule, *(line(row) for row in table[1:])])
+    lines = ["  ".join([r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))]).rstrip()
+             for r in table]  # fmt: skip
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
 def _prompt_text(prompt) -> str:
@@ -318,24 +220,12 @@ def write_report(
     json_data: Mapping[str, Any] | None = None,
     plot_columns: Sequence[str] = (*HELDOUT_COLUMNS, "drift"),
 ) -> tuple[dict[str, str], dict[str, Any]]:
-    """The report of a run or a comparison in ``folder``: metrics.json, training.png, heldout.png, report.md.
+    """metrics.json (``json_data``, default ``metrics``), training.png, heldout.png and report.md in ``folder``.
 
-    Args:
-        folder: where the files go (it exists).
-        title: the report's heading.
-        metrics: ``{model name: figures}`` (``"start"`` and each method): the held-out table and bars.
-        histories: ``{method: trainer.state.log_history}`` for the training curves.
-        side_by_side: ``[{"prompt": str or messages, "answers": {model name: text}}]``.
-        settings: what the run(s) shared, listed under "Settings".
-        columns: table columns (default: :data:`TABLE_COLUMNS` present in ``metrics``).
-        notes: Markdown printed under the table (how to read it).
-        json_data: what metrics.json holds (default: ``metrics``).
-        plot_columns: the panels of heldout.png.
-
-    Returns:
-        ``(files, plotted)``: ``{"metrics", "report", "training_plot", "heldout_plot"}`` paths (no held-out
-        plot without held-out figures) and the data behind each plot.
-    """
+    ``metrics``: ``{"start" and each method: figures}``, the held-out table (``columns``, ``notes`` under it) and
+    bars (``plot_columns``); ``histories``: ``{method: log_history}``; ``side_by_side``: ``[{"prompt", "answers":
+    {name: text}}]``; ``settings``: listed under "Settings". Returns ``(files, plotted)``: the paths
+    (``metrics``, ``report``, ``training_plot``, ``heldout_plot`` if there are held-out figures) and the plots' data."""
     folder = Path(folder)
     files = {"metrics": str(folder / "metrics.json"), "report": str(folder / "report.md")}
     write_metrics_json(metrics if json_data is None else json_data, files["metrics"])
@@ -360,11 +250,7 @@ def write_report(
     return files, plotted
 
 
-# --------------------------------------------------------------------------------------------
-# One run: the summary it prints and the files beside its model
-# --------------------------------------------------------------------------------------------
-
-
+# --- One run: the summary it prints and the files beside its model ---
 def summary_table(result) -> str:
     """Steps, time, held-out accuracy before and after, and where the model went, as aligned text."""
     m = result.metrics
@@ -376,24 +262,24 @@ def summary_table(result) -> str:
     ]
     if result.before and result.after:
         b, a = result.before, result.after
+
+        def change(key, note=""):
+            return f"{_fmt(b[key])} -> {_fmt(a[key])}" + (f"  ({note})" if note else "")
+
         rows += [
             ("held-out pairs", str(a["n_pairs"])),
-            ("reward accuracy", f"{_fmt(b['reward_accuracy'])} -> {_fmt(a['reward_accuracy'])}"
-                                "  (DPO implicit reward vs the start model; 0 at the start by definition)"),
-            ("reward margin", f"{_fmt(b['reward_margin'])} -> {_fmt(a['reward_margin'])}"),
-            ("prefers chosen", f"{_fmt(b['preference_accuracy'])} -> {_fmt(a['preference_accuracy'])}"
-                               "  (log p(chosen) > log p(rejected))"),
-        ]
+            ("reward accuracy", change("reward_accuracy", "DPO implicit reward vs the start model; 0 at the start by definition")),
+            ("reward margin", change("reward_margin")),
+            ("prefers chosen", change("preference_accuracy", "log p(chosen) > log p(rejected)")),
+        ]  # fmt: skip
         if "repeated_4gram_rate" in a and "repeated_4gram_rate" in b:
-            n = len(result.answers.get("prompt", []))
             if "voice_rate" in a and "voice_rate" in b:
-                rows.append(("pirate voice", f"{_fmt(b['voice_rate'])} -> {_fmt(a['voice_rate'])}"
-                                             f"  (greedy answers to {n} held-out prompts)"))
+                n = len(result.answers.get("prompt", []))
+                rows.append(("pirate voice", change("voice_rate", f"greedy answers to {n} held-out prompts")))
             rows += [
-                ("repeated 4-grams", f"{_fmt(b['repeated_4gram_rate'])} -> {_fmt(a['repeated_4gram_rate'])}"
-                                     "  (share of an answer's word 4-grams seen earlier in it)"),
+                ("repeated 4-grams", change("repeated_4gram_rate", "share of an answer's word 4-grams seen earlier in it")),
                 ("answer length", f"{b['answer_words']:.1f} -> {a['answer_words']:.1f} words"),
-            ]
+            ]  # fmt: skip
     rows.append(("saved to", result.output_dir or "(not saved)"))
     width = max(len(k) for k, _ in rows)
     line = "-" * (width + 50)

@@ -1,34 +1,23 @@
 """The runner every entry point goes through: evaluate before -> train -> evaluate after -> save -> report.
 
-``train_dpo``, ``train_orpo``, ``train_kto``, ``compare`` and the CLI call :func:`run`. Around TRL's
-``trainer.train()`` it adds what a run needs to survive:
-
-- one output directory, written whole: TRL's checkpoints (``checkpoint-N/``) go into it while
-  the run is on, marked unfinished by :data:`MARKER`; the final model and report are staged in
-  a hidden subfolder and moved in at the end, then the checkpoints are dropped. A run that fails
-  before its first checkpoint leaves nothing behind;
-- resume: ``resume=True`` continues from the directory's last checkpoint (same seed, same data
-  order: TRL skips the batches already trained on);
-- signals: SIGINT/SIGTERM stop at the next step boundary, save a checkpoint and raise
-  :class:`RunInterrupted` (the CLI exits 130/143) with the command that resumes;
-- a guard that stops at the first non-finite loss or gradient norm (:class:`NonFiniteLoss`)
-  instead of saving a broken model;
-- many processes (``torchrun``/``accelerate launch``): every rank trains and saves through TRL,
-  only the main process creates, moves, prints and reports;
-- secrets: a ``hub_token`` is moved out of the saved ``training_args.bin`` into ``HF_TOKEN``
-  for the run, so it is never written to disk;
-- trackers (``report_to``, off in every preset): TRL's own callbacks, with the run named after its folder, the
-  project after the folder that holds it, TensorBoard's files in the run's folder, and the held-out figures
-  logged at step 0 and at the last step.
+Around TRL's ``trainer.train()`` it adds what a run needs to survive: one output directory written whole (checkpoints
+go in while :data:`MARKER` says the run is unfinished; the model and report are staged and moved in at the end; a run
+that fails before its first checkpoint leaves nothing), ``resume``, SIGINT/SIGTERM (checkpoint, then
+:class:`RunInterrupted`), ``max_time``, a stop at the first non-finite loss (:class:`NonFiniteLoss`), one writer
+under several processes, ``hub_token`` kept out of ``training_args.bin``, and trackers (``report_to``) named after
+the run's folder, fed the held-out figures at step 0 and the last step.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import math
 import os
 import shutil
 import signal
+import threading
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -37,13 +26,16 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 from ._compat import compact_lm_head_while, no_cudnn_attention_while, tracker_names
+from .data import doctor
 from .data.demo import NAME as DEMO_NAME
 from .data.demo import pirate_voice
 from .data.load import load, pop_data_options
 from .data.unpaired import is_unpaired, pairs_by_prompt
 from .errors import ConfigError, SmolAlignError
+from .estimate import fit
 from .evaluate import answer_figures, evaluate, generate, tokenize_pairs
 from .presets import demo_recipe, resolve
+from .report import summary_table, write_run_files
 from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer
 
 logger = logging.getLogger(__name__)
@@ -88,8 +80,6 @@ class TrainResult:
 
     def summary(self) -> str:
         """The end-of-run table, as printed."""
-        from .report import summary_table
-
         return summary_table(self)
 
     def __repr__(self) -> str:
@@ -99,11 +89,8 @@ class TrainResult:
 def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -> TrainResult:
     """One training run of ``method`` (see :func:`smol_align.train_dpo` for the keywords)."""
     if dataset is None:  # the demo data: the demo recipe, the same one `smol-align dpo|orpo` runs
-        recipe = demo_recipe(method, preset)
-        if "num_train_epochs" in overrides:
-            recipe.pop("max_steps", None)
-        if "loss_type" in overrides:  # your loss replaces the recipe's, weights included
-            recipe.pop("loss_weights", None)
+        replaced_by = {"max_steps": "num_train_epochs", "loss_weights": "loss_type"}  # yours replaces the recipe's
+        recipe = {k: v for k, v in demo_recipe(method, preset).items() if replaced_by.get(k) not in overrides}
         overrides = {**recipe, **overrides}
     save = overrides.pop("save", True)
     run_eval = overrides.pop("evaluate", True)
@@ -163,15 +150,19 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
         trainer = build(model, data, preset, output_dir=str(out), **overrides)
         _quiet_progress(trainer, quiet or not main)
         _tensorboard_into(trainer, folder)
-        if run_eval and _sharded(trainer):
+        # FSDP or ZeRO-3: before training the weights are sharded (ZeRO-3) or, loaded CPU-RAM-efficiently, on the CPU of
+        # rank 0 alone (FSDP); smol_align's own evaluation calls the bare model, which would not see them.
+        zero_stage = getattr(getattr(trainer.accelerator.state, "deepspeed_plugin", None), "zero_stage", None)
+        if run_eval and (trainer.is_fsdp_enabled or zero_stage == 3):
             run_eval = False
             say("Held-out figures skipped: under FSDP or ZeRO-3 the weights are sharded (or not yet on the GPU) until "
                 "training starts; pass eval_strategy='steps' (or 'epoch') for TRL's own evaluation, which handles it.")
         beta = trainer.args.beta if method in ("dpo", "kto") else 0.1  # their implicit reward beta*log(pi/ref)
         beta = baseline.before["beta"] if baseline is not None and baseline.before else beta  # compare: one scale
         tokenizer = trainer.processing_class
-        if final is not None and main:
-            _write_marker(final, method, trainer)
+        if final is not None and main:  # unfinished until _save
+            (final / MARKER).write_text(json.dumps({"method": method, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                                    "max_steps": trainer.args.max_steps}) + "\n")  # fmt: skip
 
         # Held-out figures through TRL (a DPO trainer's own tokenized eval_dataset; ORPO's rows tokenized as DPO does),
         # at the trainer's max_length and under its autocast (bf16 where it trains in bf16).
@@ -202,11 +193,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
 
         steps = trainer.args.max_steps if trainer.args.max_steps > 0 else "full epochs"
         batch = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
-        say(
-            f"Training {method.upper()} with preset {_preset_name(preset)}: {steps} steps, batch {batch}"
-            + (f", at most {max_time:g} minutes" if max_time else "")
-            + (f", resuming from {checkpoint}." if checkpoint else ".")
-        )
+        say(f"Training {method.upper()} with preset {_preset_name(preset)}: {steps} steps, batch {batch}"
+            + (f", at most {max_time:g} minutes" if max_time else "") + (f", resuming from {checkpoint}." if checkpoint else "."))
         peak_before = _peak_memory_bytes()
         with _hub_token_in_env(trainer.args):  # kept out of every training_args.bin written from here on
             started = time.perf_counter()
@@ -217,22 +205,24 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
                     _add_callback(trainer, TimedCheckpoints)
                 device = trainer.accelerator.device  # CPU: TRL's LM head scores only completion tokens; CUDA: no cuDNN SDPA
                 with compact_lm_head_while(device), no_cudnn_attention_while(device):
-                    train_output = trainer.train(
-                        resume_from_checkpoint=str(checkpoint) if checkpoint else None
-                    )
+                    train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             train_seconds = time.perf_counter() - started
             if guard.bad is not None:
                 raise NonFiniteLoss(guard.message(trainer.args))
             if stopped and trainer.state.global_step < trainer.state.max_steps:
-                raise _interrupted(stopped[0], trainer, final)
+                name, step, code = signal.Signals(stopped[0]).name, trainer.state.global_step, 128 + stopped[0]
+                if final is None:
+                    raise RunInterrupted(f"{name}: training stopped at step {step}; nothing was saved (save=False).", code)
+                raise RunInterrupted(
+                    f"{name}: training stopped at step {step} of {trainer.state.max_steps}; checkpoint saved in {final}. "
+                    f"Continue with the same command plus `--resume --output-dir {final}` (Python: resume=True, "
+                    f"output_dir={str(final)!r}).", code)  # fmt: skip
 
             if before is not None:
                 say("Evaluating the trained model...")
                 after = figures(trainer.model, before["logps"], answer_to="trained" if answers else None)
 
-            metrics = _collect_metrics(
-                method, model, preset, trainer, train_output, train_seconds, before, after, peak_before
-            )
+            metrics = _collect_metrics(method, model, preset, trainer, train_output, train_seconds, before, after, peak_before)
             if budget is not None:
                 metrics["stopped_by_max_time"] = budget.stopped
             _log_heldout(trainer, after)
@@ -241,15 +231,12 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
             if final is not None:
                 result.files = _save(trainer, result, final, main, keep_checkpoints)
                 result.output_dir = str(final)
+            _release_training_state(trainer)
     say(result.summary())
     return result
 
 
-# --------------------------------------------------------------------------------------------
-# The output directory: prepared, checkpointed into, published whole, cleaned up on failure
-# --------------------------------------------------------------------------------------------
-
-
+# --- The output directory: prepared, checkpointed into, published whole, cleaned up on failure ---
 def default_output_dir(method: str, model: Any) -> str:
     """``runs/<method>-<model short name>-<YYYYmmdd-HHMMSS>`` under the current folder."""
     return os.path.join("runs", f"{_run_prefix(method, model)}{time.strftime('%Y%m%d-%H%M%S')}")
@@ -266,9 +253,7 @@ def _run_prefix(method: str, model: Any) -> str:
 
 def find_unfinished(method: str, model: Any) -> Path:
     """The newest ``runs/<method>-<model>-*`` directory whose run did not finish (for ``resume=True``)."""
-    found = sorted(
-        Path("runs").glob(_run_prefix(method, model) + "*/" + MARKER), key=lambda p: p.stat().st_mtime
-    )
+    found = sorted(Path("runs").glob(_run_prefix(method, model) + "*/" + MARKER), key=lambda p: p.stat().st_mtime)
     if not found:
         raise ConfigError(f"resume=True: no unfinished {method.upper()} run of this model under runs/; "
                           "pass output_dir= (--output-dir) of the run to continue.")  # fmt: skip
@@ -284,46 +269,26 @@ def last_checkpoint(folder: Path) -> Path | None:
 
 
 def check_output_dir(final: Path, overwrite: bool, resume: bool) -> Path | None:
-    """Check ``final`` can take this run; return the checkpoint to continue from (``resume``), else None.
-
-    An existing, non-empty folder is refused unless ``overwrite`` (it will be emptied) or ``resume``
-    (it must hold a checkpoint of an unfinished run).
-    """
+    """Check ``final`` can take this run; return the checkpoint to continue from (``resume``), else None. A non-empty
+    folder is refused unless ``overwrite`` (it will be emptied) or ``resume`` (it holds an unfinished run's checkpoint)."""
     busy = final.exists() and any(final.iterdir())
     if resume:
         checkpoint = last_checkpoint(final)
         if checkpoint is None:
             what = "has no checkpoint-N folder" if busy else "does not exist or is empty"
-            raise ConfigError(
-                f"resume=True: {final} {what}; nothing to continue. Run without resume to start."
-            )
+            raise ConfigError(f"resume=True: {final} {what}; nothing to continue. Run without resume to start.")
         if not (final / MARKER).exists():
-            raise ConfigError(
-                f"resume=True: the run in {final} has finished; pass overwrite=True to train again."
-            )
+            raise ConfigError(f"resume=True: the run in {final} has finished; pass overwrite=True to train again.")
         return checkpoint
     if busy and not overwrite:
         hint = ", or resume=True (--resume) to continue it" if (final / MARKER).exists() else ""
-        raise ConfigError(
-            f"Output directory {final} exists and is not empty: pass overwrite=True or another output_dir{hint}."
-        )
+        raise ConfigError(f"Output directory {final} exists and is not empty: pass overwrite=True or another output_dir{hint}.")
     return None
-
-
-def publish(staging: Path, final: Path) -> None:
-    """Move every file of ``staging`` into ``final`` (same filesystem: renames), then remove ``staging``."""
-    final.mkdir(parents=True, exist_ok=True)
-    for entry in staging.iterdir():
-        target = final / entry.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(entry, target)
-    staging.rmdir()
 
 
 @contextmanager
 def staged(final: Path, main: bool = True):
-    """A hidden staging folder inside ``final``; on success its files are moved into ``final``."""
+    """A hidden staging folder inside ``final``; on success its files are moved (renamed) into ``final``."""
     staging = final / STAGING
     if main:
         shutil.rmtree(staging, ignore_errors=True)
@@ -332,8 +297,10 @@ def staged(final: Path, main: bool = True):
     try:
         yield staging
         _wait_for_everyone()
-        if main:
-            publish(staging, final)
+        for entry in staging.iterdir() if main else ():
+            if (final / entry.name).is_dir() and not (final / entry.name).is_symlink():
+                shutil.rmtree(final / entry.name)
+            os.replace(entry, final / entry.name)
     finally:
         if main:
             shutil.rmtree(staging, ignore_errors=True)
@@ -352,15 +319,8 @@ def _cleanup_on_failure(final: Path | None, main: bool):
         raise
 
 
-def _write_marker(final: Path, method: str, trainer) -> None:
-    (final / MARKER).write_text(json.dumps({"method": method, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                            "max_steps": trainer.args.max_steps}) + "\n")  # fmt: skip
-
-
 def _save(trainer, result: TrainResult, final: Path, main: bool, keep_checkpoints: bool) -> dict[str, str]:
     """The model, tokenizer and report into ``final`` (whole), then the run is marked finished."""
-    from .report import write_run_files
-
     push, trainer.args.push_to_hub = trainer.args.push_to_hub, False  # pushed once, from the final folder
     with staged(final, main) as staging:
         trainer.save_model(str(staging))  # on every process: sharded models gather here
@@ -376,16 +336,10 @@ def _save(trainer, result: TrainResult, final: Path, main: bool, keep_checkpoint
     return {k: str(final / Path(v).name) for k, v in files.items()}
 
 
-# --------------------------------------------------------------------------------------------
-# Signals, non-finite losses, secrets, processes
-# --------------------------------------------------------------------------------------------
-
-
+# --- Signals, non-finite losses, secrets, processes ---
 def as_callback(cls, *args):
-    """An instance of ``cls`` that is also a ``transformers.TrainerCallback`` (its other events do nothing).
-
-    Callbacks here are plain classes so that importing smol_align does not import transformers.
-    """
+    """An instance of ``cls`` that is also a ``transformers.TrainerCallback`` (its other events do nothing): callbacks
+    here are plain classes so that importing smol_align does not import transformers."""
     from transformers import TrainerCallback
 
     return type(cls.__name__, (cls, TrainerCallback), {})(*args)
@@ -408,9 +362,7 @@ class TimeBudget:
     (the run then evaluates and saves as usual). The learning-rate schedule still follows ``max_steps``."""
 
     def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.started: float | None = None
-        self.stopped = False  # whether the budget, not max_steps, ended the run
+        self.seconds, self.started, self.stopped = seconds, 0.0, False  # stopped: the budget, not max_steps, ended it
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
@@ -432,8 +384,7 @@ class TimedCheckpoints:
 
     def on_step_end(self, args, state, control, **kwargs):
         if _any_process(time.monotonic() - self.last >= CHECKPOINT_SECONDS):  # every process saves together
-            control.should_save = True
-            self.last = time.monotonic()
+            control.should_save, self.last = True, time.monotonic()
         return control
 
 
@@ -443,14 +394,11 @@ class NonFiniteGuard:
     bad: tuple[int, str, float] | None = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        import math
-
         for key in ("loss", "grad_norm"):
             value = (logs or {}).get(key)
             if isinstance(value, (int, float)) and not math.isfinite(value) and self.bad is None:
                 self.bad = (state.global_step, key, value)
-                control.should_training_stop = True
-                control.should_save = False
+                control.should_training_stop, control.should_save = True, False
         return control
 
     def message(self, args) -> str:
@@ -468,13 +416,8 @@ class NonFiniteGuard:
 
 @contextmanager
 def _stop_on_signal(trainer, checkpoint: bool):
-    """SIGINT/SIGTERM: finish the step, save a checkpoint (if ``checkpoint``), stop. Yields a list that gets
-    the signal number.
-
-    A second signal stops at once. Outside the main thread (no signal handlers there) it does nothing.
-    """
-    import threading
-
+    """SIGINT/SIGTERM: finish the step, save a checkpoint (if ``checkpoint``), stop; a second signal stops at once.
+    Yields a list that gets the signal number. Outside the main thread (no signal handlers there) it does nothing."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
@@ -493,8 +436,7 @@ def _stop_on_signal(trainer, checkpoint: bool):
             if _any_process(bool(received)):
                 if not received:
                     received.append(signal.SIGTERM)  # another process was told to stop
-                control.should_training_stop = True
-                control.should_save = checkpoint
+                control.should_training_stop, control.should_save = True, checkpoint
             return control
 
     callback = _add_callback(trainer, StopOnSignal)
@@ -507,35 +449,26 @@ def _stop_on_signal(trainer, checkpoint: bool):
         trainer.remove_callback(callback)
 
 
-def _interrupted(signum: int, trainer, final: Path | None) -> RunInterrupted:
-    name = signal.Signals(signum).name
-    if final is None:
-        return RunInterrupted(f"{name}: training stopped at step {trainer.state.global_step}; nothing was saved "
-                              "(save=False).", 128 + signum)  # fmt: skip
-    return RunInterrupted(
-        f"{name}: training stopped at step {trainer.state.global_step} of {trainer.state.max_steps}; checkpoint "
-        f"saved in {final}. Continue with the same command plus `--resume --output-dir {final}` "
-        f"(Python: resume=True, output_dir={str(final)!r}).",
-        128 + signum,
-    )
-
-
 @contextmanager
 def _hub_token_in_env(args):
     """Move ``args.hub_token`` into ``HF_TOKEN`` while inside: TRL pickles args into every checkpoint."""
-    token = getattr(args, "hub_token", None)
-    if not token:
-        yield
-        return
-    previous = os.environ.get("HF_TOKEN")
-    args.hub_token, os.environ["HF_TOKEN"] = None, token
+    token, previous = getattr(args, "hub_token", None), os.environ.get("HF_TOKEN")
+    if token:
+        args.hub_token, os.environ["HF_TOKEN"] = None, token
     try:
         yield
     finally:
-        if previous is None:
-            os.environ.pop("HF_TOKEN", None)
-        else:
+        if token and previous is None:
+            del os.environ["HF_TOKEN"]
+        elif token:
             os.environ["HF_TOKEN"] = previous
+
+
+def _release_training_state(trainer) -> None:
+    """Drop the optimizer and scheduler of a finished run (Adam's state is twice the model's size)."""
+    trainer.optimizer = trainer.lr_scheduler = None
+    trainer.accelerator.free_memory()
+    gc.collect()
 
 
 def _is_main_process() -> bool:
@@ -543,45 +476,27 @@ def _is_main_process() -> bool:
     process as not distributed on a CPU (accelerate needs cpu=True there, which TRL's config passes)."""
     from accelerate import PartialState
 
-    if PartialState._shared_state:
-        return PartialState().is_main_process
-    return int(os.environ.get("RANK", "0")) == 0
+    return PartialState().is_main_process if PartialState._shared_state else int(os.environ.get("RANK", "0")) == 0
 
 
 def _wait_for_everyone() -> None:
     from accelerate import PartialState
 
-    if PartialState._shared_state:
+    if PartialState._shared_state:  # as in _is_main_process: none made here
         PartialState().wait_for_everyone()
 
 
 def _any_process(flag: bool) -> bool:
     """True if ``flag`` is set on any process (one all-reduce when there are several)."""
+    import torch
     from accelerate import PartialState
+    from accelerate.utils import reduce
 
     state = PartialState()
-    if state.num_processes == 1:
-        return flag
-    import torch
-    import torch.distributed as dist
-
-    value = torch.tensor([int(flag)], device=state.device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    return flag if state.num_processes == 1 else bool(reduce(torch.tensor([int(flag)], device=state.device), "max"))
 
 
-# --------------------------------------------------------------------------------------------
-# Figures of the run
-# --------------------------------------------------------------------------------------------
-
-
-def _sharded(trainer) -> bool:
-    """FSDP or DeepSpeed ZeRO-3: before training the weights are sharded (ZeRO-3) or, loaded CPU-RAM-efficiently, on
-    the CPU of rank 0 alone (FSDP); smol_align's own evaluation calls the bare model, which would not see them."""
-    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
-    return bool(trainer.is_fsdp_enabled or getattr(plugin, "zero_stage", None) == 3)
-
-
+# --- Figures of the run ---
 def _preset_name(preset: str) -> str:
     hardware, mode = resolve(preset)
     return f"{hardware.name}+{mode.name}"
@@ -589,8 +504,6 @@ def _preset_name(preset: str) -> str:
 
 def _doctor(pairs):
     """``(line, report)``: the doctor's one-line summary of the training pairs, and its report (None if it failed)."""
-    from .data import doctor
-
     held = f"held out: {pairs.heldout}"
     if is_unpaired(pairs.train):  # the doctor checks pairs
         good = sum(pairs.train["label"])
@@ -604,12 +517,8 @@ def _doctor(pairs):
 
 
 def _plan_memory(model, method, preset, overrides, report, say) -> None:
-    """Print the estimate before anything loads; left to ``auto``, the run is made to fit (``estimate.fit``).
-
-    Sequences are taken as long as the data's longest pair: the doctor's chars/4 count, with a margin of a
-    quarter and 32 tokens for the chat template."""
-    from .estimate import fit
-
+    """Print the estimate before anything loads; left to ``auto``, the run is made to fit (``estimate.fit``). Sequences
+    are as long as the data's longest pair: the doctor's chars/4 count, plus a quarter and 32 chat-template tokens."""
     try:
         lengths = report.lengths if report is not None else {}
         longest = lengths["prompt"].max + max(lengths["chosen"].max, lengths["rejected"].max) if lengths else None
@@ -626,29 +535,19 @@ def _plan_memory(model, method, preset, overrides, report, say) -> None:
 def _collect_metrics(method, model, preset, trainer, train_output, seconds, before, after, peak_before) -> dict[str, Any]:
     history = [h for h in trainer.state.log_history if "loss" in h]
     last = history[-1] if history else {}
-    args = trainer.args
-    metrics: dict[str, Any] = {
-        "method": method,
-        "model": model_name(model),
-        "preset": _preset_name(preset),
-        "learning_rate": args.learning_rate,
+    args, steps, tokens = trainer.args, trainer.state.global_step, last.get("num_tokens")
+    return {
+        "method": method, "model": model_name(model), "preset": _preset_name(preset), "learning_rate": args.learning_rate,
         "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
-        "steps": trainer.state.global_step,
-        "train_seconds": round(seconds, 2),
-        "seconds_per_step": round(seconds / max(trainer.state.global_step, 1), 3),
-        "train_loss": train_output.training_loss,
-        "final_loss": last.get("loss"),
+        "steps": steps, "train_seconds": round(seconds, 2), "seconds_per_step": round(seconds / max(steps, 1), 3),
+        "train_loss": train_output.training_loss, "final_loss": last.get("loss"),
         "peak_memory_gb": round(max(_peak_memory_bytes(), peak_before) / 2**30, 2),
-    }
-    tokens = last.get("num_tokens")
-    if tokens:
-        metrics["tokens_per_second"] = round(tokens / seconds, 1)
-    for key, value in last.items():
-        if key.startswith(("rewards/", "logps/", "log_odds", "nll_loss", "kl", "constraint/")):
-            metrics[f"train_{key}"] = value
-    metrics.update(_heldout_metrics(before, "start") if before else {})
-    metrics.update(_heldout_metrics(after) if after else {})
-    return metrics
+        **({"tokens_per_second": round(tokens / seconds, 1)} if tokens else {}),
+        **{f"train_{k}": v for k, v in last.items()
+           if k.startswith(("rewards/", "logps/", "log_odds", "nll_loss", "kl", "constraint/"))},
+        **(_heldout_metrics(before, "start") if before else {}),
+        **(_heldout_metrics(after) if after else {}),
+    }  # fmt: skip
 
 
 def _heldout_metrics(figures: dict, prefix: str = "eval") -> dict[str, float]:
@@ -678,10 +577,8 @@ def _quiet_progress(trainer, quiet: bool) -> None:
     class BarProgress(ProgressCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.training_bar is not None and logs:
-                shown = {k: logs[k] for k in ("loss", "rewards/accuracies", "rewards/margins") if k in logs}
-                self.training_bar.set_postfix(
-                    {k.split("/")[-1]: f"{v:.3f}" for k, v in shown.items()}, refresh=False
-                )
+                shown = {k.split("/")[-1]: f"{logs[k]:.3f}" for k in ("loss", "rewards/accuracies", "rewards/margins") if k in logs}
+                self.training_bar.set_postfix(shown, refresh=False)
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
@@ -689,11 +586,7 @@ def _quiet_progress(trainer, quiet: bool) -> None:
         trainer.add_callback(BarProgress())
 
 
-# --------------------------------------------------------------------------------------------
-# Trackers (report_to: TensorBoard, trackio, wandb...): TRL's own callbacks, fed the held-out figures too
-# --------------------------------------------------------------------------------------------
-
-
+# --- Trackers (report_to: TensorBoard, trackio, wandb...): TRL's own callbacks, fed the held-out figures too ---
 def _tensorboard_into(trainer, folder: Path) -> None:
     """TensorBoard writes into the run's folder (transformers' default is ``<output_dir>/runs/<time>_<host>``, and
     with save=False the output_dir is a temporary one), unless ``TENSORBOARD_LOGGING_DIR`` names another."""
@@ -706,9 +599,8 @@ def _tensorboard_into(trainer, folder: Path) -> None:
 
 
 def _log_heldout(trainer, figures) -> None:
-    """Held-out figures to the trackers at this step, by TRL's eval names (shown as ``eval/reward_margin``...).
-
-    Not through ``trainer.log``: the run's ``log_history`` (its report's curves) stays the training's."""
+    """Held-out figures to the trackers at this step, by TRL's eval names (shown as ``eval/reward_margin``...); not
+    through ``trainer.log``: the run's ``log_history`` (its report's curves) stays the training's."""
     if trainer.args.report_to and figures:
         trainer.callback_handler.on_log(trainer.args, trainer.state, trainer.control, _heldout_metrics(figures))
 
