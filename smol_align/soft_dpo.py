@@ -13,7 +13,6 @@ logged. The soft loss needs a plain DPO config (sigmoid loss, no ``label_smoothi
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +21,6 @@ from trl import DPOTrainer
 
 from .errors import ConfigError, DatasetFormatError
 from .reference import PairLogps, as_constraint, constraint_names, preference_prob_from_ratings
-
-logger = logging.getLogger(__name__)
 
 SOFT_LOSS_NAME = "soft"
 """The ``loss_type`` name of the soft-label loss in smol_align (TRL has no such loss type)."""
