@@ -33,7 +33,6 @@ checked against measured peaks by ``scripts/bench_memory.py`` (README, "Memory")
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,16 +167,11 @@ def estimate(
 
 
 def free_memory() -> int:
-    """Bytes a run can use here: free memory of GPU 0, else the RAM Linux reports available."""
+    """Bytes a run can use here: free memory of GPU 0, else the available RAM (Linux's MemAvailable)."""
+    import psutil  # an accelerate dependency
     import torch
 
-    if torch.cuda.is_available():
-        return torch.cuda.mem_get_info()[0]
-    try:
-        with open("/proc/meminfo") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else psutil.virtual_memory().available
 
 
 def fit(model: Any, method: str, preset: str, overrides: dict, longest: int | None = None, budget: int | None = None) -> Estimate:

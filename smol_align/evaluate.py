@@ -118,13 +118,10 @@ def mixed_precision(model):
 
 
 def _pad_token_id(tokenizer) -> int:
-    pad = tokenizer.pad_token_id
-    return pad if pad is not None else (tokenizer.eos_token_id or 0)
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
 
 
-# --------------------------------------------------------------------------------------------
-# Figures
-# --------------------------------------------------------------------------------------------
+# --- Figures ---
 
 
 def _mean(values) -> float:
@@ -132,9 +129,7 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def preference_metrics(
-    logps: dict[str, list], ref_logps: dict[str, list], beta: float = 0.1
-) -> dict[str, Any]:
+def preference_metrics(logps: dict[str, list], ref_logps: dict[str, list], beta: float = 0.1) -> dict[str, Any]:
     """The held-out figures from per-pair log-probs of the policy and of the reference.
 
     Definitions follow TRL's ``DPOTrainer`` logs: rewards ``beta * (log pi - log pi_ref)``,
@@ -189,9 +184,7 @@ def _resolve_tokenizer(model, tokenizer):
     try:
         return AutoTokenizer.from_pretrained(name)
     except Exception as exc:  # noqa: BLE001 - any loading failure means "pass it yourself"
-        raise ValueError(
-            f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc})."
-        ) from exc
+        raise ValueError(f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc}).") from exc
 
 
 def evaluate(
@@ -282,15 +275,7 @@ def evaluate(
     return result
 
 
-# --------------------------------------------------------------------------------------------
-# Generation
-# --------------------------------------------------------------------------------------------
-
-
-def _as_messages(prompt) -> list[dict]:
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return list(prompt)
+# --- Generation ---
 
 
 def generate(
@@ -321,10 +306,8 @@ def generate(
         model, loaded = load_model(model)
         tokenizer = tokenizer or loaded
     tokenizer = _resolve_tokenizer(model, tokenizer)
-    texts = [
-        tokenizer.apply_chat_template(_as_messages(p), add_generation_prompt=True, tokenize=False)
-        for p in prompts
-    ]
+    conversations = [[{"role": "user", "content": p}] if isinstance(p, str) else list(p) for p in prompts]
+    texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None} if sample else {
         "do_sample": False, "temperature": None, "top_p": None, "top_k": None}  # fmt: skip
     answers: list[str] = []
