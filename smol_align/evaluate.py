@@ -187,17 +187,8 @@ def _resolve_tokenizer(model, tokenizer):
         raise ValueError(f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc}).") from exc
 
 
-def evaluate(
-    model,
-    dataset,
-    ref_model=None,
-    tokenizer=None,
-    max_pairs: int | None = None,
-    beta: float = 0.1,
-    batch_size: int = 8,
-    ref_logps: dict | None = None,
-    max_length: int | None = None,
-) -> dict[str, Any]:
+def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | None = None, beta: float = 0.1,
+             batch_size: int = 8, ref_logps: dict | None = None, max_length: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Preference and implicit-reward figures of ``model`` on held-out pairs.
 
     Args:
@@ -223,12 +214,9 @@ def evaluate(
     the figures of the start model, by definition.
 
     Returns:
-        A dict with ``preference_accuracy``, ``preference_accuracy_normalized``,
-        ``reward_accuracy``, ``reward_margin``, ``rewards_chosen``, ``rewards_rejected``,
-        ``nll_chosen``, ``logps_chosen``, ``logps_rejected``, ``drift``, ``drift_rejected``,
-        ``n_pairs``, ``beta``, ``reference`` (which reference was used), ``seconds`` and
-        ``logps`` (per-pair lists ``chosen``, ``rejected``, ``chosen_tokens``,
-        ``rejected_tokens``: pass it as ``ref_logps`` later).
+        The figures of :func:`preference_metrics` (``preference_accuracy``, ``reward_accuracy``,
+        ``reward_margin``, ``nll_chosen``, ``drift``...), ``reference`` (which reference was used),
+        ``seconds`` and ``logps`` (per-pair lists of :data:`LOGPS_KEYS`: pass it as ``ref_logps`` later).
     """
     started = time.perf_counter()
     import datasets
@@ -278,18 +266,8 @@ def evaluate(
 # --- Generation ---
 
 
-def generate(
-    model,
-    prompts,
-    tokenizer=None,
-    max_new_tokens: int = 48,
-    batch_size: int = 8,
-    sample: bool = False,
-    temperature: float = 0.7,
-    top_p: float = 0.9,
-    seed: int = 0,
-    streamer=None,
-) -> list[str]:
+def generate(model, prompts, tokenizer=None, max_new_tokens: int = 48, batch_size: int = 8, sample: bool = False,
+             temperature: float = 0.7, top_p: float = 0.9, seed: int = 0, streamer=None) -> list[str]:  # fmt: skip
     """Answers of ``model`` (a loaded model, or a name, path or run folder) to ``prompts``: strings taken as one
     user message, or lists of messages (a conversation so far), through the model's chat template.
 

@@ -131,10 +131,8 @@ class SoftDPOTrainer(DPOTrainer):
             # TRL does not know "soft": it runs its sigmoid loss, which _compute_loss corrects.
             args.loss_type = ["sigmoid"]
         elif loss_types != ["sigmoid"]:
-            raise ConfigError(
-                f"SoftDPOTrainer trains the soft-label loss only; set loss_type='sigmoid' or 'soft' in the config "
-                f"(got {loss_types})."
-            )
+            raise ConfigError(f"SoftDPOTrainer trains the soft-label loss only; set loss_type='sigmoid' or 'soft' in the "
+                              f"config (got {loss_types}).")  # fmt: skip
         refused = {
             "loss_weights": (args.loss_weights not in (None, [1.0]), "leave it unset: the soft loss combines no losses"),
             "label_smoothing": (args.label_smoothing != 0.0, "set label_smoothing=0: the labels come from the column "

@@ -232,21 +232,10 @@ def _soft_rows(n=4, prob=None):
 def _config(tmp_path, **overrides):
     from trl import DPOConfig
 
-    kwargs = dict(
-        output_dir=str(tmp_path),
-        beta=harness.DEFAULT_BETA,
-        per_device_train_batch_size=2,
-        bf16=False,
-        fp16=False,
-        gradient_checkpointing=False,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        seed=0,
-        logging_steps=1,
-    )
-    kwargs.update(overrides)
-    return DPOConfig(**kwargs)
+    kwargs = dict(output_dir=str(tmp_path), beta=harness.DEFAULT_BETA, per_device_train_batch_size=2, bf16=False,
+                  fp16=False, gradient_checkpointing=False, report_to=[], save_strategy="no", use_cpu=True, seed=0,
+                  logging_steps=1)  # fmt: skip
+    return DPOConfig(**{**kwargs, **overrides})
 
 
 def test_soft_dpo_trainer_trains_two_steps_and_learns(tiny_tokenizer, tiny_model, tmp_path):
