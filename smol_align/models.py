@@ -49,9 +49,7 @@ def cpu_has_native_bf16() -> bool:
     except OSError:  # not Linux: let torch's oneDNN check decide
         import torch
 
-        return bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()) and bool(
-            getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
-        )
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 

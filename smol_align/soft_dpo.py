@@ -59,16 +59,11 @@ class PreferenceProbCollator:
         try:
             probs = torch.tensor([float(example[self.column]) for example in examples], dtype=torch.float32)
         except KeyError:
-            raise DatasetFormatError(
-                f"A batch reached SoftDPOTrainer without the {self.column!r} column (keys: "
-                f"{', '.join(examples[0].keys())}).",
-                column=self.column,
-            ) from None
+            raise DatasetFormatError(f"A batch reached SoftDPOTrainer without the {self.column!r} column (keys: "
+                                     f"{', '.join(examples[0].keys())}).", column=self.column) from None  # fmt: skip
         except (TypeError, ValueError):
-            raise DatasetFormatError(
-                f"Column {self.column!r} must hold numbers in [0, 1]; got {[ex[self.column] for ex in examples][:5]}.",
-                column=self.column,
-            ) from None
+            raise DatasetFormatError(f"Column {self.column!r} must hold numbers in [0, 1]; got "
+                                     f"{[ex[self.column] for ex in examples][:5]}.", column=self.column) from None  # fmt: skip
         bad = ~((probs >= 0) & (probs <= 1))  # also catches NaN
         if bool(bad.any()):
             raise DatasetFormatError(f"Column {self.column!r} must hold probabilities in [0, 1]; this batch has "
