@@ -35,13 +35,10 @@ def checkpointing_kwargs(enabled: bool | None) -> dict:
     """
     if enabled is None:
         return {}
-    import dataclasses
-
     from transformers import TrainingArguments
 
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
-    key = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
-    return {key: bool(enabled)}
+    new = "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+    return {"activation_checkpointing" if new else "gradient_checkpointing": bool(enabled)}
 
 
 def tracker_names(folder) -> dict:

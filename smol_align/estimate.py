@@ -33,7 +33,6 @@ checked against measured peaks by ``scripts/bench_memory.py`` (README, "Memory")
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,15 +83,8 @@ class Estimate:
                           *rows, note])  # fmt: skip
 
 
-def estimate(
-    model: Any = None,
-    method: str = "dpo",
-    preset: str = "auto",
-    max_length: int | None = None,
-    batch_size: int | None = None,
-    longest: int | None = None,
-    **overrides: Any,
-) -> Estimate:
+def estimate(model: Any = None, method: str = "dpo", preset: str = "auto", max_length: int | None = None,
+             batch_size: int | None = None, longest: int | None = None, **overrides: Any) -> Estimate:  # fmt: skip
     """Predicted peak memory of training ``model`` with ``method`` on ``preset`` (see the module docstring).
 
     ``model`` is a name or path (only its config is read) or a loaded model; ``max_length`` and
@@ -151,16 +143,9 @@ def estimate(
     else:  # ORPO's trainer builds the full logits: bf16, their fp32 log-softmax and its gradient
         logits = tokens * text.vocab_size * ORPO_LOGIT_BYTES[device]
     reference = method in ("dpo", "kto") and not lora and not getattr(args, "precompute_ref_log_probs", False)
-    parts = {
-        "runtime": RUNTIME_CPU if device == "cpu" else 0,
-        "weights": weights,
-        "autocast": in_linear * 2 if bf16 and size == 4 else 0,
-        "reference": total * size if reference else 0,
-        "gradients": trainable * 4,
-        "optimizer": trainable * 8,
-        "activations": tokens * stored,
-        "lm head": logits,
-    }
+    parts = {"runtime": RUNTIME_CPU if device == "cpu" else 0, "weights": weights,
+             "autocast": in_linear * 2 if bf16 and size == 4 else 0, "reference": total * size if reference else 0,
+             "gradients": trainable * 4, "optimizer": trainable * 8, "activations": tokens * stored, "lm head": logits}  # fmt: skip
     setting = {"method": method, "preset": built.preset, "tokens per sequence": length,
                "batch": args.per_device_train_batch_size, "accumulation": args.gradient_accumulation_steps,
                "checkpointing": checkpointing, "bf16": bf16}  # fmt: skip
@@ -168,16 +153,11 @@ def estimate(
 
 
 def free_memory() -> int:
-    """Bytes a run can use here: free memory of GPU 0, else the RAM Linux reports available."""
+    """Bytes a run can use here: free memory of GPU 0, else the available RAM (Linux's MemAvailable)."""
+    import psutil  # an accelerate dependency
     import torch
 
-    if torch.cuda.is_available():
-        return torch.cuda.mem_get_info()[0]
-    try:
-        with open("/proc/meminfo") as f:
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration):
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else psutil.virtual_memory().available
 
 
 def fit(model: Any, method: str, preset: str, overrides: dict, longest: int | None = None, budget: int | None = None) -> Estimate:

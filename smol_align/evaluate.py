@@ -118,13 +118,10 @@ def mixed_precision(model):
 
 
 def _pad_token_id(tokenizer) -> int:
-    pad = tokenizer.pad_token_id
-    return pad if pad is not None else (tokenizer.eos_token_id or 0)
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
 
 
-# --------------------------------------------------------------------------------------------
-# Figures
-# --------------------------------------------------------------------------------------------
+# --- Figures ---
 
 
 def _mean(values) -> float:
@@ -132,9 +129,7 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def preference_metrics(
-    logps: dict[str, list], ref_logps: dict[str, list], beta: float = 0.1
-) -> dict[str, Any]:
+def preference_metrics(logps: dict[str, list], ref_logps: dict[str, list], beta: float = 0.1) -> dict[str, Any]:
     """The held-out figures from per-pair log-probs of the policy and of the reference.
 
     Definitions follow TRL's ``DPOTrainer`` logs: rewards ``beta * (log pi - log pi_ref)``,
@@ -189,22 +184,11 @@ def _resolve_tokenizer(model, tokenizer):
     try:
         return AutoTokenizer.from_pretrained(name)
     except Exception as exc:  # noqa: BLE001 - any loading failure means "pass it yourself"
-        raise ValueError(
-            f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc})."
-        ) from exc
+        raise ValueError(f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc}).") from exc
 
 
-def evaluate(
-    model,
-    dataset,
-    ref_model=None,
-    tokenizer=None,
-    max_pairs: int | None = None,
-    beta: float = 0.1,
-    batch_size: int = 8,
-    ref_logps: dict | None = None,
-    max_length: int | None = None,
-) -> dict[str, Any]:
+def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | None = None, beta: float = 0.1,
+             batch_size: int = 8, ref_logps: dict | None = None, max_length: int | None = None) -> dict[str, Any]:  # fmt: skip
     """Preference and implicit-reward figures of ``model`` on held-out pairs.
 
     Args:
@@ -230,12 +214,9 @@ def evaluate(
     the figures of the start model, by definition.
 
     Returns:
-        A dict with ``preference_accuracy``, ``preference_accuracy_normalized``,
-        ``reward_accuracy``, ``reward_margin``, ``rewards_chosen``, ``rewards_rejected``,
-        ``nll_chosen``, ``logps_chosen``, ``logps_rejected``, ``drift``, ``drift_rejected``,
-        ``n_pairs``, ``beta``, ``reference`` (which reference was used), ``seconds`` and
-        ``logps`` (per-pair lists ``chosen``, ``rejected``, ``chosen_tokens``,
-        ``rejected_tokens``: pass it as ``ref_logps`` later).
+        The figures of :func:`preference_metrics` (``preference_accuracy``, ``reward_accuracy``,
+        ``reward_margin``, ``nll_chosen``, ``drift``...), ``reference`` (which reference was used),
+        ``seconds`` and ``logps`` (per-pair lists of :data:`LOGPS_KEYS`: pass it as ``ref_logps`` later).
     """
     started = time.perf_counter()
     import datasets
@@ -282,29 +263,11 @@ def evaluate(
     return result
 
 
-# --------------------------------------------------------------------------------------------
-# Generation
-# --------------------------------------------------------------------------------------------
+# --- Generation ---
 
 
-def _as_messages(prompt) -> list[dict]:
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return list(prompt)
-
-
-def generate(
-    model,
-    prompts,
-    tokenizer=None,
-    max_new_tokens: int = 48,
-    batch_size: int = 8,
-    sample: bool = False,
-    temperature: float = 0.7,
-    top_p: float = 0.9,
-    seed: int = 0,
-    streamer=None,
-) -> list[str]:
+def generate(model, prompts, tokenizer=None, max_new_tokens: int = 48, batch_size: int = 8, sample: bool = False,
+             temperature: float = 0.7, top_p: float = 0.9, seed: int = 0, streamer=None) -> list[str]:  # fmt: skip
     """Answers of ``model`` (a loaded model, or a name, path or run folder) to ``prompts``: strings taken as one
     user message, or lists of messages (a conversation so far), through the model's chat template.
 
@@ -321,10 +284,8 @@ def generate(
         model, loaded = load_model(model)
         tokenizer = tokenizer or loaded
     tokenizer = _resolve_tokenizer(model, tokenizer)
-    texts = [
-        tokenizer.apply_chat_template(_as_messages(p), add_generation_prompt=True, tokenize=False)
-        for p in prompts
-    ]
+    conversations = [[{"role": "user", "content": p}] if isinstance(p, str) else list(p) for p in prompts]
+    texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None} if sample else {
         "do_sample": False, "temperature": None, "top_p": None, "top_k": None}  # fmt: skip
     answers: list[str] = []

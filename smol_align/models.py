@@ -49,9 +49,7 @@ def cpu_has_native_bf16() -> bool:
     except OSError:  # not Linux: let torch's oneDNN check decide
         import torch
 
-        return bool(getattr(torch.backends.mkldnn, "is_available", lambda: False)()) and bool(
-            getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
-        )
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
@@ -122,8 +120,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
     import socket
     from urllib.parse import urlparse
 
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    host = urlparse(endpoint).hostname or "huggingface.co"
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
         return True

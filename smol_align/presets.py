@@ -94,25 +94,26 @@ HARDWARE = {
     ),
 }
 
+_LORA = {  # peft.LoraConfig kwargs of both adapter modes
+    "r": 16,
+    "lora_alpha": 32,  # alpha = 2r, the usual scaling
+    "lora_dropout": 0.0,  # TRL disables dropout in DPO anyway; keep train and eval alike
+    "target_modules": "all-linear",  # attention and MLP projections, not lm_head (TRL refuses it)
+    "task_type": "CAUSAL_LM",
+}
 MODES = {
     "full": Preset(name="full", description="Full fine-tune: every weight trains (the default mode)."),
     "lora": Preset(
         name="lora",
         description="LoRA adapters (r=16) on every linear layer; the reference is the base with the adapter off.",
         config={"learning_rate": 5e-5},  # adapters start at zero and need ~10x the full-tune rate
-        lora={
-            "r": 16,
-            "lora_alpha": 32,  # alpha = 2r, the usual scaling
-            "lora_dropout": 0.0,  # TRL disables dropout in DPO anyway; keep train and eval alike
-            "target_modules": "all-linear",  # attention and MLP projections, not lm_head (TRL refuses it)
-            "task_type": "CAUSAL_LM",
-        },
+        lora=_LORA,
     ),
     "qlora-4bit": Preset(
         name="qlora-4bit",
         description="QLoRA: the frozen base in 4-bit NF4 (bitsandbytes), LoRA adapters on top.",
         config={"learning_rate": 1e-4},  # the QLoRA paper's rate for small models
-        lora={"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear", "task_type": "CAUSAL_LM"},
+        lora=_LORA,
         load_in_4bit=True,
     ),
 }
@@ -234,19 +235,15 @@ def resolve(preset: str) -> tuple[Preset, Preset]:
 
 def config_class(method: str):
     """TRL's config class for ``method`` ('dpo', 'orpo' or 'kto')."""
-    if method == "dpo":
-        from trl import DPOConfig
-
-        return DPOConfig
+    if method not in METHODS:
+        raise ConfigError(f"Unknown method {method!r}: expected one of {', '.join(METHODS)}.")
     if method == "orpo":
         from ._compat import import_orpo
 
         return import_orpo()[0]
-    if method == "kto":
-        from trl import KTOConfig  # stable in TRL 1.16 (trl.experimental.kto is a deprecated alias)
+    import trl  # DPOConfig; KTOConfig is stable in TRL 1.16 (trl.experimental.kto is a deprecated alias)
 
-        return KTOConfig
-    raise ConfigError(f"Unknown method {method!r}: expected one of {', '.join(METHODS)}.")
+    return getattr(trl, f"{method.upper()}Config")
 
 
 def check_overrides(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -257,32 +254,23 @@ def check_overrides(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
         if key in RENAMED:
             new = RENAMED[key]
             if key != "activation_checkpointing":
-                warnings.warn(f"`{key}` is an older TRL/transformers name; use `{new}`. Mapped for you.", FutureWarning, stacklevel=3)
+                warnings.warn(f"`{key}` is an older TRL/transformers name; use `{new}`. Mapped for you.",
+                              FutureWarning, stacklevel=3)  # fmt: skip
             key = new
         elif key in RETIRED:
             raise ConfigError(f"`{key}` no longer exists in TRL 1.x: {RETIRED[key]}")
         elif key == "rpo_alpha" and method == "dpo":
-            warnings.warn(
-                "`rpo_alpha` is gone in TRL 1.x; mapped to loss_type=['sigmoid', 'sft'] with "
-                f"loss_weights=[1.0, {value}] (the same RPO objective).",
-                FutureWarning,
-                stacklevel=3,
-            )
-            checked["loss_type"] = ["sigmoid", "sft"]
-            checked["loss_weights"] = [1.0, float(value)]
+            warnings.warn("`rpo_alpha` is gone in TRL 1.x; mapped to loss_type=['sigmoid', 'sft'] with "
+                          f"loss_weights=[1.0, {value}] (the same RPO objective).", FutureWarning, stacklevel=3)  # fmt: skip
+            checked.update(loss_type=["sigmoid", "sft"], loss_weights=[1.0, float(value)])
             continue
         elif key not in valid:
             close = difflib.get_close_matches(key, sorted(valid), n=3, cutoff=0.6)
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise ConfigError(
-                f"Unknown option {key!r} for {method.upper()} ({config_class(method).__name__}).{hint}"
-            )
+            raise ConfigError(f"Unknown option {key!r} for {method.upper()} ({config_class(method).__name__}).{hint}")
         if key == "fp16" and value and method == "dpo":
-            warnings.warn(
-                "fp16 DPO often underflows the log-ratios and the loss collapses to 0; prefer bf16 or fp32.",
-                UserWarning,
-                stacklevel=3,
-            )
+            warnings.warn("fp16 DPO often underflows the log-ratios and the loss collapses to 0; prefer bf16 or fp32.",
+                          UserWarning, stacklevel=3)  # fmt: skip
         checked[key] = value
     if method == "dpo" and checked.get("label_smoothing") and checked.get("loss_type", "sigmoid") in ("sigmoid", ["sigmoid"]):
         raise ConfigError(
@@ -301,9 +289,7 @@ def build(method: str, preset: str = "auto", output_dir: str | None = None, **ov
     cls = config_class(method)
     overrides = check_overrides(method, overrides)
     hardware, mode = resolve(preset)
-    values: dict[str, Any] = {**_COMMON}
-    for part in (hardware, mode):
-        values.update(part.config)
+    values: dict[str, Any] = {**_COMMON, **hardware.config, **mode.config}
     if method == "orpo":
         values.update(ORPO_DEFAULTS)
         if mode.lora is not None:
@@ -402,7 +388,7 @@ def _lora_config(lora: dict | None, extras: dict):
         return None
     from peft import LoraConfig
 
-    kwargs = dict(lora or MODES["lora"].lora)
+    kwargs = dict(lora or _LORA)
     kwargs.update({_LORA_KEYS[k]: extras[k] for k in _LORA_KEYS if k in extras})
     return LoraConfig(**kwargs)
 

@@ -20,7 +20,6 @@ what a trainer backpropagates.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,46 +27,24 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-logger = logging.getLogger(__name__)
-
 IGNORE_INDEX = -100
 """Label value of tokens that carry no loss (prompt and padding), as in transformers and TRL."""
 
 _LN2 = math.log(2.0)
 
-LOSS_TYPES = (
-    "sigmoid",
-    "hinge",
-    "ipo",
-    "robust",
-    "bco_pair",
-    "exo_pair",
-    "nca_pair",
-    "apo_zero",
-    "apo_down",
-    "sppo_hard",
-    "aot",
-    "aot_unpaired",
-    "discopop",
-    "sigmoid_norm",
-    "soft",
-)
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "exo_pair", "nca_pair", "apo_zero", "apo_down",
+              "sppo_hard", "aot", "aot_unpaired", "discopop", "sigmoid_norm", "soft")
 """Loss types :func:`preference_loss` implements. All but ``"soft"`` have a TRL 1.16 twin."""
 
 _USES_LABEL_SMOOTHING = ("robust", "exo_pair", "aot", "aot_unpaired", "soft")
 _USES_LENGTHS = ("ipo", "sigmoid_norm")
 
 
-# --------------------------------------------------------------------------------------------
-# Log-probabilities of completions
-# --------------------------------------------------------------------------------------------
+# --- Log-probabilities of completions ---
 
 
 def sequence_logps(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    average: bool = False,
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None, average: bool = False
 ) -> torch.Tensor:
     """Per-sequence sum (or mean) of the token log-probabilities of the labelled tokens.
 
@@ -97,14 +74,10 @@ def sequence_logps(
     if logits.dim() != 3:
         raise ValueError(f"`logits` must be (batch, seq_len, vocab); got shape {tuple(logits.shape)}.")
     if labels.shape != logits.shape[:2]:
-        raise ValueError(
-            f"`labels` must be (batch, seq_len) = {tuple(logits.shape[:2])}, aligned with the inputs; "
-            f"got {tuple(labels.shape)}."
-        )
+        raise ValueError(f"`labels` must be (batch, seq_len) = {tuple(logits.shape[:2])}, aligned with the inputs; "
+                         f"got {tuple(labels.shape)}.")  # fmt: skip
     if mask is not None and mask.shape != labels.shape:
-        raise ValueError(
-            f"`mask` must have the shape of `labels` {tuple(labels.shape)}; got {tuple(mask.shape)}."
-        )
+        raise ValueError(f"`mask` must have the shape of `labels` {tuple(labels.shape)}; got {tuple(mask.shape)}.")
 
     # Shift: logits at t predict the token at t + 1.
     shift_logits = logits[:, :-1, :].to(torch.promote_types(logits.dtype, torch.float32))
@@ -117,24 +90,15 @@ def sequence_logps(
     # ~4e-5 per token over a 49k vocabulary, logsumexp ~2e-6 (SmolLM2, measured against float64).
     label_logits = shift_logits.gather(-1, safe_labels.unsqueeze(-1)).squeeze(-1)
     token_logps = label_logits - torch.logsumexp(shift_logits, dim=-1)
-    token_logps = torch.where(counted, token_logps, torch.zeros_like(token_logps))
-    total = token_logps.sum(dim=-1)
-    if average:
-        return total / counted.sum(dim=-1).clamp(min=1)
-    return total
+    total = torch.where(counted, token_logps, torch.zeros_like(token_logps)).sum(dim=-1)
+    return total / counted.sum(dim=-1).clamp(min=1) if average else total
 
 
-# --------------------------------------------------------------------------------------------
-# DPO, as printed in the paper
-# --------------------------------------------------------------------------------------------
+# --- DPO, as printed in the paper ---
 
 
 def dpo_loss(
-    pi_logps: torch.Tensor,
-    ref_logps: torch.Tensor,
-    yw_idxs: torch.Tensor,
-    yl_idxs: torch.Tensor,
-    beta: float,
+    pi_logps: torch.Tensor, ref_logps: torch.Tensor, yw_idxs: torch.Tensor, yl_idxs: torch.Tensor, beta: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The DPO loss with the signature of the paper's own listing (Rafailov et al. 2023, App. B).
 
@@ -158,10 +122,8 @@ def dpo_loss(
     rewards ``[0.5, -0.5]``.
     """
     if pi_logps.shape != ref_logps.shape:
-        raise ValueError(
-            f"`pi_logps` and `ref_logps` must have the same shape; got {tuple(pi_logps.shape)} and "
-            f"{tuple(ref_logps.shape)}."
-        )
+        raise ValueError(f"`pi_logps` and `ref_logps` must have the same shape; got {tuple(pi_logps.shape)} and "
+                         f"{tuple(ref_logps.shape)}.")  # fmt: skip
     if yw_idxs.shape != yl_idxs.shape:
         raise ValueError("`yw_idxs` and `yl_idxs` must have the same shape (one entry per pair).")
     pi_yw_logps, pi_yl_logps = pi_logps[yw_idxs], pi_logps[yl_idxs]
@@ -173,17 +135,13 @@ def dpo_loss(
     return losses, rewards
 
 
-# --------------------------------------------------------------------------------------------
-# DPO and its variants, in TRL's calling convention
-# --------------------------------------------------------------------------------------------
+# --- DPO and its variants, in TRL's calling convention ---
 
 
 def _as_like(value, like: torch.Tensor, name: str) -> torch.Tensor:
     tensor = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     if tensor.shape != like.shape:
-        raise ValueError(
-            f"`{name}` must have one entry per pair, shape {tuple(like.shape)}; got {tuple(tensor.shape)}."
-        )
+        raise ValueError(f"`{name}` must have one entry per pair, shape {tuple(like.shape)}; got {tuple(tensor.shape)}.")
     return tensor
 
 
@@ -205,8 +163,7 @@ def preference_loss(
 
     With ``r_w``, ``r_l``, ``Delta = r_w - r_l`` and ``z = beta * Delta`` (see the module docstring):
 
-    ``"sigmoid"``: DPO, Rafailov et al. 2023, eq. 7.
-        ``L = -log sigma(z)``
+    ``"sigmoid"``: DPO, Rafailov et al. 2023, eq. 7: ``L = -log sigma(z)``
     ``"soft"``: DPO with a soft label ``p = P(y_w > y_l)`` per pair: the cross-entropy between the
         Bradley-Terry probability ``sigma(z)`` (DPO eq. 1 with the implicit reward) and ``p``.
         ``L = -p log sigma(z) - (1 - p) log sigma(-z)``. With one ``p = 1 - eps`` for every pair it is
@@ -214,8 +171,7 @@ def preference_loss(
         ``preference_probs`` (per pair) or ``label_smoothing = eps``, not both. ``p = 1`` is DPO.
         Since ``log sigma(z) - log sigma(-z) = z``, ``L = -log sigma(z) + (1 - p) z``.
     ``"hinge"``: the SLiC hinge (Zhao et al. 2023) on DPO's log-ratios, as in RSO (Liu et al. 2024),
-        margin 1:
-        ``L = max(0, 1 - z)``
+        margin 1: ``L = max(0, 1 - z)``
     ``"ipo"``: IPO, Azar et al. 2023, eq. 17, with ``tau = beta``, on per-token log-ratios (TRL
         divides each log-ratio by the completion's token count; the IPO authors confirmed this is
         the form behind their results): ``L = (r_w / |y_w| - r_l / |y_l| - 1 / (2 beta))^2``.
@@ -264,20 +220,14 @@ def preference_loss(
         chosen_lengths, rejected_lengths: completion token counts, for ``ipo`` and ``sigmoid_norm``.
         preference_probs: ``(batch,)`` values of ``p`` in ``[0, 1]``, for ``soft``.
         discopop_tau: ``tau`` of ``discopop``.
-
-    Returns:
-        ``(losses, chosen_rewards, rejected_rewards)``, each ``(batch,)``.
     """
     like = policy_chosen_logps
-    for name, tensor in (
-        ("policy_rejected_logps", policy_rejected_logps),
-        ("ref_chosen_logps", ref_chosen_logps),
-        ("ref_rejected_logps", ref_rejected_logps),
-    ):
+    others = {"policy_rejected_logps": policy_rejected_logps, "ref_chosen_logps": ref_chosen_logps,
+              "ref_rejected_logps": ref_rejected_logps}  # fmt: skip
+    for name, tensor in others.items():
         if tensor.shape != like.shape:
-            raise ValueError(
-                f"`{name}` must have the shape of `policy_chosen_logps` {tuple(like.shape)}; got {tuple(tensor.shape)}."
-            )
+            raise ValueError(f"`{name}` must have the shape of `policy_chosen_logps` {tuple(like.shape)}; "
+                             f"got {tuple(tensor.shape)}.")  # fmt: skip
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"Unknown loss_type {loss_type!r}; expected one of {', '.join(LOSS_TYPES)}.")
     if not (isinstance(beta, (int, float)) and beta > 0 and math.isfinite(beta)):
@@ -292,9 +242,7 @@ def preference_loss(
 
     chosen_logratios = policy_chosen_logps - ref_chosen_logps
     rejected_logratios = policy_rejected_logps - ref_rejected_logps
-    delta = chosen_logratios - rejected_logratios
-    z = beta * delta
-    eps = label_smoothing
+    z, eps = beta * (chosen_logratios - rejected_logratios), label_smoothing
 
     if loss_type in _USES_LENGTHS:
         if chosen_lengths is None or rejected_lengths is None:
@@ -313,14 +261,10 @@ def preference_loss(
             p = torch.full_like(z, 1.0 - eps)
         else:
             if eps != 0.0:
-                raise ValueError(
-                    "Pass either `preference_probs` (per pair) or `label_smoothing` (constant), not both."
-                )
+                raise ValueError("Pass either `preference_probs` (per pair) or `label_smoothing` (constant), not both.")
             p = _as_like(preference_probs, like, "preference_probs")
             if not bool(((p >= 0) & (p <= 1)).all()):
-                raise ValueError(
-                    f"`preference_probs` must lie in [0, 1]; got min {p.min().item()}, max {p.max().item()}."
-                )
+                raise ValueError(f"`preference_probs` must lie in [0, 1]; got min {p.min().item()}, max {p.max().item()}.")
         losses = -(p * F.logsigmoid(z) + (1 - p) * F.logsigmoid(-z))
     elif loss_type == "hinge":
         losses = torch.relu(1 - z)
@@ -328,28 +272,17 @@ def preference_loss(
         losses = (per_token_delta - 1 / (2 * beta)) ** 2
     elif loss_type == "robust":
         if not 0.0 <= eps < 0.5:
-            raise ValueError(
-                f"`label_smoothing` (the flip rate) must lie in [0, 0.5) for 'robust'; got {eps}."
-            )
+            raise ValueError(f"`label_smoothing` (the flip rate) must lie in [0, 0.5) for 'robust'; got {eps}.")
         losses = ((1 - eps) * -F.logsigmoid(z) - eps * -F.logsigmoid(-z)) / (1 - 2 * eps)
     elif loss_type == "bco_pair":
         losses = -F.logsigmoid(beta * chosen_logratios) - F.logsigmoid(-beta * rejected_logratios)
     elif loss_type == "exo_pair":
         if not 0.0 < eps < 1.0:
-            raise ValueError(
-                f"`label_smoothing` must lie in (0, 1) for 'exo_pair' (the paper uses 1e-3); got {eps}."
-            )
-        log_q_w, log_q_l = F.logsigmoid(z), F.logsigmoid(-z)
-        losses = torch.sigmoid(z) * (log_q_w - math.log1p(-eps)) + torch.sigmoid(-z) * (
-            log_q_l - math.log(eps)
-        )
+            raise ValueError(f"`label_smoothing` must lie in (0, 1) for 'exo_pair' (the paper uses 1e-3); got {eps}.")
+        losses = torch.sigmoid(z) * (F.logsigmoid(z) - math.log1p(-eps)) + torch.sigmoid(-z) * (F.logsigmoid(-z) - math.log(eps))
     elif loss_type == "nca_pair":
-        chosen_rewards_, rejected_rewards_ = beta * chosen_logratios, beta * rejected_logratios
-        losses = (
-            -F.logsigmoid(chosen_rewards_)
-            - 0.5 * F.logsigmoid(-chosen_rewards_)
-            - 0.5 * F.logsigmoid(-rejected_rewards_)
-        )
+        rw, rl = beta * chosen_logratios, beta * rejected_logratios
+        losses = -F.logsigmoid(rw) - 0.5 * F.logsigmoid(-rw) - 0.5 * F.logsigmoid(-rl)
     elif loss_type == "apo_zero":
         losses = 1 - torch.sigmoid(beta * chosen_logratios) + torch.sigmoid(beta * rejected_logratios)
     elif loss_type == "apo_down":
@@ -357,12 +290,11 @@ def preference_loss(
     elif loss_type == "sppo_hard":
         losses = (chosen_logratios - 0.5 / beta) ** 2 + (rejected_logratios + 0.5 / beta) ** 2
     elif loss_type in ("aot", "aot_unpaired"):
-        if loss_type == "aot":
-            policy_sorted = torch.sort(policy_chosen_logps - policy_rejected_logps, dim=0).values
-            ref_sorted = torch.sort(ref_chosen_logps - ref_rejected_logps, dim=0).values
-            d = policy_sorted - ref_sorted
-        else:
-            d = torch.sort(chosen_logratios, dim=0).values - torch.sort(rejected_logratios, dim=0).values
+        if loss_type == "aot":  # sort the policy's and the reference's log-ratio gaps separately
+            a, b = policy_chosen_logps - policy_rejected_logps, ref_chosen_logps - ref_rejected_logps
+        else:  # sort r_w and r_l separately
+            a, b = chosen_logratios, rejected_logratios
+        d = torch.sort(a, dim=0).values - torch.sort(b, dim=0).values
         losses = -(1 - eps) * F.logsigmoid(beta * d) - eps * F.logsigmoid(-beta * d)
     elif loss_type == "discopop":
         if not discopop_tau > 0:
@@ -374,9 +306,7 @@ def preference_loss(
     else:  # "sigmoid_norm"; the list is closed by the LOSS_TYPES check above
         losses = -F.logsigmoid(beta * per_token_delta)
 
-    chosen_rewards = beta * chosen_logratios.detach()
-    rejected_rewards = beta * rejected_logratios.detach()
-    return losses, chosen_rewards, rejected_rewards
+    return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
 
 
 def preference_prob_from_ratings(chosen_rating, rejected_rating, temperature: float = 1.0):
@@ -392,24 +322,15 @@ def preference_prob_from_ratings(chosen_rating, rejected_rating, temperature: fl
     """
     if not (temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"`temperature` must be a finite number > 0; got {temperature!r}.")
-    if isinstance(chosen_rating, (int, float)) and isinstance(rejected_rating, (int, float)):
-        gap = (float(chosen_rating) - float(rejected_rating)) / temperature
-        if not math.isfinite(gap):
-            raise ValueError(
-                f"Ratings must be finite numbers; got {chosen_rating!r} and {rejected_rating!r}."
-            )
-        return 1.0 / (1.0 + math.exp(-gap)) if gap >= 0 else math.exp(gap) / (1.0 + math.exp(gap))
-    chosen = torch.as_tensor(chosen_rating, dtype=torch.float32)
-    rejected = torch.as_tensor(rejected_rating, dtype=torch.float32)
-    gap = (chosen - rejected) / temperature
+    scalar = isinstance(chosen_rating, (int, float)) and isinstance(rejected_rating, (int, float))
+    dtype = torch.float64 if scalar else torch.float32
+    gap = (torch.as_tensor(chosen_rating, dtype=dtype) - torch.as_tensor(rejected_rating, dtype=dtype)) / temperature
     if not bool(torch.isfinite(gap).all()):
-        raise ValueError("Ratings must be finite numbers (found NaN or inf).")
-    return torch.sigmoid(gap)
+        raise ValueError(f"Ratings must be finite numbers; got {chosen_rating!r} and {rejected_rating!r}.")
+    return torch.sigmoid(gap).item() if scalar else torch.sigmoid(gap)
 
 
-# --------------------------------------------------------------------------------------------
-# ORPO
-# --------------------------------------------------------------------------------------------
+# --- ORPO ---
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
@@ -425,9 +346,7 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
     return torch.where(near_zero, torch.log(-torch.expm1(x_near)), torch.log1p(-torch.exp(x_far)))
 
 
-def orpo_log_odds_ratio(
-    policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor
-) -> torch.Tensor:
+def orpo_log_odds_ratio(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor) -> torch.Tensor:
     """Log odds ratio of ORPO (Hong et al. 2024), per pair.
 
     With length-averaged log-probabilities ``l = (1/|y|) log pi(y|x)`` (ORPO takes ``P(y|x)`` as
@@ -439,22 +358,14 @@ def orpo_log_odds_ratio(
     """
     if policy_chosen_logps.shape != policy_rejected_logps.shape:
         raise ValueError("`policy_chosen_logps` and `policy_rejected_logps` must have the same shape.")
-    for name, tensor in (
-        ("policy_chosen_logps", policy_chosen_logps),
-        ("policy_rejected_logps", policy_rejected_logps),
-    ):
+    for name, tensor in (("policy_chosen_logps", policy_chosen_logps), ("policy_rejected_logps", policy_rejected_logps)):
         if bool((tensor > 0).any()):
             raise ValueError(f"`{name}` must be log-probabilities (<= 0); got max {tensor.max().item()}.")
-    return (policy_chosen_logps - policy_rejected_logps) - (
-        log1mexp(policy_chosen_logps) - log1mexp(policy_rejected_logps)
-    )
+    return (policy_chosen_logps - policy_rejected_logps) - (log1mexp(policy_chosen_logps) - log1mexp(policy_rejected_logps))
 
 
 def orpo_loss(
-    chosen_nll: torch.Tensor,
-    policy_chosen_logps: torch.Tensor,
-    policy_rejected_logps: torch.Tensor,
-    beta: float,
+    chosen_nll: torch.Tensor, policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor, beta: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """ORPO's objective (Hong et al. 2024, eqs. 6-7).
 
@@ -473,15 +384,11 @@ def orpo_loss(
     Example: ``l_w = ln(1/2)``, ``l_l = ln(1/4)``: ``odds = 1`` and ``1/3``, ``log OR = ln 3``,
     ``L_OR = -ln(3/4) = 0.28768``; with ``chosen_nll = 2`` and ``beta = 0.1`` the loss is ``2.028768``.
     """
-    log_odds = orpo_log_odds_ratio(policy_chosen_logps, policy_rejected_logps)
-    or_losses = -F.logsigmoid(log_odds)
-    loss = chosen_nll.mean() + beta * or_losses.mean()
-    return loss, or_losses
+    or_losses = -F.logsigmoid(orpo_log_odds_ratio(policy_chosen_logps, policy_rejected_logps))
+    return chosen_nll.mean() + beta * or_losses.mean(), or_losses
 
 
-# --------------------------------------------------------------------------------------------
-# What TRL logs
-# --------------------------------------------------------------------------------------------
+# --- What TRL logs ---
 
 
 def preference_metrics(
@@ -504,24 +411,14 @@ def preference_metrics(
     """
     if chosen_rewards.shape != rejected_rewards.shape:
         raise ValueError("`chosen_rewards` and `rejected_rewards` must have the same shape.")
-    chosen_rewards = chosen_rewards.detach().float()
-    rejected_rewards = rejected_rewards.detach().float()
-    metrics = {
-        "rewards/chosen": chosen_rewards.mean().item(),
-        "rewards/rejected": rejected_rewards.mean().item(),
-        "rewards/accuracies": (chosen_rewards > rejected_rewards).float().mean().item(),
-        "rewards/margins": (chosen_rewards - rejected_rewards).mean().item(),
-    }
-    if policy_chosen_logps is not None:
-        metrics["logps/chosen"] = policy_chosen_logps.detach().float().mean().item()
-    if policy_rejected_logps is not None:
-        metrics["logps/rejected"] = policy_rejected_logps.detach().float().mean().item()
-    return metrics
+    chosen, rejected = chosen_rewards.detach().float(), rejected_rewards.detach().float()
+    means = {"rewards/chosen": chosen, "rewards/rejected": rejected, "rewards/accuracies": (chosen > rejected).float(),
+             "rewards/margins": chosen - rejected, "logps/chosen": policy_chosen_logps,
+             "logps/rejected": policy_rejected_logps}  # fmt: skip
+    return {key: t.detach().float().mean().item() for key, t in means.items() if t is not None}
 
 
-# ---------------------------------------------------------------------------------------------
-# Constraint terms added to the DPO loss (``train_dpo(..., constraints=[...])``)
-# ---------------------------------------------------------------------------------------------
+# --- Constraint terms added to the DPO loss (``train_dpo(..., constraints=[...])``) ---
 
 
 @dataclass(frozen=True)
@@ -572,8 +469,7 @@ def dpop_penalty(chosen, rejected, ref_chosen, ref_rejected, beta: float, lam: f
     reference's; below, the gradient on ``log pi(y_w|x)`` grows from ``beta`` to ``beta * (1 + lam)`` times
     ``sigma(-z')``.
     """
-    z = _z(chosen, rejected, ref_chosen, ref_rejected, beta)
-    return margin_shift(z, -beta * lam * torch.relu(ref_chosen - chosen))
+    return margin_shift(_z(chosen, rejected, ref_chosen, ref_rejected, beta), -beta * lam * torch.relu(ref_chosen - chosen))
 
 
 def rdpo_length_penalty(
@@ -601,9 +497,7 @@ class DPOPositive:
         self.lam = float(lam)
 
     def __call__(self, logps: PairLogps, batch: dict | None = None) -> torch.Tensor:
-        return dpop_penalty(
-            logps.chosen, logps.rejected, logps.ref_chosen, logps.ref_rejected, logps.beta, self.lam
-        ).mean()
+        return dpop_penalty(logps.chosen, logps.rejected, logps.ref_chosen, logps.ref_rejected, logps.beta, self.lam).mean()
 
     def __repr__(self) -> str:
         return f"DPOPositive(lam={self.lam:g})"
@@ -641,8 +535,7 @@ def seed_style(fn: Callable) -> Callable:
     def constraint(logps: PairLogps, batch: dict | None = None) -> torch.Tensor:
         n = logps.chosen.shape[0]
         idxs = torch.arange(2 * n, device=logps.chosen.device)
-        pi = torch.cat([logps.chosen, logps.rejected])
-        ref = torch.cat([logps.ref_chosen, logps.ref_rejected])
+        pi, ref = torch.cat([logps.chosen, logps.rejected]), torch.cat([logps.ref_chosen, logps.ref_rejected])
         return fn(logps.model, pi, ref, idxs[:n], idxs[n:])
 
     constraint.name = getattr(fn, "name", getattr(fn, "__name__", "constraint"))
@@ -677,24 +570,8 @@ def constraint_names(constraints) -> list[str]:
 
 
 __all__ = [
-    "CONSTRAINTS",
-    "IGNORE_INDEX",
-    "LOSS_TYPES",
-    "DPOPositive",
-    "LengthPenalty",
-    "PairLogps",
-    "as_constraint",
-    "constraint_names",
-    "dpo_loss",
-    "dpop_penalty",
-    "log1mexp",
-    "margin_shift",
-    "orpo_log_odds_ratio",
-    "orpo_loss",
-    "preference_loss",
-    "preference_metrics",
-    "preference_prob_from_ratings",
-    "rdpo_length_penalty",
-    "seed_style",
+    "CONSTRAINTS", "IGNORE_INDEX", "LOSS_TYPES", "DPOPositive", "LengthPenalty", "PairLogps", "as_constraint",
+    "constraint_names", "dpo_loss", "dpop_penalty", "log1mexp", "margin_shift", "orpo_log_odds_ratio", "orpo_loss",
+    "preference_loss", "preference_metrics", "preference_prob_from_ratings", "rdpo_length_penalty", "seed_style",
     "sequence_logps",
 ]

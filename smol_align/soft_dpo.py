@@ -13,7 +13,7 @@ logged. The soft loss needs a plain DPO config (sigmoid loss, no ``label_smoothi
 
 from __future__ import annotations
 
-import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,6 @@ from trl import DPOTrainer
 
 from .errors import ConfigError, DatasetFormatError
 from .reference import PairLogps, as_constraint, constraint_names, preference_prob_from_ratings
-
-logger = logging.getLogger(__name__)
 
 SOFT_LOSS_NAME = "soft"
 """The ``loss_type`` name of the soft-label loss in smol_align (TRL has no such loss type)."""
@@ -35,11 +33,8 @@ PREFERENCE_PROB_COLUMN = "preference_prob"
 def _column_names(dataset) -> list[str] | None:
     names = getattr(dataset, "column_names", None)
     if names is None:  # IterableDataset with unknown features: look at one row
-        try:
-            names = list(next(iter(dataset)).keys())
-        except StopIteration:
-            return None
-    return list(names)
+        names = next(iter(dataset), None)
+    return None if names is None else list(names)
 
 
 def _check_column(dataset, column: str, split: str) -> None:
@@ -49,10 +44,8 @@ def _check_column(dataset, column: str, split: str) -> None:
             f"SoftDPOTrainer needs a {column!r} column in the {split} dataset: the probability, in [0, 1], "
             f"that 'chosen' is preferred to 'rejected'. Found columns: {', '.join(names)}. Add it, for example "
             f"from ratings with smol_align.soft_dpo.with_preference_prob(dataset), or name another column with "
-            f"preference_prob_column=...",
-            dataset=split,
-            column=column,
-        )
+            f"preference_prob_column=...", dataset=split, column=column,
+        )  # fmt: skip
 
 
 @dataclass
@@ -66,16 +59,11 @@ class PreferenceProbCollator:
         try:
             probs = torch.tensor([float(example[self.column]) for example in examples], dtype=torch.float32)
         except KeyError:
-            raise DatasetFormatError(
-                f"A batch reached SoftDPOTrainer without the {self.column!r} column (keys: "
-                f"{', '.join(examples[0].keys())}).",
-                column=self.column,
-            ) from None
+            raise DatasetFormatError(f"A batch reached SoftDPOTrainer without the {self.column!r} column (keys: "
+                                     f"{', '.join(examples[0].keys())}).", column=self.column) from None  # fmt: skip
         except (TypeError, ValueError):
-            raise DatasetFormatError(
-                f"Column {self.column!r} must hold numbers in [0, 1]; got {[ex[self.column] for ex in examples][:5]}.",
-                column=self.column,
-            ) from None
+            raise DatasetFormatError(f"Column {self.column!r} must hold numbers in [0, 1]; got "
+                                     f"{[ex[self.column] for ex in examples][:5]}.", column=self.column) from None  # fmt: skip
         bad = ~((probs >= 0) & (probs <= 1))  # also catches NaN
         if bool(bad.any()):
             raise DatasetFormatError(f"Column {self.column!r} must hold probabilities in [0, 1]; this batch has "
@@ -85,26 +73,19 @@ class PreferenceProbCollator:
         return batch
 
 
-class _LogProbCapture:
-    """Forward hooks keeping the fused-LM-head outputs (``.log_probs``) of the policy and reference."""
+@contextmanager
+def _log_prob_outputs(*modules):
+    """Inside the block, each module's fused-LM-head outputs (those with ``.log_probs``), one list per module."""
+    stores: list[list] = [[] for _ in modules]
 
-    def __init__(self, policy: torch.nn.Module, reference: torch.nn.Module | None):
-        self.policy_outputs: list[Any] = []
-        self.reference_outputs: list[Any] = []
-        self._handles = [policy.register_forward_hook(self._keep(self.policy_outputs))]
-        if reference is not None:
-            self._handles.append(reference.register_forward_hook(self._keep(self.reference_outputs)))
+    def keeper(store):
+        return lambda module, args, output: store.append(output) if getattr(output, "log_probs", None) is not None else None
 
-    @staticmethod
-    def _keep(store: list):
-        def hook(module, args, output):
-            if getattr(output, "log_probs", None) is not None:
-                store.append(output)
-
-        return hook
-
-    def remove(self) -> None:
-        for handle in self._handles:
+    handles = [m.register_forward_hook(keeper(store)) for m, store in zip(modules, stores, strict=True) if m is not None]
+    try:
+        yield stores
+    finally:
+        for handle in handles:
             handle.remove()
 
 
@@ -145,10 +126,8 @@ class SoftDPOTrainer(DPOTrainer):
             # TRL does not know "soft": it runs its sigmoid loss, which _compute_loss corrects.
             args.loss_type = ["sigmoid"]
         elif loss_types != ["sigmoid"]:
-            raise ConfigError(
-                f"SoftDPOTrainer trains the soft-label loss only; set loss_type='sigmoid' or 'soft' in the config "
-                f"(got {loss_types})."
-            )
+            raise ConfigError(f"SoftDPOTrainer trains the soft-label loss only; set loss_type='sigmoid' or 'soft' in the "
+                              f"config (got {loss_types}).")  # fmt: skip
         refused = {
             "loss_weights": (args.loss_weights not in (None, [1.0]), "leave it unset: the soft loss combines no losses"),
             "label_smoothing": (args.label_smoothing != 0.0, "set label_smoothing=0: the labels come from the column "
@@ -185,23 +164,20 @@ class SoftDPOTrainer(DPOTrainer):
 
         policy = self.accelerator.unwrap_model(model)
         uses_ref_model = not self.precompute_ref_logps and self.ref_model is not None
-        capture = _LogProbCapture(policy, self.ref_model if uses_ref_model else None)
-        try:
+        with _log_prob_outputs(policy, self.ref_model if uses_ref_model else None) as (policy_outputs, ref_outputs):
             result = super()._compute_loss(model, inputs, return_outputs)
-        finally:
-            capture.remove()
         loss, outputs = result if return_outputs else (result, None)
 
         # Rebuild the sequence log-probabilities exactly as DPOTrainer._compute_loss sums them.
         seq_len = inputs["completion_mask"].size(1) - 1
-        tokens = capture.policy_outputs[0].log_probs[:, -seq_len:]
+        tokens = policy_outputs[0].log_probs[:, -seq_len:]
         chosen_logps, rejected_logps = tokens.sum(dim=1).chunk(2, dim=0)
         ref_tokens = None
         if self.precompute_ref_logps:
             ref_chosen_logps, ref_rejected_logps = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
         else:
             # Without a reference model (PEFT), the second policy forward is the reference one.
-            ref_output = capture.reference_outputs[0] if uses_ref_model else capture.policy_outputs[1]
+            ref_output = ref_outputs[0] if uses_ref_model else policy_outputs[1]
             ref_tokens = ref_output.log_probs[:, -seq_len:]
             ref_chosen_logps, ref_rejected_logps = ref_tokens.sum(dim=1).chunk(2, dim=0)
 
@@ -241,24 +217,14 @@ def with_preference_prob(
     names = _column_names(dataset) or []
     for name in (chosen_rating_column, rejected_rating_column):
         if name not in names:
-            raise DatasetFormatError(
-                f"with_preference_prob needs a {name!r} column; found {', '.join(names)}.", column=name
-            )
+            raise DatasetFormatError(f"with_preference_prob needs a {name!r} column; found {', '.join(names)}.", column=name)
 
     def add(batch):
-        probs = preference_prob_from_ratings(
-            batch[chosen_rating_column], batch[rejected_rating_column], temperature
-        )
-        return {column: probs.tolist()}
+        return {column: preference_prob_from_ratings(batch[chosen_rating_column], batch[rejected_rating_column],
+                                                     temperature).tolist()}  # fmt: skip
 
     return dataset.map(add, batched=True)
 
 
-__all__ = [
-    "PREFERENCE_PROB_COLUMN",
-    "SOFT_LOSS_NAME",
-    "PreferenceProbCollator",
-    "SoftDPOTrainer",
-    "preference_prob_from_ratings",
-    "with_preference_prob",
-]
+__all__ = ["PREFERENCE_PROB_COLUMN", "SOFT_LOSS_NAME", "PreferenceProbCollator", "SoftDPOTrainer",
+           "preference_prob_from_ratings", "with_preference_prob"]  # fmt: skip

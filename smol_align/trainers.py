@@ -51,7 +51,10 @@ def build_kto_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: s
 
 
 def _build(method: str, model, dataset, preset: str, overrides: dict):
-    tokenizer = _pop_tokenizer(overrides)
+    tokenizer = overrides.pop("processing_class", None)
+    if tokenizer is not None and "tokenizer" in overrides:
+        raise ConfigError("Pass the tokenizer once: `tokenizer=` or `processing_class=`, not both.")
+    tokenizer = overrides.pop("tokenizer", tokenizer)
     ref_model = overrides.pop("ref_model", None)
     data_options = pop_data_options(overrides)
     output_dir = overrides.pop("output_dir", None)
@@ -97,17 +100,11 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
                 extra["preference_prob_column"] = None
         else:
             from trl import DPOTrainer as trainer_class
-    trainer = trainer_class(
-        model=model,
-        args=built.args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=built.peft_config,
-        callbacks=callbacks,
-        **extra,
-    )
-    _adapters_in_fp32(trainer.model)
+    trainer = trainer_class(model=model, args=built.args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                            processing_class=tokenizer, peft_config=built.peft_config, callbacks=callbacks, **extra)  # fmt: skip
+    if is_peft(trainer.model):  # adapters train in fp32 whatever the base; a 4-bit base keeps passing gradients (_compat)
+        trainable_params_to_fp32(trainer.model)
+        keep_4bit_layers_trainable(trainer.model)
     return trainer
 
 
@@ -144,14 +141,6 @@ def _grouped_by_length(data, args, window: int = 64):
     return data.select([i for b in batches for i in b])
 
 
-def _adapters_in_fp32(model) -> None:
-    """LoRA adapters train in fp32 whatever the base (TRL casts 4-bit models' adapters to bf16), and a
-    4-bit base keeps passing gradients on an AVX512-BF16 CPU (``_compat.keep_4bit_layers_trainable``)."""
-    if is_peft(model):
-        trainable_params_to_fp32(model)
-        keep_4bit_layers_trainable(model)
-
-
 def _with_soft_labels(dataset):
     """Add ``preference_prob`` from the normalized rating columns when the data has ratings but no such column."""
     from .soft_dpo import PREFERENCE_PROB_COLUMN, with_preference_prob
@@ -162,18 +151,9 @@ def _with_soft_labels(dataset):
     return with_preference_prob(dataset, "score_chosen", "score_rejected")
 
 
-def _pop_tokenizer(overrides: dict):
-    tokenizer = overrides.pop("processing_class", None)
-    if tokenizer is not None and "tokenizer" in overrides:
-        raise ConfigError("Pass the tokenizer once: `tokenizer=` or `processing_class=`, not both.")
-    return overrides.pop("tokenizer", tokenizer)
-
-
 def _model_and_tokenizer(model, tokenizer, built: presets.Build):
     if isinstance(model, str):
-        loaded, loaded_tokenizer = load_model(
-            model, dtype=built.dtype, quantization_config=built.quantization_config
-        )
+        loaded, loaded_tokenizer = load_model(model, dtype=built.dtype, quantization_config=built.quantization_config)
         return loaded, tokenizer or loaded_tokenizer
     if built.quantization_config is not None and not getattr(model, "is_loaded_in_4bit", False):
         raise ConfigError(
@@ -181,9 +161,7 @@ def _model_and_tokenizer(model, tokenizer, built: presets.Build):
             "not an already loaded model. Pass model='org/name' (or a folder)."
         )
     if tokenizer is None:
-        raise ConfigError(
-            "A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name)."
-        )
+        raise ConfigError("A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name).")
     if built.peft_config is None and not is_peft(model):
         presets.warn_if_updates_round_away(model.dtype, built.args.learning_rate)
     prepare_tokenizer(model, tokenizer)

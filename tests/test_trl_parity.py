@@ -232,21 +232,10 @@ def _soft_rows(n=4, prob=None):
 def _config(tmp_path, **overrides):
     from trl import DPOConfig
 
-    kwargs = dict(
-        output_dir=str(tmp_path),
-        beta=harness.DEFAULT_BETA,
-        per_device_train_batch_size=2,
-        bf16=False,
-        fp16=False,
-        gradient_checkpointing=False,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        seed=0,
-        logging_steps=1,
-    )
-    kwargs.update(overrides)
-    return DPOConfig(**kwargs)
+    kwargs = dict(output_dir=str(tmp_path), beta=harness.DEFAULT_BETA, per_device_train_batch_size=2, bf16=False,
+                  fp16=False, gradient_checkpointing=False, report_to=[], save_strategy="no", use_cpu=True, seed=0,
+                  logging_steps=1)  # fmt: skip
+    return DPOConfig(**{**kwargs, **overrides})
 
 
 def test_soft_dpo_trainer_trains_two_steps_and_learns(tiny_tokenizer, tiny_model, tmp_path):
@@ -291,12 +280,37 @@ def test_soft_dpo_trainer_trains_two_steps_and_learns(tiny_tokenizer, tiny_model
     assert evaluation["eval_loss"] < start["eval_loss"]
 
 
+def _trainer_and_batch(cls, rows, mode, tiny_pair, output_dir, **extra):
+    """A ``cls`` trainer on 6 ``rows`` with the reference of ``mode``, and its collated batch, in train mode."""
+    from datasets import Dataset
+
+    policy = copy.deepcopy(tiny_pair[0])
+    kwargs = {"ref_model": copy.deepcopy(tiny_pair[1])}
+    if mode == "peft":
+        from peft import LoraConfig
+
+        kwargs = {"ref_model": None, "peft_config": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        args = _config(output_dir, per_device_train_batch_size=6, precompute_ref_log_probs=mode == "precompute_ref_log_probs")
+        trainer = cls(model=policy, args=args, train_dataset=Dataset.from_list(rows), processing_class=tiny_pair[2],
+                      **kwargs, **extra)  # fmt: skip
+    if mode == "peft":  # a fresh adapter is zero: make the policy differ from the base model
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, param in trainer.model.named_parameters():
+                if "lora_B" in name:
+                    param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
+    trainer.model.train()
+    return trainer, batch
+
+
 @pytest.mark.parametrize("mode", ["ref_model", "precompute_ref_log_probs", "peft"])
 def test_soft_dpo_trainer_reference_modes(tiny_pair, tmp_path, mode):
     """Whichever way DPOTrainer gets the reference log-probs (a reference model, precomputed
     columns, the PEFT base model with the adapter off), a constant p gives
     soft = sigmoid + (1 - p) * mean(z), and mean(z) is TRL's logged rewards/margins."""
-    from datasets import Dataset
     from trl import DPOTrainer
 
     from smol_align.soft_dpo import SoftDPOTrainer
@@ -305,37 +319,7 @@ def test_soft_dpo_trainer_reference_modes(tiny_pair, tmp_path, mode):
         rows = _soft_rows(n=6, prob=prob)
         if cls is DPOTrainer:
             rows = [{k: v for k, v in row.items() if k != "preference_prob"} for row in rows]
-        policy = copy.deepcopy(tiny_pair[0])
-        kwargs = {"ref_model": copy.deepcopy(tiny_pair[1])}
-        if mode == "peft":
-            from peft import LoraConfig
-
-            kwargs = {
-                "ref_model": None,
-                "peft_config": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
-            }
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            args = _config(
-                tmp_path / f"{cls.__name__}{prob}",
-                per_device_train_batch_size=6,
-                precompute_ref_log_probs=mode == "precompute_ref_log_probs",
-            )
-            trainer = cls(
-                model=policy,
-                args=args,
-                train_dataset=Dataset.from_list(rows),
-                processing_class=tiny_pair[2],
-                **kwargs,
-            )
-        if mode == "peft":  # a fresh adapter is zero: make the policy differ from the base model
-            generator = torch.Generator().manual_seed(0)
-            with torch.no_grad():
-                for name, param in trainer.model.named_parameters():
-                    if "lora_B" in name:
-                        param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
-        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
-        trainer.model.train()
+        trainer, batch = _trainer_and_batch(cls, rows, mode, tiny_pair, tmp_path / f"{cls.__name__}{prob}")
         loss = trainer.compute_loss(trainer.model, batch).item()
         return loss, {k: v[-1] for k, v in trainer._metrics["train"].items()}
 
@@ -464,7 +448,6 @@ def test_constraints_add_their_terms_to_trls_loss(tiny_pair, tmp_path, mode):
     is DPOTrainer's loss on the same batch + DPO-Positive's term + R-DPO's length term, each computed here by
     smol_align.reference from plain logits, each logged as constraint/<name>; and the gradients are those of that sum.
     """
-    from datasets import Dataset
     from trl import DPOTrainer
 
     from smol_align.reference import DPOPositive, LengthPenalty, PairLogps
@@ -474,28 +457,8 @@ def test_constraints_add_their_terms_to_trls_loss(tiny_pair, tmp_path, mode):
     lam, alpha = 5.0, 0.05
 
     def step(cls, **extra):
-        policy = copy.deepcopy(tiny_pair[0])
-        kwargs = {"ref_model": copy.deepcopy(tiny_pair[1])}
-        if mode == "peft":
-            from peft import LoraConfig
-
-            kwargs = {"ref_model": None, "peft_config": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            args = _config(tmp_path / cls.__name__, per_device_train_batch_size=6,
-                           precompute_ref_log_probs=mode == "precompute_ref_log_probs")  # fmt: skip
-            trainer = cls(model=policy, args=args, train_dataset=Dataset.from_list(rows), processing_class=tiny_pair[2],
-                          **kwargs, **extra)  # fmt: skip
-        if mode == "peft":  # a fresh adapter is zero: make the policy differ from the base model
-            generator = torch.Generator().manual_seed(0)
-            with torch.no_grad():
-                for name, param in trainer.model.named_parameters():
-                    if "lora_B" in name:
-                        param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
-        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
-        trainer.model.train()
-        loss = trainer.compute_loss(trainer.model, batch)
-        return trainer, batch, loss
+        trainer, batch = _trainer_and_batch(cls, rows, mode, tiny_pair, tmp_path / cls.__name__, **extra)
+        return trainer, batch, trainer.compute_loss(trainer.model, batch)
 
     trl, batch, trl_loss = step(DPOTrainer)
     chosen, rejected = _plain_sequence_logps(trl.model, batch)
