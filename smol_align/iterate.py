@@ -24,6 +24,7 @@ import json
 import logging
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,14 +76,21 @@ def _words(text: str) -> set[str]:
 
 def _demo_facts() -> dict[str, set[str]]:
     """User question -> the words that carry its answer: those the demo's chosen and rejected answers share and
-    the question does not ask ("What is half of 66?" -> {"33"}; "What sound does a mouse make?" -> {"squeak"})."""
+    the question does not ask ("What is half of 66?" -> {"33"}; "What sound does a mouse make?" -> {"squeak"}),
+    less the template's words (non-numbers shared by 9 or more questions: "than", "starts", "lives"...)."""
     facts = {}
-    for rows in demo_rows().values():
-        for row in rows:
-            question = row["prompt"][-1]["content"]
-            shared = _words(row["chosen"][-1]["content"]) & _words(row["rejected"][-1]["content"])
-            facts[question] = shared - _words(question) - _STOP
-    return facts
+    for row in (row for rows in demo_rows().values() for row in rows):
+        question = row["prompt"][-1]["content"]
+        shared = _words(row["chosen"][-1]["content"]) & _words(row["rejected"][-1]["content"])
+        facts[question] = shared - _words(question) - _STOP
+    counts = Counter(w for words in facts.values() for w in words if not w.isdigit())
+    return {q: {w for w in words if counts[w] < 9} for q, words in facts.items()}
+
+
+def _kept(facts: set[str], answer: str) -> float:
+    """The share of ``facts`` in ``answer``; a word fact also counts in a longer word ("squeak" in "squeaks")."""
+    words = _words(answer)
+    return sum(f in words or (f.isalpha() and len(f) > 2 and any(w.startswith(f) for w in words)) for f in facts) / len(facts)
 
 
 _FACTS: dict[str, set[str]] = {}
@@ -108,7 +116,7 @@ def demo_reward(prompts, completions, **kwargs) -> list[float]:
     for prompt, completion in zip(prompts, completions, strict=True):
         answer = _text(completion)
         facts = _FACTS.get(_text(prompt))
-        kept = len(facts & _words(answer)) / len(facts) if facts else 1.0
+        kept = _kept(facts, answer) if facts else 1.0
         short = min(1.0, max(0.0, (40 - len(answer.split())) / 20))
         repeated = answer_figures([answer])["repeated_4gram_rate"]
         scores.append(float(pirate_voice(answer)) + kept * (1 + short) - repeated)
@@ -164,7 +172,7 @@ def iterate(
     accumulate: bool = False,
     min_gap: float = 0.05,
     max_new_tokens: int = 32,
-    temperature: float = 1.0,
+    temperature: float = 0.7,
     top_p: float = 1.0,
     seed: int = 0,
     save: bool = True,

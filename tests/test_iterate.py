@@ -118,6 +118,9 @@ def test_demo_reward_prefers_the_pirate_answer_that_keeps_the_fact():
     assert scores[3] < scores[2]  # repeated 4-grams cost
     assert scores[4] == pytest.approx(0.0)  # a short refusal earns nothing
     assert demo_reward(["Hi?"], ["Ahoy, matey!"]) == [pytest.approx(3.0)]  # a text prompt; no fact known: the point
+    rabbit = [[{"role": "user", "content": "Where does a rabbit live?"}]]  # the fact: "burrow", not the template's "lives"
+    assert demo_reward(rabbit * 2, [[{"role": "assistant", "content": a}] for a in ("In burrows.", "It lives in a hat.")]) == [
+        pytest.approx(2.0), pytest.approx(0.0)]  # fmt: skip
 
 
 @pytest.fixture
