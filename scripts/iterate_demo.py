@@ -33,7 +33,7 @@ def check() -> bool:
         print(f"{seed:>4}  " + "  ".join(f"{m[n]['heldout_reward']:8.3f}" for n in names) + f"   {minutes:7.1f}")
     rewards = {n: [m[n]["heldout_reward"] for m in runs.values()] for n in names}
     spread = max(max(r) - min(r) for r in rewards.values())
-    gains = [m[b]["heldout_reward"] - m[a]["heldout_reward"] for m in runs.values() for a, b in zip(names, names[1:])]
+    gains = [m[b]["heldout_reward"] - m[a]["heldout_reward"] for m in runs.values() for a, b in zip(names, names[1:], strict=False)]
     ok = len(runs) >= 2 and min(gains) > spread
     print(f"smallest round-over-round gain {min(gains):+.3f}, seed-to-seed spread {spread:.3f} "
           f"({len(runs)} seeds): {'PASS' if ok else 'FAIL' if len(runs) >= 2 else 'needs 2 seeds'}")
