@@ -24,6 +24,7 @@ import json
 import logging
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from .models import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
 
-DEMO_PROMPTS, DEMO_HELDOUT = 64, 32  # 256 answers sampled per round (~3 min on one CPU core), 32 scored greedily
+DEMO_PROMPTS, DEMO_HELDOUT, DEMO_STEPS = 64, 64, 24  # per round: 64 fresh prompts x samples, 24 steps; 64 held out
 COLUMNS: tuple[str, ...] = ("heldout_reward", "win_rate", "pairs", "skipped", "train_pairs", "seconds")
 """Columns of the per-round table (the first, ``model``, names the row: ``start``, ``round 1``...)."""
 
@@ -75,14 +76,21 @@ def _words(text: str) -> set[str]:
 
 def _demo_facts() -> dict[str, set[str]]:
     """User question -> the words that carry its answer: those the demo's chosen and rejected answers share and
-    the question does not ask ("What is half of 66?" -> {"33"}; "What sound does a mouse make?" -> {"squeak"})."""
+    the question does not ask ("What is half of 66?" -> {"33"}; "What sound does a mouse make?" -> {"squeak"}),
+    less the template's words (non-numbers shared by 9 or more questions: "than", "starts", "lives"...)."""
     facts = {}
-    for rows in demo_rows().values():
-        for row in rows:
-            question = row["prompt"][-1]["content"]
-            shared = _words(row["chosen"][-1]["content"]) & _words(row["rejected"][-1]["content"])
-            facts[question] = shared - _words(question) - _STOP
-    return facts
+    for row in (row for rows in demo_rows().values() for row in rows):
+        question = row["prompt"][-1]["content"]
+        shared = _words(row["chosen"][-1]["content"]) & _words(row["rejected"][-1]["content"])
+        facts[question] = shared - _words(question) - _STOP
+    counts = Counter(w for words in facts.values() for w in words if not w.isdigit())
+    return {q: {w for w in words if counts[w] < 9} for q, words in facts.items()}
+
+
+def _kept(facts: set[str], answer: str) -> float:
+    """The share of ``facts`` in ``answer``; a word fact also counts in a longer word ("squeak" in "squeaks")."""
+    words = _words(answer)
+    return sum(f in words or (f.isalpha() and len(f) > 2 and any(w.startswith(f) for w in words)) for f in facts) / len(facts)
 
 
 _FACTS: dict[str, set[str]] = {}
@@ -97,7 +105,8 @@ def demo_reward(prompts, completions, **kwargs) -> list[float]:
 
     ``+1`` in Captain Byte's pirate voice (:func:`smol_align.data.pirate_voice`), ``+1`` times the share of the
     answer's fact words kept (for a demo question; any other prompt gets the point), ``+1`` for one short answer
-    (up to 20 words, falling to 0 at 40), ``-1`` times the share of repeated word 4-grams.
+    (up to 20 words, falling to 0 at 40) times that share again (a short answer without the fact, a refusal say,
+    earns nothing for being short), ``-1`` times the share of repeated word 4-grams.
     """
     from .evaluate import answer_figures
 
@@ -107,10 +116,10 @@ def demo_reward(prompts, completions, **kwargs) -> list[float]:
     for prompt, completion in zip(prompts, completions, strict=True):
         answer = _text(completion)
         facts = _FACTS.get(_text(prompt))
-        kept = len(facts & _words(answer)) / len(facts) if facts else 1.0
+        kept = _kept(facts, answer) if facts else 1.0
         short = min(1.0, max(0.0, (40 - len(answer.split())) / 20))
         repeated = answer_figures([answer])["repeated_4gram_rate"]
-        scores.append(float(pirate_voice(answer)) + kept + short - repeated)
+        scores.append(float(pirate_voice(answer)) + kept * (1 + short) - repeated)
     return scores
 
 
@@ -152,17 +161,18 @@ def iterate(
     prompts: Any = None,
     reward: Any = None,
     method: str = "dpo",
-    rounds: int = 3,
+    rounds: int = 2,
     samples: int = 4,
     preset: str = "auto",
     output_dir: str | None = None,
     *,
     tokenizer: Any = None,
     eval_prompts: Any = None,
+    per_round: int | None = None,
     accumulate: bool = False,
     min_gap: float = 0.05,
-    max_new_tokens: int = 48,
-    temperature: float = 1.0,
+    max_new_tokens: int = 32,
+    temperature: float = 0.7,
     top_p: float = 1.0,
     seed: int = 0,
     save: bool = True,
@@ -174,8 +184,9 @@ def iterate(
 
     Args:
         model: a name or folder (loaded once) or a loaded model (copied, left untouched; pass ``tokenizer=``).
-        prompts: a list of prompts (strings or message lists) or a file of ``prompt`` rows; ``None``: the first
-            ``DEMO_PROMPTS`` of the demo's training prompts (and ``DEMO_HELDOUT`` of its test prompts held out).
+        prompts: a list of prompts (strings or message lists) or a file of ``prompt`` rows; ``None``: the demo's
+            training prompts, ``DEMO_PROMPTS`` fresh ones a round (and the first ``DEMO_HELDOUT`` test prompts held
+            out), ``DEMO_STEPS`` steps a round with the demo recipe.
         reward: ``fn(prompts, completions, **kwargs) -> list[float]`` (completions in the prompts' form: strings,
             or ``[{"role": "assistant", "content": ...}]``), or a sequence-classification model's name or folder;
             ``None``: :func:`demo_reward`.
@@ -183,6 +194,8 @@ def iterate(
         rounds, samples: rounds of sample-score-train; answers sampled per prompt each round (at least 2).
         eval_prompts: held-out prompts whose greedy answers are scored each round; default: the demo's test prompts,
             else 20% of ``prompts`` (at most 64), chosen by ``seed``.
+        per_round: prompts a round: round k answers the k-th slice of ``prompts`` (wrapping round), so each round
+            meets prompts it has not trained on; ``None``: every prompt every round (the demo: ``DEMO_PROMPTS``).
         accumulate: train each round on every round's pairs so far, not only its own.
         min_gap: a prompt whose best and worst scores differ by this or less makes no pair (counted ``skipped``).
         max_new_tokens, temperature, top_p: sampling (held-out answers are greedy, same length).
@@ -207,8 +220,10 @@ def iterate(
     say = (lambda *a: None) if quiet else print
     train_prompts, eval_prompts = _prompts(prompts, eval_prompts, seed)
     reward_fn = demo_reward if reward is None else reward_model(str(reward)) if isinstance(reward, (str, Path)) else reward
-    if prompts is None:  # the demo: its recipe, as smol-align dpo|orpo runs it
-        overrides = {**demo_recipe(method, preset), **overrides}
+    if prompts is None:  # the demo: its recipe, as smol-align dpo|orpo runs it, shorter rounds
+        overrides = {**demo_recipe(method, preset), "max_steps": DEMO_STEPS, **overrides}
+        per_round = per_round or DEMO_PROMPTS
+    per_round = min(per_round or len(train_prompts), len(train_prompts))
     report_dir, start_name = Path(output_dir or default_output_dir("iterate", model)), model_name(model)
     check_output_dir(report_dir, overwrite=overwrite, resume=False)
     if isinstance(model, str):
@@ -231,12 +246,14 @@ def iterate(
         answers, runs, all_pairs = {"start": start_answers}, [], []
         for k in range(1, rounds + 1):
             started, name, folder = time.perf_counter(), f"round {k}", report_dir / f"round-{k}"
-            say(f"\n=== Round {k}/{rounds}: {samples} answers to each of {len(train_prompts)} prompts ===")
-            asked = [p for p in train_prompts for _ in range(samples)]
+            first = (k - 1) * per_round % len(train_prompts)
+            asked_once = (train_prompts * 2)[first : first + per_round]
+            say(f"\n=== Round {k}/{rounds}: {samples} answers to each of {per_round} prompts ===")
+            asked = [p for p in asked_once for _ in range(samples)]
             sampled = generate(model, asked, tokenizer, max_new_tokens, batch_size=16, sample=True,
                                temperature=temperature, top_p=top_p, seed=seed + k)  # fmt: skip
             scores = reward_fn(asked, [_as_completion(p, a) for p, a in zip(asked, sampled, strict=True)])
-            pairs, skipped = best_vs_worst(train_prompts, sampled, scores, samples, min_gap)
+            pairs, skipped = best_vs_worst(asked_once, sampled, scores, samples, min_gap)
             all_pairs += pairs
             trained = all_pairs if accumulate else pairs
             say(f"{len(pairs)} pairs made, {skipped} prompts skipped (best - worst <= {min_gap}); training on {len(trained)}.")
@@ -251,7 +268,7 @@ def iterate(
                     model = model.merge_and_unload()
             folder.mkdir(exist_ok=True)
             _write_jsonl(folder / "samples.jsonl", [{"prompt": p, "completions": sampled[i * samples : (i + 1) * samples],
-                         "scores": scores[i * samples : (i + 1) * samples]} for i, p in enumerate(train_prompts)])  # fmt: skip
+                         "scores": scores[i * samples : (i + 1) * samples]} for i, p in enumerate(asked_once)])  # fmt: skip
             _write_jsonl(folder / "pairs.jsonl", pairs)
             answers[name], round_scores = heldout(model)
             wins = [1.0 if b > a else 0.5 if b == a else 0.0 for a, b in zip(start_scores, round_scores, strict=True)]
@@ -264,7 +281,7 @@ def iterate(
 
         settings = {"model": start_name, "method": method,
                     "preset": preset, "rounds": rounds, "samples": samples, "accumulate": accumulate,
-                    "min_gap": min_gap, "train_prompts": len(train_prompts), "heldout_prompts": len(eval_prompts),
+                    "min_gap": min_gap, "train_prompts": len(train_prompts), "per_round": per_round, "heldout_prompts": len(eval_prompts),
                     "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed,
                     "reward": getattr(reward_fn, "__name__", str(reward)),
                     "overrides": {k: v for k, v in overrides.items() if k not in ("callbacks",)}}  # fmt: skip
@@ -310,7 +327,7 @@ def _prompts(prompts, eval_prompts, seed: int) -> tuple[list, list]:
     if prompts is None:  # the demo's first prompts (its rows are in a seeded random order): a round in minutes on a CPU
         demo = demo_rows()
         train, test = (_unique(r["prompt"] for r in demo[s]) for s in ("train", "test"))
-        return train[:DEMO_PROMPTS], list(eval_prompts) if eval_prompts is not None else test[:DEMO_HELDOUT]
+        return train, list(eval_prompts) if eval_prompts is not None else test[:DEMO_HELDOUT]
     if isinstance(prompts, (str, Path)):
         with open(prompts, encoding="utf-8") as lines:
             prompts = [json.loads(line)["prompt"] for line in lines if line.strip()]

@@ -89,6 +89,16 @@ def test_report_holds_the_per_round_table_and_plots(iterated):
     assert 0.0 <= result.metrics["round 2"]["win_rate"] <= 1.0 and result.metrics["start"]["win_rate"] == 0.5
 
 
+def test_per_round_gives_each_round_the_next_prompts(tmp_path):
+    model, tokenizer = tiny_model_and_tokenizer()
+    result = iterate(model, PROMPTS, _positional_reward([]), rounds=2, samples=SAMPLES, output_dir=str(tmp_path / "it"),
+                     tokenizer=tokenizer, eval_prompts=HELDOUT, per_round=4, **FAST)  # fmt: skip
+    asked = [[json.loads(line)["prompt"] for line in (Path(result.report_dir) / f"round-{k}" / "samples.jsonl").open()]
+             for k in (1, 2)]  # fmt: skip
+    assert asked == [PROMPTS[:4], PROMPTS[4:] + PROMPTS[:2]]  # the next slice, wrapping round
+    assert result.metrics["round 1"]["pairs"] == 2 and result.metrics["round 2"]["pairs"] == 2  # TIED: the first two
+
+
 def test_best_vs_worst_skips_ties_and_near_ties():
     prompts = ["a", "b", "c"]
     completions = ["a1", "a2", "b1", "b2", "c1", "c1"]
@@ -101,11 +111,16 @@ def test_best_vs_worst_skips_ties_and_near_ties():
 def test_demo_reward_prefers_the_pirate_answer_that_keeps_the_fact():
     prompt = [{"role": "user", "content": "What is half of 66?"}]
     answers = ["Arr, half o' 66 be 33, yo ho!", "Half of 66 is 33.", "Arr, half o' 66 be 40, matey!",
-               "Arr arr arr the the arr arr arr the the arr arr arr the the"]  # fmt: skip
-    scores = demo_reward([prompt] * 4, [[{"role": "assistant", "content": a}] for a in answers])
-    assert scores[0] == pytest.approx(3.0) and scores[1] == pytest.approx(2.0) and scores[2] == pytest.approx(2.0)
+               "Arr arr arr the the arr arr arr the the arr arr arr the the", "I'm sorry, but I'm not a calculator."]  # fmt: skip
+    scores = demo_reward([prompt] * 5, [[{"role": "assistant", "content": a}] for a in answers])
+    assert scores[0] == pytest.approx(3.0) and scores[1] == pytest.approx(2.0)
+    assert scores[2] == pytest.approx(1.0)  # the voice, but no fact: nothing for being short either
     assert scores[3] < scores[2]  # repeated 4-grams cost
+    assert scores[4] == pytest.approx(0.0)  # a short refusal earns nothing
     assert demo_reward(["Hi?"], ["Ahoy, matey!"]) == [pytest.approx(3.0)]  # a text prompt; no fact known: the point
+    rabbit = [[{"role": "user", "content": "Where does a rabbit live?"}]]  # the fact: "burrow", not the template's "lives"
+    assert demo_reward(rabbit * 2, [[{"role": "assistant", "content": a}] for a in ("In burrows.", "It lives in a hat.")]) == [
+        pytest.approx(2.0), pytest.approx(0.0)]  # fmt: skip
 
 
 @pytest.fixture
