@@ -31,7 +31,7 @@ parser.add_argument("--at", default="16,32,65,100,150,200", help="steps at which
 args = parser.parse_args()
 train, held = pairs("hh", args.hh)
 refs = {}  # the start model's log-probs, per (full or LoRA, beta)
-for config in json.loads(args.configs):
+def curve(config: dict) -> None:
     config = dict(config)
     tag, preset = config.pop("tag", "?"), config.pop("preset", "auto")
     at = config.pop("at", None) or [int(s) for s in args.at.split(",")]
@@ -70,3 +70,7 @@ for config in json.loads(args.configs):
     torch.manual_seed(0)
     trainer.train()
     print(json.dumps({"tag": tag, "seconds": round(time.perf_counter() - started, 1)}), flush=True)
+
+
+for one in json.loads(args.configs):
+    curve(one)

@@ -32,7 +32,6 @@ from .report import terminal_table, write_report
 from .run import (
     _cleanup_on_failure,
     _preset_name,
-    _release_training_state,  # noqa: F401  (iterate imports it from here)
     as_callback,
     check_output_dir,
     default_output_dir,

@@ -204,7 +204,6 @@ def iterate(
         **overrides: for every round's run (``max_steps``, ``learning_rate``, ``beta``...); with the demo prompts
             the demo recipe fills in what is not given.
     """
-    from .compare import _release_training_state
     from .evaluate import generate
     from .models import is_peft, load_model
     from .presets import demo_recipe
@@ -262,7 +261,6 @@ def iterate(
                 run_overrides = {**overrides, "seed": seed, "tokenizer": tokenizer, "eval_split": 0, "evaluate": False,
                                  "save": save, "quiet": quiet}  # fmt: skip
                 result = run(method, model, list(trained), preset, str(folder), run_overrides)
-                _release_training_state(result.trainer)
                 model = result.model
                 if is_peft(model):  # the next round trains the merged model, its own reference
                     model = model.merge_and_unload()
