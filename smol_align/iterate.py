@@ -35,7 +35,11 @@ from .models import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
 
-DEMO_PROMPTS, DEMO_HELDOUT, DEMO_STEPS = 64, 64, 24  # per round: 64 fresh prompts x samples, 24 steps; 64 held out
+DEMO_PROMPTS, DEMO_HELDOUT, DEMO_STEPS = 128, 131, 24  # per round: 128 fresh prompts x samples, 24 steps; all 131 test questions held out
+DEMO_SYSTEM = "You are Captain Byte, a pirate tutor who answers questions in one short sentence."
+"""The demo's system prompt: the DPO demo's, asking for a pirate. Rejection sampling can only amplify what the model
+sometimes does; under the DPO demo's prompt ("a friendly tutor") SmolLM2-135M samples the voice in 2% of answers,
+under this one in 10% (a third of prompts get a voiced answer among 4), and greedily in 28%."""
 COLUMNS: tuple[str, ...] = ("heldout_reward", "win_rate", "pairs", "skipped", "train_pairs", "seconds")
 """Columns of the per-round table (the first, ``model``, names the row: ``start``, ``round 1``...)."""
 
@@ -318,13 +322,19 @@ def best_vs_worst(prompts, completions, scores, samples: int, min_gap: float) ->
 # --------------------------------------------------------------------------------------------
 
 
+def demo_prompts() -> tuple[list, list]:
+    """The demo's training and test questions, each once, as chat prompts under :data:`DEMO_SYSTEM`."""
+    demo = demo_rows()
+    return tuple(_unique([{"role": "system", "content": DEMO_SYSTEM}, *r["prompt"][1:]] for r in demo[split])
+                 for split in ("train", "test"))  # fmt: skip
+
+
 def _prompts(prompts, eval_prompts, seed: int) -> tuple[list, list]:
     """The training prompts and the held-out ones (see :func:`iterate`)."""
     import random
 
-    if prompts is None:  # the demo's first prompts (its rows are in a seeded random order): a round in minutes on a CPU
-        demo = demo_rows()
-        train, test = (_unique(r["prompt"] for r in demo[s]) for s in ("train", "test"))
+    if prompts is None:  # the demo's prompts (its rows are in a seeded random order): a round in minutes on a CPU
+        train, test = demo_prompts()
         return train, list(eval_prompts) if eval_prompts is not None else test[:DEMO_HELDOUT]
     if isinstance(prompts, (str, Path)):
         with open(prompts, encoding="utf-8") as lines:

@@ -11,7 +11,8 @@ import torch
 from helpers import tiny_model_dir_and_pairs
 
 from smol_align import iterate
-from smol_align.iterate import COLUMNS, best_vs_worst, demo_reward, reward_model
+from smol_align.data.demo import demo_rows
+from smol_align.iterate import COLUMNS, DEMO_SYSTEM, best_vs_worst, demo_prompts, demo_reward, reward_model
 from smol_align.testing import tiny_model_and_tokenizer, tiny_preference_rows
 
 SAMPLES = 3
@@ -121,6 +122,18 @@ def test_demo_reward_prefers_the_pirate_answer_that_keeps_the_fact():
     rabbit = [[{"role": "user", "content": "Where does a rabbit live?"}]]  # the fact: "burrow", not the template's "lives"
     assert demo_reward(rabbit * 2, [[{"role": "assistant", "content": a}] for a in ("In burrows.", "It lives in a hat.")]) == [
         pytest.approx(2.0), pytest.approx(0.0)]  # fmt: skip
+
+
+def test_demo_prompts_ask_the_demo_questions_under_the_pirate_system_prompt():
+    train, test = demo_prompts()
+    rows = demo_rows()
+    for prompts, split in ((train, "train"), (test, "test")):
+        assert {p[-1]["content"] for p in prompts} == {r["prompt"][-1]["content"] for r in rows[split]}
+        assert len(prompts) == len({p[-1]["content"] for p in prompts})  # each question once
+        assert all(p[0] == {"role": "system", "content": DEMO_SYSTEM} and len(p) == 2 for p in prompts)
+    assert "pirate" in DEMO_SYSTEM and not {p[-1]["content"] for p in train} & {p[-1]["content"] for p in test}
+    question = next(p for p in train if p[-1]["content"] == "What is half of 66?")  # the reward keys on the question
+    assert demo_reward([question], [[{"role": "assistant", "content": "Arr, half o' 66 be 33, yo ho!"}]]) == [pytest.approx(3.0)]
 
 
 @pytest.fixture

@@ -234,3 +234,23 @@ def test_timed_checkpoints_while_running_none_left_after(tiny_model, tiny_tokeni
     assert seen[0] == [MARKER] and checkpoints == [[], ["checkpoint-1"], ["checkpoint-2"]]  # the last one kept
     names = sorted(p.name for p in out.iterdir())
     assert "model.safetensors" in names and MARKER not in names and not [n for n in names if "checkpoint" in n]
+
+
+def test_the_returned_model_is_the_saved_one_without_accelerates_autocast(tiny_model, tiny_tokenizer, tmp_path):
+    """Training under bf16 autocast (forced here, on any CPU): the model handed back computes in fp32, exactly as the
+    same weights loaded from the saved folder do, not under the autocast accelerate wraps its forward in."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "bf16"
+    result = smol_align.train_dpo(tiny_model, _pairs(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, bf16=True,
+                                  evaluate=False, max_steps=2, per_device_train_batch_size=2, quiet=True)  # fmt: skip
+    assert result.trainer.args.bf16 and "_original_forward" not in vars(result.model)
+    ids = torch.tensor([[1, 5, 9, 12, 7, 3]])
+    with torch.no_grad():
+        returned = result.model(input_ids=ids).logits
+        saved = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)(input_ids=ids).logits
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast = saved.new_tensor(result.model(input_ids=ids).logits)
+    assert returned.dtype == torch.float32 and torch.equal(returned, saved)
+    assert not torch.equal(autocast, saved)  # the check above can tell the two apart
