@@ -37,9 +37,7 @@ logger = logging.getLogger(__name__)
 
 DEMO_PROMPTS, DEMO_HELDOUT, DEMO_STEPS = 128, 131, 24  # per round: 128 fresh prompts x samples, 24 steps; all 131 test questions held out
 DEMO_SYSTEM = "You are Captain Byte, a pirate tutor who answers questions in one short sentence."
-"""The demo's system prompt: the DPO demo's, with "a pirate tutor" for "a friendly tutor". Rejection sampling can only
-amplify what the model sometimes does: under the DPO demo's prompt SmolLM2-135M samples the voice in 2% of answers,
-under this one in 10% (a third of prompts get a voiced answer among 4), and greedily in 28%."""
+"""The DPO demo's system prompt with "a pirate tutor" for "a friendly tutor": the voice sampled 10% of the time, not 2%."""
 COLUMNS: tuple[str, ...] = ("heldout_reward", "win_rate", "pairs", "skipped", "train_pairs", "seconds")
 """Columns of the per-round table (the first, ``model``, names the row: ``start``, ``round 1``...)."""
 

@@ -207,7 +207,10 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
                 with compact_lm_head_while(device), no_cudnn_attention_while(device):
                     train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
             train_seconds = time.perf_counter() - started
-            _plain_forward(trainer.model)
+            from accelerate.utils import extract_model_from_parallel
+
+            # accelerate's prepare leaves the forward under its autocast for good: hand back the model as saved
+            extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)
             if guard.bad is not None:
                 raise NonFiniteLoss(guard.message(trainer.args))
             if stopped and trainer.state.global_step < trainer.state.max_steps:
@@ -235,15 +238,6 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
             _release_training_state(trainer)
     say(result.summary())
     return result
-
-
-def _plain_forward(model) -> None:
-    """Take accelerate's mixed-precision wrapper off ``model.forward``: ``prepare`` puts the forward under bf16
-    autocast for good, so the returned model would answer differently from the same weights loaded from the
-    saved folder (and the next ``iterate`` round would sample under autocast while the start model did not)."""
-    from accelerate.utils import extract_model_from_parallel
-
-    extract_model_from_parallel(model, keep_fp32_wrapper=False)
 
 
 # --- The output directory: prepared, checkpointed into, published whole, cleaned up on failure ---
