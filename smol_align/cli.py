@@ -107,9 +107,9 @@ def make_parser() -> argparse.ArgumentParser:
     it.add_argument("--reward", default=None, help="a sequence-classification reward model (default: the demo's rule reward)")
     it.add_argument("--method", choices=("dpo", "orpo"), default="dpo")
     it.add_argument("--rounds", type=int, default=None, help="(default 2)")
-    it.add_argument("--samples", type=int, default=None, help="answers sampled per prompt each round (default 4)")
+    it.add_argument("--samples", type=int, default=None, help="answers sampled per prompt each round (default 4; the demo 8)")
     it.add_argument("--per-round", "--per_round", dest="per_round", type=int, default=None,
-                    help="fresh prompts each round: round k takes the k-th slice of this many (the demo: 64)")
+                    help="fresh prompts each round: round k takes the k-th slice of this many (the demo: 128)")
     it.add_argument("--accumulate", action="store_true", help="train each round on every round's pairs so far")
     it.add_argument("--preset", default="auto")
     it.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None)

@@ -35,7 +35,8 @@ from .models import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
 
-DEMO_PROMPTS, DEMO_HELDOUT, DEMO_STEPS = 128, 131, 24  # per round: 128 fresh prompts x samples, 24 steps; all 131 test questions held out
+DEMO_PROMPTS, DEMO_SAMPLES, DEMO_STEPS, DEMO_BATCH = 128, 8, 24, 16  # a round: 128 fresh prompts x 8 answers, 24 steps of 16
+DEMO_HELDOUT = 131  # all the demo's test questions
 DEMO_SYSTEM = "You are Captain Byte, a pirate tutor who answers questions in one short sentence."
 """The DPO demo's system prompt with "a pirate tutor" for "a friendly tutor": the voice sampled 10% of the time, not 2%."""
 COLUMNS: tuple[str, ...] = ("heldout_reward", "win_rate", "pairs", "skipped", "train_pairs", "seconds")
@@ -164,7 +165,7 @@ def iterate(
     reward: Any = None,
     method: str = "dpo",
     rounds: int = 2,
-    samples: int = 4,
+    samples: int | None = None,
     preset: str = "auto",
     output_dir: str | None = None,
     *,
@@ -188,12 +189,13 @@ def iterate(
         model: a name or folder (loaded once) or a loaded model (copied, left untouched; pass ``tokenizer=``).
         prompts: a list of prompts (strings or message lists) or a file of ``prompt`` rows; ``None``: the demo's
             training prompts, ``DEMO_PROMPTS`` fresh ones a round (and the first ``DEMO_HELDOUT`` test prompts held
-            out), ``DEMO_STEPS`` steps a round with the demo recipe.
+            out), ``DEMO_SAMPLES`` answers each, ``DEMO_STEPS`` steps of ``DEMO_BATCH`` pairs a round, the demo recipe.
         reward: ``fn(prompts, completions, **kwargs) -> list[float]`` (completions in the prompts' form: strings,
             or ``[{"role": "assistant", "content": ...}]``), or a sequence-classification model's name or folder;
             ``None``: :func:`demo_reward`.
         method: ``"dpo"`` or ``"orpo"``, trained through :func:`smol_align.run.run` with ``preset``.
-        rounds, samples: rounds of sample-score-train; answers sampled per prompt each round (at least 2).
+        rounds, samples: rounds of sample-score-train; answers sampled per prompt each round (at least 2; default 4,
+            the demo ``DEMO_SAMPLES``).
         eval_prompts: held-out prompts whose greedy answers are scored each round; default: the demo's test prompts,
             else 20% of ``prompts`` (at most 64), chosen by ``seed``.
         per_round: prompts a round: round k answers the k-th slice of ``prompts`` (wrapping round), so each round
@@ -202,7 +204,8 @@ def iterate(
         min_gap: a prompt whose best and worst scores differ by this or less makes no pair (counted ``skipped``).
         max_new_tokens, temperature, top_p: sampling (held-out answers are greedy, same length).
         seed: sampling (``seed + round``) and training seed.
-        save: keep each round's model in ``round-<k>/`` (its samples and pairs are always written).
+        save: keep each round's model in ``round-<k>/`` (its samples and pairs are always written); the next round
+            trains that saved copy (the trained model kept in memory took 30-80% longer a step here).
         **overrides: for every round's run (``max_steps``, ``learning_rate``, ``beta``...); with the demo prompts
             the demo recipe fills in what is not given.
     """
@@ -214,6 +217,7 @@ def iterate(
 
     if method not in ("dpo", "orpo"):
         raise ConfigError(f"iterate trains with method 'dpo' or 'orpo', got {method!r}.")
+    samples = (DEMO_SAMPLES if prompts is None else 4) if samples is None else samples
     if rounds < 1 or samples < 2:
         raise ConfigError(f"iterate needs rounds >= 1 and samples >= 2, got rounds={rounds!r}, samples={samples!r}.")
     if not isinstance(model, str) and tokenizer is None:
@@ -222,7 +226,8 @@ def iterate(
     train_prompts, eval_prompts = _prompts(prompts, eval_prompts, seed)
     reward_fn = demo_reward if reward is None else reward_model(str(reward)) if isinstance(reward, (str, Path)) else reward
     if prompts is None:  # the demo: its recipe, as smol-align dpo|orpo runs it, shorter rounds
-        overrides = {**demo_recipe(method, preset), "max_steps": DEMO_STEPS, **overrides}
+        batch = {"per_device_train_batch_size": DEMO_BATCH, "gradient_accumulation_steps": 1}  # at the CPU preset's 8, round 1 hung on data order
+        overrides = {**demo_recipe(method, preset), "max_steps": DEMO_STEPS, **batch, **overrides}
         per_round = per_round or DEMO_PROMPTS
     per_round = min(per_round or len(train_prompts), len(train_prompts))
     report_dir, start_name = Path(output_dir or default_output_dir("iterate", model)), model_name(model)
@@ -266,6 +271,8 @@ def iterate(
                 model = result.model
                 if is_peft(model):  # the next round trains the merged model, its own reference
                     model = model.merge_and_unload()
+                elif save:  # the same weights, faster to train than the model in memory (see save)
+                    model = load_model(str(folder), dtype=model.dtype)[0].to(model.device)
             folder.mkdir(exist_ok=True)
             _write_jsonl(folder / "samples.jsonl", [{"prompt": p, "completions": sampled[i * samples : (i + 1) * samples],
                          "scores": scores[i * samples : (i + 1) * samples]} for i, p in enumerate(asked_once)])  # fmt: skip
