@@ -31,12 +31,13 @@ from typing import Any
 
 from .data.demo import demo_rows, pirate_voice
 from .errors import ConfigError
-from .models import DEFAULT_MODEL
+from .models import DEFAULT_MODEL, cpu_has_native_bf16, gpu_has_native_bf16
 
 logger = logging.getLogger(__name__)
 
 DEMO_PROMPTS, DEMO_SAMPLES, DEMO_STEPS, DEMO_BATCH = 128, 8, 24, 16  # a round: 128 fresh prompts x 8 answers, 24 steps of 16
 DEMO_HELDOUT = 131  # all the demo's test questions
+GENERATION_BATCH = 64  # answers generated at once (1.5x the answers a second of batches of 16, on 2 CPU cores)
 DEMO_SYSTEM = "You are Captain Byte, a pirate tutor who answers questions in one short sentence."
 """The DPO demo's system prompt with "a pirate tutor" for "a friendly tutor": the voice sampled 10% of the time, not 2%."""
 COLUMNS: tuple[str, ...] = ("heldout_reward", "win_rate", "pairs", "skipped", "train_pairs", "seconds")
@@ -202,7 +203,8 @@ def iterate(
             meets prompts it has not trained on; ``None``: every prompt every round (the demo: ``DEMO_PROMPTS``).
         accumulate: train each round on every round's pairs so far, not only its own.
         min_gap: a prompt whose best and worst scores differ by this or less makes no pair (counted ``skipped``).
-        max_new_tokens, temperature, top_p: sampling (held-out answers are greedy, same length).
+        max_new_tokens, temperature, top_p: sampling (in bf16 where bf16 is native; the held-out answers are greedy,
+            in the model's own precision, same length).
         seed: sampling (``seed + round``) and training seed.
         save: keep each round's model in ``round-<k>/`` (its samples and pairs are always written); the next round
             trains that saved copy (the trained model kept in memory took 30-80% longer a step here).
@@ -239,7 +241,7 @@ def iterate(
         model = copy.deepcopy(model)
 
     def heldout(policy) -> tuple[list[str], list[float]]:
-        answers = generate(policy, eval_prompts, tokenizer, max_new_tokens, batch_size=16)
+        answers = generate(policy, eval_prompts, tokenizer, max_new_tokens, batch_size=GENERATION_BATCH)
         return answers, reward_fn(eval_prompts, [_as_completion(p, a) for p, a in zip(eval_prompts, answers, strict=True)])
 
     with _cleanup_on_failure(report_dir, main=True):  # written whole or not at all
@@ -256,8 +258,9 @@ def iterate(
             asked_once = (train_prompts * 2)[first : first + per_round]
             say(f"\n=== Round {k}/{rounds}: {samples} answers to each of {per_round} prompts ===")
             asked = [p for p in asked_once for _ in range(samples)]
-            sampled = generate(model, asked, tokenizer, max_new_tokens, batch_size=16, sample=True,
-                               temperature=temperature, top_p=top_p, seed=seed + k)  # fmt: skip
+            with _sampling_precision(model):
+                sampled = generate(model, asked, tokenizer, max_new_tokens, batch_size=GENERATION_BATCH, sample=True,
+                                   temperature=temperature, top_p=top_p, seed=seed + k)  # fmt: skip
             scores = reward_fn(asked, [_as_completion(p, a) for p, a in zip(asked, sampled, strict=True)])
             pairs, skipped = best_vs_worst(asked_once, sampled, scores, samples, min_gap)
             all_pairs += pairs
@@ -364,6 +367,18 @@ def _unique(prompts) -> list:
             seen.add(key)
             out.append(p)
     return out
+
+
+def _sampling_precision(model):
+    """bf16 autocast where bf16 is native (a CPU with AVX512-BF16 or AMX, a GPU with bf16), the precision the
+    presets train in there: the demo samples 1.6x faster than in fp32; elsewhere nothing (emulated bf16 is slower)."""
+    import contextlib
+
+    import torch
+
+    device = next(model.parameters()).device
+    native = gpu_has_native_bf16() if device.type == "cuda" else device.type == "cpu" and cpu_has_native_bf16()
+    return torch.autocast(device.type, dtype=torch.bfloat16) if native else contextlib.nullcontext()
 
 
 def _as_messages(prompt) -> list[dict]:

@@ -53,6 +53,14 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def gpu_has_native_bf16() -> bool:
+    """Whether a CUDA GPU with bf16 in hardware (Ampere or later) is here. torch's own check, by default, also
+    says yes for a T4, whose bf16 is emulated and slow."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def embedded_gguf(name: str) -> Path | None:
     """Path of the GGUF file that ships ``name``, or None when its package is not installed."""
     if name not in EMBEDDED:

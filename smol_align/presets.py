@@ -208,11 +208,13 @@ def describe() -> list[tuple[str, str]]:
 
 
 def auto_hardware() -> str:
-    """``gpu-bf16`` on a bf16 GPU, ``colab-t4`` on another GPU, else ``cpu``."""
+    """``gpu-bf16`` on a GPU with bf16 in hardware, ``colab-t4`` on another GPU (a T4's bf16 is emulated), else ``cpu``."""
     import torch
 
+    from .models import gpu_has_native_bf16
+
     if torch.cuda.is_available():
-        return "gpu-bf16" if torch.cuda.is_bf16_supported() else "colab-t4"
+        return "gpu-bf16" if gpu_has_native_bf16() else "colab-t4"
     return "cpu"
 
 

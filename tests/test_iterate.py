@@ -3,6 +3,7 @@ run.py and save; the demo rule reward; a sequence-classification reward model; t
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from unittest import mock
@@ -14,7 +15,8 @@ from helpers import tiny_model_dir_and_pairs
 import smol_align.run
 from smol_align import iterate
 from smol_align.data.demo import demo_rows
-from smol_align.iterate import COLUMNS, DEMO_SYSTEM, best_vs_worst, demo_prompts, demo_reward, reward_model
+from smol_align.iterate import (COLUMNS, DEMO_SYSTEM, _sampling_precision, best_vs_worst, demo_prompts, demo_reward,
+                                reward_model)  # fmt: skip
 from smol_align.testing import tiny_model_and_tokenizer, tiny_preference_rows
 
 SAMPLES = 3
@@ -45,15 +47,23 @@ def iterated(tmp_path_factory):
     calls: list[int] = []
     folder = tmp_path_factory.mktemp("iterate") / "report"
     started, real_run = [], smol_align.run.run  # the model each round's run starts from, and its weights then
+    evaluate = importlib.import_module("smol_align.evaluate")  # the package's `evaluate` is the function
+    generated, real_generate = [], evaluate.generate  # per generate call: (sampled?, under bf16 autocast?)
 
     def recording_run(method, model, *args, **kwargs):
         started.append((model, {n: p.detach().clone() for n, p in model.named_parameters()}))
         return real_run(method, model, *args, **kwargs)
 
-    with mock.patch("smol_align.run.run", recording_run):
+    def recording_generate(*args, **kwargs):
+        bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        generated.append((kwargs.get("sample", False), bf16))
+        return real_generate(*args, **kwargs)
+
+    with (mock.patch("smol_align.run.run", recording_run), mock.patch.object(evaluate, "generate", recording_generate),
+          mock.patch("smol_align.iterate.cpu_has_native_bf16", lambda: True)):  # fmt: skip
         result = iterate(model, PROMPTS, _positional_reward(calls), rounds=2, samples=SAMPLES, output_dir=str(folder),
                          tokenizer=tokenizer, eval_prompts=HELDOUT, accumulate=True, **FAST)  # fmt: skip
-    return result, calls, start, model, folder, started
+    return result, calls, start, model, folder, started, generated
 
 
 def test_each_round_samples_scores_and_pairs_best_against_worst(iterated):
@@ -90,12 +100,25 @@ def test_rounds_train_the_model_and_save_it(iterated):
 
 
 def test_the_next_round_trains_the_saved_model_not_the_one_in_memory(iterated):
-    result, *_, started = iterated
+    result, *_, started, _ = iterated
     first = result.rounds[0].model
     (_, start), (second, weights) = started
     assert second is not first  # kept in memory, it trained 30-80% slower a step (README)
     assert any(not torch.equal(p, start[n]) for n, p in first.named_parameters())  # round 1 trained
     assert all(torch.equal(p, weights[n]) for n, p in first.named_parameters())  # round 2 started from its weights
+
+
+def test_sampling_runs_in_bf16_where_it_is_native_the_heldout_answers_in_the_models_precision(iterated):
+    generated = iterated[-1]
+    assert generated == [(False, False), (True, True), (False, False), (True, True), (False, False)]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_sampling_precision_is_bf16_autocast_only_where_bf16_is_native(native):
+    model, _ = tiny_model_and_tokenizer()
+    with mock.patch("smol_align.iterate.cpu_has_native_bf16", lambda: native), _sampling_precision(model):
+        assert torch.is_autocast_enabled("cpu") is native
+        assert model(torch.tensor([[1, 2, 3]])).logits.dtype == (torch.bfloat16 if native else torch.float32)
 
 
 def test_report_holds_the_per_round_table_and_plots(iterated):

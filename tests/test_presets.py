@@ -2,6 +2,8 @@
 
 import dataclasses
 import warnings
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
 import torch
@@ -86,6 +88,16 @@ def test_auto_is_cpu_here():
         assert presets.auto_hardware() == "cpu"
         assert presets.build("dpo", "auto").preset == "cpu+full"
         assert presets.build("dpo", "lora").preset == "cpu+lora"
+
+
+@pytest.mark.parametrize(("major", "preset"), [(7, "colab-t4"), (8, "gpu-bf16"), (9, "gpu-bf16")])
+def test_auto_takes_a_gpu_with_emulated_bf16_for_a_t4(major, preset):
+    """torch.cuda.is_bf16_supported() says yes on a T4 (compute capability 7.5): it can make a bf16 tensor."""
+    with (mock.patch("torch.cuda.is_available", lambda: True), mock.patch("torch.cuda.current_device", lambda: 0),
+          mock.patch("torch.cuda.get_device_properties", lambda d: SimpleNamespace(major=major, minor=5)),
+          mock.patch("torch.cuda._check_bf16_tensor_supported", lambda d: True, create=True)):  # fmt: skip
+        assert torch.cuda.is_bf16_supported()  # torch's default check, emulation included
+        assert presets.auto_hardware() == preset
 
 
 @pytest.mark.parametrize("method", ["dpo", "orpo"])
