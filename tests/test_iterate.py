@@ -15,8 +15,15 @@ from helpers import tiny_model_dir_and_pairs
 import smol_align.run
 from smol_align import iterate
 from smol_align.data.demo import demo_rows
-from smol_align.iterate import (COLUMNS, DEMO_SYSTEM, _sampling_precision, best_vs_worst, demo_prompts, demo_reward,
-                                reward_model)  # fmt: skip
+from smol_align.iterate import (
+    COLUMNS,
+    DEMO_SYSTEM,
+    _sampling_precision,
+    best_vs_worst,
+    demo_prompts,
+    demo_reward,
+    reward_model,  # fmt: skip
+)
 from smol_align.testing import tiny_model_and_tokenizer, tiny_preference_rows
 
 SAMPLES = 3
