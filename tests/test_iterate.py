@@ -22,7 +22,7 @@ from smol_align.iterate import (
     best_vs_worst,
     demo_prompts,
     demo_reward,
-    reward_model,  # fmt: skip
+    reward_model,
 )
 from smol_align.testing import tiny_model_and_tokenizer, tiny_preference_rows
 
