@@ -128,3 +128,12 @@ def test_pairs_made_by_load_still_load_the_same():
     first = load(rows, eval_split=0).train
     again = load(first, eval_split=0)
     assert again.train.to_list() == first.to_list() and again.format == "trl-conversational"
+
+
+def test_messages_of_two_spellings_in_one_arrow_column_are_both_read():
+    from datasets import Dataset
+
+    sharegpt = {"from": "human", "value": "Q"}  # arrow adds role=None, content=None (the others: from/value)
+    rows = [GOOD, {**GOOD, "prompt": [sharegpt]}]
+    pairs, report = normalize(Dataset.from_list(rows), return_report=True)
+    assert len(pairs) == 2 and not report.invalid and pairs[1]["prompt"] == [u("Q")]

@@ -149,8 +149,9 @@ def message(item: Any, column: str) -> Message:
     """One message as ``{"role", "content"}``; accepts ``role``/``content`` or ShareGPT ``from``/``value``."""
     if not isinstance(item, dict):
         raise InvalidRow(f"{column}: malformed message", column, f"expected a dict, got {type(item).__name__}")
-    role = item.get("role", item.get("from"))
-    content = item.get("content", item.get("value"))
+    # a key set to None counts as absent: arrow gives every message of a column every key any of them has
+    role = item.get("from") if item.get("role") is None else item["role"]
+    content = item.get("value") if item.get("content") is None else item["content"]
     if not isinstance(role, str):
         raise InvalidRow(f"{column}: malformed message", column, "no 'role' (or 'from') text")
     calls = next((key for key in ("tool_calls", "function_call") if item.get(key)), None)
