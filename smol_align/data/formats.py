@@ -3,8 +3,9 @@
 Detection: among the formats whose ``signature`` columns are all present and whose ``check``
 accepts the first rows, the longest signature wins (ties: the earlier entry); with none,
 ``trl-unpaired`` (KTO's rows) if its columns are there. axolotl's DPO types (``chatml.intel``, ...)
-are accepted by name with ``format=``, never detected. A text column a format neither reads nor
-``ignores`` is reported: nothing is dropped in silence.
+are accepted by name with ``format=``, never detected. Every pair format keeps the columns named
+like a :data:`METADATA` extra (``score_chosen``...); a column a format neither reads nor ``ignores``
+is reported: nothing is dropped in silence.
 """
 
 from __future__ import annotations

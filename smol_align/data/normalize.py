@@ -4,8 +4,10 @@ One batched ``datasets`` map (``num_proc``; lazy over an ``IterableDataset``), s
 never sit in a Python list. No row is dropped silently: with ``strict=False`` each misfit is set
 aside and counted by reason in a :class:`NormalizeReport` (``return_report=True``, or
 :func:`last_report`; ``raw.select(report.invalid_rows)`` shows them); ``strict=True`` raises
-``DatasetFormatError`` at the first. A text column the format does not read is an error that
-names it (``lenient=True``: a warning, and the report's ``unused_columns``).
+``DatasetFormatError`` at the first; rows smol_align cannot train as they are (tool calls, a KTO label
+in another encoding) raise either way. A text column the format does not read is an error that
+names it (``lenient=True``: a warning, and the report's ``unused_columns``); other columns it does
+not read are named too (a warning, and the report's ``dropped_columns``).
 """
 
 from __future__ import annotations
