@@ -105,8 +105,9 @@ def test_tool_calls_are_refused_not_dropped_even_without_strict(row, column, wha
 def test_format_columns_and_strict_apply_to_rows_shaped_like_pairs(tmp_path):
     rows = [GOOD, {**GOOD, "chosen": [a("z")]}]
     for data in (write(tmp_path / "pairs.jsonl", rows), as_dataset(rows)):
-        with pytest.raises(DatasetFormatError, match="format 'hh-rlhf' does not read"):
+        with pytest.raises(DatasetFormatError, match="format 'hh-rlhf' does not read") as caught:
             load(data, eval_split=0, format="hh-rlhf")
+        assert "columns={'prompt': 'prompt'}" not in str(caught.value)  # no hint to rename a column to itself
         swapped = load(data, eval_split=0, columns={"chosen": "rejected", "rejected": "chosen"}).train
         assert [p["chosen"] for p in swapped] == [[a("y")], [a("y")]] and swapped[1]["rejected"] == [a("z")]
         with pytest.raises(DatasetFormatError, match="row 1"):

@@ -212,9 +212,9 @@ def normalize_split(data, name: str, hub: str | None = None, format: str = "auto
     others = [c for c in column_names if c not in fmt.known() and c not in unused]  # numbers, flags, ...
     if others:
         logger.warning(
-            "%s: format %r does not read the column(s) %s: left out (a column named like a kept one, e.g. "
-            "columns={'score_chosen': %r}, is kept)",
-            *(name, format, others, others[0]),
+            "%s: format %r does not read the column(s) %s: left out (columns named %s are kept: rename one "
+            "with columns= to keep it)",
+            *(name, format, others, ", ".join(fmt.extras)),
         )
     report = NormalizeReport(dataset=name, format=format, unused_columns=unused, dropped_columns=others)
     extras = fmt.extras_in(column_names)
@@ -316,12 +316,13 @@ def resolve_format(name: str, column_names: list, texts: set, rows: list[dict], 
                                  dataset=dataset, column=missing[0])  # fmt: skip
     unused = [c for c in column_names if c not in fmt.known() and c in texts]
     if unused and not lenient:
+        example = "" if unused[0] == "prompt" else f", e.g. columns={{'prompt': {unused[0]!r}}}"
         raise DatasetFormatError(
             f"{dataset}: column {unused[0]!r} holds text that format {name!r} does not read "
             f"{f'(nor {unused[1:]}) ' if unused[1:] else ''}"
-            f"(it reads {sorted(c for c in fmt.known() if c in column_names)}). Map it with columns=, e.g. "
-            f"columns={{'prompt': {unused[0]!r}}}, pick another format with format=, remove it, or pass "
-            "lenient=True to leave it out with a warning.",
+            f"(it reads {sorted(c for c in fmt.known() if c in column_names)}). Map it with "
+            f"columns={example}, pick another format with format=, remove it, or pass lenient=True to leave "
+            "it out with a warning.",
             dataset=dataset,
             column=unused[0],
         )
