@@ -72,3 +72,43 @@ def test_real_hh_rlhf_sample_normalizes_with_the_doctors_report():
     assert found.identical_pairs >= 0 and found.lengths["prompt"].max > 0
     assert "doctor: " in found.summary_line() and "hh-rlhf" in str(found)
     assert normalize(str(HH), return_report=True)[1].rows_in == 1500  # the .gz file itself reads too
+
+
+@pytest.mark.parametrize(
+    ("name", "streaming"),
+    [("pairs.jsonl", False), ("pairs.json", False), ("pairs.csv", False), ("pairs.tsv", True),
+     ("pairs.jsonl.gz", True), ("pairs.jsonl", True)],
+)
+def test_bytes_that_are_not_utf8_name_the_file_the_line_and_the_fix(tmp_path, name, streaming):
+    rows = [{"prompt": f"Q{i}", "chosen": "x", "rejected": "y"} for i in range(5)]
+    if name.endswith(".csv") or name.endswith(".tsv"):
+        sep = "\t" if name.endswith(".tsv") else ","
+        text = sep.join(rows[0]) + "\n" + "".join(sep.join(r.values()) + "\n" for r in rows)
+        line, column = 5, 2  # the header is line 1
+    elif name == "pairs.json":
+        text, line, column = json.dumps(rows, indent=1), 18, 15
+    else:
+        text, line, column = "".join(json.dumps(r) + "\n" for r in rows), 4, 14
+    data = text.encode().replace(b"Q3", "Q\xe9".encode("cp1252") + b"3")  # a Latin-1 é
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(DatasetFormatError) as caught:
+        load(str(path), streaming=streaming)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not UTF-8 text: line {line}, column {column} (byte offset ")
+    assert "holds the byte(s) e9" in message and "Re-save it as UTF-8" in message and "\n" not in message
+    assert caught.value.dataset == str(path)
+
+
+def test_the_utf8_check_reads_in_chunks_and_a_character_cut_between_two_is_fine(tmp_path, monkeypatch):
+    from smol_align.data import sources
+
+    monkeypatch.setattr(sources, "_CHUNK", 4)
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes("ab\né🏴‍☠️x\n".encode() * 3)
+    assert sources.first_non_utf8(str(path)) is None
+    path.write_bytes("ab\né🏴‍☠️x\n".encode() * 3 + b"ok\nab\xff")
+    size = len("ab\né🏴‍☠️x\n".encode()) * 3
+    assert sources.first_non_utf8(str(path)) == (8, 3, size + 5, b"\xff")
+    path.write_bytes("ab\né".encode()[:-1])  # a file that ends inside a character
+    assert sources.first_non_utf8(str(path)) == (2, 1, 3, b"\xc3")

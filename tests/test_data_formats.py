@@ -377,12 +377,12 @@ def test_identical_implicit_dialogues_are_a_valid_identical_pair():
         ),
         (
             {"prompt": [u("Q")], "chosen": [u("x")], "rejected": [a("y")]},
-            "implicit prompt: chosen and rejected share no prompt",
+            "chosen: expected one assistant message",  # the prompt is given: no implicit prompt is looked for
         ),
         ({"prompt": [u("Q")], "chosen": [], "rejected": [a("y")]}, "chosen: empty list of messages"),
         (
             {"prompt": [u("Q")], "chosen": [{"role": "tool", "content": "x"}], "rejected": [a("y")]},
-            "chosen: unknown role",
+            "chosen: tool use",  # refused (ToolUse), not set aside as an unknown role
         ),
         (
             {"prompt": [u("Q")], "chosen": [{"role": "assistant", "content": None}], "rejected": [a("y")]},
@@ -519,3 +519,87 @@ def test_extras_are_only_those_of_the_schema():
     assert alpaca.column_names == ["prompt", "chosen", "rejected"]  # no None score_chosen, status, ...
     orca = normalize([{"input": "Q", "chosen": "x", "rejected": "y", "status": "tie", "chosen_score": 9}])
     assert orca.column_names == ["prompt", "chosen", "rejected", "score_chosen", "status"]
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Nothing lost in silence (issue 28): axolotl's history, extra columns, score strings
+# ---------------------------------------------------------------------------------------------
+
+
+def test_axolotl_chat_template_keeps_the_system_prompt_and_history_of_messages():
+    history = [s("Be a pirate."), u("Hi"), a("Arr."), u("Where to?")]
+    for chosen, rejected in [
+        ([u("Where to?"), a("Tortuga")], [u("Where to?"), a("Home")]),  # answers repeating the last user turn
+        ([a("Tortuga")], [a("Home")]),  # lists of the answer alone
+        (a("Tortuga"), "Home"),  # a message, a text
+    ]:
+        row = {"messages": history, "chosen": chosen, "rejected": rejected}
+        assert run("chat_template.default", row) == {
+            "prompt": history,
+            "chosen": [a("Tortuga")],
+            "rejected": [a("Home")],
+        }
+    sharegpt = {
+        "conversations": [{"from": "system", "value": "Be a pirate."}, {"from": "human", "value": "Hi"}],
+        "chosen": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Arr"}],
+        "rejected": "Bye",
+    }
+    assert run("sharegpt", sharegpt)["prompt"] == [s("Be a pirate."), u("Hi")]
+
+
+def test_axolotl_answers_with_turns_the_prompt_does_not_end_with_do_not_fit():
+    row = {
+        "messages": [s("Be a pirate."), u("Hi")],
+        "chosen": [u("Something else"), a("x")],
+        "rejected": [a("y")],
+    }
+    with pytest.raises(InvalidRow) as caught:
+        run("chat_template.default", row)
+    assert caught.value.reason == "chosen: turns before the answer that the prompt does not end with"
+    assert caught.value.column == "chosen"
+
+
+def test_stable_columns_are_kept_whatever_the_format_and_others_are_named(caplog):
+    row = {"question": "Q", "chosen": "x", "rejected": "y", "score_chosen": 9, "score_rejected": "7.5"}
+    rows = [{**row, "id": 1, "reviewed": True}]
+    pairs, report = normalize(rows, format="intel-orca", return_report=True)
+    assert pairs.column_names == ["prompt", "chosen", "rejected", "score_chosen", "score_rejected"]
+    assert (pairs[0]["score_chosen"], pairs[0]["score_rejected"]) == (9.0, 7.5)
+    assert report.dropped_columns == ["id", "reviewed"]
+    assert "columns left out: id, reviewed" in report.summary_line()
+    assert "does not read the column(s) ['id', 'reviewed']: left out" in caplog.text
+    from smol_align.data import doctor
+
+    found = doctor(rows, format="intel-orca")
+    assert found.dropped_columns == ["id", "reviewed"]
+    assert "columns left out: id, reviewed" in found.summary_line()
+    assert "other columns left out" in str(found) and any("['id', 'reviewed']" in tip for tip in found.advice)
+
+
+@pytest.mark.parametrize("value", ["high", "7/10", "inf", [1, 2], True])
+def test_a_score_that_is_no_number_is_a_named_row_error_not_a_missing_score(value):
+    rows = [{"prompt": "Q", "chosen": "x", "rejected": "y", "score_chosen": 1.0}] * 2
+    rows = [rows[0], {**rows[1], "score_chosen": value}]
+    pairs, report = normalize(rows, return_report=True)
+    assert len(pairs) == 1 and report.invalid_rows == [1]
+    assert dict(report.invalid) == {"score_chosen: not a number": 1}
+    with pytest.raises(DatasetFormatError, match=r"row 1, column 'score_chosen': score_chosen: not a number"):
+        normalize(rows, strict=True)
+    for missing in (None, "", " N/A ", float("nan")):  # no score: kept as None
+        assert normalize([{**rows[0], "score_chosen": missing}])[0]["score_chosen"] is None
+    orca = {"input": "Q", "chosen": "x", "rejected": "y", "status": "tie", "chosen_score": "high"}
+    with pytest.raises(InvalidRow, match="chosen_score: not a number"):
+        run("argilla-orca", orca)
+
+
+def test_text_and_flag_extras_that_cannot_be_read_are_named():
+    row = {"prompt": "Q", "chosen": "x", "rejected": "y"}
+    with pytest.raises(DatasetFormatError, match=r"column 'source': source: expected text \(got list\)"):
+        normalize([{**row, "source": ["a", "b"]}], format="trl-standard", strict=True, lenient=True)
+    with pytest.raises(
+        DatasetFormatError, match="column 'in_gsm8k_train': in_gsm8k_train: expected true or false"
+    ):
+        normalize([{**row, "in_gsm8k_train": "maybe"}], strict=True)
+    kept = normalize([{**row, "in_gsm8k_train": "True", "source": 3}])[0]
+    assert kept == {**normalize([row])[0], "in_gsm8k_train": True, "source": "3"}

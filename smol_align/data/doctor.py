@@ -56,6 +56,7 @@ class DoctorReport:
     prompt_fills_max_length: int | None = None  # TRL drops these (keep_start truncation)
     completion_tokens_lost: float | None = None  # share of all completion tokens cut by max_length
     advice: list[str] = field(default_factory=list)
+    dropped_columns: list[str] = field(default_factory=list)  # other columns not read by the format, left out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +69,8 @@ class DoctorReport:
         parts += [f"{self.ties:,} ties"] if self.ties is not None else []
         parts += [f"{self.duplicated_prompts:,} duplicated prompts", f"chosen longer in {self.chosen_longer:.0%}"]
         parts += [f"{self.truncated_pairs:,} truncated at {self.max_length}"] if self.max_length is not None else []
+        left_out = [*self.unused_columns, *self.dropped_columns]
+        parts += [f"columns left out: {', '.join(left_out)}"] if left_out else []
         return " | ".join(parts)
 
     def __str__(self) -> str:
@@ -78,6 +81,8 @@ class DoctorReport:
         rows += [("", count, "", reason) for reason, count in self.set_aside.items()]
         if self.unused_columns:
             rows.append(("text columns left out", "", "", ", ".join(self.unused_columns)))
+        if self.dropped_columns:
+            rows.append(("other columns left out", "", "", ", ".join(self.dropped_columns)))
         if self.dropped:
             rows.append(("dropped while normalizing", sum(self.dropped.values()), "", ""))
             rows += [("", count, "", reason) for reason, count in self.dropped.items()]
@@ -193,6 +198,7 @@ def doctor(data: Any, tokenizer=None, max_length: int | None = None, *, max_rows
         set_aside=dict(report.invalid.most_common()),
         dropped=dict(report.dropped.most_common()),
         unused_columns=list(report.unused_columns),
+        dropped_columns=list(report.dropped_columns),
         identical_pairs=identical,
         empty_completions=empty,
         ties=ties if has_ratings else None,
@@ -228,6 +234,8 @@ def _advice(found: DoctorReport) -> list[str]:
         (found.set_aside, f"{sum(found.set_aside.values()):,} rows do not fit {found.format!r} and are left out: see "
          "normalize(..., return_report=True) for the rows, or strict=True (--strict) to stop at the first one"),
         (found.unused_columns, f"text columns left out (lenient=True): {found.unused_columns}; map them with columns="),
+        (found.dropped_columns, f"columns {found.dropped_columns} not read by {found.format!r}: left out; "
+         "to keep per-answer scores, name them score_chosen/score_rejected (columns=)"),
         (found.identical_pairs, "identical pairs teach nothing: drop_identical=True (--drop-identical)"),
         (found.empty_completions, "empty completions are rarely intended: drop_empty=True (--drop-empty)"),
         (found.ties, "tied ratings carry no preference: drop_ties=True (--drop-ties) or min_margin=..."),

@@ -3,8 +3,9 @@
 Detection: among the formats whose ``signature`` columns are all present and whose ``check``
 accepts the first rows, the longest signature wins (ties: the earlier entry); with none,
 ``trl-unpaired`` (KTO's rows) if its columns are there. axolotl's DPO types (``chatml.intel``, ...)
-are accepted by name with ``format=``, never detected. A text column a format neither reads nor
-``ignores`` is reported: nothing is dropped in silence.
+are accepted by name with ``format=``, never detected. Every pair format keeps the columns named
+like a :data:`METADATA` extra (``score_chosen``...); a column a format neither reads nor ``ignores``
+is reported: nothing is dropped in silence.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from functools import partial
 from typing import Any
 
 from ..errors import ConfigError, DatasetFormatError
-from .messages import flag, is_message, is_message_list, optional_text, score
+from .messages import is_message, is_message_list, optional_flag, optional_text, rating
 from .rows import argilla, chat, hh, trl, ultrafeedback
 
-# Extras kept in the output under these stable names: name -> (datasets dtype, coercion).
-_STR, _FLOAT = ("string", optional_text), ("float64", score)
-METADATA: dict[str, tuple[str, Callable[[Any], Any]]] = {
+# Extras kept in the output under these stable names: name -> (datasets dtype, coercion(value, column)); the
+# coercion raises InvalidRow for a cell it cannot read (a score "high"), rather than keep None in its place.
+_STR, _FLOAT = ("string", optional_text), ("float64", rating)
+METADATA: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
     "source": _STR, "prompt_id": _STR, "category": _STR, "score_chosen": _FLOAT, "score_rejected": _FLOAT,
-    "model_chosen": _STR, "model_rejected": _STR, "status": _STR, "in_gsm8k_train": ("bool", flag),
+    "model_chosen": _STR, "model_rejected": _STR, "status": _STR, "in_gsm8k_train": ("bool", optional_flag),
     "preference_prob": _FLOAT,  # P(chosen > rejected), for train_dpo(loss_type="soft")
 }  # fmt: skip
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -83,7 +85,6 @@ _INSTRUCTION = "`instruction`: text; `chosen_response`/`rejected_response`: text
 _DIALOGUES = "`chosen`/`rejected`: the same dialogue (messages), differing only in the last assistant message"
 _RATED = {"score_chosen": "chosen_rating", "score_rejected": "rejected_rating",
           "model_chosen": "chosen_model", "model_rejected": "rejected_model"}  # fmt: skip
-_PASS = {name: name for name in METADATA}  # TRL-shaped data: keep the stable columns it has
 _MESSAGES, _TEXT = column_is("chosen", "messages"), column_is("chosen", "text")
 _instruction = partial(trl.pair, prompt="instruction", chosen="chosen_response", rejected="rejected_response")
 
@@ -101,7 +102,7 @@ FORMATS: dict[str, Format] = {
         hub={"HuggingFaceH4/ultrafeedback_binarized": ("train_prefs", "test_prefs")},
     ),
     "trl-ultrafeedback": Format(
-        trl.pair, ("chosen", "rejected", "score_chosen", "score_rejected"), reads=("prompt",), extras=_PASS,
+        trl.pair, ("chosen", "rejected", "score_chosen", "score_rejected"), reads=("prompt",),
         check=lambda rows: _MESSAGES(rows) and not any(is_message_list(r.get("prompt")) for r in rows),
         expected="`chosen`/`rejected`: [user, assistant] messages sharing the user turn; `score_*`: floats",
         hub={"trl-lib/ultrafeedback_binarized": ("train", "test")},
@@ -187,20 +188,20 @@ FORMATS: dict[str, Format] = {
         expected="`conversations`: [{from, value}] turns ending with human; `chosen`/`rejected`: {from: gpt, value}",
     ),
     "trl-conversational": Format(
-        trl.pair, ("prompt", "chosen", "rejected"), reads=("system",), extras=_PASS,
+        trl.pair, ("prompt", "chosen", "rejected"), reads=("system",),
         check=lambda rows: column_is("prompt", "messages")(rows) or _MESSAGES(rows),
         expected="`prompt`: messages ending with a user turn; `chosen`/`rejected`: one assistant message each",
     ),
     "trl-conversational-implicit": Format(
-        trl.pair, ("chosen", "rejected"), check=_MESSAGES, reads=("system",), extras=_PASS,
+        trl.pair, ("chosen", "rejected"), check=_MESSAGES, reads=("system",),
         expected="`chosen`/`rejected`: the same dialogue, differing only in the last assistant message",
     ),
     "trl-standard": Format(
         trl.pair, ("prompt", "chosen", "rejected"), check=lambda rows: column_is("prompt", "text")(rows) and _TEXT(rows),
-        reads=("system",), extras=_PASS, expected="`prompt`, `chosen`, `rejected`: text; optional `system`",
+        reads=("system",), expected="`prompt`, `chosen`, `rejected`: text; optional `system`",
     ),
     "trl-standard-implicit": Format(
-        trl.standard_implicit, ("chosen", "rejected"), check=_TEXT, extras=_PASS,
+        trl.standard_implicit, ("chosen", "rejected"), check=_TEXT,
         expected="`chosen`/`rejected`: texts that start with the same prompt",
     ),
     UNPAIRED: Format(  # KTO's rows, not pairs; detected when no pair format fits
@@ -224,6 +225,16 @@ AXOLOTL = {
 }  # fmt: skip
 FORMATS.update({name: replace(fmt, detect=False, hub={}) for name, fmt in AXOLOTL.items()})
 FORMATS.update({name.replace("chatml.", "llama3."): fmt for name, fmt in FORMATS.items() if name.startswith("chatml.")})
+
+
+def _with_stable_columns(fmt: Format) -> Format:
+    """``fmt`` that also keeps the columns named like an extra (``score_chosen``, ``source``...) that it has
+    no other use for: per-answer scores reach the pairs whatever the format (not KTO's unpaired rows)."""
+    taken = {*fmt.extras, *fmt.extras.values(), *fmt.reads, *fmt.ignores}
+    return replace(fmt, extras={**fmt.extras, **{name: name for name in METADATA if name not in taken}})
+
+
+FORMATS.update({name: _with_stable_columns(fmt) for name, fmt in FORMATS.items() if name != UNPAIRED})
 
 
 def get(name: str) -> Format:

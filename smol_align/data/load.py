@@ -71,16 +71,15 @@ def _splits(data: Any, split: str | None, streaming: bool | None):
 
 
 def _pairs_of(src, part, name: str, options: dict, max_rows: int | None):
-    """One split, normalized (or, already pairs, only filtered): ``(dataset, report)``."""
+    """One split, normalized: ``(dataset, report)``. Rows already in the normalized shape go through the
+    same row checks (and ``format=``, ``columns=``, ``strict=``) as any other: nothing skips them."""
     import datasets
 
     if max_rows is not None:
         part = part[:max_rows] if isinstance(part, list) else (
             part.take(max_rows) if isinstance(part, datasets.IterableDataset) else part.select(range(min(max_rows, len(part)))))  # fmt: skip
-    if is_pairs(part):  # already normalized: only the filters asked for run again
-        report = NormalizeReport(dataset=name, format="pairs", rows_in=len(part))
-        return filters.apply(part, filters.take(dict(options)), report.dropped), report
-    return normalize_split(part, name, src.format, **options)
+    hint = "trl-conversational" if src.format is None and is_pairs(part) else src.format  # what auto detects
+    return normalize_split(part, name, hint, **options)
 
 
 def load(

@@ -1,5 +1,6 @@
 """What the row functions are built from: read cells and messages, build a validated TRL pair, or
-raise :class:`InvalidRow` (does not fit) / :class:`DroppedRow` (skipped on purpose) with a counted reason.
+raise :class:`InvalidRow` (does not fit) / :class:`DroppedRow` (skipped on purpose) with a counted reason,
+or :class:`Refused` (data smol_align cannot train as it is: an error even with ``strict=False``).
 
 TRL's ``extract_prompt`` does the shared-prefix split too, but it fails on empty lists
 (``UnboundLocalError``) and cannot say why a pair does not split, hence :func:`split_shared_prefix`.
@@ -21,12 +22,15 @@ ROLE_ALIASES = {"user": USER, "human": USER, "prompter": USER, "system": SYSTEM,
                 **dict.fromkeys(("gpt", "bot", "model", "chatgpt", "ai"), ASSISTANT)}  # fmt: skip
 
 ROLE_ORDER = "role order"  # prefix of every reason about the order of turns (the doctor counts them)
+TOOL_ROLES = ("tool", "function", "ipython")  # turns that carry a tool's output
+MISSING_SCORES = ("", "n/a", "na", "nan", "none", "null", "-")  # score cells that mean "no score"
 
 
 class RowSetAside(Exception):
     """A row that does not reach the output. ``reason`` is a category; ``detail`` is about this row."""
 
     invalid = True
+    hint = ""  # the fix, said after what was expected
 
     def __init__(self, reason: str, column: str | None = None, detail: str | None = None):
         super().__init__(reason if detail is None else f"{reason} ({detail})")
@@ -37,9 +41,22 @@ class InvalidRow(RowSetAside):
     """The row does not fit the format (``strict=True`` turns it into ``DatasetFormatError``)."""
 
 
-class BadLabel(InvalidRow):
-    """Raised even with ``strict=False``: a KTO ``label`` in another encoding ("good", a 1-5 score)
-    would otherwise train on the wrong side, or on nothing."""
+class Refused(InvalidRow):
+    """Raised even with ``strict=False``: setting such rows aside would change what the data teaches."""
+
+
+class BadLabel(Refused):
+    """A KTO ``label`` in another encoding ("good", a 1-5 score) would otherwise train on the wrong side,
+    or on nothing."""
+
+
+class ToolUse(Refused):
+    """Tool calls and tool turns: smol_align's pairs hold text turns only, so they would be lost."""
+
+    hint = (
+        " smol_align trains on text turns only, so tool calls and tool turns would be lost: remove those"
+        " rows (e.g. dataset.filter(...)) or train them with TRL's DPOTrainer directly."
+    )
 
 
 class DroppedRow(RowSetAside):
@@ -76,15 +93,18 @@ def text(value: Any, column: str) -> str:
     raise InvalidRow(f"{column}: expected text", column, f"got {type(value).__name__}")
 
 
-def optional_text(value: Any) -> str | None:
-    """Metadata text: ``None`` stays ``None``, numbers become text."""
-    if isinstance(value, (int, float, bool)) and not is_missing(value):
+def optional_text(value: Any, column: str) -> str | None:
+    """Metadata text: ``None`` (NaN) stays ``None``, numbers become text; a list or a record does not fit."""
+    if is_missing(value) or isinstance(value, str):
+        return value if isinstance(value, str) else None
+    if isinstance(value, (int, float, bool)):
         return str(value)
-    return value if isinstance(value, str) else None
+    raise InvalidRow(f"{column}: expected text", column, f"got {type(value).__name__}")
 
 
 def score(value: Any) -> float | None:
-    """A rating as a float, or ``None`` for a missing one (``None``, NaN, ``"N/A"``, text)."""
+    """A rating as a float, or ``None`` for a missing one (``None``, NaN, ``"N/A"``, text); for raw
+    ratings inside a record (UltraFeedback's), which :func:`rating` then checks as a column."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     try:
@@ -92,6 +112,17 @@ def score(value: Any) -> float | None:
     except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
+
+
+def rating(value: Any, column: str) -> float | None:
+    """A score column's cell as a float: ``None`` when missing (``None``, NaN, empty, ``"N/A"``); text that is
+    not a number (``"high"``, ``"7/10"``) or an infinite one does not fit, rather than vanish."""
+    if is_missing(value) or (isinstance(value, str) and value.strip().lower() in MISSING_SCORES):
+        return None
+    number = score(value)
+    if number is None:
+        raise InvalidRow(f"{column}: not a number", column, f"got {value!r}")
+    return number
 
 
 def flag(value: Any) -> bool | None:
@@ -105,19 +136,33 @@ def flag(value: Any) -> bool | None:
     return None
 
 
+def optional_flag(value: Any, column: str) -> bool | None:
+    """A metadata flag (:func:`flag`): missing is ``None``; a cell that is not true or false does not fit."""
+    if is_missing(value):
+        return None
+    if flag(value) is None:
+        raise InvalidRow(f"{column}: expected true or false", column, f"got {value!r}")
+    return flag(value)
+
+
 def message(item: Any, column: str) -> Message:
     """One message as ``{"role", "content"}``; accepts ``role``/``content`` or ShareGPT ``from``/``value``."""
     if not isinstance(item, dict):
         raise InvalidRow(f"{column}: malformed message", column, f"expected a dict, got {type(item).__name__}")
-    role = item.get("role", item.get("from"))
-    content = item.get("content", item.get("value"))
+    # a key set to None counts as absent: arrow gives every message of a column every key any of them has
+    role = item.get("from") if item.get("role") is None else item["role"]
+    content = item.get("value") if item.get("content") is None else item["content"]
     if not isinstance(role, str):
         raise InvalidRow(f"{column}: malformed message", column, "no 'role' (or 'from') text")
+    calls = next((key for key in ("tool_calls", "function_call") if item.get(key)), None)
+    if calls or role.strip().lower() in TOOL_ROLES:
+        raise ToolUse(f"{column}: tool use", column, f"role {role!r}" + (f" with {calls!r}" if calls else ""))
     canonical = ROLE_ALIASES.get(role.strip().lower())
     if canonical is None:
         raise InvalidRow(f"{column}: unknown role", column, f"role {role!r}")
     if not isinstance(content, str):
-        raise InvalidRow(f"{column}: message content is not text", column, f"got {type(content).__name__}")
+        got = "content null" if content is None else type(content).__name__
+        raise InvalidRow(f"{column}: message content is not text", column, f"got {got}")
     return {"role": canonical, "content": content}
 
 
@@ -197,16 +242,35 @@ def split_shared_prefix(chosen: list[Message], rejected: list[Message]):
     return prompt, chosen, rejected
 
 
+def answer_after(prompt: list[Message], completion: list[Message], column: str) -> list[Message]:
+    """The last message of a ``completion`` that repeats the end of ``prompt`` before its answer (axolotl's
+    ``chat_template`` rows: ``messages`` is the prompt, ``chosen`` may be ``[user, assistant]``). Messages
+    that are in neither the prompt nor the answer do not fit: they would be lost."""
+    before = completion[:-1]
+    if before and prompt[len(prompt) - len(before) :] != before:
+        what = f"{len(before)} message(s) before the last one"
+        raise InvalidRow(f"{column}: turns before the answer that the prompt does not end with", column, what)
+    return completion[-1:]
+
+
 def make_pair(chosen: Any, rejected: Any, prompt: Any = None, system: Any = None) -> dict[str, list[Message]]:
     """A validated TRL conversational pair with an explicit prompt. ``chosen``/``rejected``: completions
-    (text or assistant messages), or whole dialogues whose shared leading messages are the prompt (then
-    ``prompt``, often a text copy of the first user turn, is not used); ``prompt``: text or messages;
-    ``system``: text, put first unless the prompt has a system message."""
+    (text or assistant messages), or whole dialogues: with a ``prompt`` of messages, their turns before the
+    answer must be the end of it; else their shared leading messages are the prompt (then a text ``prompt``,
+    often a copy of the first user turn, is not used); ``prompt``: text or messages; ``system``: text, put
+    first unless the prompt has a system message."""
     chosen = text_or_messages(chosen, "chosen", ASSISTANT)
     rejected = text_or_messages(rejected, "rejected", ASSISTANT)
-    if chosen[0]["role"] != ASSISTANT or rejected[0]["role"] != ASSISTANT:
+    dialogues = chosen[0]["role"] != ASSISTANT or rejected[0]["role"] != ASSISTANT
+    if dialogues and (isinstance(prompt, (list, dict)) or is_message_list(prompt, lone=True)):
+        prompt_messages = messages(prompt, "prompt")
+        chosen = answer_after(prompt_messages, chosen, "chosen")
+        rejected = answer_after(prompt_messages, rejected, "rejected")
+    elif dialogues:
         prompt_messages, chosen, rejected = split_shared_prefix(chosen, rejected)
     else:
+        if is_missing(prompt) and max(len(chosen), len(rejected)) > 1:  # dialogues that open with the answer
+            raise InvalidRow(f"{ROLE_ORDER}: dialogue does not start with a user turn", "chosen")
         if is_missing(prompt):
             raise InvalidRow("prompt: missing value", "prompt")
         prompt_messages = text_or_messages(prompt, "prompt", USER)

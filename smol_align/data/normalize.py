@@ -4,8 +4,10 @@ One batched ``datasets`` map (``num_proc``; lazy over an ``IterableDataset``), s
 never sit in a Python list. No row is dropped silently: with ``strict=False`` each misfit is set
 aside and counted by reason in a :class:`NormalizeReport` (``return_report=True``, or
 :func:`last_report`; ``raw.select(report.invalid_rows)`` shows them); ``strict=True`` raises
-``DatasetFormatError`` at the first. A text column the format does not read is an error that
-names it (``lenient=True``: a warning, and the report's ``unused_columns``).
+``DatasetFormatError`` at the first; rows smol_align cannot train as they are (tool calls, a KTO label
+in another encoding) raise either way. A text column the format does not read is an error that
+names it (``lenient=True``: a warning, and the report's ``unused_columns``); other columns it does
+not read are named too (a warning, and the report's ``dropped_columns``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from ..errors import ConfigError, DatasetFormatError
 from . import filters, sources
 from .formats import FORMATS, METADATA, PAIR_COLUMNS, UNPAIRED, Format, detect, get, hub_format
-from .messages import BadLabel, InvalidRow, RowSetAside, is_message_list
+from .messages import InvalidRow, Refused, RowSetAside, is_message_list
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class NormalizeReport:
     examples: list[SetAside] = field(default_factory=list)  # the first few rows per reason
     streaming: bool = False  # counts grow while the stream is read
     unused_columns: list[str] = field(default_factory=list)  # text columns left out (lenient=True)
+    dropped_columns: list[str] = field(default_factory=list)  # other columns not read by the format, left out
 
     @property
     def rows_out(self) -> int:
@@ -79,7 +82,8 @@ class NormalizeReport:
         parts = [f"{self.dataset} ({self.format}): {self.rows_in:,} rows in, {self.rows_out:,} pairs out"]
         parts += [f"{sum(self.invalid.values()):,} invalid set aside ({_counts(self.invalid)})"] if self.invalid else []
         parts += [f"{sum(self.dropped.values()):,} dropped ({_counts(self.dropped)})"] if self.dropped else []
-        parts += [f"columns left out: {', '.join(self.unused_columns)}"] if self.unused_columns else []
+        left_out = [*self.unused_columns, *self.dropped_columns]
+        parts += [f"columns left out: {', '.join(left_out)}"] if left_out else []
         return "; ".join(parts)
 
     def __str__(self) -> str:
@@ -88,7 +92,8 @@ class NormalizeReport:
     def to_dict(self) -> dict[str, Any]:
         counts = {key: getattr(self, key) for key in ("dataset", "format", "rows_in", "rows_out")}
         return counts | {"invalid": dict(self.invalid), "dropped": dict(self.dropped), "unused_columns":
-                         list(self.unused_columns), "examples": [vars(record) for record in self.examples]}  # fmt: skip
+                         list(self.unused_columns), "dropped_columns": list(self.dropped_columns),
+                         "examples": [vars(record) for record in self.examples]}  # fmt: skip
 
 
 def _counts(counter: Counter) -> str:
@@ -117,14 +122,16 @@ def normalize_row(name: str, row: Any, options: dict[str, Any], extras: tuple[st
         raise InvalidRow(f"{name}: unreadable row", None, f"{type(exc).__name__}: {exc}") from exc
     pair = {column: result[column] for column in fmt.columns}
     for extra in fmt.extras_in(list(row)) if extras is None else extras:
-        pair[extra] = METADATA[extra][1](result[extra] if extra in result else row.get(fmt.extras[extra]))
+        column = fmt.extras[extra]
+        pair[extra] = METADATA[extra][1](result[extra] if extra in result else row.get(column), column)
     return pair
 
 
 def row_error(dataset: str, name: str, index: int, exc: RowSetAside) -> DatasetFormatError:
-    also = "" if isinstance(exc, BadLabel) else " With strict=False such rows are set aside and counted instead."
+    refused = isinstance(exc, Refused)
+    also = "" if refused else " With strict=False such rows are set aside and counted instead."
     where = SetAside(index, exc.reason, exc.column, exc.detail)
-    message = f"{dataset}, {where}. Expected ({name}): {FORMATS[name].expected}.{also}"
+    message = f"{dataset}, {where}. Expected ({name}): {FORMATS[name].expected}.{exc.hint}{also}"
     return DatasetFormatError(message, dataset=dataset, row=index, column=exc.column)
 
 
@@ -137,7 +144,7 @@ def _normalize_rows(rows, indices, name, options, extras, strict, dataset, repor
         try:
             pair, aside = normalize_row(name, row, options, extras), None
         except RowSetAside as err:
-            if (strict and err.invalid) or isinstance(err, BadLabel):
+            if (strict and err.invalid) or isinstance(err, Refused):
                 raise row_error(dataset, name, index, err) from None
             pair, aside = dict.fromkeys(columns), [err.reason, err.column, err.detail, err.invalid]
             if report is not None:
@@ -202,7 +209,14 @@ def normalize_split(data, name: str, hub: str | None = None, format: str = "auto
         raise ConfigError(f"{name}: the filters ({', '.join(active)}) apply to pairs, not to unpaired rows.")
     fmt = FORMATS[format]
     options = fmt.check_options(format, options)
-    report = NormalizeReport(dataset=name, format=format, unused_columns=unused)
+    others = [c for c in column_names if c not in fmt.known() and c not in unused]  # numbers, flags, ...
+    if others:
+        logger.warning(
+            "%s: format %r does not read the column(s) %s: left out (columns named %s are kept: rename one "
+            "with columns= to keep it)",
+            *(name, format, others, ", ".join(fmt.extras)),
+        )
+    report = NormalizeReport(dataset=name, format=format, unused_columns=unused, dropped_columns=others)
     extras = fmt.extras_in(column_names)
     filters.check_columns(active, [*PAIR_COLUMNS, *extras], format)
     context = {"name": format, "options": options, "extras": extras, "strict": strict, "dataset": name}
@@ -302,12 +316,13 @@ def resolve_format(name: str, column_names: list, texts: set, rows: list[dict], 
                                  dataset=dataset, column=missing[0])  # fmt: skip
     unused = [c for c in column_names if c not in fmt.known() and c in texts]
     if unused and not lenient:
+        example = "" if unused[0] == "prompt" else f", e.g. columns={{'prompt': {unused[0]!r}}}"
         raise DatasetFormatError(
             f"{dataset}: column {unused[0]!r} holds text that format {name!r} does not read "
             f"{f'(nor {unused[1:]}) ' if unused[1:] else ''}"
-            f"(it reads {sorted(c for c in fmt.known() if c in column_names)}). Map it with columns=, e.g. "
-            f"columns={{'prompt': {unused[0]!r}}}, pick another format with format=, remove it, or pass "
-            "lenient=True to leave it out with a warning.",
+            f"(it reads {sorted(c for c in fmt.known() if c in column_names)}). Map it with "
+            f"columns={example}, pick another format with format=, remove it, or pass lenient=True to leave "
+            "it out with a warning.",
             dataset=dataset,
             column=unused[0],
         )

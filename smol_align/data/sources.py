@@ -1,6 +1,6 @@
 """Reading what the user has: a hub id (with its splits), a local file, a dataset, a list or iterable of rows.
 
-A file that cannot be read says which file, which line and why.
+A file that cannot be read says which file, which line and why (bytes that are not UTF-8 included).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from ..errors import DatasetFormatError
 from .formats import hub_format
 
 LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".tsv": "csv"}
+TEXT_BUILDERS = ("json", "csv")  # read as UTF-8 text
+_CHUNK = 1 << 20
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(/[\w.-]+)*$")
 
@@ -106,6 +108,8 @@ def _read_local(path: str, streaming: bool | None):
     if os.path.getsize(path) == 0:
         raise DatasetFormatError(f"{path}: the file is empty", dataset=path)
     kwargs = {"delimiter": "\t"} if _suffix(path) == ".tsv" else {}
+    if builder in TEXT_BUILDERS:  # arrow's JSON reader keeps bad bytes (failing later), a stream mid-training
+        check_utf8(path)
     try:
         loaded = datasets.load_dataset(builder, data_files=path, split="train", streaming=bool(streaming), **kwargs)
     except Exception as exc:  # pyarrow / json errors: find the line, or read the rows one by one
@@ -121,6 +125,52 @@ def _read_local(path: str, streaming: bool | None):
         what = "only a header" if builder == "csv" and loaded.column_names else "no rows"
         raise DatasetFormatError(f"{path}: the file has {what}", dataset=path)
     return loaded
+
+
+def first_non_utf8(path: str) -> tuple[int, int, int, bytes] | None:
+    """``(line, column, byte offset, bytes)`` of the first bytes of the (maybe compressed) file that are not
+    UTF-8, or ``None``; read a chunk at a time, so a big file is never in memory whole."""
+    import fsspec
+
+    offset = lines = line_start = 0  # bytes before ``data``, newlines before it, offset where the line starts
+    carry = b""  # a character cut at the end of the last chunk
+    with fsspec.open(path, mode="rb", compression="infer") as f:
+        while True:
+            chunk = f.read(_CHUNK)
+            data = carry + chunk
+            if not data:
+                return None
+            try:
+                data.decode("utf-8")
+                good, bad = len(data), None
+            except UnicodeDecodeError as err:
+                cut = chunk and err.reason == "unexpected end of data"  # a character split between chunks
+                good, bad = err.start, (None if cut else data[err.start : err.end])
+            lines += data.count(b"\n", 0, good)
+            newline = data.rfind(b"\n", 0, good)
+            line_start = offset + newline + 1 if newline >= 0 else line_start
+            if bad is not None:
+                return lines + 1, offset + good - line_start + 1, offset + good, bad
+            offset, carry = offset + good, data[good:]
+
+
+def check_utf8(path: str) -> None:
+    """If the file has bytes that are not UTF-8: ``DatasetFormatError`` naming it, where they are, the fix."""
+    found = first_non_utf8(path)
+    if found is None:
+        return
+    line, column, offset, bad = found
+    name, compressed = os.path.basename(path), _suffix(path) != os.path.splitext(path)[1].lower()
+    name = os.path.splitext(name)[0] if compressed else name
+    raise DatasetFormatError(
+        f"{path}: not UTF-8 text: line {line}, column {column} (byte offset {offset:,}"
+        f"{' once decompressed' if compressed else ''}) holds the byte(s) {bad.hex(' ')}, which UTF-8 cannot "
+        "decode (the file was likely saved as Latin-1/cp1252 or UTF-16). Re-save it as UTF-8"
+        f"{' (decompressed)' if compressed else ''}: in your editor (\"Save with encoding: UTF-8\"), with "
+        f"`iconv -f cp1252 -t utf-8 {name} > fixed{_suffix(path)}`, or in pandas with to_csv(..., "
+        "encoding='utf-8') / to_json(..., force_ascii=False).",
+        dataset=path,
+    )
 
 
 def _lines(path: str, most: int) -> list[str]:

@@ -5,7 +5,7 @@ the two generations' ratings: chosen has the higher (after the ``swapped`` corre
 
 from __future__ import annotations
 
-from ..messages import maybe_json, score
+from ..messages import maybe_json, rating, score
 from .trl import pair
 
 
@@ -14,7 +14,7 @@ def argilla_orca(row: dict) -> dict:
     ratings = maybe_json(row.get("rating"))
     ratings = [score(r) for r in ratings] if isinstance(ratings, list) else []
     two = len(ratings) == 2 and None not in ratings
-    chosen_score = score(row.get("chosen_score"))
+    chosen_score = rating(row.get("chosen_score"), "chosen_score")
     return {
         **pair(row, prompt="input"),
         "score_chosen": chosen_score if chosen_score is not None or not two else max(ratings),
