@@ -353,8 +353,9 @@ def _run_eval(args) -> int:
         except SmolAlignError as err:
             if args.ref_model:
                 raise
-            raise ConfigError(f"{args.model} started from {ref_name!r} (its metrics.json says), "
-                              f"which cannot be loaded: {err} Or pass the reference as --ref-model.") from err
+            raise ConfigError(f"{args.model} started from {ref_name!r} (its metrics.json says; a "
+                              "relative folder is relative to where the run was started), which cannot be "
+                              f"loaded: {err} Or pass the reference as --ref-model.") from err
         check_same_tokenizer(tokenizer, ref_tokenizer, args.model, ref_name)
     options = data_options(args)  # the test split, else every pair; --eval-split picks or holds out
     pairs = load(args.dataset, **options).eval if "eval_split" in options else heldout_pairs(args.dataset, **options)

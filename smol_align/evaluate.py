@@ -229,16 +229,22 @@ def check_same_tokenizer(tokenizer, ref_tokenizer, model_name="the model", ref_n
         return
     size, ref_size = len(tokenizer), len(ref_tokenizer)
     how = f"{ref_size} tokens against {size}" if size != ref_size else f"the same size ({size}), other tokens"
+    if ids == ref_ids:
+        sample = f"{TOKENIZER_SAMPLE!r} encodes the same"
+    else:  # from the first token where they part
+        common = min(len(ids), len(ref_ids))
+        i = next((i for i in range(common) if ids[i] != ref_ids[i]), common)
+        sample = f"{TOKENIZER_SAMPLE!r} encodes differently from token {i} on: {_ids(ref_ids, i)} against "
+        sample += _ids(ids, i)
     raise ConfigError(
         f"The reference {ref_name} does not share the tokenizer of {model_name}: its vocabulary has "
-        f"{how}, and {TOKENIZER_SAMPLE!r} encodes as {_head(ref_ids)} against {_head(ids)}. The rewards "
-        "compare log-probs of the same token ids under both models: pass as the reference the model this "
-        "one was trained from (or one with the same tokenizer)."
+        f"{how}, and {sample}. The rewards compare log-probs of the same token ids under both models: "
+        "pass as the reference the model this one was trained from (or one with the same tokenizer)."
     )
 
 
-def _head(ids: list[int], n: int = 8) -> str:
-    return "[" + ", ".join(map(str, ids[:n])) + (", ...]" if len(ids) > n else "]")
+def _ids(ids: list[int], start: int, n: int = 6) -> str:
+    return "[" + ", ".join(map(str, ids[start : start + n])) + (", ...]" if len(ids) > start + n else "]")
 
 
 def _check_reference(model, ref_model, tokenizer, ref_tokenizer) -> None:

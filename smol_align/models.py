@@ -275,7 +275,8 @@ def _closest(path: Path) -> str | None:
         names = [p.name for p in path.parent.iterdir() if p.is_dir() and not p.name.startswith(".")]
     except OSError:  # no such parent, or unreadable
         return None
-    match = difflib.get_close_matches(path.name, names, n=1, cutoff=0.5)
+    swapped = [n for n in names if sorted(n) == sorted(path.name)]  # letters swapped: tyni -> tiny
+    match = swapped or difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
     return str(path.parent / match[0]) if match else None
 
 
