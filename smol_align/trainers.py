@@ -15,7 +15,7 @@ from ._compat import import_orpo, keep_4bit_layers_trainable, trainable_params_t
 from .data.load import load, pop_data_options
 from .data.unpaired import is_unpaired, unpair
 from .errors import ConfigError
-from .models import DEFAULT_MODEL, is_peft, load_model, prepare_tokenizer
+from .models import DEFAULT_MODEL, is_peft, load_model, load_tokenizer, prepare_tokenizer
 
 
 def build_dpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: str = "auto", **overrides):
@@ -153,8 +153,10 @@ def _with_soft_labels(dataset):
 
 def _model_and_tokenizer(model, tokenizer, built: presets.Build):
     if isinstance(model, str):
-        loaded, loaded_tokenizer = load_model(model, dtype=built.dtype, quantization_config=built.quantization_config)
-        return loaded, tokenizer or loaded_tokenizer
+        quantization = built.quantization_config
+        return load_model(model, tokenizer=tokenizer, dtype=built.dtype, quantization_config=quantization)
+    if isinstance(tokenizer, str):
+        tokenizer = load_tokenizer(tokenizer)
     if built.quantization_config is not None and not getattr(model, "is_loaded_in_4bit", False):
         raise ConfigError(
             f"Preset {built.preset!r} loads the model in 4-bit, which needs the model by name or path, "

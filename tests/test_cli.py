@@ -74,3 +74,135 @@ def test_train_help_lists_trl_fields(capsys):
 def test_python_dash_m_runs():
     proc = subprocess.run([sys.executable, "-m", "smol_align", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("smol-align ")
+
+
+# --- eval: the reference is the run's start model, with the model's tokenizer (issue 28) ---
+
+
+def _run_folder(tmp_path, recorded=None):
+    """A saved tiny start model, its pairs, and a "trained" model (its weights moved) in ``run/`` whose
+    metrics.json records ``recorded`` (default: the start model's folder) as smol_align's runs do."""
+    import json
+
+    import torch
+    from helpers import tiny_model_dir_and_pairs
+
+    from smol_align.testing import tiny_model_and_tokenizer
+
+    base, pairs = tiny_model_dir_and_pairs(tmp_path, n_pairs=6)
+    model, tokenizer = tiny_model_and_tokenizer()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    model.save_pretrained(tmp_path / "run")
+    tokenizer.save_pretrained(tmp_path / "run")
+    metrics = {"method": "dpo", "model": recorded or str(base)}
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(metrics))
+    return base, pairs, tmp_path / "run"
+
+
+def _eval(capsys, *argv):
+    import json
+
+    capsys.readouterr()  # what saving the models printed
+    code = cli.main(["eval", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if code == 0 else None, err.rstrip("\n").split("\n")[-1].split("\r")[-1]
+
+
+def test_eval_without_ref_model_scores_against_the_runs_start_model(tmp_path, capsys):
+    from smol_align.data import heldout_pairs
+    from smol_align.evaluate import evaluate
+    from smol_align.models import load_model
+
+    base, pairs, run = _run_folder(tmp_path)
+    code, figures, err = _eval(capsys, "--model", run, "--dataset", pairs)
+    assert code == 0, err
+    assert figures["reference"] == str(base)  # not the default SmolLM2, whatever was trained
+    model, tokenizer = load_model(str(run))
+    start = load_model(str(base))[0]
+    expected = evaluate(model, heldout_pairs(str(pairs)), ref_model=start, tokenizer=tokenizer)
+    assert figures["reward_margin"] == pytest.approx(expected["reward_margin"], abs=1e-6)
+    assert figures["reward_margin"] != 0
+
+
+def test_eval_of_a_lora_run_uses_its_base_with_the_adapters_off(tmp_path, capsys):
+    from peft import LoraConfig, get_peft_model
+
+    from smol_align.models import load_model
+
+    base, pairs, _ = _run_folder(tmp_path)
+    model, tokenizer = load_model(str(base))
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    lora = get_peft_model(model, config)
+    lora.save_pretrained(tmp_path / "lora")
+    tokenizer.save_pretrained(tmp_path / "lora")
+    code, figures, err = _eval(capsys, "--model", tmp_path / "lora", "--dataset", pairs)
+    assert code == 0, err
+    assert figures["reference"] == "adapter disabled" and figures["reward_margin"] != 0
+
+
+def test_eval_asks_for_ref_model_when_nothing_records_the_start_model(tmp_path, capsys):
+    base, pairs, run = _run_folder(tmp_path)
+    code, _, err = _eval(capsys, "--model", base, "--dataset", pairs)  # a plain model folder: no metrics.json
+    assert code == 2
+    assert err.startswith(f"smol-align eval: error: Which model did {base} start from? Nothing there records")
+    assert "pass that one as --ref-model" in err and "Traceback" not in err
+    assert _eval(capsys, "--model", base, "--dataset", pairs, "--ref-model", base)[0] == 0  # given: evaluated
+
+
+def test_eval_says_when_the_recorded_start_model_is_not_found_from_here(tmp_path, capsys, monkeypatch):
+    base, pairs, run = _run_folder(tmp_path, recorded="models/tiny")  # relative to where the run was started
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _eval(capsys, "--model", run, "--dataset", pairs)
+    assert code == 2
+    assert f"{run} started from 'models/tiny' (its metrics.json says), a folder not found from here" in err
+    assert "--ref-model" in err
+
+
+def test_eval_refuses_a_reference_with_another_tokenizer(tmp_path, capsys):
+    from smol_align.testing import tiny_model, tiny_tokenizer
+
+    base, pairs, run = _run_folder(tmp_path)
+    other_tokenizer = tiny_tokenizer(vocab_size=300)
+    tiny_model(other_tokenizer).save_pretrained(tmp_path / "other")
+    other_tokenizer.save_pretrained(tmp_path / "other")
+    code, _, err = _eval(capsys, "--model", run, "--dataset", pairs, "--ref-model", tmp_path / "other")
+    assert code == 2
+    other = tmp_path / "other"
+    assert err.startswith(
+        f"smol-align eval: error: The reference {other} does not share the tokenizer of {run}: "
+        "its vocabulary has 300 tokens against 320"
+    )
+    assert "encodes differently from token" in err
+
+
+def test_a_model_folder_without_tokenizer_is_one_error_and_tokenizer_points_elsewhere(tmp_path, capsys):
+    """generate (chat and eval load the same way) on a folder with weights but no tokenizer: one paragraph
+    naming the folder and --tokenizer, then --tokenizer works; the training verbs take --tokenizer too."""
+    import shutil
+
+    from helpers import tiny_model_dir_and_pairs
+
+    import smol_align
+    from smol_align.testing import tiny_preference_rows
+
+    base, _ = tiny_model_dir_and_pairs(tmp_path, n_pairs=2)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(base / name, bare / name)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hi\n")
+    argv = ["generate", "--model", str(bare), "--prompts", str(prompts), "--max-new-tokens", "2"]
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.rstrip("\n").split("\n")[-1].split("\r")[-1]
+    assert err.startswith(f"smol-align generate: error: The model folder {bare} has no tokenizer: none of")
+    assert "--tokenizer NAME_OR_FOLDER" in err
+    assert cli.main([*argv, "--tokenizer", str(base)]) == 0
+    assert cli.train_options("dpo", ["--tokenizer", str(base)]) == {"tokenizer": str(base)}
+    rows, out = tiny_preference_rows(4), str(tmp_path / "run")
+    trainer = smol_align.build_dpo_trainer(str(bare), rows, "cpu", tokenizer=str(base), output_dir=out)
+    assert len(trainer.processing_class) == 320

@@ -281,3 +281,21 @@ def test_smollm2_figures_equal_full_logits():
             logp, n = hand_logp(model, tokenizer, row["prompt"], row[key])
             assert got["logps"][key][i] == pytest.approx(logp, abs=2e-3) and got["logps"][f"{key}_tokens"][i] == n
     assert 0.0 < got["nll_chosen"] < 10.0
+
+
+def test_a_reference_with_another_tokenizer_is_refused(tiny_tokenizer, tiny_model):
+    """Rewards compare log-probs of the same token ids: a reference with another vocabulary is refused before
+    any forward pass (without the check: an index error deep in torch, or figures that mean nothing)."""
+    from smol_align.errors import ConfigError
+    from smol_align.testing import tiny_model as make_tiny_model
+    from smol_align.testing import tiny_tokenizer as make_tiny_tokenizer
+
+    rows, policy = mixed_rows(2), perturbed(tiny_model)
+    other_tokenizer = make_tiny_tokenizer(vocab_size=300)
+    with pytest.raises(ConfigError, match="ref_model has 300 token embeddings and the model 320"):
+        evaluate(policy, rows, ref_model=make_tiny_model(other_tokenizer), tokenizer=tiny_tokenizer)
+    options = {"ref_model": tiny_model, "tokenizer": tiny_tokenizer}
+    with pytest.raises(ConfigError, match="not share the tokenizer of the model: its vocabulary has 300"):
+        evaluate(policy, rows, **options, ref_tokenizer=other_tokenizer)
+    same = evaluate(policy, rows, **options, ref_tokenizer=tiny_tokenizer)
+    assert same["reference"] == "ref_model" and same["reward_margin"] != 0
