@@ -29,14 +29,14 @@ from ._compat import compact_lm_head_while, no_cudnn_attention_while, tracker_na
 from .data import doctor
 from .data.demo import NAME as DEMO_NAME
 from .data.demo import pirate_voice
-from .data.load import load, pop_data_options
+from .data.load import DATA_OPTIONS, load, pop_data_options
 from .data.unpaired import is_unpaired, pairs_by_prompt
 from .errors import ConfigError, SmolAlignError
 from .estimate import fit
 from .evaluate import answer_figures, evaluate, generate, tokenize_pairs
-from .presets import demo_recipe, resolve
+from .presets import check_keywords, check_settings, demo_recipe, resolve
 from .report import summary_table, write_run_files
-from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer
+from .trainers import BUILD_OPTIONS, build_dpo_trainer, build_kto_trainer, build_orpo_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +86,17 @@ class TrainResult:
         return f"TrainResult(method={self.method!r}, output_dir={self.output_dir!r}, metrics={{{len(self.metrics)} keys}})"
 
 
-def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -> TrainResult:
-    """One training run of ``method`` (see :func:`smol_align.train_dpo` for the keywords)."""
+# The keywords of train_dpo & co. that the runner takes itself (the rest: the builders', data's, config's)
+RUN_OPTIONS = frozenset(
+    {"save", "evaluate", "overwrite", "resume", "max_eval_pairs", "max_time", "quiet"}
+    | {"answer_prompts", "answer_tokens"}
+)
+
+
+def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, baseline=None) -> TrainResult:
+    """One training run of ``method`` (see :func:`smol_align.train_dpo` for the keywords). ``baseline``
+    (compare's): an earlier :class:`TrainResult` on the same data, whose start figures and answers are
+    reused."""
     if dataset is None:  # the demo data: the demo recipe, the same one `smol-align dpo|orpo` runs
         replaced_by = {"max_steps": "num_train_epochs", "loss_weights": "loss_type"}  # yours replaces the recipe's
         recipe = {k: v for k, v in demo_recipe(method, preset).items() if replaced_by.get(k) not in overrides}
@@ -104,12 +113,15 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
     if max_time is not None and not max_time > 0:
         raise ConfigError(f"max_time is minutes of training and must be positive, got {max_time!r}.")
     quiet = overrides.pop("quiet", False)
-    baseline = overrides.pop("baseline", None)  # compare: an earlier run on the same data, whose start figures are reused
     answer_prompts = overrides.pop("answer_prompts", 32)
     answer_tokens = overrides.pop("answer_tokens", 48)
     keep_checkpoints = "save_strategy" in overrides or "save_steps" in overrides  # yours stay; ours go at the end
     if "save_steps" in overrides:
         overrides.setdefault("save_strategy", "steps")  # TRL's default strategy, which the presets turn off
+    # Every keyword is known and every setting can learn, before anything is read, written or loaded
+    named = RUN_OPTIONS | {"model", "dataset", "preset", "output_dir"}
+    check_keywords(method, overrides, BUILD_OPTIONS | DATA_OPTIONS, f"train_{method}", also_named=named)
+    check_settings(method, overrides)
     main = _is_main_process()
     say = print if main and not quiet else (lambda *a: None)
 
