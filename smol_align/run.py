@@ -29,13 +29,14 @@ from ._compat import compact_lm_head_while, no_cudnn_attention_while, tracker_na
 from .data import doctor
 from .data.demo import NAME as DEMO_NAME
 from .data.demo import pirate_voice
+from .data.doctor import has_answer_tokens, length_fit
 from .data.load import DATA_OPTIONS, load, pop_data_options
 from .data.unpaired import is_unpaired, pairs_by_prompt
 from .errors import ConfigError, SmolAlignError
 from .estimate import fit
 from .evaluate import answer_figures, evaluate, generate, tokenize_pairs
 from .presets import check_keywords, check_settings, demo_recipe, resolve
-from .report import summary_table, write_run_files
+from .report import learning_verdict, summary_table, write_run_files
 from .trainers import BUILD_OPTIONS, build_dpo_trainer, build_kto_trainer, build_orpo_trainer
 
 logger = logging.getLogger(__name__)
@@ -160,6 +161,7 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
             final.mkdir(parents=True)
         build = {"dpo": build_dpo_trainer, "orpo": build_orpo_trainer, "kto": build_kto_trainer}[method]
         trainer = build(model, data, preset, output_dir=str(out), **overrides)
+        pair_counts = _fit_max_length(trainer, method, data.train, say)  # max_length's cuts, as TRL tokenized
         _quiet_progress(trainer, quiet or not main)
         _tensorboard_into(trainer, folder)
         # FSDP or ZeRO-3: before training the weights are sharded (ZeRO-3) or, loaded CPU-RAM-efficiently, on the CPU of
@@ -181,6 +183,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
         heldout = trainer.eval_dataset if method == "dpo" else eval_data
         if run_eval and heldout is not None and method != "dpo":  # tokenized once for before and after
             heldout = tokenize_pairs(heldout, tokenizer, max_length=trainer.args.max_length)
+        if run_eval and heldout is not None and not _heldout_fits(trainer, heldout, len(eval_data), say):
+            run_eval = False
         before = after = None
         answers: dict[str, list] = {}
         voice = pirate_voice if data.name.startswith(DEMO_NAME) else None  # the demo's answers: in Captain Byte's voice?
@@ -196,7 +200,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
         if run_eval and eval_data is not None and baseline is not None:
             before, answers = baseline.before, {k: v for k, v in baseline.answers.items() if k in ("prompt", "start")}
         elif run_eval and eval_data is not None:
-            say(f"Evaluating the start model on {len(eval_data)} held-out pairs...")
+            scored = min(len(heldout), max_eval_pairs or len(heldout))  # those TRL kept at max_length
+            say(f"Evaluating the start model on {scored} held-out pairs...")
             answers["prompt"] = eval_data.select(range(min(answer_prompts, len(eval_data))))["prompt"]
             before = figures(trainer.model, answer_to="start" if answers["prompt"] else None)
         answers = answers if answers.get("prompt") else {}
@@ -241,6 +246,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
             metrics = _collect_metrics(method, model, preset, trainer, train_output, train_seconds, before, after, peak_before)
             if budget is not None:
                 metrics["stopped_by_max_time"] = budget.stopped
+            metrics.update(pair_counts)
+            metrics.update(learning_verdict(before, after))  # learned, learning_verdict, margin change
             _log_heldout(trainer, after)
             _close_trackers(trainer)
             result = TrainResult(method, trainer, metrics, None, before, after, answers=answers)
@@ -530,6 +537,58 @@ def _doctor(pairs):
     except Exception as err:  # the doctor must never stop a run; say why it could not look
         logger.warning("The data doctor could not check %s: %s", pairs.name, err)
         return f"Data ({pairs.name}): {len(pairs.train)} pairs, {held} (doctor unavailable: {err})", None
+
+
+def _fit_max_length(trainer, method: str, train, say) -> dict[str, Any]:
+    """Count, on the trainer's own tokenized pairs, what ``max_length`` drops and truncates, and say it
+    (:func:`smol_align.data.doctor.length_fit`). ORPO keeps a pair whose prompt fills ``max_length`` with no
+    answer token, and its loss is NaN on any step that holds one: dropped here, as TRL's DPO and KTO drop
+    them. No pair left: :class:`ConfigError`. Returns the run's pair counts for its metrics."""
+    if not hasattr(train, "__len__") or not hasattr(trainer.train_dataset, "__len__"):
+        return {}  # streamed: counted as it is read, by TRL
+    rows_in = len(train) * (2 if method == "kto" and not is_unpaired(train) else 1)  # KTO: a row per answer
+    limit = getattr(trainer, "max_length", None) or trainer.args.max_length  # ORPO's None: its own 512
+    mode, eos = getattr(trainer.args, "truncation_mode", "keep_start"), trainer.processing_class.eos_token_id
+    counted = length_fit(trainer.train_dataset, rows_in, limit, "training", mode, eos)
+    if counted is None:
+        return {f"train_{'rows' if method == 'kto' else 'pairs'}": len(trainer.train_dataset)}
+    if method == "orpo" and counted.dropped:
+        desc = "Dropping pairs whose prompt fills max_length"
+        trainer.train_dataset = trainer.train_dataset.filter(has_answer_tokens, desc=desc)
+    unit = counted.unit
+    if counted.kept == 0:
+        raise ConfigError(
+            f"No {unit} left to train: the prompt alone fills max_length={limit} tokens in all {rows_in:,} "
+            f"training {unit}, which leaves no answer token to learn from, so they are dropped. Raise "
+            "max_length (--max_length; the data's lengths: `smol-align doctor DATA --tokenizer MODEL "
+            "--max-length N`) or shorten the prompts. Nothing was trained or saved."
+        )
+    if counted.line():
+        say(counted.line())
+    return {
+        f"train_{unit}": counted.kept,
+        f"{unit}_dropped_by_max_length": counted.dropped,
+        f"{unit}_truncated_by_max_length": counted.truncated,
+    }
+
+
+def _heldout_fits(trainer, heldout, rows_in: int, say) -> bool:
+    """Say how many held-out pairs TRL's tokenization dropped at ``max_length``; False when none is left."""
+    counted = length_fit(heldout, rows_in, trainer.args.max_length, "held-out")
+    if counted is None or not counted.dropped:
+        return True
+    limit = f"max_length={counted.max_length} tokens"
+    if counted.kept == 0:
+        say(
+            f"No held-out figures: the prompt alone fills {limit} in all {rows_in:,} held-out pairs, which "
+            "are dropped. Raise max_length (--max_length) or shorten the prompts."
+        )
+        return False
+    say(
+        f"{counted.dropped:,} of {rows_in:,} held-out pairs are dropped (the prompt alone fills {limit}): "
+        f"the held-out figures are on the other {counted.kept:,}."
+    )
+    return True
 
 
 def _plan_memory(model, method, preset, overrides, report, say) -> None:

@@ -55,6 +55,7 @@ def test_one_liner_trains_saves_and_reports(train, tiny_model, tiny_tokenizer, t
     assert result.before["reward_margin"] == 0.0 and result.after["reward_margin"] > MARGIN_BAR, result.after
     assert m["eval_rewards/accuracies"] >= 0.75
     assert "reward accuracy" in result.summary() and str(out) in result.summary()
+    assert m["learned"] is True and m["learning_verdict"] == "learned" and "NOT LEARNED" not in result.summary()
 
 
 def test_existing_output_dir_is_not_overwritten(tiny_model, tiny_tokenizer, tmp_path):
