@@ -114,7 +114,7 @@ def compare(
     for method in methods:  # an unknown or one-method-only option fails here, before any training
         named = inspect.signature(compare).parameters
         check_keywords(method, overrides, where=f"compare ({method.upper()})", also_named=named)
-        check_overrides(method, dict(overrides))
+        check_overrides(method, {**overrides, **({"max_steps": max_steps} if max_steps is not None else {})})
     say = (lambda *a: None) if quiet else print
     report_dir = Path(output_dir or default_output_dir("compare", model))
     check_output_dir(report_dir, overwrite=overwrite, resume=False)

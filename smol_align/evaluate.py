@@ -19,6 +19,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from ._compat import compact_lm_head_while, dpo_tokenized, no_cudnn_attention_while
+from .errors import ConfigError
 from .models import is_peft
 
 logger = logging.getLogger(__name__)
@@ -221,6 +222,8 @@ def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | No
     started = time.perf_counter()
     import datasets
 
+    if not beta > 0:  # a negative one turns every reward around: accuracy 1.0 for a model gone wrong
+        raise ConfigError(f"beta={beta!r}: the implicit rewards beta * log(pi / pi_ref) need a positive beta.")
     if not isinstance(dataset, (list, datasets.Dataset)):
         from .data.load import heldout_pairs
 

@@ -191,6 +191,8 @@ def test_unknown_keywords_of_compare_iterate_and_load():
 
     with pytest.raises(ConfigError, match="Unknown option 'n_answer' for compare.*Did you mean 'n_answers'"):
         smol_align.compare("no/such-model", tiny_preference_rows(8), n_answer=2)
+    with pytest.raises(ConfigError, match="max_steps=0"):  # compare's own parameter, checked before any work
+        smol_align.compare("no/such-model", tiny_preference_rows(8), max_steps=0)
     with pytest.raises(ConfigError, match="Unknown option 'learnig_rate' for iterate.*'learning_rate'"):
         smol_align.iterate("no/such-model", ["Hi"], learnig_rate=1e-5)
     with pytest.raises(ConfigError, match="beta must be positive"):

@@ -281,3 +281,12 @@ def test_smollm2_figures_equal_full_logits():
             logp, n = hand_logp(model, tokenizer, row["prompt"], row[key])
             assert got["logps"][key][i] == pytest.approx(logp, abs=2e-3) and got["logps"][f"{key}_tokens"][i] == n
     assert 0.0 < got["nll_chosen"] < 10.0
+
+
+@pytest.mark.parametrize("beta", [-0.5, 0.0])
+def test_a_beta_that_is_not_positive_is_refused(tiny_tokenizer, tiny_model, beta):
+    """beta=-0.5 turned every implicit reward around: the model that prefers rejected scored accuracy 1.0."""
+    from smol_align.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"beta={beta}: .* need a positive beta"):
+        evaluate(tiny_model, tiny_preference_rows(2), tokenizer=tiny_tokenizer, beta=beta)

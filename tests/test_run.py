@@ -284,6 +284,7 @@ def test_pairs_that_max_length_drops_are_counted_and_said(
     """Half the prompts alone fill max_length: TRL drops those pairs (DPO, KTO; ORPO kept them with no
     answer token, a NaN loss on any step holding one, and smol_align drops them). The run reported 36
     pairs; it now says 18 of 36 are dropped, trains and records 18, and says what held-out pairs it drops."""
+    from smol_align.data import doctor
     from smol_align.data.doctor import has_answer_tokens
 
     train = getattr(smol_align, f"train_{method}")
@@ -310,6 +311,9 @@ def test_pairs_that_max_length_drops_are_counted_and_said(
     assert m[f"{unit}_dropped_by_max_length"] == rows_in // 2 and m["eval_n_pairs"] == 2
     if method == "orpo":
         assert all(has_answer_tokens(row) for row in result.trainer.train_dataset)
+    if method == "dpo":  # `smol-align doctor --tokenizer --max-length` tells the same before any training
+        report = doctor(_rows(36, 2), tokenizer=tiny_tokenizer, max_length=40)
+        assert report.prompt_fills_max_length == 18 and report.truncated_pairs == 36
 
 
 @pytest.mark.parametrize("method", ["dpo", "orpo", "kto"])
