@@ -18,6 +18,7 @@ import contextlib
 import copy
 import ctypes
 import gc
+import inspect
 import logging
 import shutil
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 from .data.load import load, pop_data_options
 from .errors import ConfigError
 from .models import DEFAULT_MODEL
-from .presets import METHODS, check_overrides, demo_recipe
+from .presets import METHODS, check_keywords, check_overrides, demo_recipe
 from .report import terminal_table, write_report
 from .run import (
     _cleanup_on_failure,
@@ -111,7 +112,9 @@ def compare(
         raise ConfigError("A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name).")
     user_callbacks = list(overrides.pop("callbacks", None) or [])
     for method in methods:  # an unknown or one-method-only option fails here, before any training
-        check_overrides(method, dict(overrides))
+        named = inspect.signature(compare).parameters
+        check_keywords(method, overrides, where=f"compare ({method.upper()})", also_named=named)
+        check_overrides(method, {**overrides, **({"max_steps": max_steps} if max_steps is not None else {})})
     say = (lambda *a: None) if quiet else print
     report_dir = Path(output_dir or default_output_dir("compare", model))
     check_output_dir(report_dir, overwrite=overwrite, resume=False)
@@ -134,15 +137,17 @@ def compare(
             seen = as_callback(PairsSeen)
             run_overrides = {
                 **overrides, "seed": seed, "callbacks": [*user_callbacks, seen], "tokenizer": tokenizer,
-                "baseline": next(iter(runs.values()), None), "answer_prompts": n_answers, "answer_tokens": max_new_tokens,
+                "answer_prompts": n_answers, "answer_tokens": max_new_tokens,
                 "max_eval_pairs": max_eval_pairs, "save": save, "quiet": quiet,
                 **({"max_steps": max_steps} if max_steps is not None else {}),
                 **({"max_time": time_budget / 60} if time_budget is not None else {}),
             }  # fmt: skip
             say(f"\n=== {method.upper()} ===")
             memory = MemoryWindow()
-            result = run(method, model if isinstance(model, str) else copy.deepcopy(model), data, preset,
-                         str(report_dir / method), run_overrides)  # fmt: skip
+            start_of = model if isinstance(model, str) else copy.deepcopy(model)
+            baseline = next(iter(runs.values()), None)  # the first run: its start figures are every run's
+            folder = str(report_dir / method)
+            result = run(method, start_of, data, preset, folder, run_overrides, baseline=baseline)
             runs[method], pairs_seen[method] = result, seen.indices
             metrics.setdefault("start", _figures(result.before))
             metrics[method] = {**_figures(result.after), **_run_figures(result, seen.indices, memory.peak_gb())}

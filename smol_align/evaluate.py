@@ -299,6 +299,8 @@ def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | No
     started = time.perf_counter()
     import datasets
 
+    if not beta > 0:  # a negative one turns every reward around: accuracy 1.0 for a model gone wrong
+        raise ConfigError(f"beta={beta!r}: the implicit rewards beta * log(pi / pi_ref) need beta > 0.")
     if not isinstance(dataset, (list, datasets.Dataset)):
         from .data.load import heldout_pairs
 

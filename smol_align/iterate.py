@@ -220,6 +220,7 @@ def iterate(
 
     if method not in ("dpo", "orpo"):
         raise ConfigError(f"iterate trains with method 'dpo' or 'orpo', got {method!r}.")
+    _check_overrides(method, overrides)
     samples = (DEMO_SAMPLES if prompts is None else 4) if samples is None else samples
     if rounds < 1 or samples < 2:
         raise ConfigError(f"iterate needs rounds >= 1 and samples >= 2, got rounds={rounds!r}, samples={samples!r}.")
@@ -308,6 +309,20 @@ def iterate(
                              {k: str(report_dir / Path(v).name) for k, v in files.items()})  # fmt: skip
     say(f"\nIterative {method.upper()}, report in {report_dir}:\n{result.table()}")
     return result
+
+
+def _check_overrides(method: str, overrides: dict) -> None:
+    """Each round's keywords, checked before the first answer is sampled: known names, settings that learn."""
+    import inspect
+
+    from .data.load import DATA_OPTIONS
+    from .presets import check_keywords, check_settings
+    from .run import RUN_OPTIONS
+    from .trainers import BUILD_OPTIONS
+
+    accepted, named = RUN_OPTIONS | BUILD_OPTIONS | DATA_OPTIONS, inspect.signature(iterate).parameters
+    check_keywords(method, overrides, accepted, "iterate", also_named=named)
+    check_settings(method, overrides)
 
 
 def best_vs_worst(prompts, completions, scores, samples: int, min_gap: float) -> tuple[list[dict], int]:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,9 +250,106 @@ def config_class(method: str):
     return getattr(trl, f"{method.upper()}Config")
 
 
+# Names a learner reaches for that no config has, each with the one it means (difflib finds none of these).
+HINTS = {
+    "batch_size": "per_device_train_batch_size",
+    "train_batch_size": "per_device_train_batch_size",
+    "eval_batch_size": "per_device_eval_batch_size",
+    "lr": "learning_rate",
+    "epochs": "num_train_epochs",
+    "num_epochs": "num_train_epochs",
+    "steps": "max_steps",
+    "num_steps": "max_steps",
+    "lambda": "beta",
+    "orpo_alpha": "beta",
+}
+
+
+def config_names(method: str) -> set[str]:
+    """Every keyword the config of ``method`` takes: its fields, :data:`EXTRA_KEYS`, and the course-era names
+    that :func:`check_overrides` maps or explains."""
+    fields = {f.name for f in dataclasses.fields(config_class(method))}
+    return fields | EXTRA_KEYS | set(RENAMED) | set(RETIRED) | {"rpo_alpha"}
+
+
+def unknown_option(key: str, known: Iterable[str], where: str) -> ConfigError:
+    """The error for a keyword nothing takes: it names the closest known ones (difflib, as the CLI does)."""
+    close = [HINTS[key]] if key in HINTS else difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return ConfigError(f"Unknown option {key!r} for {where}.{hint}")
+
+
+def check_keywords(
+    method: str,
+    keywords: Iterable[str],
+    accepted: Iterable[str] = (),
+    where: str = "",
+    also_named: Iterable[str] = (),
+) -> None:
+    """Refuse the first of ``keywords`` that is neither a config keyword of ``method`` nor in ``accepted``;
+    ``also_named`` (the caller's own parameters) only widens the suggestions."""
+    valid = config_names(method) | set(accepted)
+    where = where or f"{method.upper()} ({config_class(method).__name__})"
+    for key in keywords:
+        if key not in valid:
+            raise unknown_option(key, valid | set(also_named), where)
+
+
+def check_settings(method: str, values: Mapping[str, Any]) -> None:
+    """Refuse values that cannot train (``ConfigError`` with the reason), before anything loads: a ``beta``
+    <= 0, a learning rate <= 0, a batch or accumulation of less than 1, ``max_steps=0``, NaN or infinity
+    anywhere. Course-era names are read as the names they map to; keys that are not config fields are not
+    looked at."""
+    values = {RENAMED.get(k, k): v for k, v in values.items()}
+    for key, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}={value}: a setting must be a finite number.")
+    beta = values.get("beta")
+    if beta is not None and (isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta <= 0):
+        meaning = {
+            "dpo": "DPO's beta scales the implicit reward beta * log(pi / pi_ref): a negative beta trains "
+            "the model toward the rejected answers, and 0 trains nothing",
+            "orpo": "ORPO's beta is the paper's lambda, the weight of the odds-ratio term next to the SFT "
+            "loss: a negative one pushes toward the rejected answers, and 0 leaves plain SFT on the chosen",
+            "kto": "KTO's beta scales the implicit reward beta * log(pi / pi_ref): a negative beta trains "
+            "the model toward the undesirable answers, and 0 trains nothing",
+        }[method]
+        raise ConfigError(
+            f"beta={beta!r}: beta must be positive. {meaning}. Leave it out for the default 0.1, "
+            "or pass a value such as 0.05-0.5."
+        )
+    rate = values.get("learning_rate")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0):
+        raise ConfigError(
+            f"learning_rate={rate!r}: the learning rate must be positive (a rate of 0 trains nothing, "
+            "a negative one climbs the loss). Leave it out for the preset's, or pass e.g. 5e-6."
+        )
+    for key in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+        size = values.get(key)
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ConfigError(
+                f"{key}={size!r}: it must be a whole number of at least 1 (the pairs of one step are "
+                "per_device_train_batch_size x gradient_accumulation_steps x devices)."
+            )
+    if values.get("max_steps") == 0:
+        raise ConfigError(
+            "max_steps=0: transformers reads 0 as a count and still trains a step. For 'not set' (train "
+            "num_train_epochs full epochs) pass max_steps=-1, TRL's default, or leave it out; else pass "
+            "the number of steps."
+        )
+    epochs, steps = values.get("num_train_epochs"), values.get("max_steps", -1)
+    if epochs is not None and isinstance(steps, int) and steps < 0 and not epochs > 0:
+        raise ConfigError(
+            f"num_train_epochs={epochs!r} with max_steps unset trains nothing: pass a positive number of "
+            "epochs, or max_steps."
+        )
+
+
 def check_overrides(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Map course-era names to today's, refuse retired ones, and reject unknown keys with a suggestion."""
+    """Map course-era names to today's, refuse retired ones, reject unknown keys with a suggestion and refuse
+    values that cannot train (:func:`check_settings`)."""
     valid = {f.name for f in dataclasses.fields(config_class(method))} | EXTRA_KEYS
+    check_settings(method, overrides)
     checked = {}
     for key, value in overrides.items():
         if key in RENAMED:
@@ -267,9 +366,7 @@ def check_overrides(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
             checked.update(loss_type=["sigmoid", "sft"], loss_weights=[1.0, float(value)])
             continue
         elif key not in valid:
-            close = difflib.get_close_matches(key, sorted(valid), n=3, cutoff=0.6)
-            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise ConfigError(f"Unknown option {key!r} for {method.upper()} ({config_class(method).__name__}).{hint}")
+            raise unknown_option(key, valid, f"{method.upper()} ({config_class(method).__name__})")
         if key == "fp16" and value and method == "dpo":
             warnings.warn("fp16 DPO often underflows the log-ratios and the loss collapses to 0; prefer bf16 or fp32.",
                           UserWarning, stacklevel=3)  # fmt: skip
@@ -305,6 +402,7 @@ def build(method: str, preset: str = "auto", output_dir: str | None = None, **ov
             f"per_device_train_batch_size={values['per_device_train_batch_size']}: KTO needs at least 2 rows per "
             "device batch (its KL estimate pairs each prompt with another row's completion)."
         )
+    check_settings(method, values)  # the preset's values with yours: e.g. KTO's doubled batch
     if values.get("bf16") == "native":
         values["bf16"] = cpu_has_native_bf16()
     if values.get("fp16"):

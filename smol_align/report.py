@@ -251,6 +251,70 @@ def write_report(
 
 
 # --- One run: the summary it prints and the files beside its model ---
+LEARNED_TOLERANCE = 1e-3
+"""Nats of held-out margin change (below) that count as no change: a run moving it less learned nothing."""
+
+
+def learning_verdict(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Did the run learn the preferences? From :func:`smol_align.evaluate.evaluate` figures of the start and
+    the trained model on the same held-out pairs, the trained one scored against the start one.
+
+    ``heldout_margin_change``: the mean over pairs of ``(log pi - log pi_start)(chosen) - (log pi -
+    log pi_start)(rejected)`` in nats, that is ``reward_margin / beta`` (0 for the start model by
+    definition): ``beta`` does not scale it. ``reward_accuracy``: the share of pairs where it is positive.
+
+    - ``prefers_rejected`` (``learned`` False): the margin fell by more than :data:`LEARNED_TOLERANCE`, or
+      it grew on fewer than half the pairs (``reward_accuracy`` < 0.5): the model moved toward the rejected
+      answers;
+    - ``no_change`` (``learned`` False): it moved by :data:`LEARNED_TOLERANCE` or less either way;
+    - ``learned``: it grew, on at least half the pairs.
+
+    ``preference_accuracy`` (``log p(chosen) > log p(rejected)``, reference-free) is shown beside it but
+    does not decide: a run that learns can leave it where the start model's own preferences put it.
+    Empty without held-out figures.
+    """
+    if not before or not after or not after.get("n_pairs"):
+        return {}
+    beta = after.get("beta") or before.get("beta") or 1.0
+    change = (after["reward_margin"] - before["reward_margin"]) / beta
+    if not math.isfinite(change):
+        return {}
+    if abs(change) <= LEARNED_TOLERANCE:
+        verdict = "no_change"
+    elif change < 0 or after["reward_accuracy"] < 0.5:
+        verdict = "prefers_rejected"
+    else:
+        verdict = "learned"
+    return {"learned": verdict == "learned", "learning_verdict": verdict, "heldout_margin_change": change}
+
+
+VERDICTS = {
+    "learned": "learned",
+    "prefers_rejected": "NOT LEARNED: prefers the rejected answers",
+    "no_change": "NOT LEARNED: no measurable change",
+}
+
+
+def verdict_line(metrics: Mapping[str, Any]) -> str:
+    """The summary's last word on a run that did not learn the preferences (empty for one that did)."""
+    verdict, change = metrics.get("learning_verdict"), metrics.get("heldout_margin_change")
+    pairs, accuracy = metrics.get("eval_n_pairs"), metrics.get("eval_reward_accuracy")
+    if verdict == "prefers_rejected":
+        return (
+            "NOT LEARNED: the trained model prefers the rejected answers. Against the start model its "
+            f"held-out margin changed by {change:+.3g} nats, and it rose on {accuracy:.0%} of the {pairs} "
+            "held-out pairs. Check that chosen and rejected are not swapped in the data, and the learning "
+            "rate."
+        )
+    if verdict == "no_change":
+        return (
+            "NOT LEARNED: the trained model learned nothing measurable: its held-out margin against the "
+            f"start model moved by {change:+.2g} nats (|change| <= {LEARNED_TOLERANCE:g}). Train longer "
+            "(max_steps), or raise the learning rate."
+        )
+    return ""
+
+
 def summary_table(result) -> str:
     """Steps, time, held-out accuracy before and after, and where the model went, as aligned text."""
     m = result.metrics
@@ -280,10 +344,20 @@ def summary_table(result) -> str:
                 ("repeated 4-grams", change("repeated_4gram_rate", "share of an answer's word 4-grams seen earlier in it")),
                 ("answer length", f"{b['answer_words']:.1f} -> {a['answer_words']:.1f} words"),
             ]  # fmt: skip
+    if m.get("learning_verdict"):
+        said = VERDICTS[m["learning_verdict"]]
+        change = m["heldout_margin_change"]
+        rows.append(("verdict", f"{said} (held-out margin vs the start model {change:+.3g} nats)"))
+    unit = "rows" if "train_rows" in m else "pairs"
+    if f"train_{unit}" in m:
+        dropped = m.get(f"{unit}_dropped_by_max_length")
+        note = f" ({dropped} dropped: the prompt alone fills max_length)" if dropped else ""
+        rows.append((f"{unit} trained", f"{m[f'train_{unit}']}{note}"))
     rows.append(("saved to", result.output_dir or "(not saved)"))
     width = max(len(k) for k, _ in rows)
     line = "-" * (width + 50)
-    return "\n".join([line, *(f"{k:<{width}}  {v}" for k, v in rows), line])
+    warning = verdict_line(m)
+    return "\n".join([line, *(f"{k:<{width}}  {v}" for k, v in rows), line, *([warning] if warning else [])])
 
 
 def write_run_files(result, folder: Path) -> dict[str, str]:
@@ -294,7 +368,8 @@ def write_run_files(result, folder: Path) -> dict[str, str]:
         for p, s, t in zip(answers["prompt"], answers["start"], answers["trained"], strict=True)
     ] if answers else []  # fmt: skip
     m = result.metrics
-    settings = {k: m[k] for k in ("model", "preset", "steps", "learning_rate", "batch_size") if k in m}
+    keys = ("model", "preset", "steps", "learning_rate", "batch_size", "learning_verdict")
+    settings = {k: m[k] for k in keys if k in m}
     files, _ = write_report(
         folder, f"{result.method.upper()} on {m.get('model')}", {"start": b, result.method: a} if b and a else {},
         {result.method: result.trainer.state.log_history}, side_by_side, settings, json_data=m,

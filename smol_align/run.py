@@ -29,14 +29,15 @@ from ._compat import compact_lm_head_while, no_cudnn_attention_while, tracker_na
 from .data import doctor
 from .data.demo import NAME as DEMO_NAME
 from .data.demo import pirate_voice
-from .data.load import load, pop_data_options
+from .data.doctor import has_answer_tokens, length_fit
+from .data.load import DATA_OPTIONS, load, pop_data_options
 from .data.unpaired import is_unpaired, pairs_by_prompt
 from .errors import ConfigError, SmolAlignError
 from .estimate import fit
 from .evaluate import answer_figures, evaluate, generate, tokenize_pairs
-from .presets import demo_recipe, resolve
-from .report import summary_table, write_run_files
-from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer
+from .presets import check_keywords, check_settings, demo_recipe, resolve
+from .report import learning_verdict, summary_table, write_run_files
+from .trainers import BUILD_OPTIONS, build_dpo_trainer, build_kto_trainer, build_orpo_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +87,17 @@ class TrainResult:
         return f"TrainResult(method={self.method!r}, output_dir={self.output_dir!r}, metrics={{{len(self.metrics)} keys}})"
 
 
-def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -> TrainResult:
-    """One training run of ``method`` (see :func:`smol_align.train_dpo` for the keywords)."""
+# The keywords of train_dpo & co. that the runner takes itself (the rest: the builders', data's, config's)
+RUN_OPTIONS = frozenset(
+    {"save", "evaluate", "overwrite", "resume", "max_eval_pairs", "max_time", "quiet"}
+    | {"answer_prompts", "answer_tokens"}
+)
+
+
+def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, baseline=None) -> TrainResult:
+    """One training run of ``method`` (see :func:`smol_align.train_dpo` for the keywords). ``baseline``
+    (compare's): an earlier :class:`TrainResult` on the same data, whose start figures and answers are
+    reused."""
     if dataset is None:  # the demo data: the demo recipe, the same one `smol-align dpo|orpo` runs
         replaced_by = {"max_steps": "num_train_epochs", "loss_weights": "loss_type"}  # yours replaces the recipe's
         recipe = {k: v for k, v in demo_recipe(method, preset).items() if replaced_by.get(k) not in overrides}
@@ -104,12 +114,15 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
     if max_time is not None and not max_time > 0:
         raise ConfigError(f"max_time is minutes of training and must be positive, got {max_time!r}.")
     quiet = overrides.pop("quiet", False)
-    baseline = overrides.pop("baseline", None)  # compare: an earlier run on the same data, whose start figures are reused
     answer_prompts = overrides.pop("answer_prompts", 32)
     answer_tokens = overrides.pop("answer_tokens", 48)
     keep_checkpoints = "save_strategy" in overrides or "save_steps" in overrides  # yours stay; ours go at the end
     if "save_steps" in overrides:
         overrides.setdefault("save_strategy", "steps")  # TRL's default strategy, which the presets turn off
+    # Every keyword is known and every setting can learn, before anything is read, written or loaded
+    named = RUN_OPTIONS | {"model", "dataset", "preset", "output_dir"}
+    check_keywords(method, overrides, BUILD_OPTIONS | DATA_OPTIONS, f"train_{method}", also_named=named)
+    check_settings(method, overrides)
     main = _is_main_process()
     say = print if main and not quiet else (lambda *a: None)
 
@@ -148,6 +161,7 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
             final.mkdir(parents=True)
         build = {"dpo": build_dpo_trainer, "orpo": build_orpo_trainer, "kto": build_kto_trainer}[method]
         trainer = build(model, data, preset, output_dir=str(out), **overrides)
+        pair_counts = _fit_max_length(trainer, method, data.train, say)  # max_length's cuts, as TRL tokenized
         _quiet_progress(trainer, quiet or not main)
         _tensorboard_into(trainer, folder)
         # FSDP or ZeRO-3: before training the weights are sharded (ZeRO-3) or, loaded CPU-RAM-efficiently, on the CPU of
@@ -169,6 +183,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
         heldout = trainer.eval_dataset if method == "dpo" else eval_data
         if run_eval and heldout is not None and method != "dpo":  # tokenized once for before and after
             heldout = tokenize_pairs(heldout, tokenizer, max_length=trainer.args.max_length)
+        if run_eval and heldout is not None and not _heldout_fits(trainer, heldout, len(eval_data), say):
+            run_eval = False
         before = after = None
         answers: dict[str, list] = {}
         voice = pirate_voice if data.name.startswith(DEMO_NAME) else None  # the demo's answers: in Captain Byte's voice?
@@ -184,7 +200,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
         if run_eval and eval_data is not None and baseline is not None:
             before, answers = baseline.before, {k: v for k, v in baseline.answers.items() if k in ("prompt", "start")}
         elif run_eval and eval_data is not None:
-            say(f"Evaluating the start model on {len(eval_data)} held-out pairs...")
+            scored = min(len(heldout), max_eval_pairs or len(heldout))  # those TRL kept at max_length
+            say(f"Evaluating the start model on {scored} held-out pairs...")
             answers["prompt"] = eval_data.select(range(min(answer_prompts, len(eval_data))))["prompt"]
             before = figures(trainer.model, answer_to="start" if answers["prompt"] else None)
         answers = answers if answers.get("prompt") else {}
@@ -229,6 +246,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
             metrics = _collect_metrics(method, model, preset, trainer, train_output, train_seconds, before, after, peak_before)
             if budget is not None:
                 metrics["stopped_by_max_time"] = budget.stopped
+            metrics.update(pair_counts)
+            metrics.update(learning_verdict(before, after))  # learned, learning_verdict, margin change
             _log_heldout(trainer, after)
             _close_trackers(trainer)
             result = TrainResult(method, trainer, metrics, None, before, after, answers=answers)
@@ -518,6 +537,58 @@ def _doctor(pairs):
     except Exception as err:  # the doctor must never stop a run; say why it could not look
         logger.warning("The data doctor could not check %s: %s", pairs.name, err)
         return f"Data ({pairs.name}): {len(pairs.train)} pairs, {held} (doctor unavailable: {err})", None
+
+
+def _fit_max_length(trainer, method: str, train, say) -> dict[str, Any]:
+    """Count, on the trainer's own tokenized pairs, what ``max_length`` drops and truncates, and say it
+    (:func:`smol_align.data.doctor.length_fit`). ORPO keeps a pair whose prompt fills ``max_length`` with no
+    answer token, and its loss is NaN on any step that holds one: dropped here, as TRL's DPO and KTO drop
+    them. No pair left: :class:`ConfigError`. Returns the run's pair counts for its metrics."""
+    if not hasattr(train, "__len__") or not hasattr(trainer.train_dataset, "__len__"):
+        return {}  # streamed: counted as it is read, by TRL
+    rows_in = len(train) * (2 if method == "kto" and not is_unpaired(train) else 1)  # KTO: a row per answer
+    limit = getattr(trainer, "max_length", None) or trainer.args.max_length  # ORPO's None: its own 512
+    mode, eos = getattr(trainer.args, "truncation_mode", "keep_start"), trainer.processing_class.eos_token_id
+    counted = length_fit(trainer.train_dataset, rows_in, limit, "training", mode, eos)
+    if counted is None:
+        return {f"train_{'rows' if method == 'kto' else 'pairs'}": len(trainer.train_dataset)}
+    if method == "orpo" and counted.dropped:
+        desc = "Dropping pairs whose prompt fills max_length"
+        trainer.train_dataset = trainer.train_dataset.filter(has_answer_tokens, desc=desc)
+    unit = counted.unit
+    if counted.kept == 0:
+        raise ConfigError(
+            f"No {unit} left to train: the prompt alone fills max_length={limit} tokens in all {rows_in:,} "
+            f"training {unit}, which leaves no answer token to learn from, so they are dropped. Raise "
+            "max_length (--max_length; the data's lengths: `smol-align doctor DATA --tokenizer MODEL "
+            "--max-length N`) or shorten the prompts. Nothing was trained or saved."
+        )
+    if counted.line():
+        say(counted.line())
+    return {
+        f"train_{unit}": counted.kept,
+        f"{unit}_dropped_by_max_length": counted.dropped,
+        f"{unit}_truncated_by_max_length": counted.truncated,
+    }
+
+
+def _heldout_fits(trainer, heldout, rows_in: int, say) -> bool:
+    """Say how many held-out pairs TRL's tokenization dropped at ``max_length``; False when none is left."""
+    counted = length_fit(heldout, rows_in, trainer.args.max_length, "held-out")
+    if counted is None or not counted.dropped:
+        return True
+    limit = f"max_length={counted.max_length} tokens"
+    if counted.kept == 0:
+        say(
+            f"No held-out figures: the prompt alone fills {limit} in all {rows_in:,} held-out pairs, which "
+            "are dropped. Raise max_length (--max_length) or shorten the prompts."
+        )
+        return False
+    say(
+        f"{counted.dropped:,} of {rows_in:,} held-out pairs are dropped (the prompt alone fills {limit}): "
+        f"the held-out figures are on the other {counted.kept:,}."
+    )
+    return True
 
 
 def _plan_memory(model, method, preset, overrides, report, say) -> None:

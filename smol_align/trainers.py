@@ -12,7 +12,7 @@ from typing import Any
 
 from . import presets
 from ._compat import import_orpo, keep_4bit_layers_trainable, trainable_params_to_fp32
-from .data.load import load, pop_data_options
+from .data.load import DATA_OPTIONS, load, pop_data_options
 from .data.unpaired import is_unpaired, unpair
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, is_peft, load_model, load_tokenizer, prepare_tokenizer
@@ -50,7 +50,15 @@ def build_kto_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: s
     return _build("kto", model, dataset, preset, overrides)
 
 
+# The keywords the builders take themselves (the rest: the data's, then the config's)
+BUILD_OPTIONS = frozenset(
+    {"tokenizer", "processing_class", "ref_model", "output_dir", "callbacks", "constraints"}
+)
+
+
 def _build(method: str, model, dataset, preset: str, overrides: dict):
+    named, where = {"model", "dataset", "preset"}, f"build_{method}_trainer"
+    presets.check_keywords(method, overrides, BUILD_OPTIONS | DATA_OPTIONS, where, also_named=named)
     tokenizer = overrides.pop("processing_class", None)
     if tokenizer is not None and "tokenizer" in overrides:
         raise ConfigError("Pass the tokenizer once: `tokenizer=` or `processing_class=`, not both.")

@@ -55,6 +55,7 @@ def test_one_liner_trains_saves_and_reports(train, tiny_model, tiny_tokenizer, t
     assert result.before["reward_margin"] == 0.0 and result.after["reward_margin"] > MARGIN_BAR, result.after
     assert m["eval_rewards/accuracies"] >= 0.75
     assert "reward accuracy" in result.summary() and str(out) in result.summary()
+    assert m["learned"] is True and m["learning_verdict"] == "learned" and "NOT LEARNED" not in result.summary()
 
 
 def test_existing_output_dir_is_not_overwritten(tiny_model, tiny_tokenizer, tmp_path):
@@ -127,3 +128,76 @@ def test_push_to_hub_names_the_repo_after_the_run_not_the_staging_folder(tiny_mo
     assert uploads and all(c[1] == "me/pirate-dpo" for c in uploads)
     assert "model.safetensors" in uploads[-1][2]  # the trained weights, as safetensors
     assert sorted(os.listdir(tmp_path)) == ["pirate-dpo"]  # no staging folder left behind
+
+
+@pytest.mark.parametrize(
+    "train, setting, says",
+    [
+        (smol_align.train_dpo, {"beta": -0.5}, "toward the rejected answers"),
+        (smol_align.train_dpo, {"beta": 0}, "beta must be positive"),
+        (smol_align.train_orpo, {"beta": -0.5}, "lambda"),
+        (smol_align.train_kto, {"beta": 0.0}, "beta must be positive"),
+        (smol_align.train_dpo, {"learning_rate": 0}, "learning rate must be positive"),
+        (smol_align.train_dpo, {"per_device_train_batch_size": 0}, "at least 1"),
+        (smol_align.train_dpo, {"gradient_accumulation_steps": 0}, "at least 1"),
+        (smol_align.train_dpo, {"max_steps": 0}, "max_steps=-1"),
+        (smol_align.train_orpo, {"learning_rate": float("inf")}, "finite"),
+    ],
+)
+def test_settings_that_cannot_learn_stop_before_the_model_loads(train, setting, says, tmp_path, monkeypatch):
+    """Refused before any data is read, folder made or model loaded (a model that does not exist is never
+    looked up), with the overwrite of an earlier run not started."""
+    import smol_align.trainers
+
+    monkeypatch.setattr(smol_align.trainers, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")  # an earlier run, which overwrite=True would replace
+    with pytest.raises(ConfigError, match=says):
+        train("no/such-model", tiny_preference_rows(8), "cpu", output_dir=str(out), overwrite=True, **setting)
+    assert os.listdir(out) == ["metrics.json"]
+
+
+@pytest.mark.parametrize(
+    "keyword, closest",
+    [
+        ({"batch_size": 4}, "per_device_train_batch_size"),
+        ({"learnig_rate": 1e-5}, "learning_rate"),
+        ({"max_eval_pair": 4}, "max_eval_pairs"),
+        ({"colums": {"prompt": "q"}}, "columns"),
+        ({"tokeniser": None}, "tokenizer"),
+    ],
+)
+def test_unknown_keywords_are_an_error_naming_the_closest(keyword, closest, tmp_path):
+    """train_dpo(batch_size=4) was taken as datasets.map's batch size: the training batch was the preset's."""
+    said = f"Unknown option '{next(iter(keyword))}' for train_dpo. Did you mean '{closest}'"
+    with pytest.raises(ConfigError, match=said):
+        smol_align.train_dpo("no/such", tiny_preference_rows(8), output_dir=str(tmp_path / "r"), **keyword)
+    if closest != "max_eval_pairs":  # the runner's own keyword: not the builder's
+        with pytest.raises(ConfigError, match=f"Did you mean '{closest}'"):
+            smol_align.build_dpo_trainer("no/such-model", tiny_preference_rows(8), "cpu", **keyword)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("call", [smol_align.train_dpo, smol_align.train_orpo, smol_align.compare])
+def test_baseline_is_not_a_users_keyword(call, tmp_path):
+    """compare hands an earlier run to the runner as its own parameter; from a user it is unknown."""
+    with pytest.raises(ConfigError, match="Unknown option 'baseline'"):
+        call("no/such-model", tiny_preference_rows(8), output_dir=str(tmp_path / "r"), baseline=object())
+
+
+def test_unknown_keywords_of_compare_iterate_and_load():
+    from smol_align.data import load
+
+    with pytest.raises(ConfigError, match="Unknown option 'n_answer' for compare.*Did you mean 'n_answers'"):
+        smol_align.compare("no/such-model", tiny_preference_rows(8), n_answer=2)
+    with pytest.raises(ConfigError, match="max_steps=0"):  # compare's own parameter, checked before any work
+        smol_align.compare("no/such-model", tiny_preference_rows(8), max_steps=0)
+    with pytest.raises(ConfigError, match="Unknown option 'learnig_rate' for iterate.*'learning_rate'"):
+        smol_align.iterate("no/such-model", ["Hi"], learnig_rate=1e-5)
+    with pytest.raises(ConfigError, match="beta must be positive"):
+        smol_align.iterate("no/such-model", ["Hi"], beta=-1.0)
+    pairs = load(tiny_preference_rows(8), eval_split=0).train  # normalized: only the filters were read
+    with pytest.raises(ConfigError, match="Unknown option 'drop_identicals'.*Did you mean 'drop_identical'"):
+        load(pairs, drop_identicals=True)
+    assert len(load(pairs, batch_size=4).train) == 8  # load's own datasets.map batch stays its keyword

@@ -52,6 +52,24 @@ def test_retired_option_is_a_clear_error(capsys):
     assert "Recipe /nonexistent.yaml not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "flag, says",
+    [
+        ("--beta=-0.5", "beta=-0.5: beta must be positive"),
+        ("--max_steps=0", "max_steps=0: transformers reads 0 as a count"),
+        ("--learning_rate=0", "learning_rate=0.0: the learning rate must be positive"),
+        ("--per_device_train_batch_size=0", "per_device_train_batch_size=0: it must be a whole number"),
+    ],
+)
+def test_settings_that_cannot_learn_are_refused_before_the_model_loads(flag, says, tmp_path, capsys):
+    """`--beta=-0.5` trained toward the rejected answers; `--max_steps 0` printed "full epochs" and trained a
+    step. A model folder that does not exist shows that nothing was loaded; no output folder is made."""
+    out = tmp_path / "run"
+    code = cli.main(["dpo", "--model", str(tmp_path / "none"), "--output_dir", str(out), flag])
+    assert code == 2 and f"smol-align dpo: error: {says}" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_presets_command_lists_them(capsys):
     assert cli.main(["presets"]) == 0
     out = capsys.readouterr().out

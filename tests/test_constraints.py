@@ -8,6 +8,7 @@ import pytest
 
 import smol_align
 from smol_align.errors import ConfigError
+from smol_align.run import run
 from smol_align.testing import tiny_preference_rows
 
 FAST = {"max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "logging_steps": 1, "quiet": True}
@@ -70,7 +71,8 @@ def test_dpo_positive_keeps_the_chosen_answers_likely_where_dpo_lets_them_fall()
     """The demo where plain DPO lowers the held-out likelihood of the chosen answers (settings above): the same run
     with DPO-Positive keeps it at or above the start model's, on the same held-out pairs and start figures."""
     dpo = smol_align.train_dpo(save=False, quiet=True, **DISPLACING)
-    dpop = smol_align.train_dpo(save=False, quiet=True, baseline=dpo, constraints=["dpop:50"], **DISPLACING)
+    options = {"save": False, "quiet": True, "constraints": ["dpop:50"], **DISPLACING}
+    dpop = run("dpo", smol_align.DEFAULT_MODEL, None, "auto", None, options, baseline=dpo)  # compare's route
     start = dpo.before
     assert dpop.before is start  # one start evaluation for both
     keys = ("nll_chosen", "drift", "drift_rejected", "preference_accuracy", "reward_accuracy")

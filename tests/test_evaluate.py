@@ -299,3 +299,12 @@ def test_a_reference_with_another_tokenizer_is_refused(tiny_tokenizer, tiny_mode
         evaluate(policy, rows, **options, ref_tokenizer=other_tokenizer)
     same = evaluate(policy, rows, **options, ref_tokenizer=tiny_tokenizer)
     assert same["reference"] == "ref_model" and same["reward_margin"] != 0
+
+
+@pytest.mark.parametrize("beta", [-0.5, 0.0])
+def test_a_beta_that_is_not_positive_is_refused(tiny_tokenizer, tiny_model, beta):
+    """beta=-0.5 turned every implicit reward around: the model that prefers rejected scored accuracy 1.0."""
+    from smol_align.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"beta={beta}: .* need beta > 0"):
+        evaluate(tiny_model, tiny_preference_rows(2), tokenizer=tiny_tokenizer, beta=beta)

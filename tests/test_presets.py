@@ -199,3 +199,49 @@ def test_course_cdpo_label_smoothing_with_sigmoid_is_refused():
     with pytest.raises(ConfigError, match="TRL 1.x ignores it.*loss_type='soft'"):
         presets.build("dpo", "cpu", label_smoothing=0.1)
     assert presets.build("dpo", "cpu", label_smoothing=0.1, loss_type="robust").args.label_smoothing == 0.1
+
+
+@pytest.mark.parametrize(
+    "method, key, value, says",
+    [
+        ("dpo", "beta", -0.5, "toward the rejected answers"),
+        ("dpo", "beta", 0.0, "beta must be positive"),
+        ("orpo", "beta", -0.1, "the paper's lambda"),
+        ("orpo", "beta", 0, "beta must be positive"),
+        ("kto", "beta", -1.0, "toward the undesirable answers"),
+        ("kto", "beta", 0.0, "beta must be positive"),
+        ("dpo", "learning_rate", 0.0, "learning rate must be positive"),
+        ("orpo", "learning_rate", -1e-5, "learning rate must be positive"),
+        ("dpo", "per_device_train_batch_size", 0, "at least 1"),
+        ("kto", "per_device_train_batch_size", -2, "at least 1"),
+        ("dpo", "gradient_accumulation_steps", 0, "at least 1"),
+        ("dpo", "per_gpu_train_batch_size", 0, "per_device_train_batch_size=0"),  # course-era name, mapped
+        ("dpo", "max_steps", 0, "pass max_steps=-1"),
+        ("dpo", "num_train_epochs", 0, "trains nothing"),
+        ("dpo", "learning_rate", float("nan"), "finite"),
+        ("orpo", "beta", float("inf"), "finite"),
+        ("dpo", "max_grad_norm", float("nan"), "finite"),
+    ],
+)
+def test_settings_that_cannot_learn_are_refused_with_the_reason(method, key, value, says):
+    with pytest.raises(ConfigError, match=says), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # per_gpu_train_batch_size: mapped with a warning
+        presets.build(method, "cpu", **{key: value})
+
+
+def test_max_steps_minus_one_is_trls_not_set():
+    assert presets.build("dpo", "cpu", max_steps=-1).args.max_steps == -1
+
+
+@pytest.mark.parametrize(
+    "key, closest",
+    [
+        ("batch_size", "per_device_train_batch_size"),
+        ("lr", "learning_rate"),
+        ("epochs", "num_train_epochs"),
+        ("learnig_rate", "learning_rate"),
+    ],
+)
+def test_names_a_learner_guesses_point_at_the_field(key, closest):
+    with pytest.raises(ConfigError, match=f"Unknown option '{key}'.*Did you mean '{closest}'"):
+        presets.build("dpo", "cpu", **{key: 1})

@@ -159,3 +159,61 @@ def test_write_report(tmp_path):
     assert "### 1. Capital of France?" in text and "Be a pirate" not in text
     assert "**dpo**\n\n> Arr, Paris be the capital, matey!\n> Yo ho!" in text
     assert "### 2. Say hi" in text and "> (empty answer)" in text
+
+
+START = {"n_pairs": 4, "beta": 0.1, "reward_margin": 0.0, "reward_accuracy": 0.0, "preference_accuracy": 0.5}
+
+
+@pytest.mark.parametrize(
+    "after, verdict",
+    [
+        ({"reward_margin": 0.05, "reward_accuracy": 1.0}, "learned"),  # +0.5 nats on every pair
+        ({"reward_margin": 0.05, "reward_accuracy": 0.5}, "learned"),  # on half the pairs
+        ({"reward_margin": -0.05, "reward_accuracy": 0.0}, "prefers_rejected"),  # the margin fell
+        ({"reward_margin": 0.05, "reward_accuracy": 0.25}, "prefers_rejected"),  # up on 1 pair, down on 3
+        ({"reward_margin": 5e-5, "reward_accuracy": 1.0}, "no_change"),  # +5e-4 nats: below the tolerance
+        ({"reward_margin": 0.0, "reward_accuracy": 0.0}, "no_change"),  # the model did not move
+    ],
+)
+def test_learning_verdict(after, verdict):
+    from smol_align.report import learning_verdict
+
+    found = learning_verdict(START, {**START, "preference_accuracy": 0.75, **after})
+    assert found["learning_verdict"] == verdict and found["learned"] is (verdict == "learned")
+    assert found["heldout_margin_change"] == pytest.approx(after["reward_margin"] / 0.1)
+    assert learning_verdict(None, after) == {} and learning_verdict(START, None) == {}
+
+
+def _summary(before, after, **metrics):
+    from types import SimpleNamespace
+
+    from smol_align.report import learning_verdict, summary_table
+
+    m = {"steps": 3, "train_seconds": 1.0, "seconds_per_step": 0.3, "final_loss": 0.6, "peak_memory_gb": 0.5}
+    m.update(eval_n_pairs=after["n_pairs"], eval_reward_accuracy=after["reward_accuracy"], **metrics)
+    m.update(learning_verdict(before, after))
+    run = SimpleNamespace(method="dpo", metrics=m, before=before, after=after, answers={}, output_dir="x")
+    return summary_table(run)
+
+
+def test_summary_of_a_run_that_prefers_the_rejected_answers_ends_saying_so():
+    """The summary printed "reward accuracy 0.000 -> 1.000" and nothing else; its last line now says it."""
+    after = {**START, "reward_margin": -0.052, "reward_accuracy": 0.0, "preference_accuracy": 0.0}
+    lines = _summary(START, after).splitlines()
+    assert lines[-1].startswith("NOT LEARNED: the trained model prefers the rejected answers.")
+    assert "-0.52 nats" in lines[-1] and "0% of the 4 held-out pairs" in lines[-1]
+    assert any(line.startswith("verdict") and "NOT LEARNED" in line for line in lines)
+
+
+def test_summary_of_a_run_that_did_not_move_ends_saying_so():
+    after = {**START, "reward_margin": 0.0}
+    last = _summary(START, after).splitlines()[-1]
+    assert last.startswith("NOT LEARNED: the trained model learned nothing")
+
+
+def test_summary_of_a_learning_run_ends_with_its_folder_and_names_the_pairs_trained():
+    after = {**START, "reward_margin": 0.3, "reward_accuracy": 1.0, "preference_accuracy": 1.0}
+    text = _summary(START, after, train_pairs=18, pairs_dropped_by_max_length=18)
+    assert "NOT LEARNED" not in text and text.splitlines()[-2].startswith("saved to")
+    assert "learned (held-out margin vs the start model +3 nats)" in text, text
+    assert "18 (18 dropped: the prompt alone fills max_length)" in text

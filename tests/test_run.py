@@ -254,3 +254,118 @@ def test_the_returned_model_is_the_saved_one_without_accelerates_autocast(tiny_m
             autocast = result.model(input_ids=ids).logits.float()
     assert returned.dtype == torch.float32 and torch.equal(returned, saved)
     assert not torch.equal(autocast, saved)  # the check above can tell the two apart
+
+
+# --- max_length shorter than the data; a run that did not learn ---
+LONG = "Please answer in one short sentence. " * 6  # a prompt of 144 tiny-tokenizer tokens (chat template on)
+FITS = {
+    "max_length": 40,
+    "bf16": False,
+    "max_steps": 2,
+    "per_device_train_batch_size": 4,
+}  # short prompts: 30
+
+
+def _rows(n: int, long_every: int = 0, start: int = 0) -> list[dict]:
+    """``n`` tiny pairs; every ``long_every``-th prompt (from the first) made longer than max_length=40."""
+    from smol_align.testing import tiny_preference_rows
+
+    rows = tiny_preference_rows(start + n)[start:]
+    for i, row in enumerate(rows):
+        if long_every and i % long_every == 0:
+            row["prompt"] = [{"role": "user", "content": LONG + row["prompt"][0]["content"]}]
+    return rows
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo", "kto"])
+def test_pairs_that_max_length_drops_are_counted_and_said(
+    method, tiny_model, tiny_tokenizer, tmp_path, capsys
+):
+    """Half the prompts alone fill max_length: TRL drops those pairs (DPO, KTO; ORPO kept them with no
+    answer token, a NaN loss on any step holding one, and smol_align drops them). The run reported 36
+    pairs; it now says 18 of 36 are dropped, trains and records 18, and says what held-out pairs it drops."""
+    from smol_align.data import doctor
+    from smol_align.data.doctor import has_answer_tokens
+
+    train = getattr(smol_align, f"train_{method}")
+    heldout, out = _rows(4, 2, start=100), str(tmp_path / "run")
+    result = train(
+        tiny_model,
+        _rows(36, 2),
+        "cpu",
+        tokenizer=tiny_tokenizer,
+        eval_dataset=heldout,
+        output_dir=out,
+        **FITS,
+    )
+    unit, rows_in = ("rows", 72) if method == "kto" else ("pairs", 36)  # KTO: a row per answer
+    out = capsys.readouterr().out
+    assert (
+        f"{rows_in // 2} of {rows_in} training {unit} are dropped: the prompt alone fills max_length=40"
+        in out
+    )
+    assert "2 of 4 held-out pairs are dropped" in out
+    assert "Evaluating the start model on 2 held-out pairs" in out
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m[f"train_{unit}"] == len(result.trainer.train_dataset) == rows_in // 2
+    assert m[f"{unit}_dropped_by_max_length"] == rows_in // 2 and m["eval_n_pairs"] == 2
+    if method == "orpo":
+        assert all(has_answer_tokens(row) for row in result.trainer.train_dataset)
+    if method == "dpo":  # `smol-align doctor --tokenizer --max-length` tells the same before any training
+        report = doctor(_rows(36, 2), tokenizer=tiny_tokenizer, max_length=40)
+        assert report.prompt_fills_max_length == 18 and report.truncated_pairs == 36
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo", "kto"])
+def test_no_pair_left_at_max_length_stops_and_saves_nothing(method, tiny_model, tiny_tokenizer, tmp_path):
+    """Every prompt fills max_length, nothing held out: the run exited 0 after 0 steps and saved the untouched
+    model as its result."""
+    train, out = getattr(smol_align, f"train_{method}"), tmp_path / "run"
+    with pytest.raises(
+        ConfigError, match=r"No (pairs|rows) left to train: the prompt alone fills max_length=40"
+    ):
+        train(
+            tiny_model,
+            _rows(8, 1),
+            "cpu",
+            tokenizer=tiny_tokenizer,
+            eval_split=0,
+            output_dir=str(out),
+            **FITS,
+        )
+    assert not out.exists()
+
+
+def test_held_out_pairs_all_dropped_give_no_figures_and_say_why(tiny_model, tiny_tokenizer, tmp_path, capsys):
+    heldout = _rows(4, 1, start=100)
+    result = smol_align.train_dpo(
+        tiny_model, _rows(8), "cpu", tokenizer=tiny_tokenizer, save=False, eval_dataset=heldout, **FITS
+    )
+    out = capsys.readouterr().out
+    assert "No held-out figures: the prompt alone fills max_length=40 tokens in all 4" in out
+    assert result.before is None and result.after is None and "learned" not in result.metrics
+
+
+def test_a_run_that_prefers_the_rejected_answers_does_not_end_as_success(tiny_model, tiny_tokenizer, capsys):
+    """Held-out pairs with chosen and rejected the other way round from the training pairs: the trained model
+    prefers their rejected answers. The summary showed "reward accuracy 0.000 -> 1.000"-style lines only."""
+    swapped = [{**row, "chosen": row["rejected"], "rejected": row["chosen"]} for row in _rows(4, start=100)]
+    fast = {"max_steps": 3, "per_device_train_batch_size": 4, "learning_rate": 5e-3, "bf16": False}
+    result = smol_align.train_dpo(
+        tiny_model, _rows(12), "cpu", tokenizer=tiny_tokenizer, eval_dataset=swapped, save=False, **fast
+    )
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("NOT LEARNED: the trained model prefers the rejected answers"), last
+    assert result.metrics["learned"] is False and result.metrics["learning_verdict"] == "prefers_rejected"
+    assert result.metrics["heldout_margin_change"] < 0
+
+
+def test_a_run_that_did_not_move_says_it_learned_nothing(tiny_model, tiny_tokenizer, capsys):
+    """A rate whose steps round away in fp32 weights: the held-out margin stays exactly where it started."""
+    still = {"max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1e-15, "bf16": False}
+    result = smol_align.train_dpo(
+        tiny_model, _rows(12), "cpu", tokenizer=tiny_tokenizer, eval_split=0.25, save=False, **still
+    )
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("NOT LEARNED: the trained model learned nothing"), last
+    assert result.metrics["learned"] is False and result.metrics["learning_verdict"] == "no_change"

@@ -246,3 +246,90 @@ def _advice(found: DoctorReport) -> list[str]:
         (found.truncated_pairs,
          f"{found.truncated_pairs or 0:,} pairs exceed max_length={found.max_length}: raise it or drop long pairs"),
     ] if wanted]  # fmt: skip
+
+
+# --- What max_length does to the rows a TRL trainer tokenized ---
+@dataclass
+class LengthFit:
+    """What ``max_length`` does to one split, counted on the rows as the TRL trainer tokenized them (its own
+    ``train_dataset``/``eval_dataset``): exact, where a count before tokenization could only estimate (the
+    chat template, EOS, the prompt/completion split and the tokenizer are the trainer's). ``unit``:
+    ``pairs``, or ``rows`` for KTO's single answers."""
+
+    split: str  # "training" or "held-out"
+    unit: str
+    rows_in: int  # before tokenization
+    kept: int
+    dropped: int  # the prompt alone fills max_length: no completion token would be left
+    truncated: int  # kept, but prompt + completion is longer than max_length: cut there
+    max_length: int
+    truncation_mode: str = "keep_start"
+
+    def line(self) -> str:
+        """One line for the run's output (empty when max_length changes nothing)."""
+        if not self.dropped and not self.truncated:
+            return ""
+        parts, limit = [], f"max_length={self.max_length} tokens"
+        if self.dropped:
+            what = f"{self.dropped:,} of {self.rows_in:,} {self.split} {self.unit}"
+            parts.append(f"{what} are dropped: the prompt alone fills {limit}")
+        if self.truncated:
+            cut = "the start of the prompt" if self.truncation_mode == "keep_end" else "the end of the answer"
+            more = "more " if self.dropped else ""
+            parts.append(f"{self.truncated:,} {more}{self.unit} are truncated ({cut} cut off at {limit})")
+        left = f"{self.kept:,} {self.unit} {'train' if self.split == 'training' else 'are scored'}"
+        return f"{'; '.join(parts)}. {left}. Fix: raise max_length (--max_length) or shorten the prompts."
+
+
+def length_fit(
+    tokenized,
+    rows_in: int,
+    max_length: int | None,
+    split: str = "training",
+    truncation_mode: str = "keep_start",
+    eos_token_id: int | None = None,
+) -> LengthFit | None:
+    """Count what ``max_length`` drops and truncates in ``tokenized``: a TRL trainer's tokenized split (or
+    :func:`smol_align.evaluate.tokenize_pairs`' rows) made from ``rows_in`` rows. ``None`` without a limit
+    or for a streamed split. The layouts TRL 1.16 makes:
+
+    - DPO (``prompt_ids``, ``chosen_ids``, ``rejected_ids``) and KTO (``prompt_ids``, ``completion_ids``):
+      the rows whose prompt alone fills ``max_length`` are gone already (``keep_start``); the collator cuts
+      each sequence at ``max_length``: its end (``keep_start``) or its start (``keep_end``).
+    - ORPO (``prompt_input_ids``, ``chosen_input_ids``, ``chosen_labels``...): nothing dropped; answers are
+      cut to fit (their EOS with them), and a prompt that fills ``max_length`` keeps no answer token (its
+      loss is NaN): counted as dropped, for the runner drops them (:func:`has_answer_tokens`).
+    """
+    if max_length is None or not hasattr(tokenized, "__len__"):
+        return None
+    if hasattr(tokenized, "column_names"):
+        columns, batches = tokenized.column_names, tokenized.iter(batch_size=1000)
+    else:
+        columns = list(tokenized[0]) if tokenized else []
+        batches = [{column: [row[column] for row in tokenized] for column in columns}]
+    orpo, unit = "chosen_labels" in columns, "rows" if "completion_ids" in columns else "pairs"
+    kept = dropped = truncated = 0
+    for batch in batches:
+        if orpo:
+            labels = zip(batch["chosen_labels"], batch["rejected_labels"], strict=True)
+            ids = zip(batch["chosen_input_ids"], batch["rejected_input_ids"], strict=True)
+            for (chosen, rejected), sequences in zip(labels, ids, strict=True):
+                if not has_answer_tokens({"chosen_labels": chosen, "rejected_labels": rejected}):
+                    dropped += 1
+                    continue
+                kept += 1  # cut: as long as max_length (or the prompt) and not ending with the added EOS
+                truncated += any(len(s) >= max_length and s[-1] != eos_token_id for s in sequences)
+        else:
+            names = ("completion_ids",) if unit == "rows" else ("chosen_ids", "rejected_ids")
+            answers = [batch[name] for name in names]
+            for prompt, *completions in zip(batch["prompt_ids"], *answers, strict=True):
+                kept += 1
+                truncated += len(prompt) + max(map(len, completions)) > max_length
+    if not orpo:
+        dropped = rows_in - kept  # TRL filtered them out
+    return LengthFit(split, unit, rows_in, kept, dropped, truncated, max_length, truncation_mode)
+
+
+def has_answer_tokens(row: dict) -> bool:
+    """An ORPO-tokenized pair with at least one answer token in its chosen and in its rejected sequence."""
+    return any(x != -100 for x in row["chosen_labels"]) and any(x != -100 for x in row["rejected_labels"])

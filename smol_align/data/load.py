@@ -25,9 +25,11 @@ EVAL_SPLITS = ("test", "test_prefs", "validation", "valid", "eval")
 HELDOUT_FRACTION = 0.1
 MAX_HELDOUT = 300  # pairs: enough for a stable accuracy, few enough to evaluate twice on a CPU
 _FORMAT_OPTIONS = {key for fmt in FORMATS.values() for key in fmt.options} - {"seed"}  # seed: TRL's
+# Not datasets.map's batch_size (load and normalize take it themselves): train_dpo(batch_size=4) means the
+# training batch and is refused, naming per_device_train_batch_size.
 DATA_OPTIONS = frozenset(
     {"format", "columns", "split", "eval_split", "eval_dataset", "split_seed", "strict", "lenient", "max_rows",
-     "streaming", "num_proc", "batch_size", "filters", *filters.FILTERS, *_FORMAT_OPTIONS}
+     "streaming", "num_proc", "filters", *filters.FILTERS, *_FORMAT_OPTIONS}
 )  # fmt: skip
 
 
@@ -109,6 +111,12 @@ def load(
         **options: ``strict``, ``lenient``, the filters (``drop_identical``, ``drop_empty``, ...,
             ``filters="clean"``), the format's options, ``num_proc``, ``batch_size``.
     """
+    known = {"strict", "lenient", "num_proc", "batch_size", "seed", *DATA_OPTIONS}
+    for key in options:  # unknown keywords: refused here, as already-normalized pairs read only the filters
+        if key not in known:
+            from ..presets import unknown_option
+
+            raise unknown_option(key, known, "load (smol_align.data.load)")
     if isinstance(data, Pairs):
         return data if eval_dataset is None else Pairs(data.train, heldout_pairs(eval_dataset, format=format, columns=columns, **options), data.name, data.format, "eval_dataset", data.reports)  # fmt: skip
     src, parts, train_name, test_name = _splits(data, split, streaming)
