@@ -15,6 +15,8 @@ import logging
 import os
 from pathlib import Path
 
+from .rundir import STAGING, staged
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -77,11 +79,9 @@ def embedded_gguf(name: str) -> Path | None:
 def embedded_checkpoint(name: str = DEFAULT_MODEL) -> Path:
     """A plain (unquantized) checkpoint of the embedded ``name``, converted from GGUF on first use.
 
-    The conversion writes into a staging folder and moves the files in at the end (``run.staged``),
+    The conversion writes into a staging folder and moves the files in at the end (``rundir.staged``),
     so an interrupted conversion never leaves a checkpoint that looks complete.
     """
-    from .run import STAGING, staged  # the runner's atomic folder (run imports this module)
-
     target = cache_dir() / name.replace("/", "--")
     done = (target / "config.json").exists() and (target / "tokenizer_config.json").exists()
     if done and not (target / STAGING).exists():  # the staging folder goes only once every file is in

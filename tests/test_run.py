@@ -21,7 +21,8 @@ from helpers import tiny_model_dir_and_pairs
 import smol_align
 from smol_align import cli
 from smol_align.errors import ConfigError
-from smol_align.run import MARKER, STAGING, NonFiniteLoss
+from smol_align.run import NonFiniteLoss
+from smol_align.rundir import LOCK, MARKER, STAGING
 
 STEPS = 12
 # `smol-align dpo` with each training step slowed to `delay` seconds (argv[1]); the rest of argv is the CLI's.
@@ -231,9 +232,11 @@ def test_timed_checkpoints_while_running_none_left_after(tiny_model, tiny_tokeni
     smol_align.train_dpo(tiny_model, _pairs(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, bf16=False,
                          max_steps=3, per_device_train_batch_size=2, callbacks=[Look()], quiet=True)  # fmt: skip
     checkpoints = [[n for n in names if n.startswith("checkpoint-")] for names in seen]
-    assert seen[0] == [MARKER] and checkpoints == [[], ["checkpoint-1"], ["checkpoint-2"]]  # the last one kept
+    # while it runs: its lock and its marker (the lock is new: one run at a time per folder), then checkpoints
+    assert seen[0] == sorted([LOCK, MARKER]) and checkpoints == [[], ["checkpoint-1"], ["checkpoint-2"]]
     names = sorted(p.name for p in out.iterdir())
     assert "model.safetensors" in names and MARKER not in names and not [n for n in names if "checkpoint" in n]
+    assert LOCK not in names  # a finished folder holds the run's files only
 
 
 def test_the_returned_model_is_the_saved_one_without_accelerates_autocast(tiny_model, tiny_tokenizer, tmp_path):
