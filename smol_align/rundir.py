@@ -314,7 +314,7 @@ def check(
         checkpoint, skipped = last_checkpoint(folder)
         if checkpoint is None:
             what = (
-                f"has no complete checkpoint ({skipped_line(skipped)})"
+                f"has no complete checkpoint ({'; '.join(f'{p.name}: {why}' for p, why in skipped)})"
                 if skipped
                 else "has no checkpoint-N folder"
             )
@@ -425,7 +425,7 @@ class RunDir:
         if error is None or not self.main or not self._taken:
             self._unlock()
             return False
-        full, checkpoint = _disk_full(error), None
+        full, checkpoint = _disk_full(error, self.path), None
         with suppress(OSError):
             shutil.rmtree(self.path / STAGING, ignore_errors=True)
             checkpoint, _ = last_checkpoint(self.path)
@@ -551,14 +551,18 @@ def _remove(entry: Path) -> None:
         entry.unlink(missing_ok=True)
 
 
-def _disk_full(error: BaseException | None) -> bool:
-    """``error`` (or what caused it) says the disk or the quota is full."""
+def _disk_full(error: BaseException | None, folder: Path) -> bool:
+    """``error`` (or what caused it) says the disk or the quota is full; torch.save's "file write failed"
+    (no errno) counts when less than 64 MiB is left where ``folder`` is."""
     seen = 0
     while error is not None and seen < 10:
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         if "No space left on device" in str(error):
             return True
+        if "file write failed" in str(error):
+            with suppress(OSError):
+                return shutil.disk_usage(folder).free < 64 * 2**20
         error, seen = error.__cause__ or error.__context__, seen + 1
     return False
 

@@ -412,3 +412,49 @@ def test_a_held_folder_refuses_a_second_holder_in_the_same_process(tmp_path):
         assert (out / MARKER).exists()
         first.finish()
     assert list(out.iterdir()) == []  # finished: the lock and the marker are gone
+
+
+def test_a_checkpoint_is_complete_only_with_every_file_trainer_resumes_from(
+    tiny_model, tiny_tokenizer, tmp_path
+):
+    """A real checkpoint, then one file missing or cut short at a time: each is named as the reason."""
+    import shutil
+
+    from smol_align.testing import tiny_preference_rows
+
+    out = tmp_path / "run"
+    smol_align.train_dpo(
+        tiny_model,
+        tiny_preference_rows(12),
+        "cpu",
+        output_dir=str(out),
+        tokenizer=tiny_tokenizer,
+        bf16=False,
+        evaluate=False,
+        max_steps=1,
+        per_device_train_batch_size=2,
+        save_steps=1,
+        quiet=True,
+    )
+    good = out / "checkpoint-1"
+    assert checkpoint_problem(good) is None
+    cases = {
+        ("trainer_state.json", "missing"): "trainer_state.json is missing (the save was cut short)",
+        ("trainer_state.json", "cut"): "trainer_state.json does not parse",
+        ("model.safetensors", "missing"): "it holds no weights",
+        ("model.safetensors", "cut"): "model.safetensors is cut short",
+        ("optimizer.pt", "missing"): "optimizer.pt is missing",
+        ("optimizer.pt", "cut"): "optimizer.pt cannot be read",
+        ("scheduler.pt", "missing"): "scheduler.pt is missing",
+        ("scheduler.pt", "cut"): "scheduler.pt cannot be read",
+        ("rng_state.pth", "cut"): "rng_state.pth cannot be read",
+    }
+    for (name, how), reason in cases.items():
+        broken = tmp_path / f"{name}-{how}" / "checkpoint-1"
+        shutil.copytree(good, broken)
+        if how == "missing":
+            (broken / name).unlink()
+        else:
+            data = (broken / name).read_bytes()
+            (broken / name).write_bytes(data[: len(data) // 2])
+        assert checkpoint_problem(broken).startswith(reason), (name, how, checkpoint_problem(broken))
