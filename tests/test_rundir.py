@@ -458,3 +458,50 @@ def test_a_checkpoint_is_complete_only_with_every_file_trainer_resumes_from(
             data = (broken / name).read_bytes()
             (broken / name).write_bytes(data[: len(data) // 2])
         assert checkpoint_problem(broken).startswith(reason), (name, how, checkpoint_problem(broken))
+
+
+def test_two_runs_started_together_one_runs_one_is_refused(saved, tmp_path):
+    """The issue's repro, literally: two runs started at the same moment on one --output-dir."""
+    out = tmp_path / "together"
+    procs = [_start(_argv(*saved, out), delay=1.0) for _ in range(2)]
+    outputs = [p.communicate(timeout=400)[0] for p in procs]
+    codes = [p.returncode for p in procs]
+    assert sorted(codes) == [0, 2], outputs
+    refused = outputs[codes.index(2)]
+    assert "is in use by another smol_align run (" in refused and "one run at a time per folder" in refused, (
+        refused
+    )
+    names = sorted(p.name for p in out.iterdir())
+    assert "model.safetensors" in names and "metrics.json" in names, names
+    assert not {MARKER, LOCK, STAGING} & set(names), names
+    assert json.loads((out / "metrics.json").read_text())["steps"] == STEPS
+
+
+def test_compare_and_iterate_hold_their_folder_too(tmp_path):
+    """A report folder another run holds is refused before any work; one with a foreign file is never emptied."""
+    from smol_align.compare import compare
+    from smol_align.iterate import iterate
+    from smol_align.testing import tiny_model_and_tokenizer, tiny_preference_rows
+
+    model, tokenizer = tiny_model_and_tokenizer()
+    held = tmp_path / "held"
+    with rundir.RunDir(held):
+        with pytest.raises(FolderBusy, match=f"pid {os.getpid()}"):
+            compare(model, tiny_preference_rows(8), output_dir=str(held), tokenizer=tokenizer, overwrite=True)
+        with pytest.raises(FolderBusy, match=f"pid {os.getpid()}"):
+            iterate(model, ["a", "b", "c"], output_dir=str(held), tokenizer=tokenizer, overwrite=True)
+        assert sorted(p.name for p in held.iterdir()) == sorted([LOCK, MARKER])
+    report = tmp_path / "report"
+    _make(report, ["metrics.json", "report.md", "results.csv"])
+    _make(report / "dpo", ["metrics.json", "model.safetensors"])
+    before = _snapshot(report)
+    for train in (compare, iterate):
+        with pytest.raises(ConfigError, match="holds files a run does not write: results.csv"):
+            train(
+                model,
+                tiny_preference_rows(8) if train is compare else ["a", "b", "c"],
+                output_dir=str(report),
+                tokenizer=tokenizer,
+                overwrite=True,
+            )
+    assert _snapshot(report) == before
