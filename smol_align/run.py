@@ -13,6 +13,7 @@ the run's folder, fed the held-out figures at step 0 and the last step.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import math
 import os
@@ -206,7 +207,11 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -
                     _add_callback(trainer, TimedCheckpoints)
                 device = trainer.accelerator.device  # CPU: TRL's LM head scores only completion tokens; CUDA: no cuDNN SDPA
                 with compact_lm_head_while(device), no_cudnn_attention_while(device):
-                    train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+                    if checkpoint is not None and _at_the_end(trainer, checkpoint):  # stopped while saving
+                        train_output = _restore_finished(trainer, checkpoint)
+                    else:
+                        resume_from = str(checkpoint) if checkpoint else None
+                        train_output = trainer.train(resume_from_checkpoint=resume_from)
             train_seconds = time.perf_counter() - started
             from accelerate.utils import extract_model_from_parallel
 
@@ -445,6 +450,41 @@ def _check_resumed_settings(rundir: RunDir, checkpoint: Path | None, asked: dict
             "use. Drop the new value to continue the run as it started, or start a new run with it "
             "(overwrite=True, or another output_dir)."
         )
+
+
+def _at_the_end(trainer, checkpoint: Path) -> bool:
+    """``checkpoint`` is of the run's last step, in safetensors (Trainer's resume would train one step past
+    max_steps: it skips the trained batches, then trains the next one before it checks the step count)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    names = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
+    whole = any((checkpoint / name).exists() for name in names)  # else Trainer's own loader, and its step
+    return whole and 0 < trainer.args.max_steps <= state["global_step"]
+
+
+def _restore_finished(trainer, checkpoint: Path):
+    """The weights and trainer state of a checkpoint at the last step, with no training: the run's end."""
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    from .models import is_peft
+
+    weights = {}
+    for path in sorted(checkpoint.glob("*.safetensors")):
+        weights.update(load_file(str(path)))
+    if is_peft(trainer.model):
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(trainer.model, weights)
+    else:
+        missing, unexpected = trainer.model.load_state_dict(weights, strict=False)
+        tied = set(getattr(trainer.model, "_tied_weights_keys", None) or ()) | {"lm_head.weight"}
+        missing = sorted(set(missing) - tied)
+        if unexpected or missing:
+            raise ConfigError(f"resume=True: {checkpoint} does not hold this model's weights (missing "
+                              f"{missing[:3]}, unexpected {unexpected[:3]}).")  # fmt: skip
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    return TrainOutput(trainer.state.global_step, whole_run_loss(trainer.state.log_history), {})
 
 
 # --- Figures of the run ---

@@ -195,9 +195,8 @@ def test_a_full_disk_says_what_is_kept_and_the_run_resumes(
     tiny_model, tiny_tokenizer, tmp_path, monkeypatch, where, last
 ):
     """The disk fills while the second checkpoint's optimizer state is written, or while the final files are:
-    one paragraph names the folder, says the disk is full and which checkpoint is kept; the run resumes.
-    (After the final save, the checkpoint kept is the last step's, which Trainer's resume would train one
-    step past.)"""
+    one paragraph names the folder, says the disk is full and which checkpoint is kept; the run resumes (after
+    the final save, from the last step's checkpoint, with no step trained past max_steps)."""
     import torch
     from trl import DPOTrainer
 
@@ -240,13 +239,26 @@ def test_a_full_disk_says_what_is_kept_and_the_run_resumes(
     assert (out / MARKER).exists() and not (out / STAGING).exists() and not (out / LOCK).exists()
     assert checkpoint_problem(out / last) is None
     monkeypatch.undo()
-    if where == "final save":
-        return
+    from safetensors.torch import load_file
+
+    from smol_align.testing import tiny_model as fresh_model
+
+    kept = load_file(str(out / last / "model.safetensors"))
     result = smol_align.train_dpo(
-        tiny_model, tiny_preference_rows(24), "cpu", output_dir=str(out), resume=True, **options
+        fresh_model(tiny_tokenizer),
+        tiny_preference_rows(24),
+        "cpu",
+        output_dir=str(out),
+        resume=True,
+        **options,
     )
     assert result.metrics["steps"] == 3 and result.metrics["resumed_from"] == last
     assert (out / "model.safetensors").exists() and not (out / MARKER).exists()
+    saved = load_file(str(out / "model.safetensors"))
+    if where == "final save":  # the run's end, restored: the checkpoint's weights, no step past max_steps
+        assert all(torch.equal(saved[k], v) for k, v in kept.items())
+    else:  # trained on from it: steps 2 and 3
+        assert not all(torch.equal(saved[k], v) for k, v in kept.items())
 
 
 # --- The fuzz: overwrite targets; each refused cleanly or proceeds, nothing the user owned is deleted ---
