@@ -411,13 +411,6 @@ def _is_main_process() -> bool:
     return PartialState().is_main_process if PartialState._shared_state else int(os.environ.get("RANK", "0")) == 0
 
 
-def _wait_for_everyone() -> None:
-    from accelerate import PartialState
-
-    if PartialState._shared_state:  # as in _is_main_process: none made here
-        PartialState().wait_for_everyone()
-
-
 def _any_process(flag: bool) -> bool:
     """True if ``flag`` is set on any process (one all-reduce when there are several)."""
     import torch
