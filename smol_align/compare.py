@@ -20,7 +20,6 @@ import ctypes
 import gc
 import inspect
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +29,8 @@ from .errors import ConfigError
 from .models import DEFAULT_MODEL
 from .presets import METHODS, check_keywords, check_overrides, demo_recipe
 from .report import terminal_table, write_report
-from .run import (
-    _cleanup_on_failure,
-    _preset_name,
-    as_callback,
-    check_output_dir,
-    default_output_dir,
-    model_name,
-    run,
-    staged,
-)
+from .run import _preset_name, as_callback, model_name, run
+from .rundir import RunDir, default_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +107,10 @@ def compare(
         check_keywords(method, overrides, where=f"compare ({method.upper()})", also_named=named)
         check_overrides(method, {**overrides, **({"max_steps": max_steps} if max_steps is not None else {})})
     say = (lambda *a: None) if quiet else print
-    report_dir = Path(output_dir or default_output_dir("compare", model))
-    check_output_dir(report_dir, overwrite=overwrite, resume=False)
+    report_dir = Path(output_dir or default_output_dir("compare", model_name(model)))
+    inputs = [model, dataset, eval_dataset, data_options.get("eval_dataset")]
+    folder = RunDir(report_dir, overwrite=overwrite, inputs=inputs, what="comparison")
+    folder.check()  # before any work; again under the folder's lock when it is taken
     if max_steps is None and time_budget is None and dataset is None:
         max_steps = demo_max_steps()
 
@@ -129,9 +122,7 @@ def compare(
 
     # One run per method, each from a fresh copy of the start model, saved in <report_dir>/<method>. The first
     # run evaluates the start model; the others reuse its figures and answers as their reference.
-    with _cleanup_on_failure(report_dir, main=True):  # written whole or not at all
-        shutil.rmtree(report_dir, ignore_errors=True)
-        report_dir.mkdir(parents=True)
+    with folder:  # written whole or not at all
         runs, pairs_seen, metrics = {}, {}, {}
         for method in methods:
             seen = as_callback(PairsSeen)
@@ -161,11 +152,12 @@ def compare(
                                       "chosen (data)": c}}  # fmt: skip
             for i, (p, c) in enumerate(zip(first.answers.get("prompt", []), chosen, strict=True))
         ]
-        with staged(report_dir) as staging:
+        with folder.staged() as staging:
             files, plotted = write_report(
                 staging, f"{' vs '.join(m.upper() for m in runs)} on {settings['model']}", metrics,
                 {m: r.trainer.state.log_history for m, r in runs.items()}, side_by_side, settings, COLUMNS, _NOTES,
             )  # fmt: skip
+        folder.finish()
 
     files = {k: str(report_dir / Path(v).name) for k, v in files.items()}
     result = ComparisonResult(metrics, str(report_dir), runs, side_by_side, pairs_seen, settings, files, plotted)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -216,7 +215,8 @@ def iterate(
     from .models import is_peft, load_model
     from .presets import demo_recipe
     from .report import write_report
-    from .run import _cleanup_on_failure, check_output_dir, default_output_dir, model_name, run, staged
+    from .run import model_name, run
+    from .rundir import RunDir, default_output_dir
 
     if method not in ("dpo", "orpo"):
         raise ConfigError(f"iterate trains with method 'dpo' or 'orpo', got {method!r}.")
@@ -234,8 +234,11 @@ def iterate(
         overrides = {**demo_recipe(method, preset), "max_steps": DEMO_STEPS, **batch, **overrides}
         per_round = per_round or DEMO_PROMPTS
     per_round = min(per_round or len(train_prompts), len(train_prompts))
-    report_dir, start_name = Path(output_dir or default_output_dir("iterate", model)), model_name(model)
-    check_output_dir(report_dir, overwrite=overwrite, resume=False)
+    start_name = model_name(model)
+    report_dir = Path(output_dir or default_output_dir("iterate", start_name))
+    inputs = [model, prompts, eval_prompts, reward]  # overwrite never empties a folder holding them
+    rundir = RunDir(report_dir, overwrite=overwrite, inputs=inputs, what="iteration")
+    rundir.check()  # before any work; again under the folder's lock when it is taken
     if isinstance(model, str):
         model, loaded = load_model(model)
         tokenizer = tokenizer or loaded
@@ -246,9 +249,7 @@ def iterate(
         answers = generate(policy, eval_prompts, tokenizer, max_new_tokens, batch_size=GENERATION_BATCH)
         return answers, reward_fn(eval_prompts, [_as_completion(p, a) for p, a in zip(eval_prompts, answers, strict=True)])
 
-    with _cleanup_on_failure(report_dir, main=True):  # written whole or not at all
-        shutil.rmtree(report_dir, ignore_errors=True)
-        report_dir.mkdir(parents=True)
+    with rundir:  # written whole or not at all
         say(f"Scoring the start model's greedy answers to {len(eval_prompts)} held-out prompts...")
         started = time.perf_counter()
         start_answers, start_scores = heldout(model)
@@ -299,12 +300,13 @@ def iterate(
                     "overrides": {k: v for k, v in overrides.items() if k not in ("callbacks",)}}  # fmt: skip
         side_by_side = [{"prompt": p, "answers": {n: a[i] for n, a in answers.items()}}
                         for i, p in enumerate(eval_prompts[:4])]  # fmt: skip
-        with staged(report_dir) as staging:
+        with rundir.staged() as staging:
             files, _ = write_report(
                 staging, f"Iterative {method.upper()}: {rounds} rounds", metrics,
                 {f"round {k}": r.trainer.state.log_history for k, r in enumerate(runs, 1) if r is not None},
                 side_by_side, settings, COLUMNS, _NOTES, plot_columns=("heldout_reward", "win_rate", "pairs", "skipped"),
             )  # fmt: skip
+        rundir.finish()
     result = IterationResult(metrics, str(report_dir), runs, answers,
                              {k: str(report_dir / Path(v).name) for k, v in files.items()})  # fmt: skip
     say(f"\nIterative {method.upper()}, report in {report_dir}:\n{result.table()}")

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ModelNotFoundError, SmolAlignError
+from .rundir import STAGING, staged
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +83,9 @@ def embedded_gguf(name: str) -> Path | None:
 def embedded_checkpoint(name: str = DEFAULT_MODEL) -> Path:
     """A plain (unquantized) checkpoint of the embedded ``name``, converted from GGUF on first use.
 
-    The conversion writes into a staging folder and moves the files in at the end (``run.staged``),
+    The conversion writes into a staging folder and moves the files in at the end (``rundir.staged``),
     so an interrupted conversion never leaves a checkpoint that looks complete.
     """
-    from .run import STAGING, staged  # the runner's atomic folder (run imports this module)
-
     target = cache_dir() / name.replace("/", "--")
     done = (target / "config.json").exists() and (target / "tokenizer_config.json").exists()
     if done and not (target / STAGING).exists():  # the staging folder goes only once every file is in

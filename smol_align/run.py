@@ -1,8 +1,10 @@
 """The runner every entry point goes through: evaluate before -> train -> evaluate after -> save -> report.
 
-Around TRL's ``trainer.train()`` it adds what a run needs to survive: one output directory written whole (checkpoints
-go in while :data:`MARKER` says the run is unfinished; the model and report are staged and moved in at the end; a run
-that fails before its first checkpoint leaves nothing), ``resume``, SIGINT/SIGTERM (checkpoint, then
+Around TRL's ``trainer.train()`` it adds what a run needs to survive: one output directory written
+whole, locked and cleaned up by :mod:`smol_align.rundir` (checkpoints go in while the run is
+unfinished; the model and report are staged and moved in at the end; a run that fails before its
+first checkpoint leaves nothing), ``resume`` (from the newest complete checkpoint, with the
+settings the checkpoint holds), SIGINT/SIGTERM (checkpoint, then
 :class:`RunInterrupted`), ``max_time``, a stop at the first non-finite loss (:class:`NonFiniteLoss`), one writer
 under several processes, ``hub_token`` kept out of ``training_args.bin``, and trackers (``report_to``) named after
 the run's folder, fed the held-out figures at step 0 and the last step.
@@ -15,7 +17,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
 import threading
 import time
@@ -37,12 +38,10 @@ from .estimate import fit
 from .evaluate import answer_figures, evaluate, generate, tokenize_pairs
 from .presets import check_keywords, check_settings, demo_recipe, resolve
 from .report import learning_verdict, summary_table, write_run_files
+from .rundir import RunDir, default_output_dir, find_unfinished, skipped_line
 from .trainers import BUILD_OPTIONS, build_dpo_trainer, build_kto_trainer, build_orpo_trainer
 
 logger = logging.getLogger(__name__)
-
-MARKER = ".smol_align-unfinished.json"  # in an output directory whose run has not finished
-STAGING = ".smol_align-staging"  # the final files, before they are moved into the output directory
 
 
 class RunInterrupted(SmolAlignError):
@@ -131,14 +130,14 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
     # The run's folder: the model and report (unless save=False) and TensorBoard's event files. Trackers name the run
     # after it and its project after the folder that holds it, so the runs of a sweep (runs/<sweep>/<value>) or of
     # compare (<report>/<method>) are one project and their curves overlay.
-    folder = Path(output_dir or (find_unfinished(method, model) if resume else default_output_dir(method, model)))
+    name = model_name(model)
+    folder = Path(output_dir or (find_unfinished if resume else default_output_dir)(method, name))
     final = folder if save else None
     overrides = {**tracker_names(folder), **overrides}
-    checkpoint = None
-    if final is not None and main:
-        checkpoint = check_output_dir(final, overwrite=overwrite, resume=resume)
-    elif final is not None and resume:  # the other processes only need to know where to continue from
-        checkpoint = last_checkpoint(final)
+    inputs = [dataset, overrides.get("eval_dataset"), model, overrides.get("ref_model")]  # never emptied
+    rundir = RunDir(final, overwrite=overwrite, resume=resume, inputs=inputs, main=main) if save else None
+    if rundir is not None:
+        rundir.check()  # before any work; again under the folder's lock when the run takes it
 
     data = load(dataset, **pop_data_options(overrides))
     eval_data = data.eval
@@ -155,10 +154,11 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
     if final is not None:  # checkpoints: yours (save_strategy/save_steps), else one every CHECKPOINT_SECONDS
         overrides.setdefault("save_total_limit", 1)  # only the last one is kept, and none once the run is done
     # save=False: TRL still wants an output_dir; a temporary one, removed at the end, keeps the current folder clean
-    with _cleanup_on_failure(final, main), nullcontext(final) if final else TemporaryDirectory(prefix="smol_align-") as out:
-        if final is not None and main and checkpoint is None:
-            shutil.rmtree(final, ignore_errors=True)  # empty, or overwrite=True
-            final.mkdir(parents=True)
+    temporary = nullcontext(final) if final else TemporaryDirectory(prefix="smol_align-")
+    with rundir or nullcontext(), temporary as out:
+        checkpoint = rundir.checkpoint if rundir is not None else None
+        if rundir is not None and rundir.skipped:
+            say(f"{skipped_line(rundir.skipped)} Resuming from {checkpoint.name}, the newest complete one.")
         build = {"dpo": build_dpo_trainer, "orpo": build_orpo_trainer, "kto": build_kto_trainer}[method]
         trainer = build(model, data, preset, output_dir=str(out), **overrides)
         pair_counts = _fit_max_length(trainer, method, data.train, say)  # max_length's cuts, as TRL tokenized
@@ -174,9 +174,11 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
         beta = trainer.args.beta if method in ("dpo", "kto") else 0.1  # their implicit reward beta*log(pi/ref)
         beta = baseline.before["beta"] if baseline is not None and baseline.before else beta  # compare: one scale
         tokenizer = trainer.processing_class
-        if final is not None and main:  # unfinished until _save
-            (final / MARKER).write_text(json.dumps({"method": method, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                                    "max_steps": trainer.args.max_steps}) + "\n")  # fmt: skip
+        if rundir is not None:  # unfinished until _save; a resume keeps the settings its checkpoint holds
+            kept = {k: getattr(trainer.args, k) for k in RESTORED_ON_RESUME}
+            _check_resumed_settings(rundir, checkpoint, kept)
+            started = {} if checkpoint else {"settings": kept}  # a resume keeps the record of its start
+            rundir.mark(method=method, max_steps=trainer.args.max_steps, **started)
 
         # Held-out figures through TRL (a DPO trainer's own tokenized eval_dataset; ORPO's rows tokenized as DPO does),
         # at the trainer's max_length and under its autocast (bf16 where it trains in bf16).
@@ -222,7 +224,11 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
                     _add_callback(trainer, TimedCheckpoints)
                 device = trainer.accelerator.device  # CPU: TRL's LM head scores only completion tokens; CUDA: no cuDNN SDPA
                 with compact_lm_head_while(device), no_cudnn_attention_while(device):
-                    train_output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+                    if checkpoint is not None and _at_the_end(trainer, checkpoint):  # stopped while saving
+                        train_output = _restore_finished(trainer, checkpoint)
+                    else:
+                        resume_from = str(checkpoint) if checkpoint else None
+                        train_output = trainer.train(resume_from_checkpoint=resume_from)
             train_seconds = time.perf_counter() - started
             from accelerate.utils import extract_model_from_parallel
 
@@ -244,6 +250,9 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
                 after = figures(trainer.model, before["logps"], answer_to="trained" if answers else None)
 
             metrics = _collect_metrics(method, model, preset, trainer, train_output, train_seconds, before, after, peak_before)
+            if checkpoint is not None:  # the whole run's loss, not the resumed steps' only
+                metrics["train_loss"] = whole_run_loss(trainer.state.log_history)
+                metrics["resumed_from"] = checkpoint.name
             if budget is not None:
                 metrics["stopped_by_max_time"] = budget.stopped
             metrics.update(pair_counts)
@@ -252,111 +261,30 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
             _close_trackers(trainer)
             result = TrainResult(method, trainer, metrics, None, before, after, answers=answers)
             if final is not None:
-                result.files = _save(trainer, result, final, main, keep_checkpoints)
+                result.files = _save(trainer, result, rundir, keep_checkpoints)
                 result.output_dir = str(final)
             _release_training_state(trainer)
     say(result.summary())
     return result
 
 
-# --- The output directory: prepared, checkpointed into, published whole, cleaned up on failure ---
-def default_output_dir(method: str, model: Any) -> str:
-    """``runs/<method>-<model short name>-<YYYYmmdd-HHMMSS>`` under the current folder."""
-    return os.path.join("runs", f"{_run_prefix(method, model)}{time.strftime('%Y%m%d-%H%M%S')}")
-
-
+# --- The output directory (rundir.py keeps it) ---
 def model_name(model: Any) -> str:
     """The name or path a model was given or loaded by."""
     return str(model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "model"))
 
 
-def _run_prefix(method: str, model: Any) -> str:
-    return f"{method}-{os.path.basename(model_name(model).rstrip('/')) or 'model'}-"
-
-
-def find_unfinished(method: str, model: Any) -> Path:
-    """The newest ``runs/<method>-<model>-*`` directory whose run did not finish (for ``resume=True``)."""
-    found = sorted(Path("runs").glob(_run_prefix(method, model) + "*/" + MARKER), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise ConfigError(f"resume=True: no unfinished {method.upper()} run of this model under runs/; "
-                          "pass output_dir= (--output-dir) of the run to continue.")  # fmt: skip
-    return found[-1].parent
-
-
-def last_checkpoint(folder: Path) -> Path | None:
-    """The ``checkpoint-N`` folder with the highest N in ``folder``, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    found = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    return Path(found) if found else None
-
-
-def check_output_dir(final: Path, overwrite: bool, resume: bool) -> Path | None:
-    """Check ``final`` can take this run; return the checkpoint to continue from (``resume``), else None. A non-empty
-    folder is refused unless ``overwrite`` (it will be emptied) or ``resume`` (it holds an unfinished run's checkpoint)."""
-    busy = final.exists() and any(final.iterdir())
-    if resume:
-        checkpoint = last_checkpoint(final)
-        if checkpoint is None:
-            what = "has no checkpoint-N folder" if busy else "does not exist or is empty"
-            raise ConfigError(f"resume=True: {final} {what}; nothing to continue. Run without resume to start.")
-        if not (final / MARKER).exists():
-            raise ConfigError(f"resume=True: the run in {final} has finished; pass overwrite=True to train again.")
-        return checkpoint
-    if busy and not overwrite:
-        hint = ", or resume=True (--resume) to continue it" if (final / MARKER).exists() else ""
-        raise ConfigError(f"Output directory {final} exists and is not empty: pass overwrite=True or another output_dir{hint}.")
-    return None
-
-
-@contextmanager
-def staged(final: Path, main: bool = True):
-    """A hidden staging folder inside ``final``; on success its files are moved (renamed) into ``final``."""
-    staging = final / STAGING
-    if main:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-    _wait_for_everyone()
-    try:
-        yield staging
-        _wait_for_everyone()
-        for entry in staging.iterdir() if main else ():
-            if (final / entry.name).is_dir() and not (final / entry.name).is_symlink():
-                shutil.rmtree(final / entry.name)
-            os.replace(entry, final / entry.name)
-    finally:
-        if main:
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-@contextmanager
-def _cleanup_on_failure(final: Path | None, main: bool):
-    """On an error, remove ``final`` if it holds no checkpoint to resume from; else leave it resumable."""
-    try:
-        yield
-    except BaseException:
-        if final is not None and main and final.exists():
-            shutil.rmtree(final / STAGING, ignore_errors=True)
-            if last_checkpoint(final) is None:
-                shutil.rmtree(final, ignore_errors=True)
-        raise
-
-
-def _save(trainer, result: TrainResult, final: Path, main: bool, keep_checkpoints: bool) -> dict[str, str]:
-    """The model, tokenizer and report into ``final`` (whole), then the run is marked finished."""
+def _save(trainer, result: TrainResult, rundir: RunDir, keep_checkpoints: bool) -> dict[str, str]:
+    """The model, tokenizer and report into the run's folder (whole), then the run is marked finished."""
     push, trainer.args.push_to_hub = trainer.args.push_to_hub, False  # pushed once, from the final folder
-    with staged(final, main) as staging:
+    with rundir.staged() as staging:
         trainer.save_model(str(staging))  # on every process: sharded models gather here
-        files = write_run_files(result, staging) if main else {}
+        files = write_run_files(result, staging) if rundir.main else {}
     trainer.args.push_to_hub = push
-    if main:
-        if not keep_checkpoints:
-            for checkpoint in final.glob("checkpoint-*"):
-                shutil.rmtree(checkpoint, ignore_errors=True)
-        (final / MARKER).unlink(missing_ok=True)
+    rundir.finish(drop_checkpoints=not keep_checkpoints)
     if push:
         trainer.push_to_hub(commit_message="smol_align: trained model")
-    return {k: str(final / Path(v).name) for k, v in files.items()}
+    return {k: str(rundir.path / Path(v).name) for k, v in files.items()}
 
 
 # --- Signals, non-finite losses, secrets, processes ---
@@ -502,13 +430,6 @@ def _is_main_process() -> bool:
     return PartialState().is_main_process if PartialState._shared_state else int(os.environ.get("RANK", "0")) == 0
 
 
-def _wait_for_everyone() -> None:
-    from accelerate import PartialState
-
-    if PartialState._shared_state:  # as in _is_main_process: none made here
-        PartialState().wait_for_everyone()
-
-
 def _any_process(flag: bool) -> bool:
     """True if ``flag`` is set on any process (one all-reduce when there are several)."""
     import torch
@@ -519,7 +440,77 @@ def _any_process(flag: bool) -> bool:
     return flag if state.num_processes == 1 else bool(reduce(torch.tensor([int(flag)], device=state.device), "max"))
 
 
+# --- What a resume keeps ---
+RESTORED_ON_RESUME = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "optim")
+"""Settings a resume takes from its checkpoint, whatever it is given: the optimizer's hyperparameters
+(its param groups) and the scheduler's base rate come back with their state. Other settings (beta,
+max_steps...) apply as given."""
+
+
+def _check_resumed_settings(rundir: RunDir, checkpoint: Path | None, asked: dict) -> None:
+    """Refuse a resume given other values of :data:`RESTORED_ON_RESUME` than its run started with: the
+    checkpoint's would be used and the new ones only written in metrics.json and report.md."""
+    kept = rundir.marked().get("settings") if checkpoint is not None else None
+    asked = {k: getattr(v, "value", v) for k, v in asked.items()}
+    changed = {k: (kept[k], v) for k, v in asked.items() if kept and k in kept and kept[k] != v}
+    if changed:
+        was = ", ".join(f"{k}={old!r}" for k, (old, _) in changed.items())
+        new = ", ".join(f"{k}={new!r}" for k, (_, new) in changed.items())
+        raise ConfigError(
+            f"resume=True continues the run in {rundir.path} from {checkpoint.name}, whose optimizer and "
+            f"scheduler state hold {was}; this run asks for {new}, which the resumed optimizer would not "
+            "use. Drop the new value to continue the run as it started, or start a new run with it "
+            "(overwrite=True, or another output_dir)."
+        )
+
+
+def _at_the_end(trainer, checkpoint: Path) -> bool:
+    """``checkpoint`` is of the run's last step, in safetensors (Trainer's resume would train one step past
+    max_steps: it skips the trained batches, then trains the next one before it checks the step count)."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    names = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json")
+    whole = any((checkpoint / name).exists() for name in names)  # else Trainer's own loader, and its step
+    return whole and 0 < trainer.args.max_steps <= state["global_step"]
+
+
+def _restore_finished(trainer, checkpoint: Path):
+    """The weights and trainer state of a checkpoint at the last step, with no training: the run's end."""
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    from .models import is_peft
+
+    weights = {}
+    for path in sorted(checkpoint.glob("*.safetensors")):
+        weights.update(load_file(str(path)))
+    if is_peft(trainer.model):
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(trainer.model, weights)
+    else:
+        missing, unexpected = trainer.model.load_state_dict(weights, strict=False)
+        tied = set(getattr(trainer.model, "_tied_weights_keys", None) or ()) | {"lm_head.weight"}
+        missing = sorted(set(missing) - tied)
+        if unexpected or missing:
+            raise ConfigError(f"resume=True: {checkpoint} does not hold this model's weights (missing "
+                              f"{missing[:3]}, unexpected {unexpected[:3]}).")  # fmt: skip
+    trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    return TrainOutput(trainer.state.global_step, whole_run_loss(trainer.state.log_history), {})
+
+
 # --- Figures of the run ---
+def whole_run_loss(log_history: list[dict]) -> float | None:
+    """The mean training loss over every logged step of the run, before and after a resume (each logged
+    loss is the mean of the steps since the one logged before it, so it counts that many steps)."""
+    total = steps = previous = 0
+    for entry in log_history:
+        if "loss" in entry and "step" in entry and entry["step"] > previous:
+            total += entry["loss"] * (entry["step"] - previous)
+            steps, previous = steps + entry["step"] - previous, entry["step"]
+    return total / steps if steps else None
+
+
 def _preset_name(preset: str) -> str:
     hardware, mode = resolve(preset)
     return f"{hardware.name}+{mode.name}"

@@ -21,7 +21,8 @@ from helpers import tiny_model_dir_and_pairs
 import smol_align
 from smol_align import cli
 from smol_align.errors import ConfigError
-from smol_align.run import MARKER, STAGING, NonFiniteLoss
+from smol_align.run import NonFiniteLoss
+from smol_align.rundir import LOCK, MARKER, STAGING, last_checkpoint
 
 STEPS = 12
 # `smol-align dpo` with each training step slowed to `delay` seconds (argv[1]); the rest of argv is the CLI's.
@@ -85,12 +86,17 @@ def test_a_killed_run_resumes_to_the_same_loss(saved, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (killed / MARKER).exists() and not (killed / "model.safetensors").exists()  # unfinished, resumable
+    resume_from = last_checkpoint(killed)[0].name  # checkpoint-4, or a later one if the kill landed later
 
     resumed = subprocess.run([sys.executable, "-c", CHILD, "0", *_argv(saved, killed, "--resume")],
                              capture_output=True, text=True)  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     metrics = json.loads((killed / "metrics.json").read_text())
     assert metrics["steps"] == STEPS
+    # train_loss is the whole run's (steps 1-12), as the uninterrupted run's, not the resumed steps' only
+    whole_loss = json.loads((whole / "metrics.json").read_text())["train_loss"]
+    assert math.isclose(metrics["train_loss"], whole_loss, rel_tol=1e-3), (metrics["train_loss"], whole_loss)
+    assert metrics["resumed_from"] == resume_from
     expected, got = _losses(whole), _losses(killed)
     assert sorted(got) == list(range(1, STEPS + 1))
     for step in range(5, STEPS + 1):  # the steps trained after the resume
@@ -231,9 +237,11 @@ def test_timed_checkpoints_while_running_none_left_after(tiny_model, tiny_tokeni
     smol_align.train_dpo(tiny_model, _pairs(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, bf16=False,
                          max_steps=3, per_device_train_batch_size=2, callbacks=[Look()], quiet=True)  # fmt: skip
     checkpoints = [[n for n in names if n.startswith("checkpoint-")] for names in seen]
-    assert seen[0] == [MARKER] and checkpoints == [[], ["checkpoint-1"], ["checkpoint-2"]]  # the last one kept
+    # while it runs: its lock and its marker (the lock is new: one run at a time per folder), then checkpoints
+    assert seen[0] == sorted([LOCK, MARKER]) and checkpoints == [[], ["checkpoint-1"], ["checkpoint-2"]]
     names = sorted(p.name for p in out.iterdir())
     assert "model.safetensors" in names and MARKER not in names and not [n for n in names if "checkpoint" in n]
+    assert LOCK not in names  # a finished folder holds the run's files only
 
 
 def test_the_returned_model_is_the_saved_one_without_accelerates_autocast(tiny_model, tiny_tokenizer, tmp_path):
