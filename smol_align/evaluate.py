@@ -197,12 +197,17 @@ TOKENIZER_SAMPLE = "Hello, world! What is 2 plus 2?\nArr, matey: it be 4."
 
 def start_model_of(run_folder) -> str:
     """The model a smol_align run in ``run_folder`` started from, as its ``metrics.json`` records it
-    (``"model"``): the reference its held-out rewards were computed against. Nothing recorded, or a
+    (``"start_model_path"`` for a local folder, else ``"model"``): the reference its held-out rewards were
+    computed against. Nothing recorded, or a
     recorded folder not found from here (a relative path is relative to where the run was started): a
     ConfigError asking for the reference."""
     metrics = Path(run_folder) / "metrics.json"
     try:
-        recorded = json.loads(metrics.read_text()).get("model") if metrics.is_file() else None
+        found = json.loads(metrics.read_text()) if metrics.is_file() else {}
+        recorded = found.get("model")
+        local = found.get("start_model_path")
+        if isinstance(local, str) and local and Path(local).is_dir():  # a local start folder, from anywhere
+            recorded = local
     except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not a JSON object
         recorded = None
     if not isinstance(recorded, str) or not recorded:

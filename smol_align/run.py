@@ -603,7 +603,8 @@ def _collect_metrics(method, model, preset, trainer, train_output, seconds, befo
     last = history[-1] if history else {}
     args, steps, tokens = trainer.args, trainer.state.global_step, last.get("num_tokens")
     return {
-        "method": method, "model": model_name(model), "preset": _preset_name(preset), "learning_rate": args.learning_rate,
+        "method": method, "model": model_name(model), **_start_model_path(model),
+        "preset": _preset_name(preset), "learning_rate": args.learning_rate,
         "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
         "steps": steps, "train_seconds": round(seconds, 2), "seconds_per_step": round(seconds / max(steps, 1), 3),
         "train_loss": train_output.training_loss, "final_loss": last.get("loss"),
@@ -614,6 +615,14 @@ def _collect_metrics(method, model, preset, trainer, train_output, seconds, befo
         **(_heldout_metrics(before, "start") if before else {}),
         **(_heldout_metrics(after) if after else {}),
     }  # fmt: skip
+
+
+def _start_model_path(model) -> dict[str, str]:
+    """``start_model_path``: the absolute folder of a model given as a local folder, so that ``smol-align eval``
+    finds the run's start model from any working folder (``model`` keeps the name as it was given)."""
+    if isinstance(model, (str, os.PathLike)) and os.path.isdir(model):
+        return {"start_model_path": os.path.abspath(model)}
+    return {}
 
 
 def _heldout_metrics(figures: dict, prefix: str = "eval") -> dict[str, float]:
