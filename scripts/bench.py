@@ -121,7 +121,7 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
 
     from smol_align._compat import compact_lm_head_while, no_cudnn_attention_while
     from smol_align.evaluate import evaluate
-    from smol_align.run import TimeBudget, as_callback
+    from smol_align.callbacks import TimeBudget, as_callback
 
     train, heldout = pairs(data, hh)
     common = {"max_steps": steps, "per_device_train_batch_size": batch, "gradient_accumulation_steps": 1,

@@ -17,6 +17,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .errors import ModelNotFoundError, SmolAlignError
 from .rundir import STAGING, staged
@@ -140,6 +141,11 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
+
+
+def model_name(model: Any) -> str:
+    """The name or path a model was given or loaded by."""
+    return str(model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "model"))
 
 
 def is_peft(model) -> bool:

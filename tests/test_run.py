@@ -225,9 +225,9 @@ def test_timed_checkpoints_while_running_none_left_after(tiny_model, tiny_tokeni
     kept; a finished run leaves the model and no checkpoint or marker."""
     from transformers import TrainerCallback
 
-    from smol_align import run
+    from smol_align import callbacks
 
-    monkeypatch.setattr(run, "CHECKPOINT_SECONDS", 0)
+    monkeypatch.setattr(callbacks, "CHECKPOINT_SECONDS", 0)
     out, seen = tmp_path / "timed", []
 
     class Look(TrainerCallback):
