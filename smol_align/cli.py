@@ -307,11 +307,11 @@ def main(argv: list[str] | None = None) -> int:
 
             compare(**compare_options(rest))
         elif args.command == "iterate":
-            from .iterate import _prompts, iterate
+            from .iterate import iterate, split_prompts
 
             options = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
             if args.eval_prompts:
-                options["eval_prompts"] = _prompts(args.eval_prompts, [], 0)[0]
+                options["eval_prompts"] = split_prompts(args.eval_prompts, [], 0)[0]
             iterate(**options)
         elif args.command == "doctor":
             report = doctor(args.dataset, tokenizer=args.tokenizer, max_length=args.max_length, **data_options(args))

@@ -42,10 +42,11 @@ from .data.demo import NAME as DEMO_NAME
 from .data.demo import pirate_voice
 from .data.doctor import has_answer_tokens, length_fit
 from .data.load import DATA_OPTIONS, load, pop_data_options
+from .data.tokens import tokenize_pairs
 from .data.unpaired import is_unpaired, pairs_by_prompt
 from .errors import ConfigError, SmolAlignError
 from .estimate import plan_memory
-from .evaluate import answer_figures, evaluate, generate, tokenize_pairs
+from .evaluate import answer_figures, evaluate, generate
 from .metrics import collect_metrics, peak_memory_bytes, whole_run_loss
 from .models import model_name
 from .presets import check_keywords, check_settings, demo_recipe, preset_name

@@ -8,8 +8,9 @@ import warnings
 import pytest
 import torch
 
+from smol_align.data.tokens import tokenize_pairs
 from smol_align.errors import DatasetFormatError
-from smol_align.evaluate import evaluate, generate, preference_metrics, tokenize_pairs
+from smol_align.evaluate import evaluate, generate, preference_metrics
 from smol_align.testing import tiny_preference_rows
 
 BETA = 0.1

@@ -18,6 +18,7 @@ from . import filters
 from .load import Pairs, load
 from .messages import ROLE_ORDER
 from .normalize import NormalizeReport
+from .tokens import tokenize_pairs
 
 LENGTH_BIAS_WARNING = 0.6  # chosen longer in more than this share of pairs: worth a look
 CHARS_PER_TOKEN = 4  # the estimate used when no tokenizer is given
@@ -112,7 +113,6 @@ def _token_lengths(rows: list[dict], tokenizer) -> list[tuple[int, int, int]]:
     """``(prompt, chosen, rejected)`` lengths in tokens, split as TRL's DPO trainer and the evaluation split them."""
     import copy
 
-    from ..evaluate import tokenize_pairs
     from ..models import CHATML_TEMPLATE
 
     if not getattr(tokenizer, "chat_template", None):  # a base model's: training gives it ChatML (prepare_tokenizer)
@@ -290,7 +290,7 @@ def length_fit(
     eos_token_id: int | None = None,
 ) -> LengthFit | None:
     """Count what ``max_length`` drops and truncates in ``tokenized``: a TRL trainer's tokenized split (or
-    :func:`smol_align.evaluate.tokenize_pairs`' rows) made from ``rows_in`` rows. ``None`` without a limit
+    :func:`smol_align.data.tokens.tokenize_pairs`' rows) made from ``rows_in`` rows. ``None`` without a limit
     or for a streamed split. The layouts TRL 1.16 makes:
 
     - DPO (``prompt_ids``, ``chosen_ids``, ``rejected_ids``) and KTO (``prompt_ids``, ``completion_ids``):
