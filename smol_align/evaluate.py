@@ -23,7 +23,7 @@ from typing import Any
 from ._compat import compact_lm_head_while, no_cudnn_attention_while
 from .data.tokens import tokenize_pairs
 from .errors import ConfigError
-from .models import is_local, is_peft
+from .models import is_local, is_peft, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -159,15 +159,14 @@ def _check_ref_logps(ref_logps: dict, logps: dict) -> None:
 
 
 def _resolve_tokenizer(model, tokenizer):
+    """``tokenizer``, else the one saved where ``model`` was loaded from (:func:`~smol_align.models.load_tokenizer`)."""
     if tokenizer is not None:
         return tokenizer
-    from transformers import AutoTokenizer
-
     name = getattr(getattr(model, "config", None), "_name_or_path", None)
     try:
-        return AutoTokenizer.from_pretrained(name)
+        return load_tokenizer(name)
     except Exception as exc:  # noqa: BLE001 - any loading failure means "pass it yourself"
-        raise ValueError(f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc}).") from exc
+        raise ConfigError(f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc}).") from exc
 
 
 # --- The reference: the run's start model, sharing the model's tokenizer ---

@@ -352,9 +352,7 @@ def _load(name_or_path: str, tokenizer, what: str, options: dict):
             return PeftModel.from_pretrained(model, name_or_path), tokenizer
         source = resolve(name_or_path)
         if tokenizer is None:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+            tokenizer = load_tokenizer(name_or_path, trust_remote_code, what)
         kwargs = dict(options)
         if kwargs["dtype"] is None and kwargs["quantization_config"] is None:
             kwargs["dtype"] = "float32"

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import SmolAlignError
+from ..models import CHATML_TEMPLATE, load_tokenizer
 from . import filters
 from .load import Pairs, load
 from .messages import ROLE_ORDER
@@ -113,8 +114,6 @@ def _token_lengths(rows: list[dict], tokenizer) -> list[tuple[int, int, int]]:
     """``(prompt, chosen, rejected)`` lengths in tokens, split as TRL's DPO trainer and the evaluation split them."""
     import copy
 
-    from ..models import CHATML_TEMPLATE
-
     if not getattr(tokenizer, "chat_template", None):  # a base model's: training gives it ChatML (prepare_tokenizer)
         tokenizer = copy.copy(tokenizer)
         tokenizer.chat_template = CHATML_TEMPLATE
@@ -139,12 +138,11 @@ def _stats(values) -> LengthStats:
 
 
 def _load_tokenizer(tokenizer):
+    """``tokenizer``, or the tokenizer it names, loaded by :func:`smol_align.models.load_tokenizer`."""
     if not isinstance(tokenizer, str):
         return tokenizer
-    from transformers import AutoTokenizer
-
     try:
-        return AutoTokenizer.from_pretrained(tokenizer)
+        return load_tokenizer(tokenizer)
     except Exception as exc:  # offline, typo: say which and what to do
         raise SmolAlignError(
             f"could not load the tokenizer {tokenizer!r} ({type(exc).__name__}: {exc}); pass a local path, "
