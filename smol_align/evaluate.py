@@ -112,17 +112,23 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def preference_metrics(logps: dict[str, list], ref_logps: dict[str, list], beta: float = 0.1) -> dict[str, Any]:
+def heldout_figures(logps: dict[str, list], ref_logps: dict[str, list], beta: float = 0.1) -> dict[str, Any]:
     """The held-out figures from per-pair log-probs of the policy and of the reference.
 
     Definitions follow TRL's ``DPOTrainer`` logs: rewards ``beta * (log pi - log pi_ref)``,
-    ``reward_accuracy`` the share of pairs with chosen reward *strictly* above rejected.
+    ``reward_accuracy`` the share of pairs with chosen reward *strictly* above rejected (the reward figures
+    are :func:`smol_align.reference.preference_metrics`' ``rewards/*``, under held-out names).
     Means are over pairs, except ``nll_chosen``, which pools all chosen tokens.
     """
+    import torch
+
+    from .reference import preference_metrics  # torch at import: deferred, as import smol_align stays light
+
     c, r = logps["chosen"], logps["rejected"]
     nc, nr = logps["chosen_tokens"], logps["rejected_tokens"]
     rc = [beta * (a - b) for a, b in zip(c, ref_logps["chosen"], strict=True)]
     rr = [beta * (a - b) for a, b in zip(r, ref_logps["rejected"], strict=True)]
+    trl = preference_metrics(*(torch.tensor(x) for x in (rc, rr, c, r)))  # rewards/* as TRL logs them
     total_chosen_tokens = sum(nc)
     return {
         "n_pairs": len(c),
@@ -131,13 +137,13 @@ def preference_metrics(logps: dict[str, list], ref_logps: dict[str, list], beta:
         "preference_accuracy_normalized": _mean(
             float(a / max(na, 1) > b / max(nb, 1)) for a, b, na, nb in zip(c, r, nc, nr, strict=True)
         ),
-        "reward_accuracy": _mean(float(a > b) for a, b in zip(rc, rr, strict=True)),
-        "reward_margin": _mean(a - b for a, b in zip(rc, rr, strict=True)),
-        "rewards_chosen": _mean(rc),
-        "rewards_rejected": _mean(rr),
+        "reward_accuracy": trl["rewards/accuracies"],
+        "reward_margin": trl["rewards/margins"],
+        "rewards_chosen": trl["rewards/chosen"],
+        "rewards_rejected": trl["rewards/rejected"],
         "nll_chosen": -sum(c) / total_chosen_tokens if total_chosen_tokens else float("nan"),
-        "logps_chosen": _mean(c),
-        "logps_rejected": _mean(r),
+        "logps_chosen": trl["logps/chosen"],
+        "logps_rejected": trl["logps/rejected"],
         "drift": _mean(a - b for a, b in zip(c, ref_logps["chosen"], strict=True)),
         "drift_rejected": _mean(a - b for a, b in zip(r, ref_logps["rejected"], strict=True)),
     }
@@ -271,7 +277,7 @@ def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | No
     the figures of the start model, by definition.
 
     Returns:
-        The figures of :func:`preference_metrics` (``preference_accuracy``, ``reward_accuracy``,
+        The figures of :func:`heldout_figures` (``preference_accuracy``, ``reward_accuracy``,
         ``reward_margin``, ``nll_chosen``, ``drift``...), ``reference`` (which reference was used),
         ``seconds`` and ``logps`` (per-pair lists of :data:`LOGPS_KEYS`: pass it as ``ref_logps`` later).
     """
@@ -310,7 +316,7 @@ def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | No
         reference = "adapter ref" if ref_name else "adapter disabled"
     else:
         ref_logps, reference = logps, "model itself"
-    result = preference_metrics(logps, ref_logps, beta=beta)
+    result = heldout_figures(logps, ref_logps, beta=beta)
     result["reference"] = reference
     result["seconds"] = time.perf_counter() - started
     result["logps"] = logps
