@@ -43,14 +43,23 @@ def collect_metrics(
     }
 
 
+TRL_NAMES = {
+    "reward_accuracy": "rewards/accuracies",
+    "reward_margin": "rewards/margins",
+    "rewards_chosen": "rewards/chosen",
+    "rewards_rejected": "rewards/rejected",
+    "logps_chosen": "logps/chosen",
+    "logps_rejected": "logps/rejected",
+}
+"""evaluate()'s figures that TRL's DPOTrainer logs too, and TRL's name for each (``eval_``-prefixed on evaluation)."""
+
+
 def heldout_metrics(figures: dict, prefix: str = "eval") -> dict[str, float]:
-    """An evaluate() dict as flat metrics (``eval_reward_margin``...); the ``eval`` ones also under TRL's names, as
-    ``trainer.evaluate()`` logs them (``eval_rewards/accuracies``, ``eval_rewards/margins``)."""
-    found = {f"{prefix}_{k}": v for k, v in figures.items() if k != "logps" and isinstance(v, (int, float))}
-    if prefix == "eval":
-        found["eval_rewards/accuracies"] = figures["reward_accuracy"]
-        found["eval_rewards/margins"] = figures["reward_margin"]
-    return found
+    """An evaluate() dict as flat metrics, each under one name: TRL's where ``trainer.evaluate()`` logs the
+    figure (``eval_rewards/accuracies``, ``eval_rewards/margins``...), else ``eval_<figure>``
+    (``eval_preference_accuracy``...); ``start_`` for the start model's."""
+    numbers = {k: v for k, v in figures.items() if k != "logps" and isinstance(v, (int, float))}
+    return {f"{prefix}_{TRL_NAMES.get(k, k)}": v for k, v in numbers.items()}
 
 
 def whole_run_loss(log_history: list[dict]) -> float | None:

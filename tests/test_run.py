@@ -210,7 +210,7 @@ def test_torchrun_two_processes_one_writer(saved, tmp_path):
         and STAGING not in names
     )
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["steps"] == STEPS and metrics["eval_reward_margin"] > metrics["start_reward_margin"]
+    assert metrics["steps"] == STEPS and metrics["eval_rewards/margins"] > metrics["start_rewards/margins"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
 
 
