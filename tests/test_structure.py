@@ -139,7 +139,9 @@ def test_the_layer_order_places_every_module():
     named = [name for names in order for name in names]
     assert len(named) == len(set(named)), f"a module in two layers: {order}"
     unplaced = sorted({m for m in module_files() if layer_of(m, order) is None})
-    assert not unplaced, f"modules in no layer of smol_align's docstring (add each where it belongs): {unplaced}"
+    assert not unplaced, (
+        f"modules in no layer of smol_align's docstring (add each where it belongs): {unplaced}"
+    )
 
 
 def test_no_import_points_up():
@@ -158,10 +160,58 @@ def test_the_checks_see_a_cycle_an_upward_import_and_a_private_name(tmp_path):
     """The checks above on a made-up package that breaks each rule once."""
     root = tmp_path / "smol_align"
     (root / "data").mkdir(parents=True)
-    (root / "__init__.py").write_text('"""Made up.\n\nLayers, top to bottom:\n\n    run  the runner\n    data\n"""\n')
+    (root / "__init__.py").write_text(
+        '"""Made up.\n\nLayers, top to bottom:\n\n    run  the runner\n    data\n"""\n'
+    )
     (root / "run.py").write_text("from .data.load import _rows\n")
     (root / "data" / "__init__.py").write_text("")
     (root / "data" / "load.py").write_text("def f():\n    from ..run import go\n")
     assert upward_imports(root) == ["smol_align.data.load (line 2) imports smol_align.run, a layer above it"]
     assert import_cycles(root) == [["smol_align.data.load", "smol_align.run"]]
     assert private_imports(root) == ["smol_align.run (line 1) imports smol_align.data.load._rows"]
+
+
+ONE_HOME = {  # what is written once, and the module it lives in
+    "AutoTokenizer": "smol_align.models",  # tokenizer loading: models.load_tokenizer
+    "max_memory_allocated(": "smol_align.metrics",  # the peak-memory meter: metrics.peak_memory_bytes
+    "ru_maxrss": "smol_align.metrics",
+    "VmHWM": "smol_align.metrics",
+    "def preference_metrics": "smol_align.reference",  # TRL's rewards/* figures; evaluate's held-out ones use it
+    "def tokenize_pairs": "smol_align.data.tokens",
+}
+
+
+def homes(text: str, root: Path = PACKAGE) -> list[str]:
+    return [module for module, path in module_files(root).items() if text in path.read_text()]
+
+
+def test_one_of_each():
+    assert {text: homes(text) for text in ONE_HOME} == {text: [home] for text, home in ONE_HOME.items()}
+
+
+def test_one_table_of_renamed_options():
+    """presets.RENAMED maps older TRL/transformers names to today's; the CLI's table of TRL's script names
+    repeats none of them."""
+    from smol_align.cli import TRL_NAMES
+    from smol_align.presets import RENAMED
+
+    assert set(TRL_NAMES) & set(RENAMED) == set()
+
+
+def test_each_heldout_figure_has_one_name_in_the_metrics():
+    """TRL's ``eval_*`` name where ``trainer.evaluate()`` logs the figure, else ``eval_<figure>``; not both."""
+    from smol_align.metrics import heldout_metrics
+
+    figures = {
+        "reward_accuracy": 0.5,
+        "reward_margin": 0.25,
+        "logps_chosen": -3.0,
+        "preference_accuracy": 0.75,
+    }
+    assert heldout_metrics({**figures, "logps": {"chosen": [-3.0]}}) == {
+        "eval_rewards/accuracies": 0.5,
+        "eval_rewards/margins": 0.25,
+        "eval_logps/chosen": -3.0,
+        "eval_preference_accuracy": 0.75,
+    }
+    assert heldout_metrics(figures, "start")["start_rewards/margins"] == 0.25
