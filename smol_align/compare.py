@@ -136,8 +136,7 @@ def compare(
             memory = MemoryWindow()
             start_of = model if isinstance(model, str) else copy.deepcopy(model)
             baseline = next(iter(runs.values()), None)  # the first run: its start figures are every run's
-            folder = str(report_dir / method)
-            result = run(method, start_of, data, preset, folder, run_overrides, baseline=baseline)
+            result = run(method, start_of, data, preset, str(report_dir / method), run_overrides, baseline=baseline)
             runs[method], pairs_seen[method] = result, seen.indices
             metrics.setdefault("start", _figures(result.before))
             metrics[method] = {**_figures(result.after), **_run_figures(result, seen.indices, memory.peak_gb())}
