@@ -92,7 +92,7 @@ def test_compare_logs_one_run_per_method_in_one_project(tiny_tokenizer, tmp_path
     for method in ("dpo", "orpo"):
         assert (result.runs[method].trainer.args.project, result.runs[method].trainer.args.run_name) == ("dpo-vs-orpo", method)
         assert [s for s, _ in _series(runs, method, "train/loss")] == [1, 2]
-        (_, start), (_, trained) = _series(runs, method, "eval/reward_margin")
+        (_, start), (_, trained) = _series(runs, method, "eval/rewards/margins")
         assert start == 0.0 and trained == pytest.approx(result.metrics[method]["reward_margin"], rel=1e-5, abs=1e-6)
     # both curves start from the same start model
     assert _series(runs, "dpo", "eval/nll_chosen")[0] == _series(runs, "orpo", "eval/nll_chosen")[0]
