@@ -41,8 +41,8 @@ def any_process(flag: bool) -> bool:
 
 
 def as_callback(cls, *args):
-    """An instance of ``cls`` that is also a ``transformers.TrainerCallback`` (its other events do nothing): callbacks
-    here are plain classes so that importing smol_align does not import transformers."""
+    """An instance of ``cls`` that is also a ``transformers.TrainerCallback`` (its other events do nothing):
+    callbacks here are plain classes so that importing smol_align does not import transformers."""
     from transformers import TrainerCallback
 
     return type(cls.__name__, (cls, TrainerCallback), {})(*args)
@@ -61,8 +61,9 @@ would add 8% to its 3 minutes; on time, a run shorter than 10 minutes writes non
 
 
 class TimeBudget:
-    """``max_time``: stop training after the step during which ``seconds`` of training time ran out on any process
-    (the run then evaluates and saves as usual). The learning-rate schedule still follows ``max_steps``."""
+    """``max_time``: stop training after the step during which ``seconds`` of training time ran out on any
+    process (the run then evaluates and saves as usual). The learning-rate schedule still follows
+    ``max_steps``."""
 
     def __init__(self, seconds: float):
         self.seconds, self.started = seconds, 0.0
@@ -80,7 +81,8 @@ class TimeBudget:
 
 
 class TimedCheckpoints:
-    """Ask TRL for a checkpoint at the first step end ``CHECKPOINT_SECONDS`` after the last one (or the start)."""
+    """Ask TRL for a checkpoint at the first step end ``CHECKPOINT_SECONDS`` after the last one (or the
+    start)."""
 
     last: float | None = None
 
@@ -118,15 +120,16 @@ class NonFiniteGuard:
                 "`smol-align doctor`), or a learning rate too high for this model"
             )
         return (
-            f"The {key.replace('_', ' ')} became {value} at step {step}: training stopped and the model was not "
-            f"saved. Likely cause: {cause}."
+            f"The {key.replace('_', ' ')} became {value} at step {step}: training stopped and the model was "
+            f"not saved. Likely cause: {cause}."
         )
 
 
 @contextmanager
 def stop_on_signal(trainer, checkpoint: bool):
-    """SIGINT/SIGTERM: finish the step, save a checkpoint (if ``checkpoint``), stop; a second signal stops at once.
-    Yields a list that gets the signal number. Outside the main thread (no signal handlers there) it does nothing."""
+    """SIGINT/SIGTERM: finish the step, save a checkpoint (if ``checkpoint``), stop; a second signal stops at
+    once. Yields a list that gets the signal number. Outside the main thread (no signal handlers there) it
+    does nothing."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
@@ -178,10 +181,11 @@ def quiet_progress(trainer, quiet: bool) -> None:
         trainer.add_callback(BarProgress())
 
 
-# --- Trackers (report_to: TensorBoard, trackio, wandb...): TRL's own callbacks, fed the held-out figures too ---
+# --- Trackers (report_to: TensorBoard, trackio, wandb...): TRL's callbacks, fed the held-out figures too ---
 def tensorboard_into(trainer, folder: Path) -> None:
-    """TensorBoard writes into the run's folder (transformers' default is ``<output_dir>/runs/<time>_<host>``, and
-    with save=False the output_dir is a temporary one), unless ``TENSORBOARD_LOGGING_DIR`` names another."""
+    """TensorBoard writes into the run's folder (transformers' default is ``<output_dir>/runs/<time>_<host>``,
+    and with save=False the output_dir is a temporary one), unless ``TENSORBOARD_LOGGING_DIR`` names
+    another."""
     if trainer.args.report_to:
         from transformers.integrations import TensorBoardCallback
 
@@ -191,17 +195,18 @@ def tensorboard_into(trainer, folder: Path) -> None:
 
 
 def log_heldout(trainer, figures) -> None:
-    """Held-out figures to the trackers at this step, by TRL's eval names (shown as ``eval/reward_margin``...); not
-    through ``trainer.log``: the run's ``log_history`` (its report's curves) stays the training's."""
+    """Held-out figures to the trackers at this step, under their metrics.json names (shown as
+    ``eval/rewards/margins``...); not through ``trainer.log``: the run's ``log_history`` (its report's curves)
+    stays the training's."""
     if trainer.args.report_to and figures:
         figures = heldout_metrics(figures)
         trainer.callback_handler.on_log(trainer.args, trainer.state, trainer.control, figures)
 
 
 def close_trackers(trainer) -> None:
-    """End the run in every tracker. TensorBoard's writer and trackio's run close at the end of ``train()``, and the
-    held-out figures logged after it reopen them: closed again. transformers leaves wandb's run open until the process
-    ends, and the next run of a sweep in this process would log into it: finished."""
+    """End the run in every tracker. TensorBoard's writer and trackio's run close at the end of ``train()``,
+    and the held-out figures logged after it reopen them: closed again. transformers leaves wandb's run open
+    until the process ends, and the next run of a sweep in this process would log into it: finished."""
     if not trainer.args.report_to:
         return
     from transformers.integrations import TensorBoardCallback, TrackioCallback, WandbCallback

@@ -164,10 +164,17 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# TRL's (``trl dpo``: ScriptArguments, ModelConfig) and the handbook's names -> ours; dtype, lora_*: presets.EXTRA_KEYS;
-# older TRL/transformers names (the handbook's warmup_ratio): presets.RENAMED, the one table of renamed options
-TRL_NAMES = {"model_name_or_path": "model", "dataset_name": "dataset", "dataset_train_split": "split",
-             "dataset_test_split": "eval_split", "torch_dtype": "dtype", "preprocessing_num_workers": "dataset_num_proc"}  # fmt: skip
+# TRL's (``trl dpo``: ScriptArguments, ModelConfig) and the handbook's names -> ours; dtype, lora_*:
+# presets.EXTRA_KEYS; older TRL/transformers names (the handbook's warmup_ratio): presets.RENAMED, the one
+# table of renamed options
+TRL_NAMES = {
+    "model_name_or_path": "model",
+    "dataset_name": "dataset",
+    "dataset_train_split": "split",
+    "dataset_test_split": "eval_split",
+    "torch_dtype": "dtype",
+    "preprocessing_num_workers": "dataset_num_proc",
+}
 NOT_USED = {"attn_implementation": "the model loads with transformers' default attention (sdpa)",  # and why
             "model_revision": "download that revision and pass its folder as --model",
             "load_in_8bit": "8-bit is not trained here; --preset qlora-4bit trains LoRA on a 4-bit base"}  # fmt: skip

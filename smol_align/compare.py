@@ -136,7 +136,8 @@ def compare(
             memory = MemoryWindow()
             start_of = model if isinstance(model, str) else copy.deepcopy(model)
             baseline = next(iter(runs.values()), None)  # the first run: its start figures are every run's
-            result = run(method, start_of, data, preset, str(report_dir / method), run_overrides, baseline=baseline)
+            folder_of_method = str(report_dir / method)
+            result = run(method, start_of, data, preset, folder_of_method, run_overrides, baseline=baseline)
             runs[method], pairs_seen[method] = result, seen.indices
             metrics.setdefault("start", _figures(result.before))
             metrics[method] = {**_figures(result.after), **_run_figures(result, seen.indices, memory.peak_gb())}

@@ -196,12 +196,13 @@ def fit(model: Any, method: str, preset: str, overrides: dict, longest: int | No
 
 
 def plan_memory(model, method, preset, overrides, report, say) -> None:
-    """Say the estimate before anything loads; left to ``auto``, the run is made to fit (:func:`fit`). Sequences
-    are as long as the data's longest pair in the doctor's ``report``: its chars/4 count, plus a quarter and 32
-    chat-template tokens."""
+    """Say the estimate before anything loads; left to ``auto``, the run is made to fit (:func:`fit`).
+    Sequences are as long as the data's longest pair in the doctor's ``report``: its chars/4 count, plus a
+    quarter and 32 chat-template tokens."""
     try:
         lengths = report.lengths if report is not None else {}
-        longest = lengths["prompt"].max + max(lengths["chosen"].max, lengths["rejected"].max) if lengths else None
+        answer = max(lengths["chosen"].max, lengths["rejected"].max) if lengths else 0
+        longest = lengths["prompt"].max + answer if lengths else None
         before = dict(overrides)
         plan = fit(model, method, preset, overrides, longest=int(longest * 1.25) + 32 if longest else None)
         say(plan.line())

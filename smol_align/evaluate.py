@@ -165,14 +165,17 @@ def _check_ref_logps(ref_logps: dict, logps: dict) -> None:
 
 
 def _resolve_tokenizer(model, tokenizer):
-    """``tokenizer``, else the one saved where ``model`` was loaded from (:func:`~smol_align.models.load_tokenizer`)."""
+    """``tokenizer``, else the one saved where ``model`` was loaded from
+    (:func:`~smol_align.models.load_tokenizer`)."""
     if tokenizer is not None:
         return tokenizer
     name = getattr(getattr(model, "config", None), "_name_or_path", None)
     try:
         return load_tokenizer(name)
     except Exception as exc:  # noqa: BLE001 - any loading failure means "pass it yourself"
-        raise ConfigError(f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc}).") from exc
+        raise ConfigError(
+            f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc})."
+        ) from exc
 
 
 # --- The reference: the run's start model, sharing the model's tokenizer ---

@@ -51,7 +51,8 @@ TRL_NAMES = {
     "logps_chosen": "logps/chosen",
     "logps_rejected": "logps/rejected",
 }
-"""evaluate()'s figures that TRL's DPOTrainer logs too, and TRL's name for each (``eval_``-prefixed on evaluation)."""
+"""evaluate()'s figures that TRL's DPOTrainer logs too, and TRL's name for each (``eval_``-prefixed on
+evaluation)."""
 
 
 def heldout_metrics(figures: dict, prefix: str = "eval") -> dict[str, float]:
@@ -75,9 +76,9 @@ def whole_run_loss(log_history: list[dict]) -> float | None:
 
 # --- The peak memory meter ---
 def peak_memory_bytes() -> int:
-    """The process's peak memory: on a GPU the most bytes torch's tensors held at once (since the last reset),
-    on Linux the resident set's high-water mark (VmHWM, reset by :class:`MemoryWindow`), elsewhere the resident
-    set's peak."""
+    """The process's peak memory: on a GPU the most bytes torch's tensors held at once (since the last
+    reset), on Linux the resident set's high-water mark (VmHWM, reset by :class:`MemoryWindow`), elsewhere
+    the resident set's peak."""
     import torch
 
     if torch.cuda.is_available():
@@ -91,9 +92,9 @@ def peak_memory_bytes() -> int:
 
 
 class MemoryWindow:
-    """Peak memory of what runs from now on above what is in use now (``peak_gb()``), in GB. CUDA: peak allocated
-    bytes. Linux CPU: the resident set's high-water mark (VmHWM), reset now, after freed heap pages go back to the
-    system (so a later run cannot hide in an earlier run's pages). Elsewhere: None."""
+    """Peak memory of what runs from now on above what is in use now (``peak_gb()``), in GB. CUDA: peak
+    allocated bytes. Linux CPU: the resident set's high-water mark (VmHWM), reset now, after freed heap pages
+    go back to the system (so a later run cannot hide in an earlier run's pages). Elsewhere: None."""
 
     def __init__(self):
         import torch

@@ -145,7 +145,9 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 def model_name(model: Any) -> str:
     """The name or path a model was given or loaded by."""
-    return str(model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "model"))
+    if isinstance(model, str):
+        return model
+    return str(getattr(getattr(model, "config", None), "_name_or_path", "model"))
 
 
 def is_peft(model) -> bool:

@@ -263,7 +263,8 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
                 say("Evaluating the trained model...")
                 after = figures(trainer.model, before["logps"], answer_to="trained" if answers else None)
 
-            metrics = collect_metrics(method, model, preset, trainer, train_output, train_seconds, before, after, peak_before)
+            figures_of_run = (train_output, train_seconds, before, after, peak_before)
+            metrics = collect_metrics(method, model, preset, trainer, *figures_of_run)
             if checkpoint is not None:  # the whole run's loss, not the resumed steps' only
                 metrics["train_loss"] = whole_run_loss(trainer.state.log_history)
                 metrics["resumed_from"] = checkpoint.name

@@ -26,10 +26,10 @@ def module_files(root: Path = PACKAGE) -> dict[str, Path]:
 
 
 def imports(root: Path = PACKAGE) -> list[tuple[str, str, str, int]]:
-    """Every import of one smol_align module by another: ``(importer, imported module, name, line)``; ``name`` is
-    the name taken from it ("" for ``import smol_align.x``). ``from .data import doctor`` imports the module
-    ``smol_align.data.doctor``, and ``from .data.load import X`` runs ``smol_align/data/__init__.py`` as well:
-    both count."""
+    """Every import of one smol_align module by another: ``(importer, imported module, name, line)``;
+    ``name`` is the name taken from it ("" for ``import smol_align.x``). ``from .data import doctor`` imports
+    the module ``smol_align.data.doctor``, and ``from .data.load import X`` runs
+    ``smol_align/data/__init__.py`` as well: both count."""
     modules = module_files(root)
     found = []
     for importer, path in modules.items():
@@ -176,7 +176,7 @@ ONE_HOME = {  # what is written once, and the module it lives in
     "max_memory_allocated(": "smol_align.metrics",  # the peak-memory meter: metrics.peak_memory_bytes
     "ru_maxrss": "smol_align.metrics",
     "VmHWM": "smol_align.metrics",
-    "def preference_metrics": "smol_align.reference",  # TRL's rewards/* figures; evaluate's held-out ones use it
+    "def preference_metrics": "smol_align.reference",  # TRL's rewards/*; evaluate's held-out figures use it
     "def tokenize_pairs": "smol_align.data.tokens",
 }
 
@@ -199,7 +199,8 @@ def test_one_table_of_renamed_options():
 
 
 def test_each_heldout_figure_has_one_name_in_the_metrics():
-    """TRL's ``eval_*`` name where ``trainer.evaluate()`` logs the figure, else ``eval_<figure>``; not both."""
+    """TRL's ``eval_*`` name where ``trainer.evaluate()`` logs the figure, else ``eval_<figure>``; not
+    both."""
     from smol_align.metrics import heldout_metrics
 
     figures = {

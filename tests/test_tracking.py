@@ -18,7 +18,7 @@ STEPS = 3
 FAST = {"max_steps": STEPS, "per_device_train_batch_size": 4, "learning_rate": 5e-3, "eval_split": 0.25,
         "answer_prompts": 0, "quiet": True}  # fmt: skip
 EVALUATE_NAMES = {trl: ours for ours, trl in TRL_NAMES.items()}  # evaluate()'s names
-HELDOUT = ("rewards/margins", "rewards/accuracies", "preference_accuracy", "nll_chosen")  # one name each: TRL's, else ours
+HELDOUT = ("rewards/margins", "rewards/accuracies", "preference_accuracy", "nll_chosen")  # TRL's, else ours
 
 
 def _runs(project_dir) -> EventMultiplexer:
