@@ -7,6 +7,19 @@
 
 Heavy libraries (torch, transformers, trl) are imported inside the functions, so
 ``import smol_align`` and ``smol-align --help`` stay fast.
+
+Layers, top to bottom: an import between smol_align modules (a deferred one inside a function too) points
+down or across its layer, never up; no import cycle; no private name imported from another module
+(tests/test_structure.py checks all three):
+
+    __init__, __main__, cli  the public names, the command line
+    api, compare, iterate  the one-liners
+    run  the runner
+    trainers, soft_dpo, evaluate, estimate, resume, callbacks, testing  what the runner drives
+    presets, data, report, metrics  settings, pairs, figures
+    models, reference, _compat  loading, the papers' losses, the libraries' differences
+    rundir  the output folder's keeper (models stages the embedded model's conversion with it)
+    errors  smol_align's exceptions
 """
 
 import logging

@@ -20,35 +20,15 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from ._compat import compact_lm_head_while, dpo_tokenized, no_cudnn_attention_while
+from ._compat import compact_lm_head_while, no_cudnn_attention_while
+from .data.tokens import tokenize_pairs
 from .errors import ConfigError
-from .models import is_local, is_peft
+from .models import is_local, is_peft, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
 LOGPS_KEYS = ("chosen", "rejected", "chosen_tokens", "rejected_tokens")
 """Per-pair lists of a ``logps`` dict."""
-
-
-def tokenize_pairs(dataset, tokenizer, max_pairs: int | None = None, max_length: int | None = None) -> list[dict]:
-    """``prompt_ids``, ``chosen_ids``, ``rejected_ids`` of the first ``max_pairs`` pairs, as TRL's ``DPOTrainer`` makes them.
-
-    Rows that are tokenized already (a DPO trainer's ``eval_dataset``) are taken as they are; others go
-    through TRL's own ``DPOTrainer._prepare_dataset`` (``_compat.dpo_tokenized``), which drops the pairs
-    whose prompt alone fills ``max_length`` (TRL's default ``truncation_mode="keep_start"``).
-    """
-    import datasets
-
-    if isinstance(dataset, dict):
-        raise TypeError(f"Pass one split (a Dataset or a list of rows), not a dict of splits {list(dataset)}.")
-    dataset = dataset if isinstance(dataset, datasets.Dataset) else datasets.Dataset.from_list(list(dataset))
-    if "prompt_ids" not in dataset.column_names:
-        n = len(dataset)
-        dataset = dpo_tokenized(dataset, tokenizer, max_length)
-        if len(dataset) < n:
-            logger.warning("%d pair(s) dropped: their prompt alone fills max_length=%s.", n - len(dataset), max_length)
-    n = len(dataset) if max_pairs is None else min(max_pairs, len(dataset))
-    return dataset.select(range(n)).select_columns(["prompt_ids", "chosen_ids", "rejected_ids"]).to_list()
 
 
 def logps_of_pairs(model, pairs: list[dict], pad_token_id: int, batch_size: int = 8, max_length: int | None = None) -> dict[str, list]:
@@ -132,17 +112,23 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def preference_metrics(logps: dict[str, list], ref_logps: dict[str, list], beta: float = 0.1) -> dict[str, Any]:
+def heldout_figures(logps: dict[str, list], ref_logps: dict[str, list], beta: float = 0.1) -> dict[str, Any]:
     """The held-out figures from per-pair log-probs of the policy and of the reference.
 
     Definitions follow TRL's ``DPOTrainer`` logs: rewards ``beta * (log pi - log pi_ref)``,
-    ``reward_accuracy`` the share of pairs with chosen reward *strictly* above rejected.
+    ``reward_accuracy`` the share of pairs with chosen reward *strictly* above rejected (the reward figures
+    are :func:`smol_align.reference.preference_metrics`' ``rewards/*``, under held-out names).
     Means are over pairs, except ``nll_chosen``, which pools all chosen tokens.
     """
+    import torch
+
+    from .reference import preference_metrics  # torch at import: deferred, as import smol_align stays light
+
     c, r = logps["chosen"], logps["rejected"]
     nc, nr = logps["chosen_tokens"], logps["rejected_tokens"]
     rc = [beta * (a - b) for a, b in zip(c, ref_logps["chosen"], strict=True)]
     rr = [beta * (a - b) for a, b in zip(r, ref_logps["rejected"], strict=True)]
+    trl = preference_metrics(*(torch.tensor(x) for x in (rc, rr, c, r)))  # rewards/* as TRL logs them
     total_chosen_tokens = sum(nc)
     return {
         "n_pairs": len(c),
@@ -151,13 +137,13 @@ def preference_metrics(logps: dict[str, list], ref_logps: dict[str, list], beta:
         "preference_accuracy_normalized": _mean(
             float(a / max(na, 1) > b / max(nb, 1)) for a, b, na, nb in zip(c, r, nc, nr, strict=True)
         ),
-        "reward_accuracy": _mean(float(a > b) for a, b in zip(rc, rr, strict=True)),
-        "reward_margin": _mean(a - b for a, b in zip(rc, rr, strict=True)),
-        "rewards_chosen": _mean(rc),
-        "rewards_rejected": _mean(rr),
+        "reward_accuracy": trl["rewards/accuracies"],
+        "reward_margin": trl["rewards/margins"],
+        "rewards_chosen": trl["rewards/chosen"],
+        "rewards_rejected": trl["rewards/rejected"],
         "nll_chosen": -sum(c) / total_chosen_tokens if total_chosen_tokens else float("nan"),
-        "logps_chosen": _mean(c),
-        "logps_rejected": _mean(r),
+        "logps_chosen": trl["logps/chosen"],
+        "logps_rejected": trl["logps/rejected"],
         "drift": _mean(a - b for a, b in zip(c, ref_logps["chosen"], strict=True)),
         "drift_rejected": _mean(a - b for a, b in zip(r, ref_logps["rejected"], strict=True)),
     }
@@ -179,15 +165,17 @@ def _check_ref_logps(ref_logps: dict, logps: dict) -> None:
 
 
 def _resolve_tokenizer(model, tokenizer):
+    """``tokenizer``, else the one saved where ``model`` was loaded from
+    (:func:`~smol_align.models.load_tokenizer`)."""
     if tokenizer is not None:
         return tokenizer
-    from transformers import AutoTokenizer
-
     name = getattr(getattr(model, "config", None), "_name_or_path", None)
     try:
-        return AutoTokenizer.from_pretrained(name)
+        return load_tokenizer(name)
     except Exception as exc:  # noqa: BLE001 - any loading failure means "pass it yourself"
-        raise ValueError(f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc}).") from exc
+        raise ConfigError(
+            f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc})."
+        ) from exc
 
 
 # --- The reference: the run's start model, sharing the model's tokenizer ---
@@ -297,7 +285,7 @@ def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | No
     the figures of the start model, by definition.
 
     Returns:
-        The figures of :func:`preference_metrics` (``preference_accuracy``, ``reward_accuracy``,
+        The figures of :func:`heldout_figures` (``preference_accuracy``, ``reward_accuracy``,
         ``reward_margin``, ``nll_chosen``, ``drift``...), ``reference`` (which reference was used),
         ``seconds`` and ``logps`` (per-pair lists of :data:`LOGPS_KEYS`: pass it as ``ref_logps`` later).
     """
@@ -336,7 +324,7 @@ def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | No
         reference = "adapter ref" if ref_name else "adapter disabled"
     else:
         ref_logps, reference = logps, "model itself"
-    result = preference_metrics(logps, ref_logps, beta=beta)
+    result = heldout_figures(logps, ref_logps, beta=beta)
     result["reference"] = reference
     result["seconds"] = time.perf_counter() - started
     result["logps"] = logps

@@ -212,10 +212,10 @@ def iterate(
             the demo recipe fills in what is not given.
     """
     from .evaluate import generate
-    from .models import is_peft, load_model
+    from .models import is_peft, load_model, model_name
     from .presets import demo_recipe
     from .report import write_report
-    from .run import model_name, run
+    from .run import run
     from .rundir import RunDir, default_output_dir
 
     if method not in ("dpo", "orpo"):
@@ -227,7 +227,7 @@ def iterate(
     if not isinstance(model, str) and tokenizer is None:
         raise ConfigError("A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name).")
     say = (lambda *a: None) if quiet else print
-    train_prompts, eval_prompts = _prompts(prompts, eval_prompts, seed)
+    train_prompts, eval_prompts = split_prompts(prompts, eval_prompts, seed)
     reward_fn = demo_reward if reward is None else reward_model(str(reward)) if isinstance(reward, (str, Path)) else reward
     if prompts is None:  # the demo: its recipe, as smol-align dpo|orpo runs it, shorter rounds
         batch = {"per_device_train_batch_size": DEMO_BATCH, "gradient_accumulation_steps": 1}  # at the CPU preset's 8, round 1 hung on data order
@@ -355,7 +355,7 @@ def demo_prompts() -> tuple[list, list]:
                  for split in ("train", "test"))  # fmt: skip
 
 
-def _prompts(prompts, eval_prompts, seed: int) -> tuple[list, list]:
+def split_prompts(prompts, eval_prompts, seed: int) -> tuple[list, list]:
     """The training prompts and the held-out ones (see :func:`iterate`)."""
     import random
 

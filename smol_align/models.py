@@ -17,6 +17,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .errors import ModelNotFoundError, SmolAlignError
 from .rundir import STAGING, staged
@@ -140,6 +141,13 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
+
+
+def model_name(model: Any) -> str:
+    """The name or path a model was given or loaded by."""
+    if isinstance(model, str):
+        return model
+    return str(getattr(getattr(model, "config", None), "_name_or_path", "model"))
 
 
 def is_peft(model) -> bool:
@@ -346,9 +354,7 @@ def _load(name_or_path: str, tokenizer, what: str, options: dict):
             return PeftModel.from_pretrained(model, name_or_path), tokenizer
         source = resolve(name_or_path)
         if tokenizer is None:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+            tokenizer = load_tokenizer(name_or_path, trust_remote_code, what)
         kwargs = dict(options)
         if kwargs["dtype"] is None and kwargs["quantization_config"] is None:
             kwargs["dtype"] = "float32"

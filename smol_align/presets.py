@@ -237,6 +237,12 @@ def resolve(preset: str) -> tuple[Preset, Preset]:
     return hardware or HARDWARE[auto_hardware()], mode or MODES["full"]
 
 
+def preset_name(preset: str) -> str:
+    """The preset as resolved: ``"auto"`` -> ``"cpu+full"`` on a CPU."""
+    hardware, mode = resolve(preset)
+    return f"{hardware.name}+{mode.name}"
+
+
 def config_class(method: str):
     """TRL's config class for ``method`` ('dpo', 'orpo' or 'kto')."""
     if method not in METHODS:

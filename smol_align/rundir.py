@@ -607,5 +607,5 @@ def staged(final: Path, main: bool = True):
 def _wait_for_everyone() -> None:
     from accelerate import PartialState
 
-    if PartialState._shared_state:  # as in run._is_main_process: none made here
+    if PartialState._shared_state:  # as in callbacks.is_main_process: none made here
         PartialState().wait_for_everyone()
