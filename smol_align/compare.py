@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from .data.load import load, pop_data_options
+from .demo import demo_keywords, demo_recipe
 from .errors import ConfigError
 from .models import DEFAULT_MODEL
-from .presets import METHODS, check_keywords, check_overrides, demo_recipe
+from .presets import METHODS, check_keywords, check_overrides
 from .report import terminal_table, write_report
 from .run import _preset_name, as_callback, model_name, run
 from .rundir import RunDir, default_output_dir
@@ -138,6 +139,7 @@ def compare(
             start_of = model if isinstance(model, str) else copy.deepcopy(model)
             baseline = next(iter(runs.values()), None)  # the first run: its start figures are every run's
             folder = str(report_dir / method)
+            run_overrides = demo_keywords(method, data, preset, run_overrides)  # the demo's: its voice check
             result = run(method, start_of, data, preset, folder, run_overrides, baseline=baseline)
             runs[method], pairs_seen[method] = result, seen.indices
             metrics.setdefault("start", _figures(result.before))
