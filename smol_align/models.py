@@ -110,7 +110,7 @@ def embedded_checkpoint(name: str = DEFAULT_MODEL) -> Path:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.config._name_or_path = name
+    model.config.name_or_path = name
     with staged(target) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -369,7 +369,7 @@ def prepare_tokenizer(model, tokenizer):
         model.config.eos_token_id = tokenizer.eos_token_id
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.eos_token_id = tokenizer.eos_token_id
-        logger.info("%s has no chat template: added ChatML", model.config._name_or_path)
+        logger.info("%s has no chat template: added ChatML", model.config.name_or_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if added and model.get_input_embeddings().num_embeddings < len(tokenizer):

@@ -26,7 +26,14 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from ._compat import compact_lm_head_while, no_cudnn_attention_while, tracker_names
+from ._compat import (
+    compact_lm_head_while,
+    distributed_state_made,
+    finish_wandb,
+    no_cudnn_attention_while,
+    tied_weights_keys,
+    tracker_names,
+)
 from .data import doctor
 from .data.doctor import has_answer_tokens, length_fit
 from .data.load import DATA_OPTIONS, load, pop_data_options
@@ -421,7 +428,9 @@ def _is_main_process() -> bool:
     process as not distributed on a CPU (accelerate needs cpu=True there, which TRL's config passes)."""
     from accelerate import PartialState
 
-    return PartialState().is_main_process if PartialState._shared_state else int(os.environ.get("RANK", "0")) == 0
+    return (
+        PartialState().is_main_process if distributed_state_made() else int(os.environ.get("RANK", "0")) == 0
+    )
 
 
 def _any_process(flag: bool) -> bool:
@@ -484,7 +493,7 @@ def _restore_finished(trainer, checkpoint: Path):
         set_peft_model_state_dict(trainer.model, weights)
     else:
         missing, unexpected = trainer.model.load_state_dict(weights, strict=False)
-        tied = set(getattr(trainer.model, "_tied_weights_keys", None) or ()) | {"lm_head.weight"}
+        tied = tied_weights_keys(trainer.model) | {"lm_head.weight"}
         missing = sorted(set(missing) - tied)
         if unexpected or missing:
             raise ConfigError(f"resume=True: {checkpoint} does not hold this model's weights (missing "
@@ -676,6 +685,5 @@ def _close_trackers(trainer) -> None:
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, TensorBoardCallback | TrackioCallback):
             callback.on_train_end(trainer.args, trainer.state, trainer.control, model=trainer.model)
-        elif isinstance(callback, WandbCallback) and callback._wandb is not None and callback._initialized:
-            callback._wandb.finish()
-            callback._initialized = False
+        elif isinstance(callback, WandbCallback):
+            finish_wandb(callback)
