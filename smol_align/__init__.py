@@ -16,16 +16,16 @@ down or across its layer, never up; no import cycle; no private name imported fr
     api, compare, iterate  the one-liners
     run  the runner
     trainers, soft_dpo, evaluate, estimate, resume, callbacks, testing  what the runner drives
-    presets, data, report, metrics  settings, pairs, figures
-    models, reference, _compat  loading, the papers' losses, the libraries' differences
+    presets, data, report, metrics, demo  settings, pairs, figures, the course demo (data, reward, recipes)
+    models, reference  loading, the papers' losses
     rundir  the output folder's keeper (models stages the embedded model's conversion with it)
+    _compat  what differs across library releases, and every library private smol_align touches
     errors  smol_align's exceptions
 """
 
 import logging
 
 from . import presets
-from ._compat import setup_chat_format
 from .api import TrainResult, train_dpo, train_kto, train_orpo
 from .compare import ComparisonResult, compare
 from .errors import ConfigError, DatasetFormatError, SmolAlignError
@@ -35,7 +35,7 @@ from .estimate import estimate
 # name (smol_align.evaluate) the first time anything imports that submodule.
 from .evaluate import evaluate, generate
 from .iterate import IterationResult, iterate
-from .models import DEFAULT_MODEL, load_model
+from .models import DEFAULT_MODEL, load_model, setup_chat_format
 from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer
 
 __version__ = "0.1.0"

@@ -15,6 +15,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ._compat import distributed_state_made, finish_wandb
 from .metrics import heldout_metrics
 
 
@@ -23,7 +24,7 @@ def is_main_process() -> bool:
     process as not distributed on a CPU (accelerate needs cpu=True there, which TRL's config passes)."""
     from accelerate import PartialState
 
-    if PartialState._shared_state:
+    if distributed_state_made():
         return PartialState().is_main_process
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -214,6 +215,5 @@ def close_trackers(trainer) -> None:
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, TensorBoardCallback | TrackioCallback):
             callback.on_train_end(trainer.args, trainer.state, trainer.control, model=trainer.model)
-        elif isinstance(callback, WandbCallback) and callback._wandb is not None and callback._initialized:
-            callback._wandb.finish()
-            callback._initialized = False
+        elif isinstance(callback, WandbCallback):
+            finish_wandb(callback)

@@ -23,10 +23,11 @@ from typing import Any
 
 from .callbacks import as_callback
 from .data.load import load, pop_data_options
+from .demo import demo_keywords, demo_recipe
 from .errors import ConfigError
 from .metrics import MemoryWindow
 from .models import DEFAULT_MODEL, model_name
-from .presets import METHODS, check_keywords, check_overrides, demo_recipe, preset_name
+from .presets import METHODS, check_keywords, check_overrides, preset_name
 from .report import terminal_table, write_report
 from .run import run
 from .rundir import RunDir, default_output_dir
@@ -137,6 +138,7 @@ def compare(
             start_of = model if isinstance(model, str) else copy.deepcopy(model)
             baseline = next(iter(runs.values()), None)  # the first run: its start figures are every run's
             folder_of_method = str(report_dir / method)
+            run_overrides = demo_keywords(method, data, preset, run_overrides)  # the demo's: its voice check
             result = run(method, start_of, data, preset, folder_of_method, run_overrides, baseline=baseline)
             runs[method], pairs_seen[method] = result, seen.indices
             metrics.setdefault("start", _figures(result.before))

@@ -23,6 +23,7 @@ from typing import Any
 from ._compat import compact_lm_head_while, no_cudnn_attention_while
 from .data.tokens import tokenize_pairs
 from .errors import ConfigError
+from .metrics import answer_figures as answer_figures  # its old home: evaluate.answer_figures
 from .models import is_local, is_peft, load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -381,26 +382,3 @@ def generate(model, prompts, tokenizer=None, max_new_tokens: int = 48, batch_siz
         model.train(was_training)
         tokenizer.padding_side = padding_side
     return answers
-
-
-def answer_figures(answers: list[str], voice=None) -> dict[str, float]:
-    """Readability figures of generated answers: repetition, length and (optionally) a voice rate.
-
-    ``repeated_4gram_rate``: per answer, the share of its word 4-grams that already occurred
-    earlier in the same answer (0 for an answer that never repeats itself; the degenerate
-    "... a double-whacking of the alphabet, and it's a double-whacking of the alphabet" scores
-    high), averaged over answers. ``answer_words``: mean length in words. ``voice_rate``: share of
-    answers for which ``voice(answer)`` is true (the demo passes its pirate-voice check).
-    """
-    rates = []
-    for answer in answers:
-        words = answer.lower().split()
-        grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
-        rates.append(1 - len(set(grams)) / len(grams) if grams else 0.0)
-    figures = {
-        "repeated_4gram_rate": _mean(rates),
-        "answer_words": _mean([len(a.split()) for a in answers]),
-    }
-    if voice is not None:
-        figures["voice_rate"] = _mean([float(bool(voice(a))) for a in answers])
-    return figures

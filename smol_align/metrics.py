@@ -136,3 +136,32 @@ def _proc_status_bytes(key: str) -> int | None:
     except OSError:
         return None
     return next((int(line.split()[1]) * 1024 for line in lines if line.startswith(key + ":")), None)  # kB
+
+
+# --- The greedy answers' figures ---
+def answer_figures(answers: list[str], voice=None) -> dict[str, float]:
+    """Readability figures of generated answers: repetition, length and (optionally) a voice rate.
+
+    ``repeated_4gram_rate``: per answer, the share of its word 4-grams that already occurred
+    earlier in the same answer (0 for an answer that never repeats itself; the degenerate
+    "... a double-whacking of the alphabet, and it's a double-whacking of the alphabet" scores
+    high), averaged over answers. ``answer_words``: mean length in words. ``voice_rate``: share of
+    answers for which ``voice(answer)`` is true (the demo passes its pirate-voice check).
+    """
+    rates = []
+    for answer in answers:
+        words = answer.lower().split()
+        grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
+        rates.append(1 - len(set(grams)) / len(grams) if grams else 0.0)
+    figures = {
+        "repeated_4gram_rate": _mean_or_nan(rates),
+        "answer_words": _mean_or_nan([len(a.split()) for a in answers]),
+    }
+    if voice is not None:
+        figures["voice_rate"] = _mean_or_nan([float(bool(voice(a))) for a in answers])
+    return figures
+
+
+def _mean_or_nan(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")

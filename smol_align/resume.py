@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ._compat import tied_weights_keys
 from .errors import ConfigError
 from .metrics import whole_run_loss
 from .models import is_peft
@@ -58,7 +59,7 @@ def restore_finished(trainer, checkpoint: Path):
         set_peft_model_state_dict(trainer.model, weights)
     else:
         missing, unexpected = trainer.model.load_state_dict(weights, strict=False)
-        tied = set(getattr(trainer.model, "_tied_weights_keys", None) or ()) | {"lm_head.weight"}
+        tied = tied_weights_keys(trainer.model) | {"lm_head.weight"}
         missing = sorted(set(missing) - tied)
         if unexpected or missing:
             raise ConfigError(

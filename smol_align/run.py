@@ -38,18 +38,16 @@ from .callbacks import (
     tensorboard_into,
 )
 from .data import doctor
-from .data.demo import NAME as DEMO_NAME
-from .data.demo import pirate_voice
 from .data.doctor import has_answer_tokens, length_fit
 from .data.load import DATA_OPTIONS, load, pop_data_options
 from .data.tokens import tokenize_pairs
 from .data.unpaired import is_unpaired, pairs_by_prompt
 from .errors import ConfigError, SmolAlignError
 from .estimate import plan_memory
-from .evaluate import answer_figures, evaluate, generate
-from .metrics import collect_metrics, peak_memory_bytes, whole_run_loss
+from .evaluate import evaluate, generate
+from .metrics import answer_figures, collect_metrics, peak_memory_bytes, whole_run_loss
 from .models import model_name
-from .presets import check_keywords, check_settings, demo_recipe, preset_name
+from .presets import check_keywords, check_settings, preset_name
 from .report import learning_verdict, summary_table, write_run_files
 from .resume import RESTORED_ON_RESUME, at_the_end, check_resumed_settings, restore_finished
 from .rundir import RunDir, default_output_dir, find_unfinished, skipped_line
@@ -103,7 +101,7 @@ class TrainResult:
 # The keywords of train_dpo & co. that the runner takes itself (the rest: the builders', data's, config's)
 RUN_OPTIONS = frozenset(
     {"save", "evaluate", "overwrite", "resume", "max_eval_pairs", "max_time", "quiet"}
-    | {"answer_prompts", "answer_tokens"}
+    | {"answer_prompts", "answer_tokens", "voice"}
 )
 
 
@@ -111,10 +109,6 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
     """One training run of ``method`` (see :func:`smol_align.train_dpo` for the keywords). ``baseline``
     (compare's): an earlier :class:`TrainResult` on the same data, whose start figures and answers are
     reused."""
-    if dataset is None:  # the demo data: the demo recipe, the same one `smol-align dpo|orpo` runs
-        replaced_by = {"max_steps": "num_train_epochs", "loss_weights": "loss_type"}  # yours replaces the recipe's
-        recipe = {k: v for k, v in demo_recipe(method, preset).items() if replaced_by.get(k) not in overrides}
-        overrides = {**recipe, **overrides}
     save = overrides.pop("save", True)
     run_eval = overrides.pop("evaluate", True)
     overwrite = overrides.pop("overwrite", False)
@@ -129,6 +123,7 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
     quiet = overrides.pop("quiet", False)
     answer_prompts = overrides.pop("answer_prompts", 32)
     answer_tokens = overrides.pop("answer_tokens", 48)
+    voice = overrides.pop("voice", None)  # answer -> bool: its share of the greedy answers is voice_rate
     keep_checkpoints = "save_strategy" in overrides or "save_steps" in overrides  # yours stay; ours go at the end
     if "save_steps" in overrides:
         overrides.setdefault("save_strategy", "steps")  # TRL's default strategy, which the presets turn off
@@ -203,7 +198,6 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
             run_eval = False
         before = after = None
         answers: dict[str, list] = {}
-        voice = pirate_voice if data.name.startswith(DEMO_NAME) else None  # the demo's answers: in Captain Byte's voice?
 
         def figures(policy, ref_logps=None, answer_to=None):
             with trainer.accelerator.autocast():
