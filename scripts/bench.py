@@ -114,14 +114,13 @@ def recipe(name: str = "hh-rlhf-cpu") -> tuple[str, dict]:
 
 def child(config: str, data: str, model_path: str, steps: int, warmup: int, batch: int, max_length: int, ref_cache: str,
           hh: str, max_time: float | None = None, eval_max_length: int | None = None) -> dict:  # fmt: skip
-    import resource
-
     import torch
     from transformers import TrainerCallback
 
     from smol_align._compat import compact_lm_head_while, no_cudnn_attention_while
+    from smol_align.callbacks import TimeBudget, as_callback
     from smol_align.evaluate import evaluate
-    from smol_align.run import TimeBudget, as_callback
+    from smol_align.metrics import peak_memory_bytes
 
     train, heldout = pairs(data, hh)
     common = {"max_steps": steps, "per_device_train_batch_size": batch, "gradient_accumulation_steps": 1,
@@ -175,8 +174,7 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
             stack.enter_context(no_cudnn_attention_while(trainer.accelerator.device))
         trainer.train()
     train_seconds = time.perf_counter() - started
-    peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # fmt: skip
+    peak = peak_memory_bytes()
 
     logs = [h for h in trainer.state.log_history if "num_tokens" in h]
     warmup = warmup if len(times) > warmup else 0  # a time budget shorter than the warmup: time every step

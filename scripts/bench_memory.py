@@ -31,11 +31,8 @@ def long_pairs(n: int, max_length: int) -> list[dict]:
 
 
 def child(model: str, method: str, preset: str, max_length: int, batch: int, checkpointing: bool) -> dict:
-    import resource
-
-    import torch
-
     import smol_align
+    from smol_align.metrics import peak_memory_bytes
 
     train = smol_align.train_dpo if method == "dpo" else smol_align.train_orpo
     train(
@@ -43,9 +40,7 @@ def child(model: str, method: str, preset: str, max_length: int, batch: int, che
         per_device_train_batch_size=batch, gradient_accumulation_steps=1, gradient_checkpointing=checkpointing, eval_split=0, save=False,
         evaluate=False, quiet=True,
     )  # fmt: skip
-    if torch.cuda.is_available():
-        return {"peak_gb": torch.cuda.max_memory_allocated() / 2**30}
-    return {"peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return {"peak_gb": peak_memory_bytes() / 2**30}
 
 
 def main() -> None:

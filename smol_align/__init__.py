@@ -7,12 +7,25 @@
 
 Heavy libraries (torch, transformers, trl) are imported inside the functions, so
 ``import smol_align`` and ``smol-align --help`` stay fast.
+
+Layers, top to bottom: an import between smol_align modules (a deferred one inside a function too) points
+down or across its layer, never up; no import cycle; no private name imported from another module
+(tests/test_structure.py checks all three):
+
+    __init__, __main__, cli  the public names, the command line
+    api, compare, iterate  the one-liners
+    run  the runner
+    trainers, soft_dpo, evaluate, estimate, resume, callbacks, testing  what the runner drives
+    presets, data, report, metrics, demo  settings, pairs, figures, the course demo (data, reward, recipes)
+    models, reference  loading, the papers' losses
+    rundir  the output folder's keeper (models stages the embedded model's conversion with it)
+    _compat  what differs across library releases, and every library private smol_align touches
+    errors  smol_align's exceptions
 """
 
 import logging
 
 from . import presets
-from ._compat import setup_chat_format
 from .api import TrainResult, train_dpo, train_kto, train_orpo
 from .compare import ComparisonResult, compare
 from .errors import ConfigError, DatasetFormatError, SmolAlignError
@@ -22,7 +35,7 @@ from .estimate import estimate
 # name (smol_align.evaluate) the first time anything imports that submodule.
 from .evaluate import evaluate, generate
 from .iterate import IterationResult, iterate
-from .models import DEFAULT_MODEL, load_model
+from .models import DEFAULT_MODEL, load_model, setup_chat_format
 from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer
 
 __version__ = "0.1.0"

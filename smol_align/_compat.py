@@ -1,11 +1,17 @@
-"""Everything that differs across TRL / transformers releases, and every private hook, lives here.
+"""Everything that differs across TRL / transformers releases, and every private library name we touch.
 
 TRL 1.x moved ORPO to ``trl.experimental.orpo`` (importing it warns), dropped
 ``DPOConfig.max_prompt_length`` and ``setup_chat_format``. Code elsewhere in smol_align imports
-these names from this module only. The private TRL names used here (``trl.trainer.utils._use_triton``,
-``trl.DPOTrainer._prepare_dataset``) each have a test in tests/test_compat.py that fails when a TRL release
-renames them; ``SMOL_ALIGN_TRL_HOOKS=0`` (:data:`HOOKS`) turns the one patch (:func:`compact_lm_head_while`)
-off and runs TRL as shipped.
+these names from this module only. The private names, each in one small function here and each with a test
+in tests/test_compat.py that fails naming the library and its version when a release renames it:
+TRL's ``trl.trainer.utils._use_triton`` (:func:`compact_lm_head_while`), ``DPOTrainer._prepare_dataset``
+(:func:`dpo_tokenized`) and a trainer's ``_metrics`` (:func:`trainer_metrics`); transformers'
+``Trainer._signature_columns`` (:func:`keep_signature_column`), ``_tied_weights_keys``
+(:func:`tied_weights_keys`) and ``WandbCallback._wandb`` / ``_initialized`` (:func:`finish_wandb`);
+accelerate's ``PartialState._shared_state`` (:func:`distributed_state_made`); bitsandbytes' CPU packing
+(:func:`keep_4bit_layers_trainable`). ``SoftDPOTrainer`` overrides ``DPOTrainer._compute_loss`` and
+``Trainer._set_signature_columns_if_needed``, tested there too. ``SMOL_ALIGN_TRL_HOOKS=0`` (:data:`HOOKS`)
+turns the one patch (:func:`compact_lm_head_while`) off and runs TRL as shipped.
 """
 
 from __future__ import annotations
@@ -48,25 +54,6 @@ def tracker_names(folder) -> dict:
 
     names = {"run_name": folder.name, "project": folder.resolve().parent.name}
     return names if "project" in TrainingArguments.__dataclass_fields__ else {"run_name": folder.name}
-
-
-def setup_chat_format(model, tokenizer, format: str = "chatml", resize_to_multiple_of: int | None = None):
-    """The course's ``trl.setup_chat_format``, removed in TRL 1.x, kept working here.
-
-    Adds the ChatML template and its special tokens when the tokenizer has no chat template
-    (resizing the embeddings), sets the pad token, and returns ``(model, tokenizer)`` as the old
-    function did. A tokenizer that already has a template is left as it is (the old function
-    refused it). TRL's replacement, ``clone_chat_template``, copies a template from another
-    model on the Hub.
-    """
-    if format != "chatml":
-        raise ValueError(f"Only the 'chatml' format is supported, got {format!r}.")
-    from .models import prepare_tokenizer
-
-    prepare_tokenizer(model, tokenizer)
-    if resize_to_multiple_of:
-        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=resize_to_multiple_of)
-    return model, tokenizer
 
 
 @contextmanager
@@ -173,4 +160,44 @@ def dpo_tokenized(dataset, tokenizer, max_length: int | None = None):
     from trl import DPOTrainer
 
     args = SimpleNamespace(dataset_num_proc=None, max_length=max_length, truncation_mode="keep_start")
-    return DPOTrainer._prepare_dataset(SimpleNamespace(_tokenizer=tokenizer), dataset, tokenizer, args, "held-out")
+    return DPOTrainer._prepare_dataset(
+        SimpleNamespace(_tokenizer=tokenizer), dataset, tokenizer, args, "held-out"
+    )
+
+
+def distributed_state_made() -> bool:
+    """Whether accelerate's process state exists yet (its private ``PartialState._shared_state``), so that
+    asking fixes nothing: a ``PartialState()`` made before a trainer would fix the process as not distributed
+    on a CPU (accelerate needs ``cpu=True`` there, which TRL's config passes)."""
+    from accelerate import PartialState
+
+    return bool(PartialState._shared_state)
+
+
+def tied_weights_keys(model) -> set[str]:
+    """The names of ``model``'s weights tied to another (transformers' private ``_tied_weights_keys``: a dict
+    of tied name -> source in transformers 5, a list before); a checkpoint stores only one of each pair."""
+    return set(getattr(model, "_tied_weights_keys", None) or ())
+
+
+def finish_wandb(callback) -> bool:
+    """Finish the wandb run a transformers ``WandbCallback`` opened (its private ``_wandb``, the module, and
+    ``_initialized``), which transformers leaves open until the process ends; returns whether one was open."""
+    if callback._wandb is None or not callback._initialized:
+        return False
+    callback._wandb.finish()
+    callback._initialized = False
+    return True
+
+
+def trainer_metrics(trainer, mode: str) -> dict[str, list]:
+    """TRL's private per-step metric lists of a trainer (``trainer._metrics["train"|"eval"]``): what a
+    subclass appends here, TRL averages and logs with its own (``rewards/margins``...) at the next ``log``."""
+    return trainer._metrics[mode]
+
+
+def keep_signature_column(trainer, column: str) -> None:
+    """Keep ``column`` in the batches: transformers drops every dataset column its private
+    ``_signature_columns`` (set by ``_set_signature_columns_if_needed``) does not name."""
+    if column not in trainer._signature_columns:
+        trainer._signature_columns = [*trainer._signature_columns, column]

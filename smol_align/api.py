@@ -1,9 +1,11 @@
-"""One-line entry points: ``train_dpo``, ``train_orpo`` and ``train_kto``; they only delegate, to :func:`smol_align.run.run`."""
+"""One-line entry points: ``train_dpo``, ``train_orpo`` and ``train_kto``; they only delegate, to
+:func:`smol_align.run.run` (on the demo's data with its keywords: :func:`smol_align.demo.demo_keywords`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .demo import demo_keywords
 from .models import DEFAULT_MODEL
 from .run import TrainResult, run
 
@@ -25,13 +27,15 @@ def train_dpo(
     ``strict``, ``lenient``), ``tokenizer``, ``ref_model``, ``overwrite``, ``resume`` (continue the unfinished run in
     ``output_dir``, default the newest of this method and model under ``runs/``), ``save``, ``evaluate``,
     ``max_eval_pairs``, ``answer_prompts`` (held-out prompts answered greedily before and after training; default
-    32), ``quiet``, ``max_time`` (minutes of training: stop after the step that crosses it, then evaluate and save),
+    32), ``voice`` (``answer -> bool``: the share of those answers it passes is ``voice_rate``; on the demo's
+    data, its pirate-voice check), ``quiet``,
+    ``max_time`` (minutes of training: stop after the step that crosses it, then evaluate and save),
     and ``constraints``: terms added to the DPO loss, ``"dpop[:lam]"`` (DPO-Positive), ``"length[:alpha]"`` (R-DPO)
     or your own ``fn(logps, batch) -> scalar tensor`` (README "Constraints")::
 
         train_dpo(constraints=["dpop", lambda logps, batch: torch.relu(logps.ref_chosen - logps.chosen).mean()])
     """
-    return run("dpo", model, dataset, preset, output_dir, overrides)
+    return run("dpo", model, dataset, preset, output_dir, demo_keywords("dpo", dataset, preset, overrides))
 
 
 def train_orpo(
@@ -42,7 +46,7 @@ def train_orpo(
     **overrides,
 ) -> TrainResult:
     """Run ORPO (``trl.experimental.orpo``) like :func:`train_dpo`; ORPO needs no reference model."""
-    return run("orpo", model, dataset, preset, output_dir, overrides)
+    return run("orpo", model, dataset, preset, output_dir, demo_keywords("orpo", dataset, preset, overrides))
 
 
 def train_kto(
@@ -60,4 +64,4 @@ def train_kto(
     for unpaired rows, on the pairs their prompts make (a desirable and an undesirable answer to one prompt), and
     none when no held-out prompt has both. Keywords override ``trl.KTOConfig`` fields (``desirable_weight``...).
     """
-    return run("kto", model, dataset, preset, output_dir, overrides)
+    return run("kto", model, dataset, preset, output_dir, demo_keywords("kto", dataset, preset, overrides))

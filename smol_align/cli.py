@@ -164,10 +164,17 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# TRL's (``trl dpo``: ScriptArguments, ModelConfig) and the handbook's names -> ours; dtype, lora_*: presets.EXTRA_KEYS
-TRL_NAMES = {"model_name_or_path": "model", "dataset_name": "dataset", "dataset_train_split": "split",
-             "dataset_test_split": "eval_split", "torch_dtype": "dtype", "preprocessing_num_workers": "dataset_num_proc",
-             "warmup_ratio": "warmup_steps"}  # fmt: skip
+# TRL's (``trl dpo``: ScriptArguments, ModelConfig) and the handbook's names -> ours; dtype, lora_*:
+# presets.EXTRA_KEYS; older TRL/transformers names (the handbook's warmup_ratio): presets.RENAMED, the one
+# table of renamed options
+TRL_NAMES = {
+    "model_name_or_path": "model",
+    "dataset_name": "dataset",
+    "dataset_train_split": "split",
+    "dataset_test_split": "eval_split",
+    "torch_dtype": "dtype",
+    "preprocessing_num_workers": "dataset_num_proc",
+}
 NOT_USED = {"attn_implementation": "the model loads with transformers' default attention (sdpa)",  # and why
             "model_revision": "download that revision and pass its folder as --model",
             "load_in_8bit": "8-bit is not trained here; --preset qlora-4bit trains LoRA on a 4-bit base"}  # fmt: skip
@@ -256,8 +263,8 @@ def parse_train_args(parser, argv: list[str]) -> dict:
     trl_names = {f.name for cls in (ScriptArguments, ModelConfig) for f in dataclasses.fields(cls)} | set(HANDBOOK)
     given, options = vars(parsed[0]) if parsed else {}, {}
     for key, value in sorted(given.items(), key=lambda item: (item[0] not in HANDBOOK) + (item[0] not in trl_names)):
-        if key not in trl_names or key in TRL_NAMES or key in EXTRA_KEYS:
-            options[TRL_NAMES.get(key, key)] = value
+        if key not in trl_names or key in TRL_NAMES or key in RENAMED or key in EXTRA_KEYS:
+            options[TRL_NAMES.get(key) or RENAMED.get(key, key)] = value
         elif key == "dataset_splits":
             options.update(zip(("split", "eval_split"), value, strict=False))
         elif key == "dataset_mixer" and isinstance(value, dict) and list(value.values()) == [1.0]:
@@ -307,11 +314,11 @@ def main(argv: list[str] | None = None) -> int:
 
             compare(**compare_options(rest))
         elif args.command == "iterate":
-            from .iterate import _prompts, iterate
+            from .iterate import iterate, split_prompts
 
             options = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
             if args.eval_prompts:
-                options["eval_prompts"] = _prompts(args.eval_prompts, [], 0)[0]
+                options["eval_prompts"] = split_prompts(args.eval_prompts, [], 0)[0]
             iterate(**options)
         elif args.command == "doctor":
             report = doctor(args.dataset, tokenizer=args.tokenizer, max_length=args.max_length, **data_options(args))

@@ -14,22 +14,22 @@ evaluates the start model, the others reuse its figures and answers, so every ro
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import ctypes
-import gc
 import inspect
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .callbacks import as_callback
 from .data.load import load, pop_data_options
+from .demo import demo_keywords, demo_recipe
 from .errors import ConfigError
-from .models import DEFAULT_MODEL
-from .presets import METHODS, check_keywords, check_overrides, demo_recipe
+from .metrics import MemoryWindow
+from .models import DEFAULT_MODEL, model_name
+from .presets import METHODS, check_keywords, check_overrides, preset_name
 from .report import terminal_table, write_report
-from .run import _preset_name, as_callback, model_name, run
+from .run import run
 from .rundir import RunDir, default_output_dir
 
 logger = logging.getLogger(__name__)
@@ -137,8 +137,9 @@ def compare(
             memory = MemoryWindow()
             start_of = model if isinstance(model, str) else copy.deepcopy(model)
             baseline = next(iter(runs.values()), None)  # the first run: its start figures are every run's
-            folder = str(report_dir / method)
-            result = run(method, start_of, data, preset, folder, run_overrides, baseline=baseline)
+            folder_of_method = str(report_dir / method)
+            run_overrides = demo_keywords(method, data, preset, run_overrides)  # the demo's: its voice check
+            result = run(method, start_of, data, preset, folder_of_method, run_overrides, baseline=baseline)
             runs[method], pairs_seen[method] = result, seen.indices
             metrics.setdefault("start", _figures(result.before))
             metrics[method] = {**_figures(result.after), **_run_figures(result, seen.indices, memory.peak_gb())}
@@ -215,45 +216,6 @@ class PairsSeen:
         self.indices = [i for batch in batches[: state.global_step * args.gradient_accumulation_steps] for i in batch]
 
 
-class MemoryWindow:
-    """Peak memory of what runs from now on above what is in use now (``peak_gb()``), in GB. CUDA: peak allocated
-    bytes. Linux CPU: the resident set's high-water mark (VmHWM), reset now, after freed heap pages go back to the
-    system (so a later run cannot hide in an earlier run's pages). Elsewhere: None."""
-
-    def __init__(self):
-        import torch
-
-        gc.collect()
-        self.cuda = torch.cuda.is_available()
-        if self.cuda:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = torch.cuda.memory_allocated()
-            return
-        with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        self.start = _proc_status_bytes("VmRSS")
-        try:  # "5" resets VmHWM to the current resident set
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError as err:
-            logger.info("No per-run peak memory (%s).", err)
-            self.start = None
-
-    def peak_gb(self) -> float | None:
-        import torch
-
-        peak = torch.cuda.max_memory_allocated() if self.cuda else _proc_status_bytes("VmHWM")
-        return None if self.start is None or peak is None else round((peak - self.start) / 2**30, 2)
-
-
-def _proc_status_bytes(key: str) -> int | None:
-    try:
-        lines = Path("/proc/self/status").read_text().splitlines()
-    except OSError:
-        return None
-    return next((int(line.split()[1]) * 1024 for line in lines if line.startswith(key + ":")), None)  # kB
-
-
 # --- Steps of compare() ---
 def _methods(methods) -> tuple[str, ...]:
     if isinstance(methods, str):
@@ -294,7 +256,7 @@ def _settings(model, dataset, preset, methods, max_steps, time_budget, seed, bet
     args = next(iter(runs.values())).trainer.args
     return {
         "model": model_name(model), "dataset": "built-in demo (smol_align.data.demo)" if dataset is None else str(dataset)[:200],
-        "preset": _preset_name(preset), "methods": list(methods), "max_steps": max_steps,
+        "preset": preset_name(preset), "methods": list(methods), "max_steps": max_steps,
         "time_budget_seconds": time_budget, "seed": seed,
         "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps,
         "max_length": getattr(args, "max_length", None), "train_pairs": len(data.train), "heldout_pairs": len(data.eval),

@@ -33,8 +33,11 @@ checked against measured peaks by ``scripts/bench_memory.py`` (README, "Memory")
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 GB = 2**30
 RUNTIME_CPU = 0.55 * GB  # resident memory of python + torch + transformers + TRL + datasets, measured
@@ -190,3 +193,24 @@ def fit(model: Any, method: str, preset: str, overrides: dict, longest: int | No
             overrides.update(sizes)
             return plan
         batch //= 2
+
+
+def plan_memory(model, method, preset, overrides, report, say) -> None:
+    """Say the estimate before anything loads; left to ``auto``, the run is made to fit (:func:`fit`).
+    Sequences are as long as the data's longest pair in the doctor's ``report``: its chars/4 count, plus a
+    quarter and 32 chat-template tokens."""
+    try:
+        lengths = report.lengths if report is not None else {}
+        answer = max(lengths["chosen"].max, lengths["rejected"].max) if lengths else 0
+        longest = lengths["prompt"].max + answer if lengths else None
+        before = dict(overrides)
+        plan = fit(model, method, preset, overrides, longest=int(longest * 1.25) + 32 if longest else None)
+        say(plan.line())
+        if overrides != before:
+            batch, steps = plan.setting["batch"], plan.setting["accumulation"]
+            say(
+                f"To fit, preset {preset!r} trains with checkpointing, per-device batch {batch} x {steps} "
+                "accumulation steps (the same global batch)."
+            )
+    except Exception as err:  # the estimate must never stop a run
+        logger.info("No memory estimate: %s", err)

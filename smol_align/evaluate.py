@@ -20,35 +20,16 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from ._compat import compact_lm_head_while, dpo_tokenized, no_cudnn_attention_while
+from ._compat import compact_lm_head_while, no_cudnn_attention_while
+from .data.tokens import tokenize_pairs
 from .errors import ConfigError
-from .models import is_local, is_peft
+from .metrics import answer_figures as answer_figures  # its old home: evaluate.answer_figures
+from .models import is_local, is_peft, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
 LOGPS_KEYS = ("chosen", "rejected", "chosen_tokens", "rejected_tokens")
 """Per-pair lists of a ``logps`` dict."""
-
-
-def tokenize_pairs(dataset, tokenizer, max_pairs: int | None = None, max_length: int | None = None) -> list[dict]:
-    """``prompt_ids``, ``chosen_ids``, ``rejected_ids`` of the first ``max_pairs`` pairs, as TRL's ``DPOTrainer`` makes them.
-
-    Rows that are tokenized already (a DPO trainer's ``eval_dataset``) are taken as they are; others go
-    through TRL's own ``DPOTrainer._prepare_dataset`` (``_compat.dpo_tokenized``), which drops the pairs
-    whose prompt alone fills ``max_length`` (TRL's default ``truncation_mode="keep_start"``).
-    """
-    import datasets
-
-    if isinstance(dataset, dict):
-        raise TypeError(f"Pass one split (a Dataset or a list of rows), not a dict of splits {list(dataset)}.")
-    dataset = dataset if isinstance(dataset, datasets.Dataset) else datasets.Dataset.from_list(list(dataset))
-    if "prompt_ids" not in dataset.column_names:
-        n = len(dataset)
-        dataset = dpo_tokenized(dataset, tokenizer, max_length)
-        if len(dataset) < n:
-            logger.warning("%d pair(s) dropped: their prompt alone fills max_length=%s.", n - len(dataset), max_length)
-    n = len(dataset) if max_pairs is None else min(max_pairs, len(dataset))
-    return dataset.select(range(n)).select_columns(["prompt_ids", "chosen_ids", "rejected_ids"]).to_list()
 
 
 def logps_of_pairs(model, pairs: list[dict], pad_token_id: int, batch_size: int = 8, max_length: int | None = None) -> dict[str, list]:
@@ -132,17 +113,23 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def preference_metrics(logps: dict[str, list], ref_logps: dict[str, list], beta: float = 0.1) -> dict[str, Any]:
+def heldout_figures(logps: dict[str, list], ref_logps: dict[str, list], beta: float = 0.1) -> dict[str, Any]:
     """The held-out figures from per-pair log-probs of the policy and of the reference.
 
     Definitions follow TRL's ``DPOTrainer`` logs: rewards ``beta * (log pi - log pi_ref)``,
-    ``reward_accuracy`` the share of pairs with chosen reward *strictly* above rejected.
+    ``reward_accuracy`` the share of pairs with chosen reward *strictly* above rejected (the reward figures
+    are :func:`smol_align.reference.preference_metrics`' ``rewards/*``, under held-out names).
     Means are over pairs, except ``nll_chosen``, which pools all chosen tokens.
     """
+    import torch
+
+    from .reference import preference_metrics  # torch at import: deferred, as import smol_align stays light
+
     c, r = logps["chosen"], logps["rejected"]
     nc, nr = logps["chosen_tokens"], logps["rejected_tokens"]
     rc = [beta * (a - b) for a, b in zip(c, ref_logps["chosen"], strict=True)]
     rr = [beta * (a - b) for a, b in zip(r, ref_logps["rejected"], strict=True)]
+    trl = preference_metrics(*(torch.tensor(x) for x in (rc, rr, c, r)))  # rewards/* as TRL logs them
     total_chosen_tokens = sum(nc)
     return {
         "n_pairs": len(c),
@@ -151,13 +138,13 @@ def preference_metrics(logps: dict[str, list], ref_logps: dict[str, list], beta:
         "preference_accuracy_normalized": _mean(
             float(a / max(na, 1) > b / max(nb, 1)) for a, b, na, nb in zip(c, r, nc, nr, strict=True)
         ),
-        "reward_accuracy": _mean(float(a > b) for a, b in zip(rc, rr, strict=True)),
-        "reward_margin": _mean(a - b for a, b in zip(rc, rr, strict=True)),
-        "rewards_chosen": _mean(rc),
-        "rewards_rejected": _mean(rr),
+        "reward_accuracy": trl["rewards/accuracies"],
+        "reward_margin": trl["rewards/margins"],
+        "rewards_chosen": trl["rewards/chosen"],
+        "rewards_rejected": trl["rewards/rejected"],
         "nll_chosen": -sum(c) / total_chosen_tokens if total_chosen_tokens else float("nan"),
-        "logps_chosen": _mean(c),
-        "logps_rejected": _mean(r),
+        "logps_chosen": trl["logps/chosen"],
+        "logps_rejected": trl["logps/rejected"],
         "drift": _mean(a - b for a, b in zip(c, ref_logps["chosen"], strict=True)),
         "drift_rejected": _mean(a - b for a, b in zip(r, ref_logps["rejected"], strict=True)),
     }
@@ -179,15 +166,17 @@ def _check_ref_logps(ref_logps: dict, logps: dict) -> None:
 
 
 def _resolve_tokenizer(model, tokenizer):
+    """``tokenizer``, else the one saved where ``model`` was loaded from
+    (:func:`~smol_align.models.load_tokenizer`)."""
     if tokenizer is not None:
         return tokenizer
-    from transformers import AutoTokenizer
-
     name = getattr(getattr(model, "config", None), "_name_or_path", None)
     try:
-        return AutoTokenizer.from_pretrained(name)
+        return load_tokenizer(name)
     except Exception as exc:  # noqa: BLE001 - any loading failure means "pass it yourself"
-        raise ValueError(f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc}).") from exc
+        raise ConfigError(
+            f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc})."
+        ) from exc
 
 
 # --- The reference: the run's start model, sharing the model's tokenizer ---
@@ -197,12 +186,17 @@ TOKENIZER_SAMPLE = "Hello, world! What is 2 plus 2?\nArr, matey: it be 4."
 
 def start_model_of(run_folder) -> str:
     """The model a smol_align run in ``run_folder`` started from, as its ``metrics.json`` records it
-    (``"model"``): the reference its held-out rewards were computed against. Nothing recorded, or a
+    (``"start_model_path"`` for a local folder, else ``"model"``): the reference its held-out rewards were
+    computed against. Nothing recorded, or a
     recorded folder not found from here (a relative path is relative to where the run was started): a
     ConfigError asking for the reference."""
     metrics = Path(run_folder) / "metrics.json"
     try:
-        recorded = json.loads(metrics.read_text()).get("model") if metrics.is_file() else None
+        found = json.loads(metrics.read_text()) if metrics.is_file() else {}
+        recorded = found.get("model")
+        local = found.get("start_model_path")
+        if isinstance(local, str) and local and Path(local).is_dir():  # a local start folder, from anywhere
+            recorded = local
     except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not a JSON object
         recorded = None
     if not isinstance(recorded, str) or not recorded:
@@ -292,7 +286,7 @@ def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | No
     the figures of the start model, by definition.
 
     Returns:
-        The figures of :func:`preference_metrics` (``preference_accuracy``, ``reward_accuracy``,
+        The figures of :func:`heldout_figures` (``preference_accuracy``, ``reward_accuracy``,
         ``reward_margin``, ``nll_chosen``, ``drift``...), ``reference`` (which reference was used),
         ``seconds`` and ``logps`` (per-pair lists of :data:`LOGPS_KEYS`: pass it as ``ref_logps`` later).
     """
@@ -331,7 +325,7 @@ def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | No
         reference = "adapter ref" if ref_name else "adapter disabled"
     else:
         ref_logps, reference = logps, "model itself"
-    result = preference_metrics(logps, ref_logps, beta=beta)
+    result = heldout_figures(logps, ref_logps, beta=beta)
     result["reference"] = reference
     result["seconds"] = time.perf_counter() - started
     result["logps"] = logps
@@ -388,26 +382,3 @@ def generate(model, prompts, tokenizer=None, max_new_tokens: int = 48, batch_siz
         model.train(was_training)
         tokenizer.padding_side = padding_side
     return answers
-
-
-def answer_figures(answers: list[str], voice=None) -> dict[str, float]:
-    """Readability figures of generated answers: repetition, length and (optionally) a voice rate.
-
-    ``repeated_4gram_rate``: per answer, the share of its word 4-grams that already occurred
-    earlier in the same answer (0 for an answer that never repeats itself; the degenerate
-    "... a double-whacking of the alphabet, and it's a double-whacking of the alphabet" scores
-    high), averaged over answers. ``answer_words``: mean length in words. ``voice_rate``: share of
-    answers for which ``voice(answer)`` is true (the demo passes its pirate-voice check).
-    """
-    rates = []
-    for answer in answers:
-        words = answer.lower().split()
-        grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
-        rates.append(1 - len(set(grams)) / len(grams) if grams else 0.0)
-    figures = {
-        "repeated_4gram_rate": _mean(rates),
-        "answer_words": _mean([len(a.split()) for a in answers]),
-    }
-    if voice is not None:
-        figures["voice_rate"] = _mean([float(bool(voice(a))) for a in answers])
-    return figures

@@ -23,12 +23,12 @@ import copy
 import json
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data.demo import demo_rows, pirate_voice
+from .demo import DEMO_SYSTEM as DEMO_SYSTEM  # its old home: iterate.DEMO_SYSTEM
+from .demo import demo_prompts, demo_recipe, demo_reward
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, cpu_has_native_bf16, gpu_has_native_bf16, load_tokenizer, loading
 
@@ -37,8 +37,6 @@ logger = logging.getLogger(__name__)
 DEMO_PROMPTS, DEMO_SAMPLES, DEMO_STEPS, DEMO_BATCH = 128, 8, 24, 16  # a round: 128 fresh prompts x 8 answers, 24 steps of 16
 DEMO_HELDOUT = 131  # all the demo's test questions
 GENERATION_BATCH = 64  # answers generated at once (1.5x the answers a second of batches of 16, on 2 CPU cores)
-DEMO_SYSTEM = "You are Captain Byte, a pirate tutor who answers questions in one short sentence."
-"""The DPO demo's system prompt with "a pirate tutor" for "a friendly tutor": the voice sampled 10% of the time, not 2%."""
 COLUMNS: tuple[str, ...] = ("heldout_reward", "win_rate", "pairs", "skipped", "train_pairs", "seconds")
 """Columns of the per-round table (the first, ``model``, names the row: ``start``, ``round 1``...)."""
 
@@ -65,65 +63,8 @@ class IterationResult:
         return terminal_table(self.metrics, COLUMNS)
 
 
-# --------------------------------------------------------------------------------------------
-# The demo's rule reward
-# --------------------------------------------------------------------------------------------
-
-_STOP = {"a", "an", "the", "is", "are", "of", "what", "does", "do", "say", "says", "make", "which", "how", "many",
-         "be", "it", "in", "to"}  # fmt: skip
-
-
-def _words(text: str) -> set[str]:
-    return {w.strip(".,!?;:'\"()").lower() for w in text.split()} - {""}
-
-
-def _demo_facts() -> dict[str, set[str]]:
-    """User question -> the words that carry its answer: those the demo's chosen and rejected answers share and
-    the question does not ask ("What is half of 66?" -> {"33"}; "What sound does a mouse make?" -> {"squeak"}),
-    less the template's words (non-numbers shared by 9 or more questions: "than", "starts", "lives"...)."""
-    facts = {}
-    for row in (row for rows in demo_rows().values() for row in rows):
-        question = row["prompt"][-1]["content"]
-        shared = _words(row["chosen"][-1]["content"]) & _words(row["rejected"][-1]["content"])
-        facts[question] = shared - _words(question) - _STOP
-    counts = Counter(w for words in facts.values() for w in words if not w.isdigit())
-    return {q: {w for w in words if counts[w] < 9} for q, words in facts.items()}
-
-
-def _kept(facts: set[str], answer: str) -> float:
-    """The share of ``facts`` in ``answer``; a word fact also counts in a longer word ("squeak" in "squeaks")."""
-    words = _words(answer)
-    return sum(f in words or (f.isalpha() and len(f) > 2 and any(w.startswith(f) for w in words)) for f in facts) / len(facts)
-
-
-_FACTS: dict[str, set[str]] = {}
-
-
 def _text(x) -> str:
     return x if isinstance(x, str) else str(x[-1].get("content", "")) if x else ""
-
-
-def demo_reward(prompts, completions, **kwargs) -> list[float]:
-    """The demo's rule reward, in TRL's reward-function form: per completion, in [-1, 3]:
-
-    ``+1`` in Captain Byte's pirate voice (:func:`smol_align.data.pirate_voice`), ``+1`` times the share of the
-    answer's fact words kept (for a demo question; any other prompt gets the point), ``+1`` for one short answer
-    (up to 20 words, falling to 0 at 40) times that share again (a short answer without the fact, a refusal say,
-    earns nothing for being short), ``-1`` times the share of repeated word 4-grams.
-    """
-    from .evaluate import answer_figures
-
-    if not _FACTS:
-        _FACTS.update(_demo_facts())
-    scores = []
-    for prompt, completion in zip(prompts, completions, strict=True):
-        answer = _text(completion)
-        facts = _FACTS.get(_text(prompt))
-        kept = _kept(facts, answer) if facts else 1.0
-        short = min(1.0, max(0.0, (40 - len(answer.split())) / 20))
-        repeated = answer_figures([answer])["repeated_4gram_rate"]
-        scores.append(float(pirate_voice(answer)) + kept * (1 + short) - repeated)
-    return scores
 
 
 def reward_model(name_or_path: str, batch_size: int = 16):
@@ -212,10 +153,9 @@ def iterate(
             the demo recipe fills in what is not given.
     """
     from .evaluate import generate
-    from .models import is_peft, load_model
-    from .presets import demo_recipe
+    from .models import is_peft, load_model, model_name
     from .report import write_report
-    from .run import model_name, run
+    from .run import run
     from .rundir import RunDir, default_output_dir
 
     if method not in ("dpo", "orpo"):
@@ -227,7 +167,7 @@ def iterate(
     if not isinstance(model, str) and tokenizer is None:
         raise ConfigError("A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name).")
     say = (lambda *a: None) if quiet else print
-    train_prompts, eval_prompts = _prompts(prompts, eval_prompts, seed)
+    train_prompts, eval_prompts = split_prompts(prompts, eval_prompts, seed)
     reward_fn = demo_reward if reward is None else reward_model(str(reward)) if isinstance(reward, (str, Path)) else reward
     if prompts is None:  # the demo: its recipe, as smol-align dpo|orpo runs it, shorter rounds
         batch = {"per_device_train_batch_size": DEMO_BATCH, "gradient_accumulation_steps": 1}  # at the CPU preset's 8, round 1 hung on data order
@@ -348,14 +288,7 @@ def best_vs_worst(prompts, completions, scores, samples: int, min_gap: float) ->
 # --------------------------------------------------------------------------------------------
 
 
-def demo_prompts() -> tuple[list, list]:
-    """The demo's training and test questions, each once, as chat prompts under :data:`DEMO_SYSTEM`."""
-    demo = demo_rows()
-    return tuple(_unique([{"role": "system", "content": DEMO_SYSTEM}, *r["prompt"][1:]] for r in demo[split])
-                 for split in ("train", "test"))  # fmt: skip
-
-
-def _prompts(prompts, eval_prompts, seed: int) -> tuple[list, list]:
+def split_prompts(prompts, eval_prompts, seed: int) -> tuple[list, list]:
     """The training prompts and the held-out ones (see :func:`iterate`)."""
     import random
 

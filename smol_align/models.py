@@ -17,6 +17,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .errors import ModelNotFoundError, SmolAlignError
 from .rundir import STAGING, staged
@@ -110,7 +111,7 @@ def embedded_checkpoint(name: str = DEFAULT_MODEL) -> Path:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.config._name_or_path = name
+    model.config.name_or_path = name
     with staged(target) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -140,6 +141,13 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
+
+
+def model_name(model: Any) -> str:
+    """The name or path a model was given or loaded by."""
+    if isinstance(model, str):
+        return model
+    return str(getattr(getattr(model, "config", None), "_name_or_path", "model"))
 
 
 def is_peft(model) -> bool:
@@ -346,9 +354,7 @@ def _load(name_or_path: str, tokenizer, what: str, options: dict):
             return PeftModel.from_pretrained(model, name_or_path), tokenizer
         source = resolve(name_or_path)
         if tokenizer is None:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+            tokenizer = load_tokenizer(name_or_path, trust_remote_code, what)
         kwargs = dict(options)
         if kwargs["dtype"] is None and kwargs["quantization_config"] is None:
             kwargs["dtype"] = "float32"
@@ -369,7 +375,7 @@ def prepare_tokenizer(model, tokenizer):
         model.config.eos_token_id = tokenizer.eos_token_id
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.eos_token_id = tokenizer.eos_token_id
-        logger.info("%s has no chat template: added ChatML", model.config._name_or_path)
+        logger.info("%s has no chat template: added ChatML", model.config.name_or_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if added and model.get_input_embeddings().num_embeddings < len(tokenizer):
@@ -377,3 +383,20 @@ def prepare_tokenizer(model, tokenizer):
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return tokenizer
+
+
+def setup_chat_format(model, tokenizer, format: str = "chatml", resize_to_multiple_of: int | None = None):
+    """The course's ``trl.setup_chat_format``, removed in TRL 1.x, kept working here.
+
+    Adds the ChatML template and its special tokens when the tokenizer has no chat template
+    (resizing the embeddings), sets the pad token, and returns ``(model, tokenizer)`` as the old
+    function did. A tokenizer that already has a template is left as it is (the old function
+    refused it). TRL's replacement, ``clone_chat_template``, copies a template from another
+    model on the Hub.
+    """
+    if format != "chatml":
+        raise ValueError(f"Only the 'chatml' format is supported, got {format!r}.")
+    prepare_tokenizer(model, tokenizer)
+    if resize_to_multiple_of:
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=resize_to_multiple_of)
+    return model, tokenizer

@@ -178,25 +178,6 @@ class Build:
 RECIPE_KEYS = ("model", "dataset", "preset")  # recipe keys that are not config fields
 
 
-def demo_recipe(method: str, preset: str = "auto") -> dict:
-    """The config values of the demo (``recipes/demo-<method>.yaml``), used by the CLI and the API alike.
-
-    A ``learning_rate`` given per mode (``{full: 2.0e-5}``) applies to ``preset``'s mode only; the
-    other modes keep their own rate.
-    """
-    from importlib import resources
-
-    import yaml
-
-    recipe = yaml.safe_load((resources.files("smol_align") / "recipes" / f"demo-{method}.yaml").read_text())
-    recipe = {k: v for k, v in recipe.items() if k not in RECIPE_KEYS}
-    if isinstance(recipe.get("learning_rate"), dict):
-        rate = recipe.pop("learning_rate").get(resolve(preset)[1].name)
-        if rate is not None:
-            recipe["learning_rate"] = float(rate)
-    return recipe
-
-
 def names() -> list[str]:
     """The preset names, ``auto`` first."""
     return ["auto", *HARDWARE, *MODES]
@@ -235,6 +216,12 @@ def resolve(preset: str) -> tuple[Preset, Preset]:
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise ConfigError(f"Unknown preset {part!r} in {preset!r}.{hint} Presets: {', '.join(names())}.")
     return hardware or HARDWARE[auto_hardware()], mode or MODES["full"]
+
+
+def preset_name(preset: str) -> str:
+    """The preset as resolved: ``"auto"`` -> ``"cpu+full"`` on a CPU."""
+    hardware, mode = resolve(preset)
+    return f"{hardware.name}+{mode.name}"
 
 
 def config_class(method: str):

@@ -1,7 +1,7 @@
 """Clean-room reference implementations of the preference losses, written from the papers.
 
 This module is what the course's formulas look like in code: tensors in, tensors out, torch only
-(no TRL import). ``tests/test_trl_parity.py`` and ``scripts/check_trl_parity.py`` check, number
+(no TRL import). ``tests/test_trl_parity.py`` and ``tests/trl_parity.py`` check, number
 for number, that the installed TRL computes the same losses, logged metrics and gradients.
 
 Notation used in every docstring (one row per preference pair ``(x, y_w, y_l)``):

@@ -298,7 +298,7 @@ VERDICTS = {
 def verdict_line(metrics: Mapping[str, Any]) -> str:
     """The summary's last word on a run that did not learn the preferences (empty for one that did)."""
     verdict, change = metrics.get("learning_verdict"), metrics.get("heldout_margin_change")
-    pairs, accuracy = metrics.get("eval_n_pairs"), metrics.get("eval_reward_accuracy")
+    pairs, accuracy = metrics.get("eval_n_pairs"), metrics.get("eval_rewards/accuracies")
     if verdict == "prefers_rejected":
         return (
             "NOT LEARNED: the trained model prefers the rejected answers. Against the start model its "

@@ -54,6 +54,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from ._compat import distributed_state_made
 from .errors import ConfigError, SmolAlignError
 
 logger = logging.getLogger(__name__)
@@ -607,5 +608,5 @@ def staged(final: Path, main: bool = True):
 def _wait_for_everyone() -> None:
     from accelerate import PartialState
 
-    if PartialState._shared_state:  # as in run._is_main_process: none made here
+    if distributed_state_made():  # as in callbacks.is_main_process: none made here
         PartialState().wait_for_everyone()

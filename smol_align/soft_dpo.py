@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from trl import DPOTrainer
 
+from ._compat import keep_signature_column, trainer_metrics
 from .errors import ConfigError, DatasetFormatError
 from .reference import PairLogps, as_constraint, constraint_names, preference_prob_from_ratings
 
@@ -142,8 +143,8 @@ class SoftDPOTrainer(DPOTrainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        if self.preference_prob_column is not None and self.preference_prob_column not in self._signature_columns:
-            self._signature_columns = [*self._signature_columns, self.preference_prob_column]
+        if self.preference_prob_column is not None:
+            keep_signature_column(self, self.preference_prob_column)
 
     def compute_ref_log_probs(self, model, inputs):
         # DPOTrainer forwards every batch key but its own to the model.
@@ -186,7 +187,8 @@ class SoftDPOTrainer(DPOTrainer):
             # -p log sigma(z) - (1 - p) log sigma(-z) = -log sigma(z) + (1 - p) z: TRL's sigmoid loss + this.
             probs = probs.to(device=z.device, dtype=z.dtype)
             loss = loss + ((1 - probs) * z).mean()
-            self._metrics[mode]["preference_prob"].append(self.accelerator.gather(probs).mean().item())
+            logged = self.accelerator.gather(probs).mean().item()
+            trainer_metrics(self, mode)["preference_prob"].append(logged)
         if self.constraints:
             masks = inputs["completion_mask"][:, 1:].chunk(2, dim=0)
             ref_split = ref_tokens.chunk(2, dim=0) if ref_tokens is not None else (None, None)
@@ -199,7 +201,8 @@ class SoftDPOTrainer(DPOTrainer):
                 if not (isinstance(term, torch.Tensor) and term.dim() == 0):
                     raise ConfigError(f"Constraint {name!r} must return a scalar tensor (0-dim), got {term!r}.")
                 loss = loss + term
-                self._metrics[mode][f"constraint/{name}"].append(self.accelerator.gather(term.detach()).mean().item())
+                logged = self.accelerator.gather(term.detach()).mean().item()
+                trainer_metrics(self, mode)[f"constraint/{name}"].append(logged)
         return (loss, outputs) if return_outputs else loss
 
 

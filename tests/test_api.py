@@ -49,7 +49,7 @@ def test_one_liner_trains_saves_and_reports(train, tiny_model, tiny_tokenizer, t
     assert m["steps"] == 3 and m["train_seconds"] > 0 and m["peak_memory_gb"] > 0
     # held-out figures before and after, under TRL's names for the DPO ones
     assert 0.0 <= m["eval_rewards/accuracies"] <= 1.0
-    assert m["start_reward_accuracy"] == 0.0  # policy == reference at the start: every reward is 0
+    assert m["start_rewards/accuracies"] == 0.0  # policy == reference at the start: every reward is 0
     assert result.before["n_pairs"] == result.after["n_pairs"] == 4
     # it learned: the held-out margin grew from 0, the chosen answers win on held-out pairs
     assert result.before["reward_margin"] == 0.0 and result.after["reward_margin"] > MARGIN_BAR, result.after

@@ -179,6 +179,24 @@ def test_eval_says_when_the_recorded_start_model_is_not_found_from_here(tmp_path
     assert "--ref-model" in err
 
 
+def test_eval_finds_a_runs_relative_start_folder_from_another_working_folder(tmp_path, capsys, monkeypatch):
+    """A run started from a relative model folder records its absolute path too (start_model_path), so eval
+    run from elsewhere scores against that start model instead of failing to find it."""
+    from helpers import tiny_model_dir_and_pairs
+
+    import smol_align
+
+    (tmp_path / "work").mkdir()
+    base, pairs = tiny_model_dir_and_pairs(tmp_path / "work", n_pairs=12)
+    monkeypatch.chdir(tmp_path / "work")
+    options = dict(max_steps=1, bf16=False, evaluate=False, per_device_train_batch_size=2, quiet=True)
+    smol_align.train_dpo(base.name, str(pairs), "cpu", output_dir="run", **options)
+    monkeypatch.chdir(tmp_path)
+    code, figures, err = _eval(capsys, "--model", "work/run", "--dataset", pairs)
+    assert code == 0, err
+    assert figures["reference"] == str(base.resolve())
+
+
 def test_eval_refuses_a_reference_with_another_tokenizer(tmp_path, capsys):
     from smol_align.testing import tiny_model, tiny_tokenizer
 

@@ -75,6 +75,6 @@ def test_compare_then_eval_on_a_tiny_model_folder(tmp_path, capsys):
     assert cli.main(["eval", "--model", str(out / "dpo"), "--dataset", str(heldout), "--ref-model", str(base),
                      "--max-pairs", "6"]) == 0  # fmt: skip
     figures = json.loads(capsys.readouterr().out)
-    assert figures["n_pairs"] == 6 and figures["reference"] == "ref_model"
+    assert figures["n_pairs"] == 6 and figures["reference"] == str(base)  # the reference named, as given
     assert 0.0 <= figures["reward_accuracy"] <= 1.0 and figures["drift"] != 0.0
     assert figures["reward_margin"] > 0.01, figures  # what DPO learned carries over to these pairs

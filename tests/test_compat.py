@@ -219,3 +219,164 @@ def test_cudnn_attention_is_off_only_inside_the_block_and_only_for_cuda():
     with pytest.raises(RuntimeError), no_cudnn_attention_while("cuda"):
         raise RuntimeError("an error inside")
     assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Every library private smol_align touches (all in smol_align._compat): still there, still as assumed
+# ---------------------------------------------------------------------------------------------
+
+# (library, "module:attribute" holding it, the private name, what in smol_align touches it)
+PRIVATES = [
+    ("trl", "trl.trainer.utils", "_use_triton", "_compat.compact_lm_head_while"),
+    ("trl", "trl.trainer.utils", "_ChunkedLogProbFunction", "_compat.compact_lm_head_while (its fused head)"),
+    ("trl", "trl:DPOTrainer", "_prepare_dataset", "_compat.dpo_tokenized"),
+    ("trl", "trl:DPOTrainer", "_compute_loss", "soft_dpo.SoftDPOTrainer, which overrides it"),
+    (
+        "transformers",
+        "transformers:Trainer",
+        "_set_signature_columns_if_needed",
+        "_compat.keep_signature_column",
+    ),
+    ("accelerate", "accelerate:PartialState", "_shared_state", "_compat.distributed_state_made"),
+    (
+        "bitsandbytes",
+        "bitsandbytes.nn.modules",
+        "_convert_weight_packed_for_cpu_inverse",
+        "_compat.keep_4bit_layers_trainable",
+    ),
+]
+
+
+def _renamed(library: str, where: str, name: str, user: str) -> str:
+    from importlib.metadata import version
+
+    return (
+        f"{library} {version(library)} has no {where.replace(':', '.')}.{name}, which {user} uses: update it"
+    )
+
+
+@pytest.mark.parametrize("library, where, name, user", PRIVATES, ids=[p[2] for p in PRIVATES])
+def test_each_private_library_name_is_still_there(library, where, name, user):
+    module, _, attribute = where.partition(":")
+    owner = pytest.importorskip(module)
+    owner = getattr(owner, attribute) if attribute else owner
+    assert hasattr(owner, name), _renamed(library, where, name, user)
+
+
+def test_distributed_state_made_tells_whether_accelerate_has_a_state_yet():
+    """False in a fresh process (the runner then reads torchrun's RANK), True once a PartialState exists."""
+    import subprocess
+    import sys
+
+    code = (
+        "from accelerate import PartialState\n"
+        "from smol_align._compat import distributed_state_made\n"
+        "before = distributed_state_made()\n"
+        "PartialState(cpu=True)\n"
+        "print(before, distributed_state_made())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.split() == ["False", "True"], _renamed(
+        "accelerate", "accelerate:PartialState", "_shared_state", "_compat.distributed_state_made"
+    )
+
+
+def test_tied_weights_keys_names_the_tied_lm_head():
+    """Resume skips the tied weights a checkpoint omits; transformers' ``_tied_weights_keys`` names them."""
+    from smol_align._compat import tied_weights_keys
+
+    model = tiny_model(tiny_tokenizer())
+    assert model.config.tie_word_embeddings
+    assert tied_weights_keys(model) == {"lm_head.weight"}, _renamed(
+        "transformers", "transformers:PreTrainedModel", "_tied_weights_keys", "_compat.tied_weights_keys"
+    )
+
+
+def test_finish_wandb_finishes_the_run_the_callback_opened():
+    import inspect
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from transformers.integrations import WandbCallback
+
+    from smol_align._compat import finish_wandb
+
+    source = inspect.getsource(WandbCallback)
+    for name in ("_wandb", "_initialized"):
+        assert f"self.{name} = " in source, _renamed(
+            "transformers", "transformers.integrations:WandbCallback", name, "_compat.finish_wandb"
+        )
+    wandb = mock.Mock()
+    callback = SimpleNamespace(_wandb=wandb, _initialized=True)
+    assert finish_wandb(callback) and not callback._initialized and wandb.finish.call_count == 1
+    assert not finish_wandb(callback) and wandb.finish.call_count == 1  # once only
+    assert not finish_wandb(SimpleNamespace(_wandb=None, _initialized=True))  # wandb not installed
+
+
+def test_a_subclass_logs_through_trls_metrics_and_keeps_its_column(tmp_path):
+    """What SoftDPOTrainer relies on: values appended to ``trainer_metrics(trainer, mode)`` come out in TRL's
+    next log, averaged, beside TRL's own; a column kept by ``keep_signature_column`` reaches the batches."""
+    import warnings
+
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from smol_align._compat import keep_signature_column, trainer_metrics
+
+    tokenizer = tiny_tokenizer()
+    model = tiny_model(tokenizer)
+    rows = [{**row, "extra": 0.5} for row in tiny_preference_rows(4)]
+    args = DPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_train_batch_size=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=copy.deepcopy(model),
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+        )
+    metrics = trainer_metrics(trainer, "train")
+    metrics["probe"] += [0.25, 0.75]
+    trainer.log({"loss": 1.0})
+    assert trainer.state.log_history[-1]["probe"] == pytest.approx(0.5), _renamed(
+        "trl", "trl:DPOTrainer", "_metrics", "_compat.trainer_metrics"
+    )
+    trainer._set_signature_columns_if_needed()
+    assert hasattr(trainer, "_signature_columns"), _renamed(
+        "transformers", "transformers:Trainer", "_signature_columns", "_compat.keep_signature_column"
+    )
+    assert "extra" not in trainer._signature_columns
+    keep_signature_column(trainer, "extra")
+    keep_signature_column(trainer, "extra")  # once
+    assert trainer._signature_columns.count("extra") == 1
+
+
+# Library privates beyond the names above: instance attributes, read through their _compat function
+INSTANCE_PRIVATES = {"_metrics", "_signature_columns", "_tied_weights_keys", "_wandb", "_initialized"}
+
+
+def test_no_module_but_compat_touches_a_library_private():
+    """The private names smol_align touches are read in smol_align/_compat.py only; SoftDPOTrainer overrides two
+    TRL/transformers methods by name (checked in PRIVATES) and calls their originals."""
+    import ast
+    from pathlib import Path
+
+    import smol_align
+
+    names = {name for _, _, name, _ in PRIVATES} | INSTANCE_PRIVATES
+    overridden = {"soft_dpo.py": {"_compute_loss", "_set_signature_columns_if_needed"}}
+    package = Path(smol_align.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "_compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            name = node.attr if isinstance(node, ast.Attribute) else None
+            if isinstance(node, ast.ImportFrom):
+                name = next((a.name for a in node.names if a.name in names), None)
+            if name in names and name not in overridden.get(path.name, ()):
+                found.append(f"{path.relative_to(package)}:{node.lineno} {name}")
+    assert not found, f"library privates outside smol_align/_compat.py (wrap each there, test it): {found}"

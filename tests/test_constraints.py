@@ -7,6 +7,7 @@ against DPOTrainer's loss + each term, in every reference mode, in tests/test_tr
 import pytest
 
 import smol_align
+from smol_align.demo import demo_keywords
 from smol_align.errors import ConfigError
 from smol_align.run import run
 from smol_align.testing import tiny_preference_rows
@@ -72,6 +73,7 @@ def test_dpo_positive_keeps_the_chosen_answers_likely_where_dpo_lets_them_fall()
     with DPO-Positive keeps it at or above the start model's, on the same held-out pairs and start figures."""
     dpo = smol_align.train_dpo(save=False, quiet=True, **DISPLACING)
     options = {"save": False, "quiet": True, "constraints": ["dpop:50"], **DISPLACING}
+    options = demo_keywords("dpo", None, "auto", options)  # what train_dpo() adds on the demo data
     dpop = run("dpo", smol_align.DEFAULT_MODEL, None, "auto", None, options, baseline=dpo)  # compare's route
     start = dpo.before
     assert dpop.before is start  # one start evaluation for both

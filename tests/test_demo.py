@@ -1,10 +1,17 @@
-"""The demo: one recipe for `smol-align dpo|orpo` and `train_dpo()`/`train_orpo()`; answer figures."""
+"""The demo: one recipe for `smol-align dpo|orpo` and `train_dpo()`/`train_orpo()`; answer figures; the demo
+apart from the core (its own package, the runner's neutral ``voice`` hook, the old names kept)."""
+
+import ast
+from pathlib import Path
 
 import pytest
+from datasets import DatasetDict
 
+import smol_align
 from smol_align import presets, train_dpo, train_orpo
-from smol_align.data.demo import demo_rows, pirate_voice
+from smol_align.demo import demo, demo_recipe, demo_rows, pirate_voice
 from smol_align.evaluate import answer_figures
+from smol_align.testing import tiny_preference_rows
 
 
 @pytest.mark.parametrize(
@@ -39,7 +46,7 @@ def test_answer_figures_by_hand():
 
 @pytest.mark.parametrize("method, train", [("dpo", train_dpo), ("orpo", train_orpo)])
 def test_no_data_runs_the_demo_recipe_and_reports_answer_figures(method, train, tiny_model, tiny_tokenizer, capsys):
-    recipe = presets.demo_recipe(method)
+    recipe = demo_recipe(method)
     result = train(tiny_model, None, "cpu", tokenizer=tiny_tokenizer, save=False, answer_prompts=4,
                    max_eval_pairs=8, per_device_train_batch_size=2)
     assert result.trainer.args.max_steps == recipe["max_steps"]
@@ -61,24 +68,109 @@ def test_a_step_count_replaces_the_recipe_budget_only(tiny_model, tiny_tokenizer
                        max_steps=2, per_device_train_batch_size=2)
     # No held-out figures here (evaluate=False): this checks the recipe merge, not learning.
     assert result.trainer.args.max_steps == 2
-    assert result.trainer.args.beta == presets.demo_recipe("dpo")["beta"]
+    assert result.trainer.args.beta == demo_recipe("dpo")["beta"]
 
 
 def test_each_mode_gets_its_own_demo_rate():
     """The demo recipe's rates are per mode, so --preset lora never trains at the full fine-tune rate."""
     for method in ("dpo", "orpo"):
-        rates = {mode: presets.build(method, f"cpu+{mode}", **presets.demo_recipe(method, f"cpu+{mode}")).args.learning_rate
+        rates = {mode: presets.build(method, f"cpu+{mode}", **demo_recipe(method, f"cpu+{mode}")).args.learning_rate
                  for mode in ("full", "lora", "qlora-4bit")}
         lora = 2e-4 if method == "dpo" else 4e-4  # measured: see the recipes
         assert rates == {"full": 2e-5, "lora": lora, "qlora-4bit": 4e-4}, (method, rates)
-    assert presets.demo_recipe("dpo", "auto") == presets.demo_recipe("dpo", "full")  # auto: the full mode
+    assert demo_recipe("dpo", "auto") == demo_recipe("dpo", "full")  # auto: the full mode
     # A recipe without a rate for a mode leaves that mode's own rate.
-    assert presets.build("dpo", "lora", **{k: v for k, v in presets.demo_recipe("dpo", "cpu").items() if k != "learning_rate"}).args.learning_rate == 5e-5
+    assert presets.build("dpo", "lora", **{k: v for k, v in demo_recipe("dpo", "cpu").items() if k != "learning_rate"}).args.learning_rate == 5e-5
 
 
 def test_your_loss_type_replaces_the_recipe_loss_and_its_weights(tiny_model, tiny_tokenizer):
-    assert presets.demo_recipe("dpo")["loss_type"] == ["sigmoid", "sft"]  # the demo's RPO
+    assert demo_recipe("dpo")["loss_type"] == ["sigmoid", "sft"]  # the demo's RPO
     result = train_dpo(tiny_model, None, "cpu", tokenizer=tiny_tokenizer, save=False, evaluate=False,
                        max_steps=1, per_device_train_batch_size=2, loss_type="sigmoid")
     # No held-out figures here (evaluate=False): this checks the recipe merge, not learning.
     assert result.trainer.args.loss_type == ["sigmoid"] and result.trainer.args.loss_weights is None
+
+
+# The core: every module below the entry points (cli, api, compare, iterate) and the demo package itself.
+CORE = (
+    "run",
+    "trainers",
+    "evaluate",
+    "estimate",
+    "presets",
+    "rundir",
+    "report",
+    "models",
+    "reference",
+    "_compat",
+    "soft_dpo",
+)
+
+
+def _demo_imports(path: Path) -> set[str]:
+    """The imports in ``path``, at the top or deferred, that name the demo (``.demo``, ``.data.demo``...)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            found |= {f"{node.module or ''}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+    return {name for name in found if "demo" in name.split(".")}
+
+
+def test_the_core_never_names_the_demo():
+    package = Path(smol_align.__file__).parent
+    for module in CORE:
+        named = _demo_imports(package / f"{module}.py")
+        assert not named, f"smol_align/{module}.py imports the demo ({named}): pass it in from the demo side"
+
+
+def test_voice_is_the_runners_neutral_hook_on_any_data(tiny_model, tiny_tokenizer):
+    """Any data takes a voice check (its share of the greedy answers: voice_rate); without one, none."""
+    options = {
+        "tokenizer": tiny_tokenizer,
+        "save": False,
+        "quiet": True,
+        "max_steps": 1,
+        "answer_prompts": 2,
+        "max_eval_pairs": 4,
+        "per_device_train_batch_size": 2,
+        "eval_split": 0.25,
+    }
+    rows = tiny_preference_rows(8)
+    checked = train_dpo(tiny_model, rows, "cpu", voice=lambda answer: True, **options)
+    assert checked.before["voice_rate"] == checked.after["voice_rate"] == 1.0
+    assert "voice_rate" not in train_dpo(tiny_model, rows, "cpu", **options).after
+
+
+def test_the_demo_pairs_passed_as_data_keep_their_voice_check(tiny_model, tiny_tokenizer):
+    """``train_dpo(demo())`` (or its splits, as the notebooks pass them) is scored for the voice too."""
+    data = demo()
+    small = DatasetDict({"train": data["train"].select(range(8)), "test": data["test"].select(range(4))})
+    result = train_dpo(
+        tiny_model,
+        small,
+        "cpu",
+        tokenizer=tiny_tokenizer,
+        save=False,
+        quiet=True,
+        max_steps=1,
+        answer_prompts=2,
+        per_device_train_batch_size=2,
+    )
+    assert "voice_rate" in result.after
+
+
+def test_the_demo_keeps_its_old_names():
+    """Notebooks and scripts import the demo from where it was: smol_align.data and smol_align.iterate."""
+    from smol_align import data
+    from smol_align import demo as package
+    from smol_align.data.demo import NAME
+    from smol_align.data.demo import demo_rows as rows
+    from smol_align.iterate import DEMO_SYSTEM, demo_prompts, demo_reward
+
+    assert data.demo is package.demo and data.pirate_voice is package.pirate_voice
+    assert rows is package.demo_rows
+    assert NAME == package.NAME == "smol_align-demo"
+    assert demo_reward is package.demo_reward and demo_prompts is package.demo_prompts
+    assert DEMO_SYSTEM == package.DEMO_SYSTEM

@@ -8,8 +8,9 @@ import warnings
 import pytest
 import torch
 
+from smol_align.data.tokens import tokenize_pairs
 from smol_align.errors import DatasetFormatError
-from smol_align.evaluate import evaluate, generate, preference_metrics, tokenize_pairs
+from smol_align.evaluate import evaluate, generate, heldout_figures
 from smol_align.testing import tiny_preference_rows
 
 BETA = 0.1
@@ -101,16 +102,16 @@ def test_figures_by_hand_on_two_pairs(tiny_tokenizer, tiny_model):
     assert got["reward_margin"] != 0.0  # the perturbation matters
 
 
-def test_preference_metrics_strict_and_zero_reference():
+def test_heldout_figures_strict_and_zero_reference():
     logps = {"chosen": [-1.0, -5.0, -2.0], "rejected": [-2.0, -3.0, -2.0], "chosen_tokens": [1, 5, 2],
              "rejected_tokens": [4, 1, 2]}  # fmt: skip
-    same = preference_metrics(logps, logps, beta=0.5)
+    same = heldout_figures(logps, logps, beta=0.5)
     assert same["preference_accuracy"] == pytest.approx(1 / 3)  # the tie does not count
     assert same["preference_accuracy_normalized"] == pytest.approx(1 / 3)  # -1 > -0.5? no; -1 > -3 yes; tie
     assert same["reward_accuracy"] == 0.0 and same["reward_margin"] == 0.0 and same["drift"] == 0.0
     assert same["nll_chosen"] == pytest.approx(8 / 8)
     ref = {**logps, "chosen": [-2.0, -5.0, -2.0]}
-    moved = preference_metrics(logps, ref, beta=0.5)
+    moved = heldout_figures(logps, ref, beta=0.5)
     assert moved["reward_accuracy"] == pytest.approx(1 / 3)
     assert moved["reward_margin"] == pytest.approx(0.5 / 3)
     assert moved["drift"] == pytest.approx(1 / 3)

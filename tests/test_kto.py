@@ -102,7 +102,7 @@ def test_train_kto_on_native_unpaired_rows_reports_heldout_pairs_of_their_prompt
     result = train_kto(tiny_model, _unpaired_rows(8), "cpu", tokenizer=tiny_tokenizer, eval_dataset=heldout,
                        save=False, quiet=True, answer_prompts=0, **FAST)  # fmt: skip
     assert result.before["n_pairs"] == 6 and result.before["beta"] == 0.1
-    assert result.metrics["eval_reward_margin"] > 0  # learned, measured against the start model
+    assert result.metrics["eval_rewards/margins"] > 0  # learned, measured against the start model
     assert "train_kl" in result.metrics
     result = train_kto(tiny_model, _unpaired_rows(8)[::2], "cpu", tokenizer=tiny_tokenizer, eval_dataset=heldout[::2],
                        save=False, quiet=True, answer_prompts=0, **FAST)  # fmt: skip

@@ -225,4 +225,4 @@ def test_script_runs_in_smoke_mode(script, tmp_path):
     assert "reward accuracy" in done.stdout
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     # it learned: the held-out (demo test split) reward margin grew from the start model's 0
-    assert metrics["eval_rewards/margins"] > metrics["start_reward_margin"], metrics
+    assert metrics["eval_rewards/margins"] > metrics["start_rewards/margins"], metrics

@@ -190,7 +190,8 @@ def _summary(before, after, **metrics):
     from smol_align.report import learning_verdict, summary_table
 
     m = {"steps": 3, "train_seconds": 1.0, "seconds_per_step": 0.3, "final_loss": 0.6, "peak_memory_gb": 0.5}
-    m.update(eval_n_pairs=after["n_pairs"], eval_reward_accuracy=after["reward_accuracy"], **metrics)
+    m.update({"eval_n_pairs": after["n_pairs"], "eval_rewards/accuracies": after["reward_accuracy"]})
+    m.update(metrics)
     m.update(learning_verdict(before, after))
     run = SimpleNamespace(method="dpo", metrics=m, before=before, after=after, answers={}, output_dir="x")
     return summary_table(run)

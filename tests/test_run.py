@@ -210,7 +210,7 @@ def test_torchrun_two_processes_one_writer(saved, tmp_path):
         and STAGING not in names
     )
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["steps"] == STEPS and metrics["eval_reward_margin"] > metrics["start_reward_margin"]
+    assert metrics["steps"] == STEPS and metrics["eval_rewards/margins"] > metrics["start_rewards/margins"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
 
 
@@ -225,9 +225,9 @@ def test_timed_checkpoints_while_running_none_left_after(tiny_model, tiny_tokeni
     kept; a finished run leaves the model and no checkpoint or marker."""
     from transformers import TrainerCallback
 
-    from smol_align import run
+    from smol_align import callbacks
 
-    monkeypatch.setattr(run, "CHECKPOINT_SECONDS", 0)
+    monkeypatch.setattr(callbacks, "CHECKPOINT_SECONDS", 0)
     out, seen = tmp_path / "timed", []
 
     class Look(TrainerCallback):

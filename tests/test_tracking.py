@@ -10,13 +10,15 @@ from tensorboard.backend.event_processing.event_multiplexer import EventMultiple
 
 import smol_align
 from smol_align.errors import ConfigError
+from smol_align.metrics import TRL_NAMES
 from smol_align.testing import tiny_model, tiny_preference_rows
 
 BETAS = (0.05, 0.1, 0.5)
 STEPS = 3
 FAST = {"max_steps": STEPS, "per_device_train_batch_size": 4, "learning_rate": 5e-3, "eval_split": 0.25,
         "answer_prompts": 0, "quiet": True}  # fmt: skip
-HELDOUT = ("reward_margin", "reward_accuracy", "preference_accuracy", "nll_chosen", "rewards/margins")
+EVALUATE_NAMES = {trl: ours for ours, trl in TRL_NAMES.items()}  # evaluate()'s names
+HELDOUT = ("rewards/margins", "rewards/accuracies", "preference_accuracy", "nll_chosen")  # TRL's, else ours
 
 
 def _runs(project_dir) -> EventMultiplexer:
@@ -56,14 +58,14 @@ def test_a_beta_sweep_is_three_runs_in_one_project(sweep):
             steps, values = zip(*_series(runs, run, f"eval/{figure}"), strict=True)
             assert steps == (0, STEPS), figure
             assert values[1] == pytest.approx(result.metrics[f"eval_{figure}"], rel=1e-5, abs=1e-6), figure
-            start = result.before["reward_margin" if figure == "rewards/margins" else figure]
+            start = result.before[EVALUATE_NAMES.get(figure, figure)]
             assert values[0] == pytest.approx(start, rel=1e-5, abs=1e-6), figure
-        assert _series(runs, run, "eval/reward_margin")[0][1] == 0.0  # policy == reference at the start
+        assert _series(runs, run, "eval/rewards/margins")[0][1] == 0.0  # policy == reference at the start
         assert _series(runs, run, "eval/beta")[-1][1] == pytest.approx(beta)
         config = runs.Tensors(run, "args/text_summary")[0].tensor_proto.string_val[0].decode()
         assert f'"beta": {beta}' in config and '"run_name": "' + run in config  # the run's TRL config, as text
     # the run's own log (its report's curves) stays the training's: the held-out figures went to the trackers only
-    assert not any("eval_reward_margin" in entry for entry in results[0.1].trainer.state.log_history)
+    assert not any("eval_preference_accuracy" in entry for entry in results[0.1].trainer.state.log_history)
 
 
 def test_the_tracker_files_are_part_of_the_finished_run_folder(sweep):
@@ -90,7 +92,7 @@ def test_compare_logs_one_run_per_method_in_one_project(tiny_tokenizer, tmp_path
     for method in ("dpo", "orpo"):
         assert (result.runs[method].trainer.args.project, result.runs[method].trainer.args.run_name) == ("dpo-vs-orpo", method)
         assert [s for s, _ in _series(runs, method, "train/loss")] == [1, 2]
-        (_, start), (_, trained) = _series(runs, method, "eval/reward_margin")
+        (_, start), (_, trained) = _series(runs, method, "eval/rewards/margins")
         assert start == 0.0 and trained == pytest.approx(result.metrics[method]["reward_margin"], rel=1e-5, abs=1e-6)
     # both curves start from the same start model
     assert _series(runs, "dpo", "eval/nll_chosen")[0] == _series(runs, "orpo", "eval/nll_chosen")[0]

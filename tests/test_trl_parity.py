@@ -5,7 +5,7 @@ Llama whose policy differs from its reference is compared with the reference com
 ``model(...).logits``: the loss, every metric TRL logs, the per-sequence log-probabilities and
 every parameter gradient. A TRL upgrade that changes the math fails here.
 
-The harness is ``scripts/check_trl_parity.py`` (the script prints the same comparison as a table);
+The harness is ``tests/trl_parity.py`` (run as a script, it prints the same comparison as a table);
 see its ``dpo_parity`` docstring for why gradients are compared at TRL's sequence log-probs.
 Every parity check runs twice: with TRL's own fused LM head (every position scored on CPU) and
 with smol_align's compact one (``smol_align._compat.compact_lm_head_while``, completion
@@ -17,28 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import re
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
+import trl_parity as harness
 
 TOL = 1e-5
-_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_trl_parity.py"
-
-
-def _load_harness():
-    spec = importlib.util.spec_from_file_location("check_trl_parity", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("check_trl_parity", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _load_harness()
 
 
 def assert_parity(result, tol: float = TOL):

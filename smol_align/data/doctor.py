@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import SmolAlignError
+from ..models import CHATML_TEMPLATE, load_tokenizer
 from . import filters
 from .load import Pairs, load
 from .messages import ROLE_ORDER
 from .normalize import NormalizeReport
+from .tokens import tokenize_pairs
 
 LENGTH_BIAS_WARNING = 0.6  # chosen longer in more than this share of pairs: worth a look
 CHARS_PER_TOKEN = 4  # the estimate used when no tokenizer is given
@@ -112,9 +114,6 @@ def _token_lengths(rows: list[dict], tokenizer) -> list[tuple[int, int, int]]:
     """``(prompt, chosen, rejected)`` lengths in tokens, split as TRL's DPO trainer and the evaluation split them."""
     import copy
 
-    from ..evaluate import tokenize_pairs
-    from ..models import CHATML_TEMPLATE
-
     if not getattr(tokenizer, "chat_template", None):  # a base model's: training gives it ChatML (prepare_tokenizer)
         tokenizer = copy.copy(tokenizer)
         tokenizer.chat_template = CHATML_TEMPLATE
@@ -139,12 +138,11 @@ def _stats(values) -> LengthStats:
 
 
 def _load_tokenizer(tokenizer):
+    """``tokenizer``, or the tokenizer it names, loaded by :func:`smol_align.models.load_tokenizer`."""
     if not isinstance(tokenizer, str):
         return tokenizer
-    from transformers import AutoTokenizer
-
     try:
-        return AutoTokenizer.from_pretrained(tokenizer)
+        return load_tokenizer(tokenizer)
     except Exception as exc:  # offline, typo: say which and what to do
         raise SmolAlignError(
             f"could not load the tokenizer {tokenizer!r} ({type(exc).__name__}: {exc}); pass a local path, "
@@ -290,7 +288,7 @@ def length_fit(
     eos_token_id: int | None = None,
 ) -> LengthFit | None:
     """Count what ``max_length`` drops and truncates in ``tokenized``: a TRL trainer's tokenized split (or
-    :func:`smol_align.evaluate.tokenize_pairs`' rows) made from ``rows_in`` rows. ``None`` without a limit
+    :func:`smol_align.data.tokens.tokenize_pairs`' rows) made from ``rows_in`` rows. ``None`` without a limit
     or for a streamed split. The layouts TRL 1.16 makes:
 
     - DPO (``prompt_ids``, ``chosen_ids``, ``rejected_ids``) and KTO (``prompt_ids``, ``completion_ids``):

@@ -2,8 +2,8 @@
 
 Run (from the repository root; CPU, about half a minute):
 
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python scripts/check_trl_parity.py
-    python scripts/check_trl_parity.py --loss-types sigmoid ipo orpo --tolerance 1e-5
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python tests/trl_parity.py
+    python tests/trl_parity.py --loss-types sigmoid ipo orpo --tolerance 1e-5
 
 For each loss type that both TRL's ``DPOTrainer`` and :func:`smol_align.reference.preference_loss`
 implement, plus smol_align's soft-label ``SoftDPOTrainer`` and TRL's ``ORPOTrainer``, it builds a
@@ -14,7 +14,8 @@ recomputes loss, logged metrics and gradients from plain ``model(...).logits`` o
 status 1 if any difference exceeds the tolerance (absolute, plus the same relative part, as
 ``torch.testing.assert_close(atol=tol, rtol=tol)``).
 
-``tests/test_trl_parity.py`` runs the same functions (this file is its harness).
+``tests/test_trl_parity.py`` runs the same functions (this file is its harness; pytest collects
+only ``test_*.py``, so nothing runs twice).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ from smol_align.reference import (  # noqa: E402
     sequence_logps,
 )
 
-logger = logging.getLogger("check_trl_parity")
+logger = logging.getLogger("trl_parity")
 
 DEFAULT_TOLERANCE = 1e-5
 DEFAULT_BETA = 0.5
