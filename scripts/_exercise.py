@@ -26,17 +26,30 @@ def make_parser(doc: str, dataset: str, dataset_help: str, method: str) -> argpa
     parser.add_argument("--subset", type=int, default=2000, help="random training pairs to keep (0: all)")
     parser.add_argument("--eval-pairs", type=int, default=200, help="held-out pairs scored before and after")
     parser.add_argument("--max-steps", type=int, default=200)
-    parser.add_argument("--preset", default="auto", help="auto | cpu | colab-t4 | gpu-bf16, plus +lora / +qlora-4bit")
-    beta = "DPO's beta (pull towards the reference)" if method == "dpo" else "ORPO's lambda (weight of the odds-ratio term)"
+    parser.add_argument(
+        "--preset", default="auto", help="auto | cpu | colab-t4 | gpu-bf16, plus +lora / +qlora-4bit"
+    )
+    beta = (
+        "DPO's beta (pull towards the reference)"
+        if method == "dpo"
+        else "ORPO's lambda (weight of the odds-ratio term)"
+    )
     parser.add_argument("--beta", type=float, default=0.1, help=f"{beta}; default 0.1")
     parser.add_argument("--learning-rate", type=float, default=None, help="default: the preset's")
-    parser.add_argument("--max-length", type=int, default=None, help="default: the preset's (512 on CPU and T4)")
+    parser.add_argument(
+        "--max-length", type=int, default=None, help="default: the preset's (512 on CPU and T4)"
+    )
     parser.add_argument("--samples", type=int, default=4, help="held-out prompts answered side by side")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", default=None, help="default: runs/<script name> (replaced if it exists)")
+    parser.add_argument(
+        "--output-dir", default=None, help="default: runs/<script name> (replaced if it exists)"
+    )
     parser.add_argument("--doctor-only", action="store_true", help="check the data and stop")
-    parser.add_argument("--smoke", action="store_true",
-                        help="offline check: embedded model, built-in demo data, 2 steps of batch 2")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="offline check: embedded model, built-in demo data, 2 steps of batch 2",
+    )
     return parser
 
 
@@ -73,15 +86,20 @@ def load_data(args, exclude_sources=()):
     except DatasetFormatError:  # no test split: the first pairs of the shuffled train split are held out
         test = load_split(args.dataset, "train", args.eval_pairs, args.seed, exclude_sources=exclude_sources)
         skip = args.eval_pairs
-    train = load_split(args.dataset, "train", args.subset or None, args.seed, skip=skip,
-                       exclude_sources=exclude_sources)
+    train = load_split(
+        args.dataset, "train", args.subset or None, args.seed, skip=skip, exclude_sources=exclude_sources
+    )
     return train, test
 
 
 def run(method: str, args: argparse.Namespace, name: str, exclude_sources=()) -> int:
     """Doctor, train, evaluate, answer side by side, report. Returns the exit code."""
     if args.smoke:
-        args.max_steps, args.eval_pairs, args.samples = SMOKE["max_steps"], SMOKE["eval_pairs"], SMOKE["samples"]
+        args.max_steps, args.eval_pairs, args.samples = (
+            SMOKE["max_steps"],
+            SMOKE["eval_pairs"],
+            SMOKE["samples"],
+        )
         args.preset, args.model = SMOKE["preset"], DEFAULT_MODEL
     output_dir = Path(args.output_dir or f"runs/{name}{'-smoke' if args.smoke else ''}")
 
@@ -106,15 +124,24 @@ def run(method: str, args: argparse.Namespace, name: str, exclude_sources=()) ->
         overrides["per_device_train_batch_size"] = SMOKE["per_device_train_batch_size"]
     train_fn = smol_align.train_dpo if method == "dpo" else smol_align.train_orpo
     result = train_fn(
-        args.model, DatasetDict({"train": train, "test": test}), preset=args.preset,
-        output_dir=str(output_dir), overwrite=True, max_eval_pairs=args.eval_pairs, answer_prompts=args.samples,
+        args.model,
+        DatasetDict({"train": train, "test": test}),
+        preset=args.preset,
+        output_dir=str(output_dir),
+        overwrite=True,
+        max_eval_pairs=args.eval_pairs,
+        answer_prompts=args.samples,
         **overrides,
     )
 
     answers = result.answers
-    if answers:  # the run answered held-out prompts greedily before and after training; report.md has them too
-        side_by_side = [{"prompt": p, "answers": {"start": a, method.upper(): b}}
-                        for p, a, b in zip(answers["prompt"], answers["start"], answers["trained"], strict=True)]  # fmt: skip
+    if (
+        answers
+    ):  # the run answered held-out prompts greedily before and after training; report.md has them too
+        side_by_side = [
+            {"prompt": p, "answers": {"start": a, method.upper(): b}}
+            for p, a, b in zip(answers["prompt"], answers["start"], answers["trained"], strict=True)
+        ]
         print(side_by_side_markdown(side_by_side))
     print(f"Report: {output_dir / 'report.md'}")
     return 0

@@ -94,7 +94,11 @@ def model_flops_per_token(model, lora: bool, seq: float) -> float:
     computes no weight gradients) and the reference's forward; matmuls with the weights plus attention."""
     import torch
 
-    matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and "lora_" not in str(type(m)))
+    matmul = sum(
+        m.weight.numel()
+        for m in model.modules()
+        if isinstance(m, torch.nn.Linear) and "lora_" not in str(type(m))
+    )
     text = model.config.get_text_config()
     forward = 2 * matmul + 4 * text.num_hidden_layers * text.hidden_size * seq
     return forward * ((2 if lora else 3) + 1)
@@ -112,8 +116,19 @@ def recipe(name: str = "hh-rlhf-cpu") -> tuple[str, dict]:
     return values.get("preset", "auto"), {k: v for k, v in values.items() if k not in RECIPE_KEYS}
 
 
-def child(config: str, data: str, model_path: str, steps: int, warmup: int, batch: int, max_length: int, ref_cache: str,
-          hh: str, max_time: float | None = None, eval_max_length: int | None = None) -> dict:  # fmt: skip
+def child(
+    config: str,
+    data: str,
+    model_path: str,
+    steps: int,
+    warmup: int,
+    batch: int,
+    max_length: int,
+    ref_cache: str,
+    hh: str,
+    max_time: float | None = None,
+    eval_max_length: int | None = None,
+) -> dict:
     import torch
     from transformers import TrainerCallback
 
@@ -123,8 +138,16 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
     from smol_align.metrics import peak_memory_bytes
 
     train, heldout = pairs(data, hh)
-    common = {"max_steps": steps, "per_device_train_batch_size": batch, "gradient_accumulation_steps": 1,
-              "max_length": max_length, "logging_steps": 1, "seed": 0, "report_to": [], "save_strategy": "no"}  # fmt: skip
+    common = {
+        "max_steps": steps,
+        "per_device_train_batch_size": batch,
+        "gradient_accumulation_steps": 1,
+        "max_length": max_length,
+        "logging_steps": 1,
+        "seed": 0,
+        "report_to": [],
+        "save_strategy": "no",
+    }
     times: list[float] = []
     callbacks = []
     if max_time:  # train for max_time minutes (the schedule spans TRL's default epochs), then evaluate
@@ -153,7 +176,9 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
             peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
             extra["learning_rate"] = 5e-5
         args = DPOConfig(output_dir=out, **common, **extra)
-        trainer = DPOTrainer(model=model_path, args=args, train_dataset=train, peft_config=peft_config, callbacks=callbacks)
+        trainer = DPOTrainer(
+            model=model_path, args=args, train_dataset=train, peft_config=peft_config, callbacks=callbacks
+        )
     else:
         from smol_align import build_dpo_trainer
 
@@ -162,10 +187,15 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
             values = {**common, "use_liger_kernel": True}
         if config == "recipe":  # its own batch, max_length, rate...: the best it can do in the same time
             preset, values = recipe()
-            values = {**{k: common[k] for k in ("logging_steps", "report_to", "save_strategy", "seed")}, **values,
-                      "max_steps": common["max_steps"]}  # fmt: skip
+            values = {
+                **{k: common[k] for k in ("logging_steps", "report_to", "save_strategy", "seed")},
+                **values,
+                "max_steps": common["max_steps"],
+            }
             lora = "lora" in preset
-        trainer = build_dpo_trainer(model_path, train, preset, output_dir=out, eval_split=0, callbacks=callbacks, **values)
+        trainer = build_dpo_trainer(
+            model_path, train, preset, output_dir=out, eval_split=0, callbacks=callbacks, **values
+        )
     torch.manual_seed(0)
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -191,7 +221,10 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
     # takes it) are computed once per precision and shared between configurations
     tokenizer, weights = trainer.processing_class, next(model.parameters()).dtype
     options = {"tokenizer": tokenizer, "beta": args.beta, "max_length": eval_max_length or args.max_length}
-    key = Path(ref_cache) / f"{data}-{'bf16' if args.bf16 else 'fp32'}-{str(weights).removeprefix('torch.')}-{options['max_length']}.pt"
+    key = (
+        Path(ref_cache)
+        / f"{data}-{'bf16' if args.bf16 else 'fp32'}-{str(weights).removeprefix('torch.')}-{options['max_length']}.pt"
+    )
     with trainer.accelerator.autocast():
         if key.exists():
             ref_logps = torch.load(key)
@@ -204,15 +237,28 @@ def child(config: str, data: str, model_path: str, steps: int, warmup: int, batc
         found = evaluate(model, heldout, ref_logps=ref_logps, **options)
     flops = model_flops_per_token(model, lora, seq) * tokens / seconds
     return {
-        "config": config, "data": data, "bf16": bool(args.bf16),
-        "checkpointing": bool(args.gradient_checkpointing), "learning_rate": args.learning_rate, "beta": args.beta,
-        "batch": batch, "max_length": args.max_length,
-        "weights": str(weights).removeprefix("torch."), "steps": trainer.state.global_step,
-        "s_per_step": seconds / steps_timed, "pairs_per_s": batch * steps_timed / seconds, "tokens_per_s": tokens / seconds,
-        "train_seconds": train_seconds, "peak_gb": peak / 2**30, "flops_per_s": flops,
-        "reward_accuracy": found["reward_accuracy"], "margin": found["reward_margin"],
-        "prefers_chosen": found["preference_accuracy"], "heldout_pairs": found["n_pairs"], "eval_seconds": found["seconds"],
-    }  # fmt: skip
+        "config": config,
+        "data": data,
+        "bf16": bool(args.bf16),
+        "checkpointing": bool(args.gradient_checkpointing),
+        "learning_rate": args.learning_rate,
+        "beta": args.beta,
+        "batch": batch,
+        "max_length": args.max_length,
+        "weights": str(weights).removeprefix("torch."),
+        "steps": trainer.state.global_step,
+        "s_per_step": seconds / steps_timed,
+        "pairs_per_s": batch * steps_timed / seconds,
+        "tokens_per_s": tokens / seconds,
+        "train_seconds": train_seconds,
+        "peak_gb": peak / 2**30,
+        "flops_per_s": flops,
+        "reward_accuracy": found["reward_accuracy"],
+        "margin": found["reward_margin"],
+        "prefers_chosen": found["preference_accuracy"],
+        "heldout_pairs": found["n_pairs"],
+        "eval_seconds": found["seconds"],
+    }
 
 
 def machine() -> str:
@@ -221,15 +267,21 @@ def machine() -> str:
     import trl
 
     cpu = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    flags = [f for f in ("avx512_bf16", "amx_bf16") if f in cpu.split()] or ["no native bf16 (AVX2: emulated)"]
+    flags = [f for f in ("avx512_bf16", "amx_bf16") if f in cpu.split()] or [
+        "no native bf16 (AVX2: emulated)"
+    ]
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, CPU flags: {', '.join(flags)}{gpu}; torch {torch.__version__}, "
-            f"TRL {trl.__version__}, transformers {transformers.__version__}")  # fmt: skip
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, CPU flags: {', '.join(flags)}{gpu}; torch {torch.__version__}, "
+        f"TRL {trl.__version__}, transformers {transformers.__version__}"
+    )
 
 
 def table(rows: list[dict], peak: float) -> str:
-    head = ("| data | config | bf16 | ckpt | lr | beta | batch | max_length | steps | s/step | pairs/s | tokens/s | peak GB | MFU | reward acc | margin "
-            "| prefers chosen | pairs/s vs TRL | memory vs TRL |")
+    head = (
+        "| data | config | bf16 | ckpt | lr | beta | batch | max_length | steps | s/step | pairs/s | tokens/s | peak GB | MFU | reward acc | margin "
+        "| prefers chosen | pairs/s vs TRL | memory vs TRL |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     base = {}  # the ratios' baseline: trl, or trl+lora when it runs without trl
     for name in ("trl+lora", "trl"):
@@ -251,18 +303,32 @@ def table(rows: list[dict], peak: float) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default="demo,hh", help="demo, hh or both (comma-separated)")
-    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"any of {', '.join(CONFIGS)}, trl+liger, preset+liger")
-    parser.add_argument("--model", default=None, help="a model folder (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument(
+        "--configs", default=",".join(CONFIGS), help=f"any of {', '.join(CONFIGS)}, trl+liger, preset+liger"
+    )
+    parser.add_argument(
+        "--model", default=None, help="a model folder (default: the embedded SmolLM2-135M-Instruct)"
+    )
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2, help="steps left out of the timings")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--max-time", type=float, default=None,
-                        help="minutes of training per configuration instead of --steps (e.g. 12.5 with --configs trl+lora,recipe)")
-    parser.add_argument("--eval-max-length", type=int, default=None,
-                        help="max_length of the held-out evaluation, the same for every configuration (default --max-length)")
+    parser.add_argument(
+        "--max-time",
+        type=float,
+        default=None,
+        help="minutes of training per configuration instead of --steps (e.g. 12.5 with --configs trl+lora,recipe)",
+    )
+    parser.add_argument(
+        "--eval-max-length",
+        type=int,
+        default=None,
+        help="max_length of the held-out evaluation, the same for every configuration (default --max-length)",
+    )
     parser.add_argument("--hh", default=str(HH), help="the HH-RLHF rows (default ../shared/data/...)")
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -270,8 +336,19 @@ def main() -> int:
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     if args.child:
         config, data, out, cache = args.child.split(":", 3)
-        figures = child(config, data, args.model, args.steps, args.warmup, args.batch, args.max_length, cache, args.hh,
-                        args.max_time, args.eval_max_length)  # fmt: skip
+        figures = child(
+            config,
+            data,
+            args.model,
+            args.steps,
+            args.warmup,
+            args.batch,
+            args.max_length,
+            cache,
+            args.hh,
+            args.max_time,
+            args.eval_max_length,
+        )
         Path(out).write_text(json.dumps(figures))
         return 0
 
@@ -281,30 +358,56 @@ def main() -> int:
     peak, dtype = matmul_peak()
     print(machine())
     budget = f"{args.max_time:g} minutes of training each" if args.max_time else f"{args.steps} steps"
-    print(f"matrix-multiply peak measured here: {peak / 1e9:.0f} GFLOP/s ({dtype}); model {model}; DPO, batch {args.batch}, "
-          f"max_length {args.max_length} (recipe: its own), {budget} ({args.warmup} steps left out of the timings); "
-          f"held-out max_length {args.eval_max_length or args.max_length}", flush=True)  # fmt: skip
+    print(
+        f"matrix-multiply peak measured here: {peak / 1e9:.0f} GFLOP/s ({dtype}); model {model}; DPO, batch {args.batch}, "
+        f"max_length {args.max_length} (recipe: its own), {budget} ({args.warmup} steps left out of the timings); "
+        f"held-out max_length {args.eval_max_length or args.max_length}",
+        flush=True,
+    )
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         for data in args.data.split(","):
             for config in args.configs.split(","):
                 with tempfile.NamedTemporaryFile(suffix=".json") as out:
-                    cmd = [sys.executable, __file__, "--child", f"{config}:{data}:{out.name}:{cache}", "--model", model,
-                           "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
-                           "--max-length", str(args.max_length), "--hh", args.hh]  # fmt: skip
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        f"{config}:{data}:{out.name}:{cache}",
+                        "--model",
+                        model,
+                        "--steps",
+                        str(args.steps),
+                        "--warmup",
+                        str(args.warmup),
+                        "--batch",
+                        str(args.batch),
+                        "--max-length",
+                        str(args.max_length),
+                        "--hh",
+                        args.hh,
+                    ]
                     cmd += ["--max-time", str(args.max_time)] if args.max_time else []
                     cmd += ["--eval-max-length", str(args.eval_max_length)] if args.eval_max_length else []
                     done = subprocess.run(cmd, capture_output=True, text=True)
                     if done.returncode == 0:
                         rows.append(json.loads(Path(out.name).read_text()))
                     else:
-                        rows.append({"config": config, "data": data, "error": (done.stderr.strip().splitlines() or ["?"])[-1][:200]})
+                        rows.append(
+                            {
+                                "config": config,
+                                "data": data,
+                                "error": (done.stderr.strip().splitlines() or ["?"])[-1][:200],
+                            }
+                        )
                         print(done.stderr[-3000:], file=sys.stderr)
                 print(json.dumps(rows[-1]), flush=True)
     print()
     print(table(rows, peak))
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(), "matmul_peak": peak, "rows": rows}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"machine": machine(), "matmul_peak": peak, "rows": rows}, indent=1)
+        )
     return 0
 
 

@@ -221,7 +221,9 @@ def make_row(fmt: str, rng: random.Random) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--formats", nargs="*", default=None, help="default: every detected format, and columns=")
+    parser.add_argument(
+        "--formats", nargs="*", default=None, help="default: every detected format, and columns="
+    )
     parser.add_argument("--num-proc", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument(

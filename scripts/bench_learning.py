@@ -38,7 +38,9 @@ MODES = ("full", "lora", "qlora-4bit")
 METHODS = ("dpo", "orpo")
 
 
-def run_cell(method: str, mode: str, precision: str, steps: int | None, answer_prompts: int, out: str) -> None:
+def run_cell(
+    method: str, mode: str, precision: str, steps: int | None, answer_prompts: int, out: str
+) -> None:
     """One training run, in this process; its figures go to ``out`` as JSON."""
     import smol_align
 
@@ -49,13 +51,18 @@ def run_cell(method: str, mode: str, precision: str, steps: int | None, answer_p
     result = train(preset=mode, save=False, quiet=True, answer_prompts=answer_prompts, **overrides)
     m, before, after = result.metrics, result.before, result.after
     figures = {
-        "method": method, "mode": mode, "precision": precision, "steps": m["steps"],
+        "method": method,
+        "mode": mode,
+        "precision": precision,
+        "steps": m["steps"],
         "learning_rate": result.trainer.args.learning_rate,
-        "reward_accuracy": after["reward_accuracy"], "reward_margin": after["reward_margin"],
+        "reward_accuracy": after["reward_accuracy"],
+        "reward_margin": after["reward_margin"],
         "prefers_chosen": [before["preference_accuracy"], after["preference_accuracy"]],
         "voice_rate": [before.get("voice_rate"), after.get("voice_rate")],
         "repeated_4gram_rate": [before.get("repeated_4gram_rate"), after.get("repeated_4gram_rate")],
-        "seconds_per_step": m["seconds_per_step"], "train_seconds": m["train_seconds"],
+        "seconds_per_step": m["seconds_per_step"],
+        "train_seconds": m["train_seconds"],
         "peak_memory_gb": m["peak_memory_gb"],
     }
     with open(out, "w") as f:
@@ -73,13 +80,17 @@ def machine() -> str:
     except OSError:
         flags = ""
     native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags] or ["none (AVX2: bf16 emulated)"]
-    return (f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, native bf16 flags: "
-            f"{', '.join(native)}; torch {torch.__version__}, trl {trl.__version__}")
+    return (
+        f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, native bf16 flags: "
+        f"{', '.join(native)}; torch {torch.__version__}, trl {trl.__version__}"
+    )
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| method | mode | precision | lr | steps | reward acc | margin | prefers chosen | pirate voice "
-            "| repeated 4-grams | s/step | peak GB | time vs fp32 | memory vs fp32 |")
+    head = (
+        "| method | mode | precision | lr | steps | reward acc | margin | prefers chosen | pirate voice "
+        "| repeated 4-grams | s/step | peak GB | time vs fp32 | memory vs fp32 |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     base = {(r["method"], r["mode"]): r for r in rows if r.get("precision") == "fp32" and "error" not in r}
 
@@ -127,8 +138,14 @@ def main() -> int:
                 if precision == "pure-bf16" and mode != "full":
                     continue  # a LoRA base is frozen: its adapters are fp32 in every path
                 with tempfile.NamedTemporaryFile(suffix=".json") as out:
-                    cmd = [sys.executable, __file__, "--cell", f"{method}:{mode}:{precision}:{out.name}",
-                           "--answer-prompts", str(args.answer_prompts)]
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--cell",
+                        f"{method}:{mode}:{precision}:{out.name}",
+                        "--answer-prompts",
+                        str(args.answer_prompts),
+                    ]
                     if args.steps:
                         cmd += ["--steps", str(args.steps)]
                     done = subprocess.run(cmd, capture_output=True, text=True)

@@ -28,8 +28,11 @@ from _exercise import make_parser, run
 
 def main(argv=None) -> int:
     parser = make_parser(
-        __doc__, "Anthropic/hh-rlhf", "Anthropic/hh-rlhf, a subset of it (Anthropic/hh-rlhf/harmless-base, "
-        "/helpful-base, ...) or a local file", method="dpo",
+        __doc__,
+        "Anthropic/hh-rlhf",
+        "Anthropic/hh-rlhf, a subset of it (Anthropic/hh-rlhf/harmless-base, "
+        "/helpful-base, ...) or a local file",
+        method="dpo",
     )
     return run("dpo", parser.parse_args(argv), name="dpo-hh-rlhf")
 

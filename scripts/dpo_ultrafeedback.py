@@ -30,7 +30,8 @@ from _exercise import make_parser, run
 
 def main(argv=None) -> int:
     parser = make_parser(
-        __doc__, "trl-lib/ultrafeedback_binarized",
+        __doc__,
+        "trl-lib/ultrafeedback_binarized",
         "trl-lib/ultrafeedback_binarized (🐢), argilla/ultrafeedback-binarized-preferences (🐕) or a local file",
         method="dpo",
     )

@@ -31,18 +31,36 @@ parser.add_argument("--at", default="16,32,65,100,150,200", help="steps at which
 args = parser.parse_args()
 train, held = pairs("hh", args.hh)
 refs = {}  # the start model's log-probs, per (full or LoRA, beta)
+
+
 def curve(config: dict) -> None:
     config = dict(config)
     tag, preset = config.pop("tag", "?"), config.pop("preset", "auto")
     at = config.pop("at", None) or [int(s) for s in args.at.split(",")]
-    values = {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "max_length": 512,
-              "learning_rate": 5e-5, "beta": 0.1, "lr_scheduler_type": "constant", "logging_steps": 10, "seed": 0,
-              "report_to": [], "save_strategy": "no", "gradient_checkpointing": False, "group_by_length": True,
-              **config}  # fmt: skip
+    values = {
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "max_length": 512,
+        "learning_rate": 5e-5,
+        "beta": 0.1,
+        "lr_scheduler_type": "constant",
+        "logging_steps": 10,
+        "seed": 0,
+        "report_to": [],
+        "save_strategy": "no",
+        "gradient_checkpointing": False,
+        "group_by_length": True,
+        **config,
+    }
     values["max_steps"] = values.pop("steps", max(at))
     started = time.perf_counter()
-    trainer = build_dpo_trainer(args.model, train, preset, output_dir=tempfile.mkdtemp(), eval_split=0, **values)
-    model, options = trainer.model, {"tokenizer": trainer.processing_class, "beta": values["beta"], "max_length": 512}
+    trainer = build_dpo_trainer(
+        args.model, train, preset, output_dir=tempfile.mkdtemp(), eval_split=0, **values
+    )
+    model, options = (
+        trainer.model,
+        {"tokenizer": trainer.processing_class, "beta": values["beta"], "max_length": 512},
+    )
     key = ("lora" in preset, values["beta"])
 
     def score(step):
@@ -55,9 +73,21 @@ def curve(config: dict) -> None:
             found = evaluate(model, held, ref_logps=refs[key], **options)
         model.train(was)
         pairs_seen = step * values["per_device_train_batch_size"] * values["gradient_accumulation_steps"]
-        print(json.dumps({"tag": tag, "step": step, "pairs": pairs_seen, "reward_accuracy": round(found["reward_accuracy"], 3),
-                          "margin": round(found["reward_margin"], 3), "prefers_chosen": round(found["preference_accuracy"], 3),
-                          "nll_chosen": round(found["nll_chosen"], 3), "pairs_scored": found["n_pairs"]}), flush=True)  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "tag": tag,
+                    "step": step,
+                    "pairs": pairs_seen,
+                    "reward_accuracy": round(found["reward_accuracy"], 3),
+                    "margin": round(found["reward_margin"], 3),
+                    "prefers_chosen": round(found["preference_accuracy"], 3),
+                    "nll_chosen": round(found["nll_chosen"], 3),
+                    "pairs_scored": found["n_pairs"],
+                }
+            ),
+            flush=True,
+        )
 
     class Score(TrainerCallback):
         def on_step_end(self, _args, state, control, **kwargs):

@@ -22,8 +22,10 @@ LIMIT_MINUTES = 25
 
 
 def check() -> bool:
-    runs = {p.parent.name.removeprefix("iterate-demo-seed"): json.loads(p.read_text())
-            for p in sorted(ROOT.glob("iterate-demo-seed*/metrics.json"))}  # fmt: skip
+    runs = {
+        p.parent.name.removeprefix("iterate-demo-seed"): json.loads(p.read_text())
+        for p in sorted(ROOT.glob("iterate-demo-seed*/metrics.json"))
+    }
     if not runs:
         print("no runs/iterate-demo-seed*/metrics.json yet")
         return False
@@ -31,21 +33,35 @@ def check() -> bool:
     print("seed  " + "  ".join(f"{n:>8}" for n in names) + "   minutes")
     minutes = {seed: sum(m[n].get("seconds", 0) for n in names) / 60 for seed, m in runs.items()}
     for seed, m in runs.items():
-        print(f"{seed:>4}  " + "  ".join(f"{m[n]['heldout_reward']:8.3f}" for n in names) + f"   {minutes[seed]:7.1f}")
+        print(
+            f"{seed:>4}  "
+            + "  ".join(f"{m[n]['heldout_reward']:8.3f}" for n in names)
+            + f"   {minutes[seed]:7.1f}"
+        )
     rewards = {n: [m[n]["heldout_reward"] for m in runs.values()] for n in names}
     spread = max(max(r) - min(r) for r in rewards.values())
-    gains = [m[b]["heldout_reward"] - m[a]["heldout_reward"] for m in runs.values() for a, b in zip(names, names[1:], strict=False)]
+    gains = [
+        m[b]["heldout_reward"] - m[a]["heldout_reward"]
+        for m in runs.values()
+        for a, b in zip(names, names[1:], strict=False)
+    ]
     ok = len(runs) >= 2 and min(gains) > spread and max(minutes.values()) <= LIMIT_MINUTES
-    print(f"smallest round-over-round gain {min(gains):+.3f}, seed-to-seed spread {spread:.3f}, longest run "
-          f"{max(minutes.values()):.1f} min (limit {LIMIT_MINUTES}, on 2 cores) ({len(runs)} seeds): "
-          f"{'PASS' if ok else 'FAIL' if len(runs) >= 2 else 'needs 2 seeds'}")
+    print(
+        f"smallest round-over-round gain {min(gains):+.3f}, seed-to-seed spread {spread:.3f}, longest run "
+        f"{max(minutes.values()):.1f} min (limit {LIMIT_MINUTES}, on 2 cores) ({len(runs)} seeds): "
+        f"{'PASS' if ok else 'FAIL' if len(runs) >= 2 else 'needs 2 seeds'}"
+    )
     return ok
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seed", type=int, nargs="*", default=[0])
-    parser.add_argument("--check", action="store_true", help="only print the table and check of the seeds run")
+    parser.add_argument(
+        "--check", action="store_true", help="only print the table and check of the seeds run"
+    )
     args = parser.parse_args()
     if not args.check:
         from smol_align import iterate

@@ -30,15 +30,22 @@ from _exercise import make_parser, run
 
 def main(argv=None) -> int:
     parser = make_parser(
-        __doc__, "mlabonne/orpo-dpo-mix-40k",
-        "mlabonne/orpo-dpo-mix-40k, another hub id smol_align knows, or a local file", method="orpo",
+        __doc__,
+        "mlabonne/orpo-dpo-mix-40k",
+        "mlabonne/orpo-dpo-mix-40k, another hub id smol_align knows, or a local file",
+        method="orpo",
     )
     parser.add_argument(
-        "--exclude-source", action="append", default=None, metavar="NAME",
+        "--exclude-source",
+        action="append",
+        default=None,
+        metavar="NAME",
         help="leave out pairs whose `source` is NAME (repeatable; default toxic-dpo-v0.2; '' keeps all)",
     )
     args = parser.parse_args(argv)
-    exclude = [s for s in (args.exclude_source if args.exclude_source is not None else ["toxic-dpo-v0.2"]) if s]
+    exclude = [
+        s for s in (args.exclude_source if args.exclude_source is not None else ["toxic-dpo-v0.2"]) if s
+    ]
     return run("orpo", args, name="orpo-mix", exclude_sources=exclude)
 
 

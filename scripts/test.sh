@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run the whole test suite, slow tests on the embedded SmolLM2 and notebooks included, after
-# the same setup a newcomer runs. This is exactly what CI (.ci/run) calls.
+# Run ruff (lint and format check) and the whole test suite, slow tests on the embedded SmolLM2 and
+# notebooks included, after the same setup a newcomer runs. This is exactly what CI (.ci/run) calls.
 #   bash scripts/test.sh            # extra arguments go to pytest, e.g. -k presets
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,9 @@ PY=${PYTHON:-python3}
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TRL_EXPERIMENTAL_SILENCE=1
 set +e
+# Style first (ruff, configured in pyproject.toml): a lint or format finding fails the run, after the tests.
+$PY -m ruff check smol_align tests scripts && $PY -m ruff format --check smol_align tests scripts
+style=$?
 $PY -m pytest -ra --durations=15 "$@"
 status=$?
 set -e
@@ -16,4 +19,8 @@ case $status in
   5) echo "test.sh: pytest collected no tests: the suite is missing" >&2 ;;
   *) echo "test.sh: pytest exited with $status" >&2 ;;
 esac
+if [ "$status" -eq 0 ] && [ "$style" -ne 0 ]; then
+  echo "test.sh: ruff found style problems (ruff check / ruff format --check above)" >&2
+  status=1
+fi
 exit $status

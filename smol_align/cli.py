@@ -64,10 +64,18 @@ def add_data_arguments(parser) -> None:
     group = parser.add_argument_group("data (smol_align.data.load)")
     for flag, kwargs in [
         ("--format", {"help": "the data's format, e.g. alpaca, sharegpt, chatml.intel (default: detected)"}),
-        ("--columns", {"type": _columns, "help": "rename your columns: prompt=question,chosen=good,rejected=bad"}),
+        (
+            "--columns",
+            {"type": _columns, "help": "rename your columns: prompt=question,chosen=good,rejected=bad"},
+        ),
         ("--split", {"help": "the split to train on (default: train, or the only one)"}),
-        ("--eval-split", {"type": _split_or_fraction,
-                          "help": "held-out split name, or a fraction held out (default: test split, else 0.1)"}),
+        (
+            "--eval-split",
+            {
+                "type": _split_or_fraction,
+                "help": "held-out split name, or a fraction held out (default: test split, else 0.1)",
+            },
+        ),
         ("--eval-dataset", {"help": "held-out pairs from another file or hub id"}),
         ("--strict", {"action": "store_true", "help": "stop at the first row that does not fit"}),
         ("--lenient", {"action": "store_true", "help": "leave out text columns the format does not read"}),
@@ -77,7 +85,7 @@ def add_data_arguments(parser) -> None:
         ("--min-margin", {"type": float, "help": "drop pairs whose rating margin is below this"}),
         ("--dedupe-prompts", {"action": "store_true", "help": "keep only the first pair of each prompt"}),
         ("--filters", {"help": "a named set of filters: clean, argilla-orca"}),
-    ]:  # fmt: skip
+    ]:
         dest = flag[2:].replace("-", "_")
         group.add_argument(flag, f"--{dest}", dest=dest, **kwargs)
 
@@ -96,33 +104,85 @@ def make_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n", 2)[2],
     )
     parser.add_argument("--version", action="version", version=f"smol-align {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{dpo,orpo,kto,compare,iterate,doctor,eval,estimate,generate,chat,presets}")
+    sub = parser.add_subparsers(
+        dest="command", metavar="{dpo,orpo,kto,compare,iterate,doctor,eval,estimate,generate,chat,presets}"
+    )
     for method in ("dpo", "orpo", "kto"):
-        sub.add_parser(method, help=f"train with {method.upper()} (no options: the demo; --help: every TRL field)", add_help=False)
-    sub.add_parser("compare", help="DPO vs ORPO (vs KTO) on the same data and budget, with a report", add_help=False)
-    it = sub.add_parser("iterate", help="iterative DPO/ORPO: sample, score with a reward, pair best vs worst, train; repeat")
+        sub.add_parser(
+            method,
+            help=f"train with {method.upper()} (no options: the demo; --help: every TRL field)",
+            add_help=False,
+        )
+    sub.add_parser(
+        "compare", help="DPO vs ORPO (vs KTO) on the same data and budget, with a report", add_help=False
+    )
+    it = sub.add_parser(
+        "iterate", help="iterative DPO/ORPO: sample, score with a reward, pair best vs worst, train; repeat"
+    )
     it.add_argument("--model", default=DEFAULT_REF, help="name or folder (default: %(default)s)")
-    it.add_argument("--prompts", default=None, help=".jsonl with a 'prompt' per line (default: the demo's prompts)")
-    it.add_argument("--eval-prompts", "--eval_prompts", dest="eval_prompts", default=None, help="held-out prompts, .jsonl")
-    it.add_argument("--reward", default=None, help="a sequence-classification reward model (default: the demo's rule reward)")
+    it.add_argument(
+        "--prompts", default=None, help=".jsonl with a 'prompt' per line (default: the demo's prompts)"
+    )
+    it.add_argument(
+        "--eval-prompts", "--eval_prompts", dest="eval_prompts", default=None, help="held-out prompts, .jsonl"
+    )
+    it.add_argument(
+        "--reward",
+        default=None,
+        help="a sequence-classification reward model (default: the demo's rule reward)",
+    )
     it.add_argument("--method", choices=("dpo", "orpo"), default="dpo")
     it.add_argument("--rounds", type=int, default=None, help="(default 2)")
-    it.add_argument("--samples", type=int, default=None, help="answers sampled per prompt each round (default 4; the demo 8)")
-    it.add_argument("--per-round", "--per_round", dest="per_round", type=int, default=None,
-                    help="fresh prompts each round: round k takes the k-th slice of this many (the demo: 128)")
-    it.add_argument("--accumulate", action="store_true", help="train each round on every round's pairs so far")
+    it.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="answers sampled per prompt each round (default 4; the demo 8)",
+    )
+    it.add_argument(
+        "--per-round",
+        "--per_round",
+        dest="per_round",
+        type=int,
+        default=None,
+        help="fresh prompts each round: round k takes the k-th slice of this many (the demo: 128)",
+    )
+    it.add_argument(
+        "--accumulate", action="store_true", help="train each round on every round's pairs so far"
+    )
     it.add_argument("--preset", default="auto")
     it.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None)
     it.add_argument("--seed", type=int, default=0)
-    it.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=None, help="(default 32)")
+    it.add_argument(
+        "--max-new-tokens",
+        "--max_new_tokens",
+        dest="max_new_tokens",
+        type=int,
+        default=None,
+        help="(default 32)",
+    )
     it.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 0.7)")
     it.add_argument("--overwrite", action="store_true")
-    for flag, kind in (("max_steps", int), ("learning_rate", float), ("beta", float), ("per_device_train_batch_size", int)):
-        it.add_argument(f"--{flag.replace('_', '-')}", f"--{flag}", dest=flag, type=kind, default=None, help="each round's run")
+    for flag, kind in (
+        ("max_steps", int),
+        ("learning_rate", float),
+        ("beta", float),
+        ("per_device_train_batch_size", int),
+    ):
+        it.add_argument(
+            f"--{flag.replace('_', '-')}",
+            f"--{flag}",
+            dest=flag,
+            type=kind,
+            default=None,
+            help="each round's run",
+        )
     doc = sub.add_parser("doctor", help="check a preference dataset for bad pairs")
     doc.add_argument("dataset", help="hub id (owner/name), or a local json/jsonl/parquet/csv/tsv file")
     doc.add_argument("--max-length", type=int, default=None, help="count the pairs this max_length truncates")
-    doc.add_argument("--tokenizer", default=None, help="tokenizer name or path to count tokens (default: chars/4)")
+    doc.add_argument(
+        "--tokenizer", default=None, help="tokenizer name or path to count tokens (default: chars/4)"
+    )
     doc.add_argument("--max-rows", type=int, default=None, help="check only the first N rows")
     doc.add_argument("--json", action="store_true", help="print the report as JSON")
     add_data_arguments(doc)
@@ -139,28 +199,47 @@ def make_parser() -> argparse.ArgumentParser:
     add_data_arguments(ev)
     sub.add_parser("presets", help="list the presets")
     gen = sub.add_parser("generate", help="answers of one or more models to your prompts, side by side")
-    gen.add_argument("--model", action="append", required=True, help="a model or run folder; repeat to compare")
-    gen.add_argument("--prompts", required=True, help=".jsonl (a 'prompt' per line: text or messages) or .txt")
+    gen.add_argument(
+        "--model", action="append", required=True, help="a model or run folder; repeat to compare"
+    )
+    gen.add_argument(
+        "--prompts", required=True, help=".jsonl (a 'prompt' per line: text or messages) or .txt"
+    )
     gen.add_argument("--output", default=None, help="write .md or .jsonl (default: Markdown on stdout)")
-    chat = sub.add_parser("chat", help="talk to a model (or two, side by side); one message per line, /reset, /exit")
+    chat = sub.add_parser(
+        "chat", help="talk to a model (or two, side by side); one message per line, /reset, /exit"
+    )
     chat.add_argument("model", help="a run folder, a model folder or name (the demo model offline)")
-    chat.add_argument("--compare", default=None, help="a second model answering each message beside the first")
+    chat.add_argument(
+        "--compare", default=None, help="a second model answering each message beside the first"
+    )
     for verb in (ev, gen, chat):
         verb.add_argument("--tokenizer", default=None, help="tokenizer name or folder (default: the model's)")
     for verb in (gen, chat):
-        verb.add_argument("--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=128)
+        verb.add_argument(
+            "--max-new-tokens", "--max_new_tokens", dest="max_new_tokens", type=int, default=128
+        )
         verb.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
         verb.add_argument("--temperature", type=float, default=0.7)
         verb.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=0.9)
         verb.add_argument("--seed", type=int, default=0)
     est = sub.add_parser("estimate", help="predicted peak memory of a run, by part, before it starts")
-    est.add_argument("--model", default=None, help="name or path (only its config is read; default: the demo's)")
+    est.add_argument(
+        "--model", default=None, help="name or path (only its config is read; default: the demo's)"
+    )
     est.add_argument("--method", choices=("dpo", "orpo", "kto"), default="dpo")
     est.add_argument("--preset", default="auto")
     est.add_argument("--max-length", "--max_length", dest="max_length", type=int, default=None)
-    est.add_argument("--batch-size", "--per_device_train_batch_size", dest="batch_size", type=int, default=None)
-    est.add_argument("--gradient-checkpointing", "--gradient_checkpointing", dest="gradient_checkpointing",
-                     choices=("true", "false"), default=None)  # fmt: skip
+    est.add_argument(
+        "--batch-size", "--per_device_train_batch_size", dest="batch_size", type=int, default=None
+    )
+    est.add_argument(
+        "--gradient-checkpointing",
+        "--gradient_checkpointing",
+        dest="gradient_checkpointing",
+        choices=("true", "false"),
+        default=None,
+    )
     return parser
 
 
@@ -175,16 +254,20 @@ TRL_NAMES = {
     "torch_dtype": "dtype",
     "preprocessing_num_workers": "dataset_num_proc",
 }
-NOT_USED = {"attn_implementation": "the model loads with transformers' default attention (sdpa)",  # and why
-            "model_revision": "download that revision and pass its folder as --model",
-            "load_in_8bit": "8-bit is not trained here; --preset qlora-4bit trains LoRA on a 4-bit base"}  # fmt: skip
+NOT_USED = {
+    "attn_implementation": "the model loads with transformers' default attention (sdpa)",  # and why
+    "model_revision": "download that revision and pass its folder as --model",
+    "load_in_8bit": "8-bit is not trained here; --preset qlora-4bit trains LoRA on a 4-bit base",
+}
 MIXTURE = "smol-align trains on one dataset: mix them beforehand and pass the result as --dataset"
 HANDBOOK = {  # the alignment-handbook's recipe keys that TRL 1.x has not
-    "torch_dtype": {"help": "= --dtype"}, "preprocessing_num_workers": {"type": int, "help": "= --dataset_num_proc"},
+    "torch_dtype": {"help": "= --dtype"},
+    "preprocessing_num_workers": {"type": int, "help": "= --dataset_num_proc"},
     "warmup_ratio": {"type": float, "help": "= --warmup_steps (transformers 5 takes the fraction there)"},
     "dataset_splits": {"nargs": "+", "help": "train split, then held-out split"},
-    "dataset_mixer": {"help": "{dataset: 1.0}: one dataset, used whole"}, "dataset_mixture": {"help": "refused: " + MIXTURE},
-}  # fmt: skip
+    "dataset_mixer": {"help": "{dataset: 1.0}: one dataset, used whole"},
+    "dataset_mixture": {"help": "refused: " + MIXTURE},
+}
 
 
 def make_train_parser(method: str, compare: bool = False):
@@ -194,39 +277,77 @@ def make_train_parser(method: str, compare: bool = False):
 
     from .presets import config_class, names
 
-    classes, prog = [ScriptArguments, config_class(method), ModelConfig], f"smol-align {'compare' if compare else method}"
-    parser = TrlParser(classes, prog=prog, usage=f"{prog} [--config RECIPE.yaml] [--FIELD VALUE ...]",
-                       conflict_handler="resolve", argument_default=argparse.SUPPRESS)  # fmt: skip
-    parser.set_defaults_with_config(**{f.name: argparse.SUPPRESS for cls in classes for f in dataclasses.fields(cls)})
+    classes, prog = (
+        [ScriptArguments, config_class(method), ModelConfig],
+        f"smol-align {'compare' if compare else method}",
+    )
+    parser = TrlParser(
+        classes,
+        prog=prog,
+        usage=f"{prog} [--config RECIPE.yaml] [--FIELD VALUE ...]",
+        conflict_handler="resolve",
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.set_defaults_with_config(
+        **{f.name: argparse.SUPPRESS for cls in classes for f in dataclasses.fields(cls)}
+    )
     parser.dataclass_types = []  # parse into a namespace of the values given, not dataclasses with TRL's defaults
     group = parser.add_argument_group("smol_align")
-    group.add_argument("--config", help="a recipe YAML: keys are these flags' names (TRL's and the handbook's too)")
+    group.add_argument(
+        "--config", help="a recipe YAML: keys are these flags' names (TRL's and the handbook's too)"
+    )
     group.add_argument("--model", help="hub id or folder (default: the embedded SmolLM2-135M-Instruct)")
-    group.add_argument("--dataset", help="hub id, local json/jsonl/parquet/csv (default: the built-in demo data)")
-    group.add_argument("--preset", help=f"one of {', '.join(names())}, or hardware+mode such as colab-t4+lora")
-    group.add_argument("--output_dir", "--output-dir", help="the report folder, each trained model in it" if compare
-                       else "where the model goes (default: runs/<method>-<model>-<time>)")  # fmt: skip
+    group.add_argument(
+        "--dataset", help="hub id, local json/jsonl/parquet/csv (default: the built-in demo data)"
+    )
+    group.add_argument(
+        "--preset", help=f"one of {', '.join(names())}, or hardware+mode such as colab-t4+lora"
+    )
+    group.add_argument(
+        "--output_dir",
+        "--output-dir",
+        help="the report folder, each trained model in it"
+        if compare
+        else "where the model goes (default: runs/<method>-<model>-<time>)",
+    )
     group.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     group.add_argument("--tokenizer", help="the tokenizer's name or folder (default: the model's)")
     if not compare:
-        group.add_argument("--max_time", "--max-time", type=float,
-                           help="minutes of training: stop after the step that crosses it, then evaluate and save")  # fmt: skip
-        group.add_argument("--resume", action="store_true",
-                           help="continue the unfinished run in --output-dir (default: the newest one) from its last checkpoint")  # fmt: skip
+        group.add_argument(
+            "--max_time",
+            "--max-time",
+            type=float,
+            help="minutes of training: stop after the step that crosses it, then evaluate and save",
+        )
+        group.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the unfinished run in --output-dir (default: the newest one) from its last checkpoint",
+        )
     if method == "dpo" and not compare:
-        group.add_argument("--constraint", dest="constraints", action="append",
-                           help="a term added to the DPO loss, repeatable: dpop[:LAMBDA] (DPO-Positive, Pal et al. 2024), "
-                                "length[:ALPHA] (R-DPO, Park et al. 2024); README 'Constraints'")  # fmt: skip
+        group.add_argument(
+            "--constraint",
+            dest="constraints",
+            action="append",
+            help="a term added to the DPO loss, repeatable: dpop[:LAMBDA] (DPO-Positive, Pal et al. 2024), "
+            "length[:ALPHA] (R-DPO, Park et al. 2024); README 'Constraints'",
+        )
     group.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     handbook = parser.add_argument_group("alignment-handbook recipe keys")
     for key, kwargs in HANDBOOK.items():
         handbook.add_argument(f"--{key}", **kwargs)
     add_data_arguments(parser)
     if compare:  # TRL fields given to compare go to every method, so each must exist in every method's config
-        group = parser.add_argument_group("compare: each method on the same pairs, steps (or wall budget) and seed")
+        group = parser.add_argument_group(
+            "compare: each method on the same pairs, steps (or wall budget) and seed"
+        )
         group.add_argument("--methods", help="comma-separated, from dpo,orpo,kto (default: dpo,orpo)")
-        group.add_argument("--time_budget", "--time-budget", type=float, help="seconds of training per method")
-        group.add_argument("--no_save", "--no-save", dest="save", action="store_false", help="keep only the report")
+        group.add_argument(
+            "--time_budget", "--time-budget", type=float, help="seconds of training per method"
+        )
+        group.add_argument(
+            "--no_save", "--no-save", dest="save", action="store_false", help="keep only the report"
+        )
     return parser
 
 
@@ -240,7 +361,8 @@ def parse_train_args(parser, argv: list[str]) -> dict:
 
     try:
         *parsed, from_recipe, from_flags = parser.parse_args_and_config(
-            argv, return_remaining_strings=True, separate_remaining_strings=True)  # fmt: skip
+            argv, return_remaining_strings=True, separate_remaining_strings=True
+        )
     except FileNotFoundError as err:
         raise ConfigError(f"Recipe {err.filename} not found.") from None
     except ValueError as err:  # a recipe that is not a mapping
@@ -252,17 +374,29 @@ def parse_train_args(parser, argv: list[str]) -> dict:
             if key in RETIRED and where == "flag":
                 raise ConfigError(f"`--{key}` no longer exists in TRL 1.x: {RETIRED[key]}")
             if key in RETIRED:
-                print(f"{parser.prog}: `{key}` in the recipe is not used: gone in TRL 1.x: {RETIRED[key]}", file=sys.stderr)
+                print(
+                    f"{parser.prog}: `{key}` in the recipe is not used: gone in TRL 1.x: {RETIRED[key]}",
+                    file=sys.stderr,
+                )
                 continue
             known = re.findall(r"^ +(?:-\w, )?--(\w+)", parser.format_help(), re.M)
-            close = [RENAMED[key]] if key in RENAMED else difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            close = (
+                [RENAMED[key]] if key in RENAMED else difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            )
             what = f"option --{key}" if where == "flag" else f"recipe key {key!r}"
             hint = f"; did you mean {' or '.join('--' + c for c in close)}?" if close else ";"
-            print(f"{parser.prog}: error: unknown {what}{hint} `{parser.prog} --help` lists them all", file=sys.stderr)
+            print(
+                f"{parser.prog}: error: unknown {what}{hint} `{parser.prog} --help` lists them all",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
-    trl_names = {f.name for cls in (ScriptArguments, ModelConfig) for f in dataclasses.fields(cls)} | set(HANDBOOK)
+    trl_names = {f.name for cls in (ScriptArguments, ModelConfig) for f in dataclasses.fields(cls)} | set(
+        HANDBOOK
+    )
     given, options = vars(parsed[0]) if parsed else {}, {}
-    for key, value in sorted(given.items(), key=lambda item: (item[0] not in HANDBOOK) + (item[0] not in trl_names)):
+    for key, value in sorted(
+        given.items(), key=lambda item: (item[0] not in HANDBOOK) + (item[0] not in trl_names)
+    ):
         if key not in trl_names or key in TRL_NAMES or key in RENAMED or key in EXTRA_KEYS:
             options[TRL_NAMES.get(key) or RENAMED.get(key, key)] = value
         elif key == "dataset_splits":
@@ -290,7 +424,9 @@ def compare_options(argv: list[str]) -> dict:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--methods", default="dpo,orpo")
     methods = [m.strip() for m in pre.parse_known_args(argv)[0].methods.split(",") if m.strip()]
-    return [parse_train_args(make_train_parser(method, compare=True), argv) for method in methods or ["dpo"]][-1]
+    return [parse_train_args(make_train_parser(method, compare=True), argv) for method in methods or ["dpo"]][
+        -1
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,7 +457,9 @@ def main(argv: list[str] | None = None) -> int:
                 options["eval_prompts"] = split_prompts(args.eval_prompts, [], 0)[0]
             iterate(**options)
         elif args.command == "doctor":
-            report = doctor(args.dataset, tokenizer=args.tokenizer, max_length=args.max_length, **data_options(args))
+            report = doctor(
+                args.dataset, tokenizer=args.tokenizer, max_length=args.max_length, **data_options(args)
+            )
             print(json.dumps(report.to_dict(), indent=2) if args.json else report)
         elif args.command == "eval":
             return _run_eval(args)
@@ -330,8 +468,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "estimate":
             from .estimate import estimate
 
-            checkpointing = {} if args.gradient_checkpointing is None else {"gradient_checkpointing": args.gradient_checkpointing == "true"}
-            print(estimate(args.model, args.method, args.preset, args.max_length, args.batch_size, **checkpointing))
+            checkpointing = (
+                {}
+                if args.gradient_checkpointing is None
+                else {"gradient_checkpointing": args.gradient_checkpointing == "true"}
+            )
+            print(
+                estimate(
+                    args.model, args.method, args.preset, args.max_length, args.batch_size, **checkpointing
+                )
+            )
         elif args.command == "presets":
             from .presets import describe
 
@@ -360,14 +506,21 @@ def _run_eval(args) -> int:
         except SmolAlignError as err:
             if args.ref_model:
                 raise
-            raise ConfigError(f"{args.model} started from {ref_name!r} (its metrics.json says; a "
-                              "relative folder is relative to where the run was started), which cannot be "
-                              f"loaded: {err} Or pass the reference as --ref-model.") from err
+            raise ConfigError(
+                f"{args.model} started from {ref_name!r} (its metrics.json says; a "
+                "relative folder is relative to where the run was started), which cannot be "
+                f"loaded: {err} Or pass the reference as --ref-model."
+            ) from err
         check_same_tokenizer(tokenizer, ref_tokenizer, args.model, ref_name)
     options = data_options(args)  # the test split, else every pair; --eval-split picks or holds out
-    pairs = load(args.dataset, **options).eval if "eval_split" in options else heldout_pairs(args.dataset, **options)
-    figures = evaluate(model, pairs, ref_model=ref_model, tokenizer=tokenizer, max_pairs=args.max_pairs,
-                       beta=args.beta)  # fmt: skip
+    pairs = (
+        load(args.dataset, **options).eval
+        if "eval_split" in options
+        else heldout_pairs(args.dataset, **options)
+    )
+    figures = evaluate(
+        model, pairs, ref_model=ref_model, tokenizer=tokenizer, max_pairs=args.max_pairs, beta=args.beta
+    )
     figures.pop("logps", None)
     if ref_name is not None:
         figures["reference"] = ref_name
@@ -376,8 +529,13 @@ def _run_eval(args) -> int:
 
 
 def _sampling(args) -> dict:
-    return {"max_new_tokens": args.max_new_tokens, "sample": args.sample, "temperature": args.temperature,
-            "top_p": args.top_p, "seed": args.seed}  # fmt: skip
+    return {
+        "max_new_tokens": args.max_new_tokens,
+        "sample": args.sample,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "seed": args.seed,
+    }
 
 
 def _run_generate(args) -> int:
@@ -396,7 +554,10 @@ def _run_generate(args) -> int:
     for name in args.model:
         model, tokenizer = load_model(name, tokenizer=args.tokenizer)
         answers[name] = generate(model, prompts, tokenizer, **_sampling(args))
-    table = [{"prompt": p, "answers": {name: answers[name][i] for name in args.model}} for i, p in enumerate(prompts)]
+    table = [
+        {"prompt": p, "answers": {name: answers[name][i] for name in args.model}}
+        for i, p in enumerate(prompts)
+    ]
     if args.output and args.output.endswith(".jsonl"):
         text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in table)
     else:

@@ -34,8 +34,18 @@ from .rundir import RunDir, default_output_dir
 
 logger = logging.getLogger(__name__)
 
-COLUMNS: tuple[str, ...] = ("preference_accuracy", "reward_accuracy", "reward_margin", "nll_chosen", "drift",
-                            "train_seconds", "seconds_per_step", "peak_memory_gb", "pairs_per_second", "final_loss")
+COLUMNS: tuple[str, ...] = (
+    "preference_accuracy",
+    "reward_accuracy",
+    "reward_margin",
+    "nll_chosen",
+    "drift",
+    "train_seconds",
+    "seconds_per_step",
+    "peak_memory_gb",
+    "pairs_per_second",
+    "final_loss",
+)
 """Columns of the comparison table (the first, ``method``, names the row)."""
 
 
@@ -100,7 +110,9 @@ def compare(
     if time_budget is not None and time_budget <= 0:
         raise ConfigError(f"time_budget must be a positive number of seconds, got {time_budget!r}.")
     if not isinstance(model, str) and tokenizer is None:
-        raise ConfigError("A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name).")
+        raise ConfigError(
+            "A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name)."
+        )
     user_callbacks = list(overrides.pop("callbacks", None) or [])
     for method in methods:  # an unknown or one-method-only option fails here, before any training
         named = inspect.signature(compare).parameters
@@ -117,8 +129,10 @@ def compare(
     # Data: one train split and one held-out split, normalized once, handed unchanged to every method.
     data = load(dataset, eval_dataset=eval_dataset, split_seed=seed, **data_options)
     if data.eval is None:
-        raise ConfigError(f"compare needs held-out pairs and {data.name} gives none ({data.heldout}): "
-                          "pass eval_split=0.2 or eval_dataset=...")  # fmt: skip
+        raise ConfigError(
+            f"compare needs held-out pairs and {data.name} gives none ({data.heldout}): "
+            "pass eval_split=0.2 or eval_dataset=..."
+        )
 
     # One run per method, each from a fresh copy of the start model, saved in <report_dir>/<method>. The first
     # run evaluates the start model; the others reuse its figures and answers as their reference.
@@ -127,12 +141,18 @@ def compare(
         for method in methods:
             seen = as_callback(PairsSeen)
             run_overrides = {
-                **overrides, "seed": seed, "callbacks": [*user_callbacks, seen], "tokenizer": tokenizer,
-                "answer_prompts": n_answers, "answer_tokens": max_new_tokens,
-                "max_eval_pairs": max_eval_pairs, "save": save, "quiet": quiet,
+                **overrides,
+                "seed": seed,
+                "callbacks": [*user_callbacks, seen],
+                "tokenizer": tokenizer,
+                "answer_prompts": n_answers,
+                "answer_tokens": max_new_tokens,
+                "max_eval_pairs": max_eval_pairs,
+                "save": save,
+                "quiet": quiet,
                 **({"max_steps": max_steps} if max_steps is not None else {}),
                 **({"max_time": time_budget / 60} if time_budget is not None else {}),
-            }  # fmt: skip
+            }
             say(f"\n=== {method.upper()} ===")
             memory = MemoryWindow()
             start_of = model if isinstance(model, str) else copy.deepcopy(model)
@@ -142,26 +162,47 @@ def compare(
             result = run(method, start_of, data, preset, folder_of_method, run_overrides, baseline=baseline)
             runs[method], pairs_seen[method] = result, seen.indices
             metrics.setdefault("start", _figures(result.before))
-            metrics[method] = {**_figures(result.after), **_run_figures(result, seen.indices, memory.peak_gb())}
+            metrics[method] = {
+                **_figures(result.after),
+                **_run_figures(result, seen.indices, memory.peak_gb()),
+            }
 
         # The report: metrics.json, plots, report.md, beside the methods' folders.
         first = next(iter(runs.values()))
-        settings = _settings(model, dataset, preset, methods, max_steps, time_budget, seed, first.before["beta"], data, runs)
-        chosen = [_text(row["chosen"]) for row in data.eval.select(range(len(first.answers.get("prompt", []))))]
+        settings = _settings(
+            model, dataset, preset, methods, max_steps, time_budget, seed, first.before["beta"], data, runs
+        )
+        chosen = [
+            _text(row["chosen"]) for row in data.eval.select(range(len(first.answers.get("prompt", []))))
+        ]
         side_by_side = [
-            {"prompt": p, "answers": {"start": first.answers["start"][i], **{m: r.answers["trained"][i] for m, r in runs.items()},
-                                      "chosen (data)": c}}  # fmt: skip
+            {
+                "prompt": p,
+                "answers": {
+                    "start": first.answers["start"][i],
+                    **{m: r.answers["trained"][i] for m, r in runs.items()},
+                    "chosen (data)": c,
+                },
+            }
             for i, (p, c) in enumerate(zip(first.answers.get("prompt", []), chosen, strict=True))
         ]
         with folder.staged() as staging:
             files, plotted = write_report(
-                staging, f"{' vs '.join(m.upper() for m in runs)} on {settings['model']}", metrics,
-                {m: r.trainer.state.log_history for m, r in runs.items()}, side_by_side, settings, COLUMNS, _NOTES,
-            )  # fmt: skip
+                staging,
+                f"{' vs '.join(m.upper() for m in runs)} on {settings['model']}",
+                metrics,
+                {m: r.trainer.state.log_history for m, r in runs.items()},
+                side_by_side,
+                settings,
+                COLUMNS,
+                _NOTES,
+            )
         folder.finish()
 
     files = {k: str(report_dir / Path(v).name) for k, v in files.items()}
-    result = ComparisonResult(metrics, str(report_dir), runs, side_by_side, pairs_seen, settings, files, plotted)
+    result = ComparisonResult(
+        metrics, str(report_dir), runs, side_by_side, pairs_seen, settings, files, plotted
+    )
     saved = "".join(f"\n{m} model: {r.output_dir}" for m, r in runs.items() if r.output_dir)
     say(f"\nHeld-out comparison ({len(data.eval)} pairs), report in {report_dir}:\n{result.table()}{saved}")
     return result
@@ -211,9 +252,15 @@ class PairsSeen:
 
     def on_train_end(self, args, state, control, **kwargs):
         size = args.per_device_train_batch_size
-        batches = [epoch[i : i + size] for epoch in self.epochs for i in range(0, len(epoch), size)
-                   if not (args.dataloader_drop_last and len(epoch) - i < size)]  # fmt: skip
-        self.indices = [i for batch in batches[: state.global_step * args.gradient_accumulation_steps] for i in batch]
+        batches = [
+            epoch[i : i + size]
+            for epoch in self.epochs
+            for i in range(0, len(epoch), size)
+            if not (args.dataloader_drop_last and len(epoch) - i < size)
+        ]
+        self.indices = [
+            i for batch in batches[: state.global_step * args.gradient_accumulation_steps] for i in batch
+        ]
 
 
 # --- Steps of compare() ---
@@ -223,18 +270,28 @@ def _methods(methods) -> tuple[str, ...]:
     chosen = tuple(m.strip().lower() for m in methods if m.strip())
     unknown = [m for m in chosen if m not in METHODS]
     if not chosen or unknown or len(set(chosen)) != len(chosen):
-        raise ConfigError(f"methods must name each of {', '.join(METHODS)} at most once (e.g. 'dpo,orpo'), got {methods!r}.")
+        raise ConfigError(
+            f"methods must name each of {', '.join(METHODS)} at most once (e.g. 'dpo,orpo'), got {methods!r}."
+        )
     return chosen
 
 
 def _figures(evaluation: dict) -> dict[str, Any]:
     """An evaluate() dict without its per-pair lists, ``seconds`` renamed ``eval_seconds``."""
     figures = {k: v for k, v in evaluation.items() if k not in ("logps", "seconds")}
-    return {**figures, "eval_seconds": round(evaluation["seconds"], 2)} if "seconds" in evaluation else figures
+    return (
+        {**figures, "eval_seconds": round(evaluation["seconds"], 2)} if "seconds" in evaluation else figures
+    )
 
 
 def _text(completion) -> str:
-    return (completion if isinstance(completion, str) else str(completion[-1].get("content", "")) if completion else "").strip()
+    return (
+        completion
+        if isinstance(completion, str)
+        else str(completion[-1].get("content", ""))
+        if completion
+        else ""
+    ).strip()
 
 
 def _run_figures(result, indices, peak_gb) -> dict[str, Any]:
@@ -255,13 +312,20 @@ def _run_figures(result, indices, peak_gb) -> dict[str, Any]:
 def _settings(model, dataset, preset, methods, max_steps, time_budget, seed, beta, data, runs) -> dict:
     args = next(iter(runs.values())).trainer.args
     return {
-        "model": model_name(model), "dataset": "built-in demo (smol_align.data.demo)" if dataset is None else str(dataset)[:200],
-        "preset": preset_name(preset), "methods": list(methods), "max_steps": max_steps,
-        "time_budget_seconds": time_budget, "seed": seed,
+        "model": model_name(model),
+        "dataset": "built-in demo (smol_align.data.demo)" if dataset is None else str(dataset)[:200],
+        "preset": preset_name(preset),
+        "methods": list(methods),
+        "max_steps": max_steps,
+        "time_budget_seconds": time_budget,
+        "seed": seed,
         "batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps,
-        "max_length": getattr(args, "max_length", None), "train_pairs": len(data.train), "heldout_pairs": len(data.eval),
-        "beta_for_heldout_rewards": beta, "learning_rate": {m: r.trainer.args.learning_rate for m, r in runs.items()},
-    }  # fmt: skip
+        "max_length": getattr(args, "max_length", None),
+        "train_pairs": len(data.train),
+        "heldout_pairs": len(data.eval),
+        "beta_for_heldout_rewards": beta,
+        "learning_rate": {m: r.trainer.args.learning_rate for m, r in runs.items()},
+    }
 
 
 _NOTES = """How to read it:

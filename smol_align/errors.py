@@ -9,7 +9,9 @@ class DatasetFormatError(SmolAlignError):
     """A dataset (or one of its rows) does not fit the expected format; the message names the dataset, the row index,
     the column and what was expected."""
 
-    def __init__(self, message: str, *, dataset: str | None = None, row: int | None = None, column: str | None = None):
+    def __init__(
+        self, message: str, *, dataset: str | None = None, row: int | None = None, column: str | None = None
+    ):
         super().__init__(message)
         self.dataset = dataset
         self.row = row

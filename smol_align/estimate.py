@@ -48,7 +48,10 @@ normalized output and their bf16 cast (2 x 10), q, k, v, their rotated copies an
 gate, up, SiLU and their product (8). CPU: measured peak resident memory (scripts/bench_memory.py), which
 also holds what the allocator freed and kept."""
 HEAD_TILE = (4096, 32768)  # TRL 1.16's fused LM head: tokens x vocabulary entries per fp32 tile
-ORPO_LOGIT_BYTES = {"cuda": 10, "cpu": 14}  # per token and vocabulary entry: bf16 logits, fp32 log-softmax, its gradient
+ORPO_LOGIT_BYTES = {
+    "cuda": 10,
+    "cpu": 14,
+}  # per token and vocabulary entry: bf16 logits, fp32 log-softmax, its gradient
 CHECKPOINTED_SHARE = 0.4
 """CPU: share of the activations resident at the peak with gradient checkpointing (transformers 5.23, TRL 1.16):
 measured, not derived (README, "Memory": full and LoRA at 512 tokens both hold 0.4 of what they hold without);
@@ -82,12 +85,24 @@ class Estimate:
         head = ", ".join(f"{k} {v}" for k, v in self.setting.items())
         rows = [f"  {name:<12} {value / GB:6.2f} GB" for name, value in self.parts.items() if value]
         note = "  (gradients and activations do not peak together: the smaller is left out of the total)"
-        return "\n".join([f"Estimated peak memory: {self.total_gb:.2f} GB ({head}); {free_memory() / GB:.1f} GB free here",
-                          *rows, note])  # fmt: skip
+        return "\n".join(
+            [
+                f"Estimated peak memory: {self.total_gb:.2f} GB ({head}); {free_memory() / GB:.1f} GB free here",
+                *rows,
+                note,
+            ]
+        )
 
 
-def estimate(model: Any = None, method: str = "dpo", preset: str = "auto", max_length: int | None = None,
-             batch_size: int | None = None, longest: int | None = None, **overrides: Any) -> Estimate:  # fmt: skip
+def estimate(
+    model: Any = None,
+    method: str = "dpo",
+    preset: str = "auto",
+    max_length: int | None = None,
+    batch_size: int | None = None,
+    longest: int | None = None,
+    **overrides: Any,
+) -> Estimate:
     """Predicted peak memory of training ``model`` with ``method`` on ``preset`` (see the module docstring).
 
     ``model`` is a name or path (only its config is read) or a loaded model; ``max_length`` and
@@ -122,9 +137,13 @@ def estimate(model: Any = None, method: str = "dpo", preset: str = "auto", max_l
     trainable = sum(lora.r * (m.in_features + m.out_features) for m in linear) if lora else total
     size = torch.finfo(built.dtype).bits // 8
     bf16 = bool(args.bf16)
-    device = "cpu" if args.use_cpu else "cuda"  # the preset's: colab-t4 is estimated for its GPU on any machine
+    device = (
+        "cpu" if args.use_cpu else "cuda"
+    )  # the preset's: colab-t4 is estimated for its GPU on any machine
 
-    if built.quantization_config is not None:  # NF4: 4 bits, plus an 8-bit constant per 64 and fp32 per 256 of those
+    if (
+        built.quantization_config is not None
+    ):  # NF4: 4 bits, plus an 8-bit constant per 64 and fp32 per 256 of those
         weights = in_linear * (0.5 + 1 / 64 + 4 / (64 * 256)) + (total - in_linear) * (2 if bf16 else 4)
     else:
         weights = total * size
@@ -132,16 +151,24 @@ def estimate(model: Any = None, method: str = "dpo", preset: str = "auto", max_l
     text = config.get_text_config()
     layers, hidden = text.num_hidden_layers, text.hidden_size
     counts = ACTIVATION_BYTES[device]
-    per_layer = (counts["hidden"] * hidden + counts["intermediate"] * text.intermediate_size) * (1 if bf16 else 2)
-    if device == "cpu" and (size == 2 or built.quantization_config is not None):  # measured: a bf16 base's norms
+    per_layer = (counts["hidden"] * hidden + counts["intermediate"] * text.intermediate_size) * (
+        1 if bf16 else 2
+    )
+    if device == "cpu" and (
+        size == 2 or built.quantization_config is not None
+    ):  # measured: a bf16 base's norms
         per_layer += 2 * 2 * 4 * hidden
     length = min(args.max_length, longest or args.max_length)
     pairs = args.per_device_train_batch_size // (2 if method == "kto" else 1)  # KTO's batch: single answers
     tokens = 2 * pairs * length
-    checkpointing = bool(getattr(args, "activation_checkpointing", None) or getattr(args, "gradient_checkpointing", False))
+    checkpointing = bool(
+        getattr(args, "activation_checkpointing", None) or getattr(args, "gradient_checkpointing", False)
+    )
     if not checkpointing:
         stored = layers * per_layer
-    elif device == "cuda":  # each layer's input (the residual stream: fp32 over fp32 weights), one layer recomputed
+    elif (
+        device == "cuda"
+    ):  # each layer's input (the residual stream: fp32 over fp32 weights), one layer recomputed
         stored = layers * hidden * (4 if size == 4 else 2) + per_layer
     else:
         stored = layers * per_layer * CHECKPOINTED_SHARE
@@ -150,12 +177,25 @@ def estimate(model: Any = None, method: str = "dpo", preset: str = "auto", max_l
     else:  # ORPO's trainer builds the full logits: bf16, their fp32 log-softmax and its gradient
         logits = tokens * text.vocab_size * ORPO_LOGIT_BYTES[device]
     reference = method in ("dpo", "kto") and not lora and not getattr(args, "precompute_ref_log_probs", False)
-    parts = {"runtime": RUNTIME_CPU if device == "cpu" else 0, "weights": weights,
-             "autocast": in_linear * 2 if bf16 and size == 4 else 0, "reference": total * size if reference else 0,
-             "gradients": trainable * 4, "optimizer": trainable * 8, "activations": tokens * stored, "lm head": logits}  # fmt: skip
-    setting = {"method": method, "preset": built.preset, "tokens per sequence": length,
-               "batch": args.per_device_train_batch_size, "accumulation": args.gradient_accumulation_steps,
-               "checkpointing": checkpointing, "bf16": bf16}  # fmt: skip
+    parts = {
+        "runtime": RUNTIME_CPU if device == "cpu" else 0,
+        "weights": weights,
+        "autocast": in_linear * 2 if bf16 and size == 4 else 0,
+        "reference": total * size if reference else 0,
+        "gradients": trainable * 4,
+        "optimizer": trainable * 8,
+        "activations": tokens * stored,
+        "lm head": logits,
+    }
+    setting = {
+        "method": method,
+        "preset": built.preset,
+        "tokens per sequence": length,
+        "batch": args.per_device_train_batch_size,
+        "accumulation": args.gradient_accumulation_steps,
+        "checkpointing": checkpointing,
+        "bf16": bf16,
+    }
     return Estimate(parts, setting)
 
 
@@ -167,7 +207,14 @@ def free_memory() -> int:
     return torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else psutil.virtual_memory().available
 
 
-def fit(model: Any, method: str, preset: str, overrides: dict, longest: int | None = None, budget: int | None = None) -> Estimate:
+def fit(
+    model: Any,
+    method: str,
+    preset: str,
+    overrides: dict,
+    longest: int | None = None,
+    budget: int | None = None,
+) -> Estimate:
     """The estimate of the run ``overrides`` describe, made to fit when the machine was left to ``auto``.
 
     When the preset names no hardware and neither the batch size nor checkpointing was given, and the
@@ -181,13 +228,18 @@ def fit(model: Any, method: str, preset: str, overrides: dict, longest: int | No
     given = {k: v for k, v in overrides.items() if k in fields}
     plan = estimate(model, method, preset, longest=longest, **given)
     limit = 0.9 * (budget or free_memory())
-    chosen = {"per_device_train_batch_size", "gradient_checkpointing", "activation_checkpointing"} & set(given)
+    chosen = {"per_device_train_batch_size", "gradient_checkpointing", "activation_checkpointing"} & set(
+        given
+    )
     if plan.total <= limit or chosen or any(p in HARDWARE for p in (preset or "auto").lower().split("+")):
         return plan
     batch, global_batch = plan.setting["batch"], plan.setting["batch"] * plan.setting["accumulation"]
     while True:
-        sizes = {"per_device_train_batch_size": batch, "gradient_accumulation_steps": max(1, global_batch // batch),
-                 "gradient_checkpointing": True}  # fmt: skip
+        sizes = {
+            "per_device_train_batch_size": batch,
+            "gradient_accumulation_steps": max(1, global_batch // batch),
+            "gradient_checkpointing": True,
+        }
         plan = estimate(model, method, preset, longest=longest, **{**given, **sizes})
         if plan.total <= limit or batch == (2 if method == "kto" else 1):  # KTO's KL estimate needs 2
             overrides.update(sizes)

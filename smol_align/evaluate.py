@@ -32,7 +32,9 @@ LOGPS_KEYS = ("chosen", "rejected", "chosen_tokens", "rejected_tokens")
 """Per-pair lists of a ``logps`` dict."""
 
 
-def logps_of_pairs(model, pairs: list[dict], pad_token_id: int, batch_size: int = 8, max_length: int | None = None) -> dict[str, list]:
+def logps_of_pairs(
+    model, pairs: list[dict], pad_token_id: int, batch_size: int = 8, max_length: int | None = None
+) -> dict[str, list]:
     """Per-pair summed completion log-probs and token counts of tokenized ``pairs``, as TRL's DPOTrainer computes them.
 
     Pairs are sorted by length and batched (little padding); results come back in the order of ``pairs``.
@@ -49,7 +51,13 @@ def logps_of_pairs(model, pairs: list[dict], pad_token_id: int, batch_size: int 
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), _fused_head(model), compact_lm_head_while(device), no_cudnn_attention_while(device), mixed_precision(model):
+        with (
+            torch.no_grad(),
+            _fused_head(model),
+            compact_lm_head_while(device),
+            no_cudnn_attention_while(device),
+            mixed_precision(model),
+        ):
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch = {k: v.to(device) for k, v in collator([pairs[i] for i in idx]).items()}
@@ -255,9 +263,18 @@ def _check_reference(model, ref_model, tokenizer, ref_tokenizer) -> None:
         )
 
 
-def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | None = None, beta: float = 0.1,
-             batch_size: int = 8, ref_logps: dict | None = None, max_length: int | None = None,
-             ref_tokenizer=None) -> dict[str, Any]:  # fmt: skip
+def evaluate(
+    model,
+    dataset,
+    ref_model=None,
+    tokenizer=None,
+    max_pairs: int | None = None,
+    beta: float = 0.1,
+    batch_size: int = 8,
+    ref_logps: dict | None = None,
+    max_length: int | None = None,
+    ref_tokenizer=None,
+) -> dict[str, Any]:
     """Preference and implicit-reward figures of ``model`` on held-out pairs.
 
     Args:
@@ -331,9 +348,13 @@ def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | No
     result["logps"] = logps
     logger.info(
         "Evaluated %d pairs in %.1f s (reference: %s): preference accuracy %.3f, reward accuracy %.3f, margin %.4f.",
-        result["n_pairs"], result["seconds"], reference,
-        result["preference_accuracy"], result["reward_accuracy"], result["reward_margin"],
-    )  # fmt: skip
+        result["n_pairs"],
+        result["seconds"],
+        reference,
+        result["preference_accuracy"],
+        result["reward_accuracy"],
+        result["reward_margin"],
+    )
     if any(math.isnan(v) for v in (result["reward_margin"], result["nll_chosen"])):
         logger.warning("Some held-out figures are NaN (no completion tokens?).")
     return result
@@ -342,8 +363,18 @@ def evaluate(model, dataset, ref_model=None, tokenizer=None, max_pairs: int | No
 # --- Generation ---
 
 
-def generate(model, prompts, tokenizer=None, max_new_tokens: int = 48, batch_size: int = 8, sample: bool = False,
-             temperature: float = 0.7, top_p: float = 0.9, seed: int = 0, streamer=None) -> list[str]:  # fmt: skip
+def generate(
+    model,
+    prompts,
+    tokenizer=None,
+    max_new_tokens: int = 48,
+    batch_size: int = 8,
+    sample: bool = False,
+    temperature: float = 0.7,
+    top_p: float = 0.9,
+    seed: int = 0,
+    streamer=None,
+) -> list[str]:
     """Answers of ``model`` (a loaded model, or a name, path or run folder) to ``prompts``: strings taken as one
     user message, or lists of messages (a conversation so far), through the model's chat template.
 
@@ -361,9 +392,14 @@ def generate(model, prompts, tokenizer=None, max_new_tokens: int = 48, batch_siz
         tokenizer = tokenizer or loaded
     tokenizer = _resolve_tokenizer(model, tokenizer)
     conversations = [[{"role": "user", "content": p}] if isinstance(p, str) else list(p) for p in prompts]
-    texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None} if sample else {
-        "do_sample": False, "temperature": None, "top_p": None, "top_k": None}  # fmt: skip
+    texts = [
+        tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations
+    ]
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}
+        if sample
+        else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    )
     answers: list[str] = []
     was_training, padding_side = model.training, tokenizer.padding_side
     model.eval()
@@ -372,10 +408,19 @@ def generate(model, prompts, tokenizer=None, max_new_tokens: int = 48, batch_siz
         with torch.no_grad(), mixed_precision(model), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for start in range(0, len(texts), batch_size):
-                enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True,
-                                add_special_tokens=False).to(next(model.parameters()).device)  # fmt: skip
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=_pad_token_id(tokenizer),
-                                     streamer=streamer, **sampling)  # fmt: skip
+                enc = tokenizer(
+                    texts[start : start + batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=False,
+                ).to(next(model.parameters()).device)
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=_pad_token_id(tokenizer),
+                    streamer=streamer,
+                    **sampling,
+                )
                 new_tokens = out[:, enc["input_ids"].size(1) :]
                 answers += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
     finally:

@@ -34,9 +34,16 @@ from .models import DEFAULT_MODEL, cpu_has_native_bf16, gpu_has_native_bf16, loa
 
 logger = logging.getLogger(__name__)
 
-DEMO_PROMPTS, DEMO_SAMPLES, DEMO_STEPS, DEMO_BATCH = 128, 8, 24, 16  # a round: 128 fresh prompts x 8 answers, 24 steps of 16
+DEMO_PROMPTS, DEMO_SAMPLES, DEMO_STEPS, DEMO_BATCH = (
+    128,
+    8,
+    24,
+    16,
+)  # a round: 128 fresh prompts x 8 answers, 24 steps of 16
 DEMO_HELDOUT = 131  # all the demo's test questions
-GENERATION_BATCH = 64  # answers generated at once (1.5x the answers a second of batches of 16, on 2 CPU cores)
+GENERATION_BATCH = (
+    64  # answers generated at once (1.5x the answers a second of batches of 16, on 2 CPU cores)
+)
 COLUMNS: tuple[str, ...] = ("heldout_reward", "win_rate", "pairs", "skipped", "train_pairs", "seconds")
 """Columns of the per-round table (the first, ``model``, names the row: ``start``, ``round 1``...)."""
 
@@ -45,10 +52,14 @@ COLUMNS: tuple[str, ...] = ("heldout_reward", "win_rate", "pairs", "skipped", "t
 class IterationResult:
     """What :func:`iterate` leaves: one row of figures per round, each round's run, the files."""
 
-    metrics: dict[str, dict[str, Any]]  # "start", "round 1"...: held-out reward, win rate, pairs, skipped, seconds
+    metrics: dict[
+        str, dict[str, Any]
+    ]  # "start", "round 1"...: held-out reward, win rate, pairs, skipped, seconds
     report_dir: str
     rounds: list[Any] = field(default_factory=list)  # TrainResult per round (None: no pairs, no training)
-    answers: dict[str, list[str]] = field(default_factory=dict)  # "start", "round 1"...: greedy held-out answers
+    answers: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # "start", "round 1"...: greedy held-out answers
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -76,20 +87,28 @@ def reward_model(name_or_path: str, batch_size: int = 16):
     with loading(name_or_path, needs=("config",), what="reward model"):
         model = AutoModelForSequenceClassification.from_pretrained(name_or_path).eval()
     tokenizer = load_tokenizer(name_or_path, what="reward model")
-    if tokenizer.pad_token is None:  # a batch needs one, and the model needs its id to find each row's last token
+    if (
+        tokenizer.pad_token is None
+    ):  # a batch needs one, and the model needs its id to find each row's last token
         tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else tokenizer.pad_token_id
+    model.config.pad_token_id = (
+        model.config.pad_token_id if model.config.pad_token_id is not None else tokenizer.pad_token_id
+    )
 
     def reward(prompts, completions, **kwargs) -> list[float]:
         if isinstance(prompts[0], str) or not tokenizer.chat_template:
             texts = [_text(p) + "\n" + _text(c) for p, c in zip(prompts, completions, strict=True)]
         else:
-            texts = [tokenizer.apply_chat_template(list(p) + list(c), tokenize=False)
-                     for p, c in zip(prompts, completions, strict=True)]  # fmt: skip
+            texts = [
+                tokenizer.apply_chat_template(list(p) + list(c), tokenize=False)
+                for p, c in zip(prompts, completions, strict=True)
+            ]
         scores: list[float] = []
         with torch.no_grad():
             for i in range(0, len(texts), batch_size):
-                enc = tokenizer(texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+                enc = tokenizer(
+                    texts[i : i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+                )
                 scores += model(**enc).logits[:, 0].float().tolist()
         return scores
 
@@ -163,14 +182,27 @@ def iterate(
     _check_overrides(method, overrides)
     samples = (DEMO_SAMPLES if prompts is None else 4) if samples is None else samples
     if rounds < 1 or samples < 2:
-        raise ConfigError(f"iterate needs rounds >= 1 and samples >= 2, got rounds={rounds!r}, samples={samples!r}.")
+        raise ConfigError(
+            f"iterate needs rounds >= 1 and samples >= 2, got rounds={rounds!r}, samples={samples!r}."
+        )
     if not isinstance(model, str) and tokenizer is None:
-        raise ConfigError("A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name).")
+        raise ConfigError(
+            "A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name)."
+        )
     say = (lambda *a: None) if quiet else print
     train_prompts, eval_prompts = split_prompts(prompts, eval_prompts, seed)
-    reward_fn = demo_reward if reward is None else reward_model(str(reward)) if isinstance(reward, (str, Path)) else reward
+    reward_fn = (
+        demo_reward
+        if reward is None
+        else reward_model(str(reward))
+        if isinstance(reward, (str, Path))
+        else reward
+    )
     if prompts is None:  # the demo: its recipe, as smol-align dpo|orpo runs it, shorter rounds
-        batch = {"per_device_train_batch_size": DEMO_BATCH, "gradient_accumulation_steps": 1}  # at the CPU preset's 8, round 1 hung on data order
+        batch = {
+            "per_device_train_batch_size": DEMO_BATCH,
+            "gradient_accumulation_steps": 1,
+        }  # at the CPU preset's 8, round 1 hung on data order
         overrides = {**demo_recipe(method, preset), "max_steps": DEMO_STEPS, **batch, **overrides}
         per_round = per_round or DEMO_PROMPTS
     per_round = min(per_round or len(train_prompts), len(train_prompts))
@@ -187,13 +219,17 @@ def iterate(
 
     def heldout(policy) -> tuple[list[str], list[float]]:
         answers = generate(policy, eval_prompts, tokenizer, max_new_tokens, batch_size=GENERATION_BATCH)
-        return answers, reward_fn(eval_prompts, [_as_completion(p, a) for p, a in zip(eval_prompts, answers, strict=True)])
+        return answers, reward_fn(
+            eval_prompts, [_as_completion(p, a) for p, a in zip(eval_prompts, answers, strict=True)]
+        )
 
     with rundir:  # written whole or not at all
         say(f"Scoring the start model's greedy answers to {len(eval_prompts)} held-out prompts...")
         started = time.perf_counter()
         start_answers, start_scores = heldout(model)
-        metrics = {"start": {"heldout_reward": _mean(start_scores), "win_rate": 0.5, "seconds": _since(started)}}
+        metrics = {
+            "start": {"heldout_reward": _mean(start_scores), "win_rate": 0.5, "seconds": _since(started)}
+        }
         answers, runs, all_pairs = {"start": start_answers}, [], []
         for k in range(1, rounds + 1):
             started, name, folder = time.perf_counter(), f"round {k}", report_dir / f"round-{k}"
@@ -202,17 +238,35 @@ def iterate(
             say(f"\n=== Round {k}/{rounds}: {samples} answers to each of {per_round} prompts ===")
             asked = [p for p in asked_once for _ in range(samples)]
             with _sampling_precision(model):
-                sampled = generate(model, asked, tokenizer, max_new_tokens, batch_size=GENERATION_BATCH, sample=True,
-                                   temperature=temperature, top_p=top_p, seed=seed + k)  # fmt: skip
+                sampled = generate(
+                    model,
+                    asked,
+                    tokenizer,
+                    max_new_tokens,
+                    batch_size=GENERATION_BATCH,
+                    sample=True,
+                    temperature=temperature,
+                    top_p=top_p,
+                    seed=seed + k,
+                )
             scores = reward_fn(asked, [_as_completion(p, a) for p, a in zip(asked, sampled, strict=True)])
             pairs, skipped = best_vs_worst(asked_once, sampled, scores, samples, min_gap)
             all_pairs += pairs
             trained = all_pairs if accumulate else pairs
-            say(f"{len(pairs)} pairs made, {skipped} prompts skipped (best - worst <= {min_gap}); training on {len(trained)}.")
+            say(
+                f"{len(pairs)} pairs made, {skipped} prompts skipped (best - worst <= {min_gap}); training on {len(trained)}."
+            )
             result = None
             if trained:
-                run_overrides = {**overrides, "seed": seed, "tokenizer": tokenizer, "eval_split": 0, "evaluate": False,
-                                 "save": save, "quiet": quiet}  # fmt: skip
+                run_overrides = {
+                    **overrides,
+                    "seed": seed,
+                    "tokenizer": tokenizer,
+                    "eval_split": 0,
+                    "evaluate": False,
+                    "save": save,
+                    "quiet": quiet,
+                }
                 result = run(method, model, list(trained), preset, str(folder), run_overrides)
                 model = result.model
                 if is_peft(model):  # the next round trains the merged model, its own reference
@@ -220,35 +274,77 @@ def iterate(
                 elif save:  # the same weights, faster to train than the model in memory (see save)
                     model = load_model(str(folder), dtype=model.dtype)[0].to(model.device)
             folder.mkdir(exist_ok=True)
-            _write_jsonl(folder / "samples.jsonl", [{"prompt": p, "completions": sampled[i * samples : (i + 1) * samples],
-                         "scores": scores[i * samples : (i + 1) * samples]} for i, p in enumerate(asked_once)])  # fmt: skip
+            _write_jsonl(
+                folder / "samples.jsonl",
+                [
+                    {
+                        "prompt": p,
+                        "completions": sampled[i * samples : (i + 1) * samples],
+                        "scores": scores[i * samples : (i + 1) * samples],
+                    }
+                    for i, p in enumerate(asked_once)
+                ],
+            )
             _write_jsonl(folder / "pairs.jsonl", pairs)
             answers[name], round_scores = heldout(model)
-            wins = [1.0 if b > a else 0.5 if b == a else 0.0 for a, b in zip(start_scores, round_scores, strict=True)]
-            metrics[name] = {"heldout_reward": _mean(round_scores), "win_rate": _mean(wins), "pairs": len(pairs),
-                             "skipped": skipped, "train_pairs": len(trained), "sampled_reward": _mean(scores),
-                             "steps": result.metrics["steps"] if result else 0, "seconds": _since(started)}  # fmt: skip
+            wins = [
+                1.0 if b > a else 0.5 if b == a else 0.0
+                for a, b in zip(start_scores, round_scores, strict=True)
+            ]
+            metrics[name] = {
+                "heldout_reward": _mean(round_scores),
+                "win_rate": _mean(wins),
+                "pairs": len(pairs),
+                "skipped": skipped,
+                "train_pairs": len(trained),
+                "sampled_reward": _mean(scores),
+                "steps": result.metrics["steps"] if result else 0,
+                "seconds": _since(started),
+            }
             runs.append(result)
-            say(f"Round {k}: held-out reward {metrics[name]['heldout_reward']:.3f} "
-                f"(start {metrics['start']['heldout_reward']:.3f}), win rate vs start {metrics[name]['win_rate']:.3f}")
+            say(
+                f"Round {k}: held-out reward {metrics[name]['heldout_reward']:.3f} "
+                f"(start {metrics['start']['heldout_reward']:.3f}), win rate vs start {metrics[name]['win_rate']:.3f}"
+            )
 
-        settings = {"model": start_name, "method": method,
-                    "preset": preset, "rounds": rounds, "samples": samples, "accumulate": accumulate,
-                    "min_gap": min_gap, "train_prompts": len(train_prompts), "per_round": per_round, "heldout_prompts": len(eval_prompts),
-                    "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed,
-                    "reward": getattr(reward_fn, "__name__", str(reward)),
-                    "overrides": {k: v for k, v in overrides.items() if k not in ("callbacks",)}}  # fmt: skip
-        side_by_side = [{"prompt": p, "answers": {n: a[i] for n, a in answers.items()}}
-                        for i, p in enumerate(eval_prompts[:4])]  # fmt: skip
+        settings = {
+            "model": start_name,
+            "method": method,
+            "preset": preset,
+            "rounds": rounds,
+            "samples": samples,
+            "accumulate": accumulate,
+            "min_gap": min_gap,
+            "train_prompts": len(train_prompts),
+            "per_round": per_round,
+            "heldout_prompts": len(eval_prompts),
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_new_tokens": max_new_tokens,
+            "seed": seed,
+            "reward": getattr(reward_fn, "__name__", str(reward)),
+            "overrides": {k: v for k, v in overrides.items() if k not in ("callbacks",)},
+        }
+        side_by_side = [
+            {"prompt": p, "answers": {n: a[i] for n, a in answers.items()}}
+            for i, p in enumerate(eval_prompts[:4])
+        ]
         with rundir.staged() as staging:
             files, _ = write_report(
-                staging, f"Iterative {method.upper()}: {rounds} rounds", metrics,
+                staging,
+                f"Iterative {method.upper()}: {rounds} rounds",
+                metrics,
                 {f"round {k}": r.trainer.state.log_history for k, r in enumerate(runs, 1) if r is not None},
-                side_by_side, settings, COLUMNS, _NOTES, plot_columns=("heldout_reward", "win_rate", "pairs", "skipped"),
-            )  # fmt: skip
+                side_by_side,
+                settings,
+                COLUMNS,
+                _NOTES,
+                plot_columns=("heldout_reward", "win_rate", "pairs", "skipped"),
+            )
         rundir.finish()
-    result = IterationResult(metrics, str(report_dir), runs, answers,
-                             {k: str(report_dir / Path(v).name) for k, v in files.items()})  # fmt: skip
+    result = IterationResult(
+        metrics, str(report_dir), runs, answers, {k: str(report_dir / Path(v).name) for k, v in files.items()}
+    )
     say(f"\nIterative {method.upper()}, report in {report_dir}:\n{result.table()}")
     return result
 
@@ -273,13 +369,24 @@ def best_vs_worst(prompts, completions, scores, samples: int, min_gap: float) ->
     ``samples`` entries per prompt, in the prompts' order."""
     pairs, skipped = [], 0
     for i, prompt in enumerate(prompts):
-        got = list(zip(scores[i * samples : (i + 1) * samples], completions[i * samples : (i + 1) * samples], strict=True))
+        got = list(
+            zip(
+                scores[i * samples : (i + 1) * samples],
+                completions[i * samples : (i + 1) * samples],
+                strict=True,
+            )
+        )
         best, worst = max(got, key=lambda x: x[0]), min(got, key=lambda x: x[0])
         if best[0] - worst[0] <= min_gap or best[1] == worst[1]:
             skipped += 1
             continue
-        pairs.append({"prompt": _as_messages(prompt), "chosen": [{"role": "assistant", "content": best[1]}],
-                      "rejected": [{"role": "assistant", "content": worst[1]}]})  # fmt: skip
+        pairs.append(
+            {
+                "prompt": _as_messages(prompt),
+                "chosen": [{"role": "assistant", "content": best[1]}],
+                "rejected": [{"role": "assistant", "content": worst[1]}],
+            }
+        )
     return pairs, skipped
 
 
@@ -292,7 +399,9 @@ def split_prompts(prompts, eval_prompts, seed: int) -> tuple[list, list]:
     """The training prompts and the held-out ones (see :func:`iterate`)."""
     import random
 
-    if prompts is None:  # the demo's prompts (its rows are in a seeded random order): a round in minutes on a CPU
+    if (
+        prompts is None
+    ):  # the demo's prompts (its rows are in a seeded random order): a round in minutes on a CPU
         train, test = demo_prompts()
         return train, list(eval_prompts) if eval_prompts is not None else test[:DEMO_HELDOUT]
     if isinstance(prompts, (str, Path)):
@@ -306,7 +415,9 @@ def split_prompts(prompts, eval_prompts, seed: int) -> tuple[list, list]:
     n = max(1, min(64, len(prompts) // 5))
     held = set(order[:n])
     if len(prompts) - n < 1:
-        raise ConfigError(f"iterate needs at least 2 prompts to hold some out (or pass eval_prompts=), got {len(prompts)}.")
+        raise ConfigError(
+            f"iterate needs at least 2 prompts to hold some out (or pass eval_prompts=), got {len(prompts)}."
+        )
     return [p for i, p in enumerate(prompts) if i not in held], [prompts[i] for i in sorted(held)]
 
 
@@ -328,7 +439,9 @@ def _sampling_precision(model):
     import torch
 
     device = next(model.parameters()).device
-    native = gpu_has_native_bf16() if device.type == "cuda" else device.type == "cpu" and cpu_has_native_bf16()
+    native = (
+        gpu_has_native_bf16() if device.type == "cuda" else device.type == "cpu" and cpu_has_native_bf16()
+    )
     return torch.autocast(device.type, dtype=torch.bfloat16) if native else contextlib.nullcontext()
 
 

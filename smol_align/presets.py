@@ -157,8 +157,12 @@ RETIRED = {
 }
 
 # Keys that are not TRL config fields but that presets understand.
-_LORA_KEYS = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
-              "lora_target_modules": "target_modules"}
+_LORA_KEYS = {
+    "lora_r": "r",
+    "lora_alpha": "lora_alpha",
+    "lora_dropout": "lora_dropout",
+    "lora_target_modules": "target_modules",
+}
 EXTRA_KEYS = {"peft_config", "quantization_config", "load_in_4bit", "dtype", "group_by_length", *_LORA_KEYS}
 
 
@@ -342,23 +346,37 @@ def check_overrides(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
         if key in RENAMED:
             new = RENAMED[key]
             if key != "activation_checkpointing":
-                warnings.warn(f"`{key}` is an older TRL/transformers name; use `{new}`. Mapped for you.",
-                              FutureWarning, stacklevel=3)  # fmt: skip
+                warnings.warn(
+                    f"`{key}` is an older TRL/transformers name; use `{new}`. Mapped for you.",
+                    FutureWarning,
+                    stacklevel=3,
+                )
             key = new
         elif key in RETIRED:
             raise ConfigError(f"`{key}` no longer exists in TRL 1.x: {RETIRED[key]}")
         elif key == "rpo_alpha" and method == "dpo":
-            warnings.warn("`rpo_alpha` is gone in TRL 1.x; mapped to loss_type=['sigmoid', 'sft'] with "
-                          f"loss_weights=[1.0, {value}] (the same RPO objective).", FutureWarning, stacklevel=3)  # fmt: skip
+            warnings.warn(
+                "`rpo_alpha` is gone in TRL 1.x; mapped to loss_type=['sigmoid', 'sft'] with "
+                f"loss_weights=[1.0, {value}] (the same RPO objective).",
+                FutureWarning,
+                stacklevel=3,
+            )
             checked.update(loss_type=["sigmoid", "sft"], loss_weights=[1.0, float(value)])
             continue
         elif key not in valid:
             raise unknown_option(key, valid, f"{method.upper()} ({config_class(method).__name__})")
         if key == "fp16" and value and method == "dpo":
-            warnings.warn("fp16 DPO often underflows the log-ratios and the loss collapses to 0; prefer bf16 or fp32.",
-                          UserWarning, stacklevel=3)  # fmt: skip
+            warnings.warn(
+                "fp16 DPO often underflows the log-ratios and the loss collapses to 0; prefer bf16 or fp32.",
+                UserWarning,
+                stacklevel=3,
+            )
         checked[key] = value
-    if method == "dpo" and checked.get("label_smoothing") and checked.get("loss_type", "sigmoid") in ("sigmoid", ["sigmoid"]):
+    if (
+        method == "dpo"
+        and checked.get("label_smoothing")
+        and checked.get("loss_type", "sigmoid") in ("sigmoid", ["sigmoid"])
+    ):
         raise ConfigError(
             "`label_smoothing` with the sigmoid loss was conservative DPO (cDPO) before TRL 1.0; TRL 1.x ignores it "
             "there and would train plain DPO. Use loss_type='soft' (a per-pair probability; constant 1 - eps is cDPO) "
@@ -380,11 +398,17 @@ def build(method: str, preset: str = "auto", output_dir: str | None = None, **ov
         values.update(ORPO_DEFAULTS)
         if mode.lora is not None:
             values["learning_rate"] = mode.config["learning_rate"]
-    if method == "kto":  # two rows per pair: the same sequences per step as a DPO batch, and a bigger KL batch
+    if (
+        method == "kto"
+    ):  # two rows per pair: the same sequences per step as a DPO batch, and a bigger KL batch
         values.update(KTO_DEFAULTS, per_device_train_batch_size=2 * values["per_device_train_batch_size"])
     extras = {k: overrides.pop(k) for k in list(overrides) if k in EXTRA_KEYS}
     values.update(overrides)
-    if method == "kto" and values.get("loss_type", "kto") == "kto" and values["per_device_train_batch_size"] < 2:
+    if (
+        method == "kto"
+        and values.get("loss_type", "kto") == "kto"
+        and values["per_device_train_batch_size"] < 2
+    ):
         raise ConfigError(
             f"per_device_train_batch_size={values['per_device_train_batch_size']}: KTO needs at least 2 rows per "
             "device batch (its KL estimate pairs each prompt with another row's completion)."
@@ -410,8 +434,12 @@ def build(method: str, preset: str = "auto", output_dir: str | None = None, **ov
     if quantization_config is None and load_in_4bit:
         quantization_config = _bnb_4bit_config(bf16=bool(values.get("bf16")))
     if quantization_config is not None and peft_config is None:
-        raise ConfigError("A 4-bit base cannot be trained directly: use the 'qlora-4bit' preset or pass peft_config.")
-    dtype = weights_dtype(bool(values.get("bf16")), adapters=peft_config is not None, explicit=extras.get("dtype"))
+        raise ConfigError(
+            "A 4-bit base cannot be trained directly: use the 'qlora-4bit' preset or pass peft_config."
+        )
+    dtype = weights_dtype(
+        bool(values.get("bf16")), adapters=peft_config is not None, explicit=extras.get("dtype")
+    )
     if peft_config is None:
         warn_if_updates_round_away(dtype, args.learning_rate)
     group = extras.get("group_by_length", hardware.group_by_length)

@@ -32,8 +32,23 @@ IGNORE_INDEX = -100
 
 _LN2 = math.log(2.0)
 
-LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "bco_pair", "exo_pair", "nca_pair", "apo_zero", "apo_down",
-              "sppo_hard", "aot", "aot_unpaired", "discopop", "sigmoid_norm", "soft")
+LOSS_TYPES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "robust",
+    "bco_pair",
+    "exo_pair",
+    "nca_pair",
+    "apo_zero",
+    "apo_down",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "discopop",
+    "sigmoid_norm",
+    "soft",
+)
 """Loss types :func:`preference_loss` implements. All but ``"soft"`` have a TRL 1.16 twin."""
 
 _USES_LABEL_SMOOTHING = ("robust", "exo_pair", "aot", "aot_unpaired", "soft")
@@ -74,10 +89,14 @@ def sequence_logps(
     if logits.dim() != 3:
         raise ValueError(f"`logits` must be (batch, seq_len, vocab); got shape {tuple(logits.shape)}.")
     if labels.shape != logits.shape[:2]:
-        raise ValueError(f"`labels` must be (batch, seq_len) = {tuple(logits.shape[:2])}, aligned with the inputs; "
-                         f"got {tuple(labels.shape)}.")  # fmt: skip
+        raise ValueError(
+            f"`labels` must be (batch, seq_len) = {tuple(logits.shape[:2])}, aligned with the inputs; "
+            f"got {tuple(labels.shape)}."
+        )
     if mask is not None and mask.shape != labels.shape:
-        raise ValueError(f"`mask` must have the shape of `labels` {tuple(labels.shape)}; got {tuple(mask.shape)}.")
+        raise ValueError(
+            f"`mask` must have the shape of `labels` {tuple(labels.shape)}; got {tuple(mask.shape)}."
+        )
 
     # Shift: logits at t predict the token at t + 1.
     shift_logits = logits[:, :-1, :].to(torch.promote_types(logits.dtype, torch.float32))
@@ -122,8 +141,10 @@ def dpo_loss(
     rewards ``[0.5, -0.5]``.
     """
     if pi_logps.shape != ref_logps.shape:
-        raise ValueError(f"`pi_logps` and `ref_logps` must have the same shape; got {tuple(pi_logps.shape)} and "
-                         f"{tuple(ref_logps.shape)}.")  # fmt: skip
+        raise ValueError(
+            f"`pi_logps` and `ref_logps` must have the same shape; got {tuple(pi_logps.shape)} and "
+            f"{tuple(ref_logps.shape)}."
+        )
     if yw_idxs.shape != yl_idxs.shape:
         raise ValueError("`yw_idxs` and `yl_idxs` must have the same shape (one entry per pair).")
     pi_yw_logps, pi_yl_logps = pi_logps[yw_idxs], pi_logps[yl_idxs]
@@ -141,7 +162,9 @@ def dpo_loss(
 def _as_like(value, like: torch.Tensor, name: str) -> torch.Tensor:
     tensor = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     if tensor.shape != like.shape:
-        raise ValueError(f"`{name}` must have one entry per pair, shape {tuple(like.shape)}; got {tuple(tensor.shape)}.")
+        raise ValueError(
+            f"`{name}` must have one entry per pair, shape {tuple(like.shape)}; got {tuple(tensor.shape)}."
+        )
     return tensor
 
 
@@ -222,12 +245,17 @@ def preference_loss(
         discopop_tau: ``tau`` of ``discopop``.
     """
     like = policy_chosen_logps
-    others = {"policy_rejected_logps": policy_rejected_logps, "ref_chosen_logps": ref_chosen_logps,
-              "ref_rejected_logps": ref_rejected_logps}  # fmt: skip
+    others = {
+        "policy_rejected_logps": policy_rejected_logps,
+        "ref_chosen_logps": ref_chosen_logps,
+        "ref_rejected_logps": ref_rejected_logps,
+    }
     for name, tensor in others.items():
         if tensor.shape != like.shape:
-            raise ValueError(f"`{name}` must have the shape of `policy_chosen_logps` {tuple(like.shape)}; "
-                             f"got {tuple(tensor.shape)}.")  # fmt: skip
+            raise ValueError(
+                f"`{name}` must have the shape of `policy_chosen_logps` {tuple(like.shape)}; "
+                f"got {tuple(tensor.shape)}."
+            )
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"Unknown loss_type {loss_type!r}; expected one of {', '.join(LOSS_TYPES)}.")
     if not (isinstance(beta, (int, float)) and beta > 0 and math.isfinite(beta)):
@@ -261,10 +289,14 @@ def preference_loss(
             p = torch.full_like(z, 1.0 - eps)
         else:
             if eps != 0.0:
-                raise ValueError("Pass either `preference_probs` (per pair) or `label_smoothing` (constant), not both.")
+                raise ValueError(
+                    "Pass either `preference_probs` (per pair) or `label_smoothing` (constant), not both."
+                )
             p = _as_like(preference_probs, like, "preference_probs")
             if not bool(((p >= 0) & (p <= 1)).all()):
-                raise ValueError(f"`preference_probs` must lie in [0, 1]; got min {p.min().item()}, max {p.max().item()}.")
+                raise ValueError(
+                    f"`preference_probs` must lie in [0, 1]; got min {p.min().item()}, max {p.max().item()}."
+                )
         losses = -(p * F.logsigmoid(z) + (1 - p) * F.logsigmoid(-z))
     elif loss_type == "hinge":
         losses = torch.relu(1 - z)
@@ -272,14 +304,20 @@ def preference_loss(
         losses = (per_token_delta - 1 / (2 * beta)) ** 2
     elif loss_type == "robust":
         if not 0.0 <= eps < 0.5:
-            raise ValueError(f"`label_smoothing` (the flip rate) must lie in [0, 0.5) for 'robust'; got {eps}.")
+            raise ValueError(
+                f"`label_smoothing` (the flip rate) must lie in [0, 0.5) for 'robust'; got {eps}."
+            )
         losses = ((1 - eps) * -F.logsigmoid(z) - eps * -F.logsigmoid(-z)) / (1 - 2 * eps)
     elif loss_type == "bco_pair":
         losses = -F.logsigmoid(beta * chosen_logratios) - F.logsigmoid(-beta * rejected_logratios)
     elif loss_type == "exo_pair":
         if not 0.0 < eps < 1.0:
-            raise ValueError(f"`label_smoothing` must lie in (0, 1) for 'exo_pair' (the paper uses 1e-3); got {eps}.")
-        losses = torch.sigmoid(z) * (F.logsigmoid(z) - math.log1p(-eps)) + torch.sigmoid(-z) * (F.logsigmoid(-z) - math.log(eps))
+            raise ValueError(
+                f"`label_smoothing` must lie in (0, 1) for 'exo_pair' (the paper uses 1e-3); got {eps}."
+            )
+        losses = torch.sigmoid(z) * (F.logsigmoid(z) - math.log1p(-eps)) + torch.sigmoid(-z) * (
+            F.logsigmoid(-z) - math.log(eps)
+        )
     elif loss_type == "nca_pair":
         rw, rl = beta * chosen_logratios, beta * rejected_logratios
         losses = -F.logsigmoid(rw) - 0.5 * F.logsigmoid(-rw) - 0.5 * F.logsigmoid(-rl)
@@ -324,7 +362,9 @@ def preference_prob_from_ratings(chosen_rating, rejected_rating, temperature: fl
         raise ValueError(f"`temperature` must be a finite number > 0; got {temperature!r}.")
     scalar = isinstance(chosen_rating, (int, float)) and isinstance(rejected_rating, (int, float))
     dtype = torch.float64 if scalar else torch.float32
-    gap = (torch.as_tensor(chosen_rating, dtype=dtype) - torch.as_tensor(rejected_rating, dtype=dtype)) / temperature
+    gap = (
+        torch.as_tensor(chosen_rating, dtype=dtype) - torch.as_tensor(rejected_rating, dtype=dtype)
+    ) / temperature
     if not bool(torch.isfinite(gap).all()):
         raise ValueError(f"Ratings must be finite numbers; got {chosen_rating!r} and {rejected_rating!r}.")
     return torch.sigmoid(gap).item() if scalar else torch.sigmoid(gap)
@@ -346,7 +386,9 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
     return torch.where(near_zero, torch.log(-torch.expm1(x_near)), torch.log1p(-torch.exp(x_far)))
 
 
-def orpo_log_odds_ratio(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor) -> torch.Tensor:
+def orpo_log_odds_ratio(
+    policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor
+) -> torch.Tensor:
     """Log odds ratio of ORPO (Hong et al. 2024), per pair.
 
     With length-averaged log-probabilities ``l = (1/|y|) log pi(y|x)`` (ORPO takes ``P(y|x)`` as
@@ -358,14 +400,22 @@ def orpo_log_odds_ratio(policy_chosen_logps: torch.Tensor, policy_rejected_logps
     """
     if policy_chosen_logps.shape != policy_rejected_logps.shape:
         raise ValueError("`policy_chosen_logps` and `policy_rejected_logps` must have the same shape.")
-    for name, tensor in (("policy_chosen_logps", policy_chosen_logps), ("policy_rejected_logps", policy_rejected_logps)):
+    for name, tensor in (
+        ("policy_chosen_logps", policy_chosen_logps),
+        ("policy_rejected_logps", policy_rejected_logps),
+    ):
         if bool((tensor > 0).any()):
             raise ValueError(f"`{name}` must be log-probabilities (<= 0); got max {tensor.max().item()}.")
-    return (policy_chosen_logps - policy_rejected_logps) - (log1mexp(policy_chosen_logps) - log1mexp(policy_rejected_logps))
+    return (policy_chosen_logps - policy_rejected_logps) - (
+        log1mexp(policy_chosen_logps) - log1mexp(policy_rejected_logps)
+    )
 
 
 def orpo_loss(
-    chosen_nll: torch.Tensor, policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor, beta: float
+    chosen_nll: torch.Tensor,
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    beta: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """ORPO's objective (Hong et al. 2024, eqs. 6-7).
 
@@ -412,9 +462,14 @@ def preference_metrics(
     if chosen_rewards.shape != rejected_rewards.shape:
         raise ValueError("`chosen_rewards` and `rejected_rewards` must have the same shape.")
     chosen, rejected = chosen_rewards.detach().float(), rejected_rewards.detach().float()
-    means = {"rewards/chosen": chosen, "rewards/rejected": rejected, "rewards/accuracies": (chosen > rejected).float(),
-             "rewards/margins": chosen - rejected, "logps/chosen": policy_chosen_logps,
-             "logps/rejected": policy_rejected_logps}  # fmt: skip
+    means = {
+        "rewards/chosen": chosen,
+        "rewards/rejected": rejected,
+        "rewards/accuracies": (chosen > rejected).float(),
+        "rewards/margins": chosen - rejected,
+        "logps/chosen": policy_chosen_logps,
+        "logps/rejected": policy_rejected_logps,
+    }
     return {key: t.detach().float().mean().item() for key, t in means.items() if t is not None}
 
 
@@ -469,7 +524,9 @@ def dpop_penalty(chosen, rejected, ref_chosen, ref_rejected, beta: float, lam: f
     reference's; below, the gradient on ``log pi(y_w|x)`` grows from ``beta`` to ``beta * (1 + lam)`` times
     ``sigma(-z')``.
     """
-    return margin_shift(_z(chosen, rejected, ref_chosen, ref_rejected, beta), -beta * lam * torch.relu(ref_chosen - chosen))
+    return margin_shift(
+        _z(chosen, rejected, ref_chosen, ref_rejected, beta), -beta * lam * torch.relu(ref_chosen - chosen)
+    )
 
 
 def rdpo_length_penalty(
@@ -497,7 +554,9 @@ class DPOPositive:
         self.lam = float(lam)
 
     def __call__(self, logps: PairLogps, batch: dict | None = None) -> torch.Tensor:
-        return dpop_penalty(logps.chosen, logps.rejected, logps.ref_chosen, logps.ref_rejected, logps.beta, self.lam).mean()
+        return dpop_penalty(
+            logps.chosen, logps.rejected, logps.ref_chosen, logps.ref_rejected, logps.beta, self.lam
+        ).mean()
 
     def __repr__(self) -> str:
         return f"DPOPositive(lam={self.lam:g})"
@@ -514,9 +573,15 @@ class LengthPenalty:
 
     def __call__(self, logps: PairLogps, batch: dict | None = None) -> torch.Tensor:
         return rdpo_length_penalty(
-            logps.chosen, logps.rejected, logps.ref_chosen, logps.ref_rejected,
-            logps.chosen_mask.sum(dim=1), logps.rejected_mask.sum(dim=1), logps.beta, self.alpha,
-        ).mean()  # fmt: skip
+            logps.chosen,
+            logps.rejected,
+            logps.ref_chosen,
+            logps.ref_rejected,
+            logps.chosen_mask.sum(dim=1),
+            logps.rejected_mask.sum(dim=1),
+            logps.beta,
+            self.alpha,
+        ).mean()
 
     def __repr__(self) -> str:
         return f"LengthPenalty(alpha={self.alpha:g})"
@@ -548,12 +613,16 @@ def as_constraint(spec) -> Callable:
         return spec
     name, _, value = str(spec).partition(":")
     if name not in CONSTRAINTS:
-        raise ValueError(f"Unknown constraint {spec!r}: expected one of {', '.join(CONSTRAINTS)} (as 'name' or "
-                         f"'name:value', e.g. 'dpop:50', 'length:0.01') or a callable.")  # fmt: skip
+        raise ValueError(
+            f"Unknown constraint {spec!r}: expected one of {', '.join(CONSTRAINTS)} (as 'name' or "
+            f"'name:value', e.g. 'dpop:50', 'length:0.01') or a callable."
+        )
     try:
         return CONSTRAINTS[name](float(value)) if value else CONSTRAINTS[name]()
     except ValueError:
-        raise ValueError(f"Constraint {spec!r}: the value after ':' must be a number, got {value!r}.") from None
+        raise ValueError(
+            f"Constraint {spec!r}: the value after ':' must be a number, got {value!r}."
+        ) from None
 
 
 def constraint_names(constraints) -> list[str]:
@@ -570,8 +639,24 @@ def constraint_names(constraints) -> list[str]:
 
 
 __all__ = [
-    "CONSTRAINTS", "IGNORE_INDEX", "LOSS_TYPES", "DPOPositive", "LengthPenalty", "PairLogps", "as_constraint",
-    "constraint_names", "dpo_loss", "dpop_penalty", "log1mexp", "margin_shift", "orpo_log_odds_ratio", "orpo_loss",
-    "preference_loss", "preference_metrics", "preference_prob_from_ratings", "rdpo_length_penalty", "seed_style",
+    "CONSTRAINTS",
+    "IGNORE_INDEX",
+    "LOSS_TYPES",
+    "DPOPositive",
+    "LengthPenalty",
+    "PairLogps",
+    "as_constraint",
+    "constraint_names",
+    "dpo_loss",
+    "dpop_penalty",
+    "log1mexp",
+    "margin_shift",
+    "orpo_log_odds_ratio",
+    "orpo_loss",
+    "preference_loss",
+    "preference_metrics",
+    "preference_prob_from_ratings",
+    "rdpo_length_penalty",
+    "seed_style",
     "sequence_logps",
 ]

@@ -19,12 +19,30 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # (log key, title) panels of plot_training: the default, and the extra ones of ORPO and KTO (its KL estimate)
-TRAIN_PANELS = (("loss", "Training loss"), ("rewards/accuracies", "Reward accuracy"), ("rewards/margins", "Reward margin"))
+TRAIN_PANELS = (
+    ("loss", "Training loss"),
+    ("rewards/accuracies", "Reward accuracy"),
+    ("rewards/margins", "Reward margin"),
+)
 ORPO_PANELS = (("nll_loss", "ORPO NLL loss"), ("log_odds_ratio", "ORPO log-odds ratio"))
 KTO_PANELS = (("kl", "KTO KL estimate (batch)"),)
-HELDOUT_COLUMNS = ("preference_accuracy", "reward_accuracy", "reward_margin", "nll_chosen")  # plot_heldout's bars
-TABLE_COLUMNS = ("n_pairs", "preference_accuracy", "preference_accuracy_normalized", "reward_accuracy", "reward_margin",
-                 "rewards_chosen", "rewards_rejected", "nll_chosen", "drift")  # the tables' default, those present
+HELDOUT_COLUMNS = (
+    "preference_accuracy",
+    "reward_accuracy",
+    "reward_margin",
+    "nll_chosen",
+)  # plot_heldout's bars
+TABLE_COLUMNS = (
+    "n_pairs",
+    "preference_accuracy",
+    "preference_accuracy_normalized",
+    "reward_accuracy",
+    "reward_margin",
+    "rewards_chosen",
+    "rewards_rejected",
+    "nll_chosen",
+    "drift",
+)  # the tables' default, those present
 
 _NOT_SERIES = {"step", "epoch"}
 _SUMMARY_MARKERS = ("train_runtime", "total_flos")  # the final entry Trainer.train() appends
@@ -92,8 +110,11 @@ def _save(fig, path) -> None:
     logger.debug("Wrote %s", path)  # a staging path while a run saves; the summary names the folder
 
 
-def plot_training(histories: Mapping[str, Sequence[Mapping[str, Any]]], path, panels: Sequence[tuple[str, str]] = TRAIN_PANELS
-                  ) -> dict[str, dict[str, list[tuple[int, float]]]]:  # fmt: skip
+def plot_training(
+    histories: Mapping[str, Sequence[Mapping[str, Any]]],
+    path,
+    panels: Sequence[tuple[str, str]] = TRAIN_PANELS,
+) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """PNG of training curves: one panel per ``(log key, title)``, one line per method of ``histories`` (method ->
     ``log_history``), its ``eval_`` points dashed as ``"<method> (eval)"``; a panel with no data says so.
     Returns ``{log key: {line label: [(step, value), ...]}}``: exactly the plotted data."""
@@ -103,7 +124,10 @@ def plot_training(histories: Mapping[str, Sequence[Mapping[str, Any]]], path, pa
     for ax, (key, title) in zip(axes, panels, strict=True):
         plotted[key] = {}
         for i, (method, series) in enumerate(curves.items()):
-            for label, points, style in ((method, series.get(key), "-"), (f"{method} (eval)", series.get(f"eval_{key}"), "--o")):
+            for label, points, style in (
+                (method, series.get(key), "-"),
+                (f"{method} (eval)", series.get(f"eval_{key}"), "--o"),
+            ):
                 if not points:
                     continue
                 steps, values = zip(*points, strict=True)
@@ -126,7 +150,9 @@ def _value(metrics: Mapping[str, Any], column: str) -> float:
     return float(value) if _is_number(value) else float("nan")
 
 
-def plot_heldout(metrics: Mapping[str, Mapping[str, Any]], path, columns: Sequence[str] = HELDOUT_COLUMNS) -> dict[str, dict[str, float]]:
+def plot_heldout(
+    metrics: Mapping[str, Mapping[str, Any]], path, columns: Sequence[str] = HELDOUT_COLUMNS
+) -> dict[str, dict[str, float]]:
     """PNG bar chart of held-out figures (``metrics``: name -> evaluate() dict): one panel per column, one bar per
     name with a number there. Returns ``{column: {model name: value}}``: exactly the plotted bars."""
     fig, axes = _figure(len(columns), width=3.4)
@@ -160,8 +186,15 @@ def _fmt(value) -> str:
 
 def _cells(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None) -> list[list[str]]:
     """The header, then a row per model name: ``columns``, or the :data:`TABLE_COLUMNS` some row has."""
-    columns = list(columns) if columns is not None else [c for c in TABLE_COLUMNS if any(c in m for m in metrics.values())]
-    return [["model", *columns], *([str(name), *(_fmt(m.get(c)) for c in columns)] for name, m in metrics.items())]
+    columns = (
+        list(columns)
+        if columns is not None
+        else [c for c in TABLE_COLUMNS if any(c in m for m in metrics.values())]
+    )
+    return [
+        ["model", *columns],
+        *([str(name), *(_fmt(m.get(c)) for c in columns)] for name, m in metrics.items()),
+    ]
 
 
 def markdown_table(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
@@ -171,15 +204,21 @@ def markdown_table(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[s
     def line(cells):
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
-    return "\n".join([line(header), "| --- | " + " | ".join("---:" for _ in header[1:]) + " |", *map(line, rows)])
+    return "\n".join(
+        [line(header), "| --- | " + " | ".join("---:" for _ in header[1:]) + " |", *map(line, rows)]
+    )
 
 
 def terminal_table(metrics: Mapping[str, Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
     """The same table as plain aligned text (names left-aligned, numbers right-aligned)."""
     table = _cells(metrics, columns)
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    lines = ["  ".join([r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))]).rstrip()
-             for r in table]  # fmt: skip
+    lines = [
+        "  ".join(
+            [r[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))]
+        ).rstrip()
+        for r in table
+    ]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
@@ -229,7 +268,11 @@ def write_report(
     folder = Path(folder)
     files = {"metrics": str(folder / "metrics.json"), "report": str(folder / "report.md")}
     write_metrics_json(metrics if json_data is None else json_data, files["metrics"])
-    panels = TRAIN_PANELS + (ORPO_PANELS if "orpo" in histories else ()) + (KTO_PANELS if "kto" in histories else ())
+    panels = (
+        TRAIN_PANELS
+        + (ORPO_PANELS if "orpo" in histories else ())
+        + (KTO_PANELS if "kto" in histories else ())
+    )
     # an empty "start" history gives each method the colour it has in heldout.png (start is C0)
     plotted = {"training": plot_training({"start": [], **histories}, folder / "training.png", panels)}
     files["training_plot"] = str(folder / "training.png")
@@ -240,12 +283,22 @@ def write_report(
     if settings:
         sections.append("## Settings\n\n" + "\n".join(f"- {k}: {v}" for k, v in settings.items()))
     if len(metrics) > 1:
-        sections.append("## Held-out evaluation\n\n" + markdown_table(metrics, columns) + (f"\n\n{notes}" if notes else ""))
-    plots = [f"![{key.removesuffix('_plot')}]({Path(path).name})" for key, path in files.items() if key.endswith("_plot")]
+        sections.append(
+            "## Held-out evaluation\n\n"
+            + markdown_table(metrics, columns)
+            + (f"\n\n{notes}" if notes else "")
+        )
+    plots = [
+        f"![{key.removesuffix('_plot')}]({Path(path).name})"
+        for key, path in files.items()
+        if key.endswith("_plot")
+    ]
     if plots:
         sections.append("## Plots\n\n" + "\n\n".join(plots))
     if side_by_side:
-        sections.append("## Side-by-side answers (greedy, held-out prompts)\n\n" + side_by_side_markdown(side_by_side))
+        sections.append(
+            "## Side-by-side answers (greedy, held-out prompts)\n\n" + side_by_side_markdown(side_by_side)
+        )
     Path(files["report"]).write_text("\n\n".join(sections) + "\n")
     return files, plotted
 
@@ -332,18 +385,26 @@ def summary_table(result) -> str:
 
         rows += [
             ("held-out pairs", str(a["n_pairs"])),
-            ("reward accuracy", change("reward_accuracy", "DPO implicit reward vs the start model; 0 at the start by definition")),
+            (
+                "reward accuracy",
+                change(
+                    "reward_accuracy", "DPO implicit reward vs the start model; 0 at the start by definition"
+                ),
+            ),
             ("reward margin", change("reward_margin")),
             ("prefers chosen", change("preference_accuracy", "log p(chosen) > log p(rejected)")),
-        ]  # fmt: skip
+        ]
         if "repeated_4gram_rate" in a and "repeated_4gram_rate" in b:
             if "voice_rate" in a and "voice_rate" in b:
                 n = len(result.answers.get("prompt", []))
                 rows.append(("pirate voice", change("voice_rate", f"greedy answers to {n} held-out prompts")))
             rows += [
-                ("repeated 4-grams", change("repeated_4gram_rate", "share of an answer's word 4-grams seen earlier in it")),
+                (
+                    "repeated 4-grams",
+                    change("repeated_4gram_rate", "share of an answer's word 4-grams seen earlier in it"),
+                ),
                 ("answer length", f"{b['answer_words']:.1f} -> {a['answer_words']:.1f} words"),
-            ]  # fmt: skip
+            ]
     if m.get("learning_verdict"):
         said = VERDICTS[m["learning_verdict"]]
         change = m["heldout_margin_change"]
@@ -363,15 +424,24 @@ def summary_table(result) -> str:
 def write_run_files(result, folder: Path) -> dict[str, str]:
     """:func:`write_report` of one run (a :class:`smol_align.run.TrainResult`) in ``folder``; returns the files."""
     b, a, answers = result.before, result.after, result.answers
-    side_by_side = [
-        {"prompt": p, "answers": {"start": s, "trained": t}}
-        for p, s, t in zip(answers["prompt"], answers["start"], answers["trained"], strict=True)
-    ] if answers else []  # fmt: skip
+    side_by_side = (
+        [
+            {"prompt": p, "answers": {"start": s, "trained": t}}
+            for p, s, t in zip(answers["prompt"], answers["start"], answers["trained"], strict=True)
+        ]
+        if answers
+        else []
+    )
     m = result.metrics
     keys = ("model", "preset", "steps", "learning_rate", "batch_size", "learning_verdict")
     settings = {k: m[k] for k in keys if k in m}
     files, _ = write_report(
-        folder, f"{result.method.upper()} on {m.get('model')}", {"start": b, result.method: a} if b and a else {},
-        {result.method: result.trainer.state.log_history}, side_by_side, settings, json_data=m,
-    )  # fmt: skip
+        folder,
+        f"{result.method.upper()} on {m.get('model')}",
+        {"start": b, result.method: a} if b and a else {},
+        {result.method: result.trainer.state.log_history},
+        side_by_side,
+        settings,
+        json_data=m,
+    )
     return files

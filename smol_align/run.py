@@ -117,14 +117,18 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
         given = overrides.pop("resume_from_checkpoint")
         resume, output_dir = True, output_dir or (str(Path(given).parent) if isinstance(given, str) else None)
     max_eval_pairs = overrides.pop("max_eval_pairs", None)
-    max_time = overrides.pop("max_time", None)  # minutes of training: stop after the step that crosses it, then save
+    max_time = overrides.pop(
+        "max_time", None
+    )  # minutes of training: stop after the step that crosses it, then save
     if max_time is not None and not max_time > 0:
         raise ConfigError(f"max_time is minutes of training and must be positive, got {max_time!r}.")
     quiet = overrides.pop("quiet", False)
     answer_prompts = overrides.pop("answer_prompts", 32)
     answer_tokens = overrides.pop("answer_tokens", 48)
     voice = overrides.pop("voice", None)  # answer -> bool: its share of the greedy answers is voice_rate
-    keep_checkpoints = "save_strategy" in overrides or "save_steps" in overrides  # yours stay; ours go at the end
+    keep_checkpoints = (
+        "save_strategy" in overrides or "save_steps" in overrides
+    )  # yours stay; ours go at the end
     if "save_steps" in overrides:
         overrides.setdefault("save_strategy", "steps")  # TRL's default strategy, which the presets turn off
     # Every keyword is known and every setting can learn, before anything is read, written or loaded
@@ -152,16 +156,23 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
     eval_data = data.eval
     line, report = _doctor(data)
     say(line)
-    if is_unpaired(eval_data):  # KTO's own rows: figures on the pairs that held-out prompts with both labels make
+    if is_unpaired(
+        eval_data
+    ):  # KTO's own rows: figures on the pairs that held-out prompts with both labels make
         eval_data = pairs_by_prompt(eval_data)
-        say(f"Held-out figures on {len(eval_data)} pairs: held-out prompts with a desirable and an undesirable answer."
-            if eval_data else "No held-out figures: no held-out prompt has both a desirable and an undesirable "
-            "answer (pass eval_dataset= with pairs, or held-out rows of both labels for some prompts).")  # fmt: skip
+        say(
+            f"Held-out figures on {len(eval_data)} pairs: held-out prompts with a desirable and an undesirable answer."
+            if eval_data
+            else "No held-out figures: no held-out prompt has both a desirable and an undesirable "
+            "answer (pass eval_dataset= with pairs, or held-out rows of both labels for some prompts)."
+        )
     plan_memory(model, method, preset, overrides, report, say)
     if final is not None and overrides.get("push_to_hub") and not overrides.get("hub_model_id"):
         overrides["hub_model_id"] = final.name  # the repo is named after the run
     if final is not None:  # checkpoints: yours (save_strategy/save_steps), else one every CHECKPOINT_SECONDS
-        overrides.setdefault("save_total_limit", 1)  # only the last one is kept, and none once the run is done
+        overrides.setdefault(
+            "save_total_limit", 1
+        )  # only the last one is kept, and none once the run is done
     # save=False: TRL still wants an output_dir; a temporary one, removed at the end, keeps the current folder clean
     temporary = nullcontext(final) if final else TemporaryDirectory(prefix="smol_align-")
     with rundir or nullcontext(), temporary as out:
@@ -178,10 +189,16 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
         zero_stage = getattr(getattr(trainer.accelerator.state, "deepspeed_plugin", None), "zero_stage", None)
         if run_eval and (trainer.is_fsdp_enabled or zero_stage == 3):
             run_eval = False
-            say("Held-out figures skipped: under FSDP or ZeRO-3 the weights are sharded (or not yet on the GPU) until "
-                "training starts; pass eval_strategy='steps' (or 'epoch') for TRL's own evaluation, which handles it.")
-        beta = trainer.args.beta if method in ("dpo", "kto") else 0.1  # their implicit reward beta*log(pi/ref)
-        beta = baseline.before["beta"] if baseline is not None and baseline.before else beta  # compare: one scale
+            say(
+                "Held-out figures skipped: under FSDP or ZeRO-3 the weights are sharded (or not yet on the GPU) until "
+                "training starts; pass eval_strategy='steps' (or 'epoch') for TRL's own evaluation, which handles it."
+            )
+        beta = (
+            trainer.args.beta if method in ("dpo", "kto") else 0.1
+        )  # their implicit reward beta*log(pi/ref)
+        beta = (
+            baseline.before["beta"] if baseline is not None and baseline.before else beta
+        )  # compare: one scale
         tokenizer = trainer.processing_class
         if rundir is not None:  # unfinished until _save; a resume keeps the settings its checkpoint holds
             kept = {k: getattr(trainer.args, k) for k in RESTORED_ON_RESUME}
@@ -201,14 +218,26 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
 
         def figures(policy, ref_logps=None, answer_to=None):
             with trainer.accelerator.autocast():
-                found = evaluate(policy, heldout, tokenizer=tokenizer, beta=beta, max_pairs=max_eval_pairs,
-                                 max_length=trainer.args.max_length, ref_logps=ref_logps)  # fmt: skip
+                found = evaluate(
+                    policy,
+                    heldout,
+                    tokenizer=tokenizer,
+                    beta=beta,
+                    max_pairs=max_eval_pairs,
+                    max_length=trainer.args.max_length,
+                    ref_logps=ref_logps,
+                )
                 if answer_to:
-                    answers[answer_to] = generate(policy, answers["prompt"], tokenizer, answer_tokens, batch_size=16)
+                    answers[answer_to] = generate(
+                        policy, answers["prompt"], tokenizer, answer_tokens, batch_size=16
+                    )
             return {**found, **answer_figures(answers[answer_to], voice)} if answer_to else found
 
         if run_eval and eval_data is not None and baseline is not None:
-            before, answers = baseline.before, {k: v for k, v in baseline.answers.items() if k in ("prompt", "start")}
+            before, answers = (
+                baseline.before,
+                {k: v for k, v in baseline.answers.items() if k in ("prompt", "start")},
+            )
         elif run_eval and eval_data is not None:
             scored = min(len(heldout), max_eval_pairs or len(heldout))  # those TRL kept at max_length
             say(f"Evaluating the start model on {scored} held-out pairs...")
@@ -220,8 +249,11 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
 
         steps = trainer.args.max_steps if trainer.args.max_steps > 0 else "full epochs"
         batch = trainer.args.per_device_train_batch_size * trainer.args.gradient_accumulation_steps
-        say(f"Training {method.upper()} with preset {preset_name(preset)}: {steps} steps, batch {batch}"
-            + (f", at most {max_time:g} minutes" if max_time else "") + (f", resuming from {checkpoint}." if checkpoint else "."))
+        say(
+            f"Training {method.upper()} with preset {preset_name(preset)}: {steps} steps, batch {batch}"
+            + (f", at most {max_time:g} minutes" if max_time else "")
+            + (f", resuming from {checkpoint}." if checkpoint else ".")
+        )
         peak_before = peak_memory_bytes()
         with _hub_token_in_env(trainer.args):  # kept out of every training_args.bin written from here on
             started = time.perf_counter()
@@ -230,7 +262,9 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
                 budget = add_callback(trainer, TimeBudget, max_time * 60) if max_time else None
                 if final is not None and not keep_checkpoints:
                     add_callback(trainer, TimedCheckpoints)
-                device = trainer.accelerator.device  # CPU: TRL's LM head scores only completion tokens; CUDA: no cuDNN SDPA
+                device = (
+                    trainer.accelerator.device
+                )  # CPU: TRL's LM head scores only completion tokens; CUDA: no cuDNN SDPA
                 with compact_lm_head_while(device), no_cudnn_attention_while(device):
                     if checkpoint is not None and at_the_end(trainer, checkpoint):  # stopped while saving
                         train_output = restore_finished(trainer, checkpoint)
@@ -245,13 +279,21 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
             if guard.bad is not None:
                 raise NonFiniteLoss(guard.message(trainer.args))
             if stopped and trainer.state.global_step < trainer.state.max_steps:
-                name, step, code = signal.Signals(stopped[0]).name, trainer.state.global_step, 128 + stopped[0]
+                name, step, code = (
+                    signal.Signals(stopped[0]).name,
+                    trainer.state.global_step,
+                    128 + stopped[0],
+                )
                 if final is None:
-                    raise RunInterrupted(f"{name}: training stopped at step {step}; nothing was saved (save=False).", code)
+                    raise RunInterrupted(
+                        f"{name}: training stopped at step {step}; nothing was saved (save=False).", code
+                    )
                 raise RunInterrupted(
                     f"{name}: training stopped at step {step} of {trainer.state.max_steps}; checkpoint saved in {final}. "
                     f"Continue with the same command plus `--resume --output-dir {final}` (Python: resume=True, "
-                    f"output_dir={str(final)!r}).", code)  # fmt: skip
+                    f"output_dir={str(final)!r}).",
+                    code,
+                )
 
             if before is not None:
                 say("Evaluating the trained model...")
@@ -292,6 +334,7 @@ def _save(trainer, result: TrainResult, rundir: RunDir, keep_checkpoints: bool) 
 
 
 # --- Secrets, memory ---
+
 
 @contextmanager
 def _hub_token_in_env(args):

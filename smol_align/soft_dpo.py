@@ -45,8 +45,10 @@ def _check_column(dataset, column: str, split: str) -> None:
             f"SoftDPOTrainer needs a {column!r} column in the {split} dataset: the probability, in [0, 1], "
             f"that 'chosen' is preferred to 'rejected'. Found columns: {', '.join(names)}. Add it, for example "
             f"from ratings with smol_align.soft_dpo.with_preference_prob(dataset), or name another column with "
-            f"preference_prob_column=...", dataset=split, column=column,
-        )  # fmt: skip
+            f"preference_prob_column=...",
+            dataset=split,
+            column=column,
+        )
 
 
 @dataclass
@@ -60,15 +62,24 @@ class PreferenceProbCollator:
         try:
             probs = torch.tensor([float(example[self.column]) for example in examples], dtype=torch.float32)
         except KeyError:
-            raise DatasetFormatError(f"A batch reached SoftDPOTrainer without the {self.column!r} column (keys: "
-                                     f"{', '.join(examples[0].keys())}).", column=self.column) from None  # fmt: skip
+            raise DatasetFormatError(
+                f"A batch reached SoftDPOTrainer without the {self.column!r} column (keys: "
+                f"{', '.join(examples[0].keys())}).",
+                column=self.column,
+            ) from None
         except (TypeError, ValueError):
-            raise DatasetFormatError(f"Column {self.column!r} must hold numbers in [0, 1]; got "
-                                     f"{[ex[self.column] for ex in examples][:5]}.", column=self.column) from None  # fmt: skip
+            raise DatasetFormatError(
+                f"Column {self.column!r} must hold numbers in [0, 1]; got "
+                f"{[ex[self.column] for ex in examples][:5]}.",
+                column=self.column,
+            ) from None
         bad = ~((probs >= 0) & (probs <= 1))  # also catches NaN
         if bool(bad.any()):
-            raise DatasetFormatError(f"Column {self.column!r} must hold probabilities in [0, 1]; this batch has "
-                                     f"{probs[bad].tolist()[:5]}.", column=self.column)  # fmt: skip
+            raise DatasetFormatError(
+                f"Column {self.column!r} must hold probabilities in [0, 1]; this batch has "
+                f"{probs[bad].tolist()[:5]}.",
+                column=self.column,
+            )
         batch = self.collator(examples)
         batch[self.column] = probs
         return batch
@@ -80,9 +91,15 @@ def _log_prob_outputs(*modules):
     stores: list[list] = [[] for _ in modules]
 
     def keeper(store):
-        return lambda module, args, output: store.append(output) if getattr(output, "log_probs", None) is not None else None
+        return lambda module, args, output: (
+            store.append(output) if getattr(output, "log_probs", None) is not None else None
+        )
 
-    handles = [m.register_forward_hook(keeper(store)) for m, store in zip(modules, stores, strict=True) if m is not None]
+    handles = [
+        m.register_forward_hook(keeper(store))
+        for m, store in zip(modules, stores, strict=True)
+        if m is not None
+    ]
     try:
         yield stores
     finally:
@@ -101,12 +118,16 @@ class SoftDPOTrainer(DPOTrainer):
 
     _tag_names = ["trl", "dpo", "smol-align", "soft-dpo"]
 
-    def __init__(self, *args, preference_prob_column: str | None = PREFERENCE_PROB_COLUMN, constraints=(), **kwargs):
+    def __init__(
+        self, *args, preference_prob_column: str | None = PREFERENCE_PROB_COLUMN, constraints=(), **kwargs
+    ):
         self.preference_prob_column = column = preference_prob_column
         self.constraints = [as_constraint(c) for c in constraints]
         self.constraint_names = constraint_names(self.constraints)
         if column is None and not self.constraints:
-            raise ConfigError("SoftDPOTrainer with neither soft labels nor constraints is DPOTrainer: use that.")
+            raise ConfigError(
+                "SoftDPOTrainer with neither soft labels nor constraints is DPOTrainer: use that."
+            )
         if column is not None:
             if kwargs.get("args") is not None:
                 self._check_config(kwargs["args"])
@@ -127,16 +148,24 @@ class SoftDPOTrainer(DPOTrainer):
             # TRL does not know "soft": it runs its sigmoid loss, which _compute_loss corrects.
             args.loss_type = ["sigmoid"]
         elif loss_types != ["sigmoid"]:
-            raise ConfigError(f"SoftDPOTrainer trains the soft-label loss only; set loss_type='sigmoid' or 'soft' in the "
-                              f"config (got {loss_types}).")  # fmt: skip
+            raise ConfigError(
+                f"SoftDPOTrainer trains the soft-label loss only; set loss_type='sigmoid' or 'soft' in the "
+                f"config (got {loss_types})."
+            )
         refused = {
-            "loss_weights": (args.loss_weights not in (None, [1.0]), "leave it unset: the soft loss combines no losses"),
-            "label_smoothing": (args.label_smoothing != 0.0, "set label_smoothing=0: the labels come from the column "
-                                "(for a constant 1 - eps, fill the column with 1 - eps)"),
+            "loss_weights": (
+                args.loss_weights not in (None, [1.0]),
+                "leave it unset: the soft loss combines no losses",
+            ),
+            "label_smoothing": (
+                args.label_smoothing != 0.0,
+                "set label_smoothing=0: the labels come from the column "
+                "(for a constant 1 - eps, fill the column with 1 - eps)",
+            ),
             "f_divergence_type": (args.f_divergence_type != "reverse_kl", "it must be 'reverse_kl'"),
             "ld_alpha": (args.ld_alpha is not None, "leave ld_alpha unset"),
             "use_weighting": (args.use_weighting, "WPO weights are not supported"),
-        }  # fmt: skip
+        }
         for name, (bad, fix) in refused.items():
             if bad:
                 raise ConfigError(f"SoftDPOTrainer does not take {name}={getattr(args, name)!r}: {fix}.")
@@ -165,7 +194,10 @@ class SoftDPOTrainer(DPOTrainer):
 
         policy = self.accelerator.unwrap_model(model)
         uses_ref_model = not self.precompute_ref_logps and self.ref_model is not None
-        with _log_prob_outputs(policy, self.ref_model if uses_ref_model else None) as (policy_outputs, ref_outputs):
+        with _log_prob_outputs(policy, self.ref_model if uses_ref_model else None) as (
+            policy_outputs,
+            ref_outputs,
+        ):
             result = super()._compute_loss(model, inputs, return_outputs)
         loss, outputs = result if return_outputs else (result, None)
 
@@ -193,13 +225,22 @@ class SoftDPOTrainer(DPOTrainer):
             masks = inputs["completion_mask"][:, 1:].chunk(2, dim=0)
             ref_split = ref_tokens.chunk(2, dim=0) if ref_tokens is not None else (None, None)
             logps = PairLogps(
-                chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, *tokens.chunk(2, dim=0),
-                *ref_split, *masks, beta=self.beta, model=policy,
-            )  # fmt: skip
+                chosen_logps,
+                rejected_logps,
+                ref_chosen_logps,
+                ref_rejected_logps,
+                *tokens.chunk(2, dim=0),
+                *ref_split,
+                *masks,
+                beta=self.beta,
+                model=policy,
+            )
             for name, constraint in zip(self.constraint_names, self.constraints, strict=True):
                 term = constraint(logps, inputs)
                 if not (isinstance(term, torch.Tensor) and term.dim() == 0):
-                    raise ConfigError(f"Constraint {name!r} must return a scalar tensor (0-dim), got {term!r}.")
+                    raise ConfigError(
+                        f"Constraint {name!r} must return a scalar tensor (0-dim), got {term!r}."
+                    )
                 loss = loss + term
                 logged = self.accelerator.gather(term.detach()).mean().item()
                 trainer_metrics(self, mode)[f"constraint/{name}"].append(logged)
@@ -220,14 +261,25 @@ def with_preference_prob(
     names = _column_names(dataset) or []
     for name in (chosen_rating_column, rejected_rating_column):
         if name not in names:
-            raise DatasetFormatError(f"with_preference_prob needs a {name!r} column; found {', '.join(names)}.", column=name)
+            raise DatasetFormatError(
+                f"with_preference_prob needs a {name!r} column; found {', '.join(names)}.", column=name
+            )
 
     def add(batch):
-        return {column: preference_prob_from_ratings(batch[chosen_rating_column], batch[rejected_rating_column],
-                                                     temperature).tolist()}  # fmt: skip
+        return {
+            column: preference_prob_from_ratings(
+                batch[chosen_rating_column], batch[rejected_rating_column], temperature
+            ).tolist()
+        }
 
     return dataset.map(add, batched=True)
 
 
-__all__ = ["PREFERENCE_PROB_COLUMN", "SOFT_LOSS_NAME", "PreferenceProbCollator", "SoftDPOTrainer",
-           "preference_prob_from_ratings", "with_preference_prob"]  # fmt: skip
+__all__ = [
+    "PREFERENCE_PROB_COLUMN",
+    "SOFT_LOSS_NAME",
+    "PreferenceProbCollator",
+    "SoftDPOTrainer",
+    "preference_prob_from_ratings",
+    "with_preference_prob",
+]

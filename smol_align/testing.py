@@ -29,12 +29,21 @@ def tiny_tokenizer(vocab_size: int = 320):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)  # fmt: skip
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                        unk_token="<|endoftext|>", pad_token="<pad>",
-                                        additional_special_tokens=["<|im_start|>", "<|im_end|>"])  # fmt: skip
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        pad_token="<pad>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
     tokenizer.chat_template = CHATML_TEMPLATE
     return tokenizer
 
@@ -46,11 +55,18 @@ def tiny_model(tokenizer=None, hidden_size: int = 32, num_layers: int = 2, seed:
 
     tokenizer = tokenizer if tokenizer is not None else tiny_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
+    )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
 
@@ -63,6 +79,11 @@ def tiny_model_and_tokenizer(**kwargs):
 
 def tiny_preference_rows(n: int = 16) -> list[dict]:
     """``n`` conversational preference rows (explicit prompt) in TRL's format."""
-    return [{"prompt": [{"role": "user", "content": f"What is {i} plus {i}?"}],
-             "chosen": [{"role": "assistant", "content": f"Arr, it be {2 * i}, matey!"}],
-             "rejected": [{"role": "assistant", "content": f"The answer is {2 * i}."}]} for i in range(n)]  # fmt: skip
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"What is {i} plus {i}?"}],
+            "chosen": [{"role": "assistant", "content": f"Arr, it be {2 * i}, matey!"}],
+            "rejected": [{"role": "assistant", "content": f"The answer is {2 * i}."}],
+        }
+        for i in range(n)
+    ]

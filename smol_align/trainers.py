@@ -69,7 +69,9 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
     callbacks = overrides.pop("callbacks", None)
     constraints = list(overrides.pop("constraints", None) or [])
     if constraints and method != "dpo":
-        raise ConfigError(f"constraints are terms on the DPO loss; {method.upper()} takes none (got {constraints}).")
+        raise ConfigError(
+            f"constraints are terms on the DPO loss; {method.upper()} takes none (got {constraints})."
+        )
     soft = method == "dpo" and overrides.get("loss_type") == "soft"
     if soft:
         overrides.pop("loss_type")
@@ -78,10 +80,14 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
     pairs = load(dataset, **data_options)  # Pairs from train_dpo & co. come back as they are
     train_dataset, eval_dataset = pairs.train, pairs.eval
     if method == "kto":  # KTO reads its rows in order (its KL rows are batch neighbours): not length-grouped
-        train_dataset = train_dataset if is_unpaired(train_dataset) else unpair(train_dataset, seed=built.args.seed)
+        train_dataset = (
+            train_dataset if is_unpaired(train_dataset) else unpair(train_dataset, seed=built.args.seed)
+        )
     elif is_unpaired(train_dataset):
-        raise ConfigError(f"{pairs.name} holds unpaired rows (prompt, completion, label): train them with train_kto, "
-                          f"not {method.upper()}, which needs pairs.")  # fmt: skip
+        raise ConfigError(
+            f"{pairs.name} holds unpaired rows (prompt, completion, label): train them with train_kto, "
+            f"not {method.upper()}, which needs pairs."
+        )
     elif built.group_by_length:
         train_dataset = _grouped_by_length(train_dataset, built.args)
 
@@ -89,7 +95,12 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
         trainer_class, extra = import_orpo()[1], {}
     else:
         zero3 = getattr(getattr(built.args, "deepspeed_plugin", None), "zero_stage", None) == 3
-        if ref_model is None and built.peft_config is None and not is_peft(model) and not built.args.precompute_ref_log_probs:
+        if (
+            ref_model is None
+            and built.peft_config is None
+            and not is_peft(model)
+            and not built.args.precompute_ref_log_probs
+        ):
             # TRL 1.16 (DPO and KTO) reloads the reference from model.config._name_or_path when given none, which
             # fails for a model built or changed in memory; a frozen copy is exact and cheaper. Not under
             # ZeRO-3: the policy is sharded, so TRL loads the reference itself, sharded the same way.
@@ -108,9 +119,19 @@ def _build(method: str, model, dataset, preset: str, overrides: dict):
                 extra["preference_prob_column"] = None
         else:
             from trl import DPOTrainer as trainer_class
-    trainer = trainer_class(model=model, args=built.args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                            processing_class=tokenizer, peft_config=built.peft_config, callbacks=callbacks, **extra)  # fmt: skip
-    if is_peft(trainer.model):  # adapters train in fp32 whatever the base; a 4-bit base keeps passing gradients (_compat)
+    trainer = trainer_class(
+        model=model,
+        args=built.args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=built.peft_config,
+        callbacks=callbacks,
+        **extra,
+    )
+    if is_peft(
+        trainer.model
+    ):  # adapters train in fp32 whatever the base; a 4-bit base keeps passing gradients (_compat)
         trainable_params_to_fp32(trainer.model)
         keep_4bit_layers_trainable(trainer.model)
     return trainer
@@ -133,17 +154,28 @@ def _grouped_by_length(data, args, window: int = 64):
         return data  # a streamed dataset is read in its own order
 
     def size(messages) -> int:
-        return len(messages) if isinstance(messages, str) else sum(len(str(m.get("content", ""))) for m in messages)
+        return (
+            len(messages)
+            if isinstance(messages, str)
+            else sum(len(str(m.get("content", ""))) for m in messages)
+        )
 
-    lengths = [size(p) + max(size(c), size(r)) for p, c, r in zip(data["prompt"], data["chosen"], data["rejected"], strict=True)]
+    lengths = [
+        size(p) + max(size(c), size(r))
+        for p, c, r in zip(data["prompt"], data["chosen"], data["rejected"], strict=True)
+    ]
     rng = random.Random(args.seed)
     order = list(range(len(lengths)))
     rng.shuffle(order)
-    batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size  # one step's pairs
+    batch = (
+        args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    )  # one step's pairs
     batches = []
     for start in range(0, len(order), window * batch):
         chunk = sorted(order[start : start + window * batch], key=lengths.__getitem__)
-        batches += [chunk[i : i + batch] for i in range(0, len(chunk), batch)]  # each sorted: so are its micro-batches
+        batches += [
+            chunk[i : i + batch] for i in range(0, len(chunk), batch)
+        ]  # each sorted: so are its micro-batches
     rng.shuffle(batches)
     args.train_sampling_strategy = "sequential"
     return data.select([i for b in batches for i in b])
@@ -171,7 +203,9 @@ def _model_and_tokenizer(model, tokenizer, built: presets.Build):
             "not an already loaded model. Pass model='org/name' (or a folder)."
         )
     if tokenizer is None:
-        raise ConfigError("A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name).")
+        raise ConfigError(
+            "A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name)."
+        )
     if built.peft_config is None and not is_peft(model):
         presets.warn_if_updates_round_away(model.dtype, built.args.learning_rate)
     prepare_tokenizer(model, tokenizer)

@@ -55,7 +55,9 @@ def test_one_liner_trains_saves_and_reports(train, tiny_model, tiny_tokenizer, t
     assert result.before["reward_margin"] == 0.0 and result.after["reward_margin"] > MARGIN_BAR, result.after
     assert m["eval_rewards/accuracies"] >= 0.75
     assert "reward accuracy" in result.summary() and str(out) in result.summary()
-    assert m["learned"] is True and m["learning_verdict"] == "learned" and "NOT LEARNED" not in result.summary()
+    assert (
+        m["learned"] is True and m["learning_verdict"] == "learned" and "NOT LEARNED" not in result.summary()
+    )
 
 
 def test_existing_output_dir_is_not_overwritten(tiny_model, tiny_tokenizer, tmp_path):
@@ -63,7 +65,9 @@ def test_existing_output_dir_is_not_overwritten(tiny_model, tiny_tokenizer, tmp_
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(ConfigError, match="exists and is not empty"):
-        smol_align.train_dpo(tiny_model, _data(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, **FAST)
+        smol_align.train_dpo(
+            tiny_model, _data(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, **FAST
+        )
     assert (out / "keep.txt").read_text() == "mine"
 
 
@@ -75,22 +79,34 @@ def test_failed_run_leaves_no_output_dir(tiny_model, tiny_tokenizer, tmp_path, m
 
     monkeypatch.setattr(DPOTrainer, "train", boom)
     with pytest.raises(RuntimeError, match="interrupted"):
-        smol_align.train_dpo(tiny_model, _data(), "cpu", output_dir=str(tmp_path / "run"), tokenizer=tiny_tokenizer, **FAST)
+        smol_align.train_dpo(
+            tiny_model, _data(), "cpu", output_dir=str(tmp_path / "run"), tokenizer=tiny_tokenizer, **FAST
+        )
     assert os.listdir(tmp_path) == []
 
 
 def test_bad_override_fails_before_any_work(tiny_model, tiny_tokenizer, tmp_path):
     with pytest.raises(ConfigError, match="max_prompt_length"):
         smol_align.train_dpo(
-            tiny_model, _data(), "cpu", output_dir=str(tmp_path / "run"), tokenizer=tiny_tokenizer,
-            max_prompt_length=128, **FAST,
+            tiny_model,
+            _data(),
+            "cpu",
+            output_dir=str(tmp_path / "run"),
+            tokenizer=tiny_tokenizer,
+            max_prompt_length=128,
+            **FAST,
         )
     assert os.listdir(tmp_path) == []
 
 
 def test_list_of_dicts_and_no_eval_split(tiny_model, tiny_tokenizer, tmp_path):
     result = smol_align.train_dpo(
-        tiny_model, tiny_preference_rows(8), "cpu", output_dir=str(tmp_path / "run"), tokenizer=tiny_tokenizer, **FAST
+        tiny_model,
+        tiny_preference_rows(8),
+        "cpu",
+        output_dir=str(tmp_path / "run"),
+        tokenizer=tiny_tokenizer,
+        **FAST,
     )
     assert result.before is None and "eval_rewards/accuracies" not in result.metrics
     assert result.metrics["steps"] == 3
@@ -99,7 +115,9 @@ def test_list_of_dicts_and_no_eval_split(tiny_model, tiny_tokenizer, tmp_path):
     assert heldout["reward_margin"] > MARGIN_BAR and heldout["reward_accuracy"] >= 0.75, heldout
 
 
-def test_push_to_hub_names_the_repo_after_the_run_not_the_staging_folder(tiny_model, tiny_tokenizer, tmp_path, monkeypatch):
+def test_push_to_hub_names_the_repo_after_the_run_not_the_staging_folder(
+    tiny_model, tiny_tokenizer, tmp_path, monkeypatch
+):
     """No network here: transformers' Hub client is stubbed and records what would be sent."""
     import transformers.trainer
 
@@ -121,8 +139,16 @@ def test_push_to_hub_names_the_repo_after_the_run_not_the_staging_folder(tiny_mo
 
     monkeypatch.setattr(transformers.trainer, "hf_api", lambda: Hub())
     out = tmp_path / "pirate-dpo"
-    smol_align.train_dpo(tiny_model, _data(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer,
-                         push_to_hub=True, answer_prompts=0, **{**FAST, "max_steps": 1})
+    smol_align.train_dpo(
+        tiny_model,
+        _data(),
+        "cpu",
+        output_dir=str(out),
+        tokenizer=tiny_tokenizer,
+        push_to_hub=True,
+        answer_prompts=0,
+        **{**FAST, "max_steps": 1},
+    )
     assert calls[0] == ("create_repo", "pirate-dpo")
     uploads = [c for c in calls if c[0] == "upload_folder"]
     assert uploads and all(c[1] == "me/pirate-dpo" for c in uploads)

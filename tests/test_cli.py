@@ -19,7 +19,9 @@ def test_flags_take_both_spellings():
 
 
 def test_only_typed_flags_come_through_with_data():
-    options = cli.train_options("orpo", ["--dataset", "pairs.jsonl", "--output-dir", "out", "--bf16", "false"])
+    options = cli.train_options(
+        "orpo", ["--dataset", "pairs.jsonl", "--output-dir", "out", "--bf16", "false"]
+    )
     assert options == {"dataset": "pairs.jsonl", "output_dir": "out", "bf16": False}
 
 
@@ -27,7 +29,13 @@ def test_config_recipe_then_flags(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model: my/model\ndataset: d.jsonl\npreset: lora\nmax_steps: 10\nbeta: 0.2\n")
     options = cli.train_options("dpo", ["--config", str(recipe), "--max_steps", "20"])
-    assert options == {"model": "my/model", "dataset": "d.jsonl", "preset": "lora", "max_steps": 20, "beta": 0.2}
+    assert options == {
+        "model": "my/model",
+        "dataset": "d.jsonl",
+        "preset": "lora",
+        "max_steps": 20,
+        "beta": 0.2,
+    }
 
 
 def test_shipped_hh_recipe_parses_and_takes_a_file_and_a_time_budget():
@@ -35,10 +43,20 @@ def test_shipped_hh_recipe_parses_and_takes_a_file_and_a_time_budget():
     from importlib import resources
 
     recipe = resources.files("smol_align") / "recipes" / "hh-rlhf-cpu.yaml"
-    options = cli.train_options("dpo", ["--config", str(recipe), "--dataset", "hh.jsonl", "--max-time", "12.5"])
-    assert options == {"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "dataset": "hh.jsonl", "preset": "auto",
-                       "per_device_train_batch_size": 4, "max_length": 512, "beta": 0.1, "learning_rate": 5e-5,
-                       "lr_scheduler_type": "constant", "max_time": 12.5}  # fmt: skip
+    options = cli.train_options(
+        "dpo", ["--config", str(recipe), "--dataset", "hh.jsonl", "--max-time", "12.5"]
+    )
+    assert options == {
+        "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "dataset": "hh.jsonl",
+        "preset": "auto",
+        "per_device_train_batch_size": 4,
+        "max_length": 512,
+        "beta": 0.1,
+        "learning_rate": 5e-5,
+        "lr_scheduler_type": "constant",
+        "max_time": 12.5,
+    }
 
 
 def test_dpo_only_flags_are_not_orpo_flags():

@@ -17,29 +17,66 @@ HANDBOOK_RECIPE = Path(__file__).parent / "fixtures" / "recipes" / "handbook-smo
 def test_recipe_values_are_typed_as_trl_types_them(tmp_path):
     """PyYAML reads `5e-6` as a string; TRL's parser makes it the float the field is."""
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("learning_rate: 5e-6\nmax_steps: '3'\nbf16: false\nreport_to: [none]\n"
-                      "gradient_checkpointing_kwargs: {use_reentrant: false}\n")  # fmt: skip
+    recipe.write_text(
+        "learning_rate: 5e-6\nmax_steps: '3'\nbf16: false\nreport_to: [none]\n"
+        "gradient_checkpointing_kwargs: {use_reentrant: false}\n"
+    )
     assert cli.train_options("dpo", ["--config", str(recipe)]) == {
-        "learning_rate": 5e-6, "max_steps": 3, "bf16": False, "report_to": ["none"],
+        "learning_rate": 5e-6,
+        "max_steps": 3,
+        "bf16": False,
+        "report_to": ["none"],
         "gradient_checkpointing_kwargs": {"use_reentrant": False},
-    }  # fmt: skip
+    }
 
 
 def test_a_trl_dpo_command_line_carries_over(capsys):
-    argv = ["--model_name_or_path", "m", "--dataset_name", "d.jsonl", "--dataset_train_split", "tr",
-            "--dataset_test_split", "te", "--use_peft", "--lora_r", "8", "--lora_alpha", "16",
-            "--lora_target_modules", "q_proj", "v_proj", "--dtype", "bfloat16", "--learning_rate", "1e-5",
-            "--attn_implementation", "sdpa", "--preset", "cpu"]  # fmt: skip
+    argv = [
+        "--model_name_or_path",
+        "m",
+        "--dataset_name",
+        "d.jsonl",
+        "--dataset_train_split",
+        "tr",
+        "--dataset_test_split",
+        "te",
+        "--use_peft",
+        "--lora_r",
+        "8",
+        "--lora_alpha",
+        "16",
+        "--lora_target_modules",
+        "q_proj",
+        "v_proj",
+        "--dtype",
+        "bfloat16",
+        "--learning_rate",
+        "1e-5",
+        "--attn_implementation",
+        "sdpa",
+        "--preset",
+        "cpu",
+    ]
     assert cli.train_options("dpo", argv) == {
-        "model": "m", "dataset": "d.jsonl", "split": "tr", "eval_split": "te", "preset": "cpu+lora", "lora_r": 8,
-        "lora_alpha": 16, "lora_target_modules": ["q_proj", "v_proj"], "dtype": "bfloat16", "learning_rate": 1e-5,
-    }  # fmt: skip
+        "model": "m",
+        "dataset": "d.jsonl",
+        "split": "tr",
+        "eval_split": "te",
+        "preset": "cpu+lora",
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_target_modules": ["q_proj", "v_proj"],
+        "dtype": "bfloat16",
+        "learning_rate": 1e-5,
+    }
     assert "`attn_implementation` is not used: the model loads with" in capsys.readouterr().err
 
 
 def test_our_names_win_over_trls_and_trls_over_the_handbooks(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("dataset_mixer: {hub/set: 1.0}\ndataset_splits: [a, b]\nmodel: ours\nmodel_name_or_path: theirs\n")
+    recipe.write_text(
+        "dataset_mixer: {hub/set: 1.0}\ndataset_splits: [a, b]\nmodel: ours\nmodel_name_or_path: theirs\n"
+    )
     options = cli.train_options("orpo", ["--config", str(recipe), "--dataset_train_split", "c"])
     assert options == {"dataset": "hub/set", "split": "c", "eval_split": "b", "model": "ours"}
     assert cli.train_options("dpo", ["--use_peft", "--preset", "lora"]) == {"preset": "lora"}
@@ -80,19 +117,35 @@ def test_a_retired_trl_key_is_explained_as_in_python(tmp_path, capsys):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("max_prompt_length: 512\nbeta: 0.2\n")
     assert cli.train_options("dpo", ["--config", str(recipe)]) == {"beta": 0.2}
-    assert f"`max_prompt_length` in the recipe is not used: gone in TRL 1.x: {RETIRED['max_prompt_length']}" in capsys.readouterr().err  # fmt: skip
+    assert (
+        f"`max_prompt_length` in the recipe is not used: gone in TRL 1.x: {RETIRED['max_prompt_length']}"
+        in capsys.readouterr().err
+    )
 
 
 def test_every_key_of_the_handbook_recipe_is_used_or_refused_with_a_reason(capsys):
     recipe = yaml.safe_load(HANDBOOK_RECIPE.read_text())
     options = cli.train_options("dpo", ["--config", str(HANDBOOK_RECIPE)])
     err = capsys.readouterr().err
-    mapped = {"model_name_or_path": "model", "torch_dtype": "dtype", "dataset_mixer": "dataset",
-              "dataset_splits": "split", "preprocessing_num_workers": "dataset_num_proc", "warmup_ratio": "warmup_steps"}  # fmt: skip
+    mapped = {
+        "model_name_or_path": "model",
+        "torch_dtype": "dtype",
+        "dataset_mixer": "dataset",
+        "dataset_splits": "split",
+        "preprocessing_num_workers": "dataset_num_proc",
+        "warmup_ratio": "warmup_steps",
+    }
     for key in recipe:
         assert mapped.get(key, key) in options or f"`{key}` in the recipe is not used" in err, key
-    assert options["model"] == "loubnabnl/smollm2-360M-sft" and options["dataset"] == "HuggingFaceH4/ultrafeedback_binarized"
-    assert (options["split"], options["eval_split"], options["dataset_num_proc"]) == ("train_prefs", "test_prefs", 12)
+    assert (
+        options["model"] == "loubnabnl/smollm2-360M-sft"
+        and options["dataset"] == "HuggingFaceH4/ultrafeedback_binarized"
+    )
+    assert (options["split"], options["eval_split"], options["dataset_num_proc"]) == (
+        "train_prefs",
+        "test_prefs",
+        12,
+    )
     assert options["learning_rate"] == 1e-6 and options["report_to"] == ["tensorboard", "wandb"]
     assert "max_prompt_length" not in options and "`max_prompt_length`" in err
 
@@ -102,10 +155,32 @@ def test_the_handbook_recipe_runs_two_steps_on_the_tiny_model(tmp_path, capsys):
     trackers); every other value is the recipe's own."""
     base, pairs = tiny_model_dir_and_pairs(tmp_path)
     out = tmp_path / "run"
-    code = cli.main(["dpo", "--config", str(HANDBOOK_RECIPE), "--model_name_or_path", str(base),
-                     "--dataset_name", str(pairs), "--dataset_splits", "train", "--max_steps", "2",
-                     "--bf16", "false", "--push_to_hub", "false", "--report_to", "none",
-                     "--preprocessing_num_workers", "1", "--output_dir", str(out), "--quiet"])  # fmt: skip
+    code = cli.main(
+        [
+            "dpo",
+            "--config",
+            str(HANDBOOK_RECIPE),
+            "--model_name_or_path",
+            str(base),
+            "--dataset_name",
+            str(pairs),
+            "--dataset_splits",
+            "train",
+            "--max_steps",
+            "2",
+            "--bf16",
+            "false",
+            "--push_to_hub",
+            "false",
+            "--report_to",
+            "none",
+            "--preprocessing_num_workers",
+            "1",
+            "--output_dir",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 2, metrics

@@ -17,7 +17,13 @@ from smol_align.testing import tiny_model_and_tokenizer, tiny_preference_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 STEPS, BATCH = 3, 4
-FAST = {"per_device_train_batch_size": BATCH, "learning_rate": 5e-3, "quiet": True, "n_answers": 3, "max_new_tokens": 8}
+FAST = {
+    "per_device_train_batch_size": BATCH,
+    "learning_rate": 5e-3,
+    "quiet": True,
+    "n_answers": 3,
+    "max_new_tokens": 8,
+}
 MARGIN_BAR = 0.01  # held-out DPO reward margin a method must reach (0 for the start model)
 HELDOUT = tiny_preference_rows(206)[200:]  # "What is 200 plus 200?"...: no training row asks these
 
@@ -37,7 +43,13 @@ def compared(tmp_path_factory):
     start = {n: p.detach().clone() for n, p in model.named_parameters()}
     root = tmp_path_factory.mktemp("compare")
     result = compare(
-        model, _data(), preset="cpu", max_steps=STEPS, output_dir=str(root / "report"), tokenizer=tokenizer, **FAST
+        model,
+        _data(),
+        preset="cpu",
+        max_steps=STEPS,
+        output_dir=str(root / "report"),
+        tokenizer=tokenizer,
+        **FAST,
     )
     return result, model, tokenizer, start, root
 
@@ -55,8 +67,13 @@ def test_report_dir_holds_every_artifact_and_nothing_else(compared):
     assert result.report_dir == str(report)
     assert [p.name for p in root.iterdir()] == ["report"]  # no staging folder left beside it
     assert sorted(p.name for p in report.iterdir()) == [
-        "dpo", "heldout.png", "metrics.json", "orpo", "report.md", "training.png",
-    ]  # fmt: skip
+        "dpo",
+        "heldout.png",
+        "metrics.json",
+        "orpo",
+        "report.md",
+        "training.png",
+    ]
     assert result.files == {
         "metrics": str(report / "metrics.json"),
         "report": str(report / "report.md"),
@@ -66,7 +83,13 @@ def test_report_dir_holds_every_artifact_and_nothing_else(compared):
     for method in ("dpo", "orpo"):  # each run is a full single-run output: model, its metrics and plots
         run = result.runs[method]
         assert run.output_dir == str(report / method) == result.metrics[method]["output_dir"]
-        for name in ("model.safetensors", "tokenizer_config.json", "metrics.json", "training.png", "heldout.png"):
+        for name in (
+            "model.safetensors",
+            "tokenizer_config.json",
+            "metrics.json",
+            "training.png",
+            "heldout.png",
+        ):
             assert (report / method / name).exists(), (method, name)
         assert all(path.startswith(str(report / method)) for path in run.files.values())
     saved = json.loads((report / "metrics.json").read_text())
@@ -88,7 +111,9 @@ def test_figures_are_in_range(compared):
     for method in ("dpo", "orpo"):
         row = m[method]
         assert row["steps"] == STEPS and row["pairs_seen"] == STEPS * BATCH
-        assert row["train_seconds"] > 0 and row["seconds_per_step"] == pytest.approx(row["train_seconds"] / STEPS, abs=5e-3)  # both rounded
+        assert row["train_seconds"] > 0 and row["seconds_per_step"] == pytest.approx(
+            row["train_seconds"] / STEPS, abs=5e-3
+        )  # both rounded
         assert row["peak_memory_gb"] >= 0 and row["process_peak_memory_gb"] > 0
         assert row["pairs_per_second"] == pytest.approx(row["pairs_seen"] / row["train_seconds"], rel=1e-2)
         assert math.isfinite(row["final_loss"]) and not row["stopped_by_time_budget"]
@@ -96,7 +121,9 @@ def test_figures_are_in_range(compared):
         # and learned: the held-out margin grew from 0, the chosen answers win on held-out pairs
         assert row["reward_margin"] > MARGIN_BAR, row
         assert row["reward_accuracy"] > m["start"]["reward_accuracy"], row
-    assert m["dpo"]["final_loss"] < math.log(2) + 1e-6  # DPO starts at log 2 and went down on these easy pairs
+    assert (
+        m["dpo"]["final_loss"] < math.log(2) + 1e-6
+    )  # DPO starts at log 2 and went down on these easy pairs
     # every table column is there for each method
     assert all(c in m[method] for c in COLUMNS for method in ("dpo", "orpo"))
 
@@ -164,7 +191,11 @@ def test_report_md_has_the_table_plots_and_side_by_side_answers(compared):
                 assert answer.strip().splitlines()[0] in text
     # the printed table: one line per model, the method column first
     table = result.table().splitlines()
-    assert table[0].split() == ["model", *COLUMNS] and [row.split()[0] for row in table[2:]] == ["start", "dpo", "orpo"]
+    assert table[0].split() == ["model", *COLUMNS] and [row.split()[0] for row in table[2:]] == [
+        "start",
+        "dpo",
+        "orpo",
+    ]
 
 
 def test_time_budget_stops_each_method_after_one_step(tmp_path, capsys):
@@ -173,10 +204,19 @@ def test_time_budget_stops_each_method_after_one_step(tmp_path, capsys):
     # per-method rates); it moves no held-out figure measurably. test_figures_are_in_range checks learning.
     model, tokenizer = tiny_model_and_tokenizer()
     result = compare(
-        model, tiny_preference_rows(20), methods="dpo,orpo", preset="cpu", max_steps=50, time_budget=1e-3,
-        output_dir=str(tmp_path / "report"), tokenizer=tokenizer, save=False, n_answers=1, max_new_tokens=4,
+        model,
+        tiny_preference_rows(20),
+        methods="dpo,orpo",
+        preset="cpu",
+        max_steps=50,
+        time_budget=1e-3,
+        output_dir=str(tmp_path / "report"),
+        tokenizer=tokenizer,
+        save=False,
+        n_answers=1,
+        max_new_tokens=4,
         per_device_train_batch_size=BATCH,
-    )  # fmt: skip
+    )
     for method in ("dpo", "orpo"):
         row = result.metrics[method]
         assert row["steps"] == 1 and row["stopped_by_time_budget"] and row["pairs_seen"] == BATCH
@@ -186,8 +226,11 @@ def test_time_budget_stops_each_method_after_one_step(tmp_path, capsys):
     # each method keeps its own learning-rate default
     assert result.settings["learning_rate"] == {"dpo": 5e-6, "orpo": 8e-6}
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
-        "heldout.png", "metrics.json", "report.md", "training.png",
-    ]  # fmt: skip
+        "heldout.png",
+        "metrics.json",
+        "report.md",
+        "training.png",
+    ]
     assert result.table() in capsys.readouterr().out
 
 
@@ -215,5 +258,7 @@ def test_demo_budget_comes_from_the_demo_recipe():
     import yaml
 
     for method in ("dpo", "orpo"):
-        recipe = yaml.safe_load((resources.files("smol_align") / "recipes" / f"demo-{method}.yaml").read_text())
+        recipe = yaml.safe_load(
+            (resources.files("smol_align") / "recipes" / f"demo-{method}.yaml").read_text()
+        )
         assert recipe["max_steps"] == demo_max_steps() == 30

@@ -12,7 +12,9 @@ from smol_align.testing import tiny_model, tiny_preference_rows, tiny_tokenizer
 def _loss_and_grads(compact: bool, monkeypatch, tmp_path):
     import trl.trainer.utils as trl_utils
 
-    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: device.type in ("cuda", "xpu"))  # TRL's own answer
+    monkeypatch.setattr(
+        trl_utils, "_use_triton", lambda device: device.type in ("cuda", "xpu")
+    )  # TRL's own answer
     scored = []
     chunked = getattr(trl_utils._ChunkedLogProbFunction, "original", trl_utils._ChunkedLogProbFunction)
 
@@ -44,8 +46,13 @@ def _one_step(tmp_path, scored):
         for p in model.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     built = presets.build("dpo", "cpu", output_dir=str(tmp_path), per_device_train_batch_size=4)
-    trainer = DPOTrainer(model=model, ref_model=ref, args=built.args, processing_class=tokenizer,
-                         train_dataset=__import__("datasets").Dataset.from_list(tiny_preference_rows(4)))
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref,
+        args=built.args,
+        processing_class=tokenizer,
+        train_dataset=__import__("datasets").Dataset.from_list(tiny_preference_rows(4)),
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     model.train()
     loss = trainer.compute_loss(model, batch)
@@ -56,7 +63,9 @@ def _one_step(tmp_path, scored):
 
 def test_compact_lm_head_changes_no_number(monkeypatch, tmp_path):
     loss_full, grads_full, metrics_full, scored_full = _loss_and_grads(False, monkeypatch, tmp_path / "a")
-    loss_compact, grads_compact, metrics_compact, scored_compact = _loss_and_grads(True, monkeypatch, tmp_path / "b")
+    loss_compact, grads_compact, metrics_compact, scored_compact = _loss_and_grads(
+        True, monkeypatch, tmp_path / "b"
+    )
     # policy and reference forwards: the compact head scores only completion positions
     assert len(scored_full) == len(scored_compact) == 2
     assert all(c < f for c, f in zip(scored_compact, scored_full, strict=True)), (scored_compact, scored_full)
@@ -106,9 +115,15 @@ def test_the_hooked_trl_names_still_exist():
 
     prepare = inspect.getsource(DPOTrainer._prepare_dataset)
     assert list(inspect.signature(DPOTrainer._prepare_dataset).parameters) == [
-        "self", "dataset", "processing_class", "args", "dataset_name",
-    ], "TRL changed DPOTrainer._prepare_dataset: update _compat.dpo_tokenized"  # fmt: skip
-    used = set(re.findall(r"self\.(\w+)", prepare)) | {f"args.{a}" for a in re.findall(r"args\.(\w+)", prepare)}
+        "self",
+        "dataset",
+        "processing_class",
+        "args",
+        "dataset_name",
+    ], "TRL changed DPOTrainer._prepare_dataset: update _compat.dpo_tokenized"
+    used = set(re.findall(r"self\.(\w+)", prepare)) | {
+        f"args.{a}" for a in re.findall(r"args\.(\w+)", prepare)
+    }
     assert used <= {"_tokenizer", "args.dataset_num_proc", "args.max_length", "args.truncation_mode"}, used
 
 
@@ -199,8 +214,19 @@ def test_the_lm_head_patch_lasts_only_while_the_runner_trains(tiny_model, tiny_t
     rows = tiny_preference_rows(8)
     smol_align.build_dpo_trainer(tiny_model, rows, "cpu", tokenizer=tiny_tokenizer, bf16=False)
     assert not patched()
-    smol_align.train_dpo(tiny_model, rows, "cpu", tokenizer=tiny_tokenizer, bf16=False, save=False, evaluate=False,
-                         max_steps=2, per_device_train_batch_size=2, callbacks=[Probe()], quiet=True)  # fmt: skip
+    smol_align.train_dpo(
+        tiny_model,
+        rows,
+        "cpu",
+        tokenizer=tiny_tokenizer,
+        bf16=False,
+        save=False,
+        evaluate=False,
+        max_steps=2,
+        per_device_train_batch_size=2,
+        callbacks=[Probe()],
+        quiet=True,
+    )
     assert seen == [True, True] and not patched()
 
 

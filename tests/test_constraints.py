@@ -12,7 +12,13 @@ from smol_align.errors import ConfigError
 from smol_align.run import run
 from smol_align.testing import tiny_preference_rows
 
-FAST = {"max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1e-3, "logging_steps": 1, "quiet": True}
+FAST = {
+    "max_steps": 2,
+    "per_device_train_batch_size": 4,
+    "learning_rate": 1e-3,
+    "logging_steps": 1,
+    "quiet": True,
+}
 
 
 def test_train_dpo_logs_each_constraint(tiny_model, tiny_tokenizer):
@@ -23,14 +29,23 @@ def test_train_dpo_logs_each_constraint(tiny_model, tiny_tokenizer):
         return torch.relu(logps.ref_chosen - logps.chosen).mean()
 
     result = smol_align.train_dpo(
-        tiny_model, tiny_preference_rows(16), "cpu", tokenizer=tiny_tokenizer, save=False, answer_prompts=0,
-        constraints=["dpop:5", "length", keep_chosen_up], **FAST,
-    )  # fmt: skip
+        tiny_model,
+        tiny_preference_rows(16),
+        "cpu",
+        tokenizer=tiny_tokenizer,
+        save=False,
+        answer_prompts=0,
+        constraints=["dpop:5", "length", keep_chosen_up],
+        **FAST,
+    )
     logs = [h for h in result.trainer.state.log_history if "loss" in h]
     assert len(logs) == 2
     for name in ("constraint/dpop", "constraint/length", "constraint/keep_chosen_up"):
         assert all(name in h for h in logs), logs[-1].keys()
-    assert [repr(c) for c in result.trainer.constraints[:2]] == ["DPOPositive(lam=5)", "LengthPenalty(alpha=0.01)"]
+    assert [repr(c) for c in result.trainer.constraints[:2]] == [
+        "DPOPositive(lam=5)",
+        "LengthPenalty(alpha=0.01)",
+    ]
     assert result.metrics["train_constraint/dpop"] == logs[-1]["constraint/dpop"]  # in metrics.json too
 
 
@@ -40,9 +55,15 @@ def test_constraints_with_soft_labels_and_lora(tiny_model, tiny_tokenizer, tmp_p
 
     rows = [{**row, "preference_prob": 0.9} for row in tiny_preference_rows(8)]
     trainer = smol_align.build_dpo_trainer(
-        tiny_model, rows, "cpu+lora", tokenizer=tiny_tokenizer, output_dir=str(tmp_path), loss_type="soft",
-        constraints=["dpop"], **{k: v for k, v in FAST.items() if k != "quiet"},
-    )  # fmt: skip
+        tiny_model,
+        rows,
+        "cpu+lora",
+        tokenizer=tiny_tokenizer,
+        output_dir=str(tmp_path),
+        loss_type="soft",
+        constraints=["dpop"],
+        **{k: v for k, v in FAST.items() if k != "quiet"},
+    )
     assert type(trainer) is SoftDPOTrainer and trainer.preference_prob_column == "preference_prob"
     assert trainer.ref_model is None  # PEFT: the reference is the policy with its adapters off
     trainer.train()
@@ -51,9 +72,13 @@ def test_constraints_with_soft_labels_and_lora(tiny_model, tiny_tokenizer, tmp_p
 
 
 def test_orpo_and_unknown_constraints_are_refused(tiny_model, tiny_tokenizer, tmp_path):
-    kwargs = dict(tokenizer=tiny_tokenizer, output_dir=str(tmp_path), **{k: v for k, v in FAST.items() if k != "quiet"})
+    kwargs = dict(
+        tokenizer=tiny_tokenizer, output_dir=str(tmp_path), **{k: v for k, v in FAST.items() if k != "quiet"}
+    )
     with pytest.raises(ConfigError, match="ORPO takes none"):
-        smol_align.build_orpo_trainer(tiny_model, tiny_preference_rows(4), "cpu", constraints=["dpop"], **kwargs)
+        smol_align.build_orpo_trainer(
+            tiny_model, tiny_preference_rows(4), "cpu", constraints=["dpop"], **kwargs
+        )
     with pytest.raises(ValueError, match="Unknown constraint 'kl'"):
         smol_align.build_dpo_trainer(tiny_model, tiny_preference_rows(4), "cpu", constraints=["kl"], **kwargs)
 
@@ -63,8 +88,15 @@ def test_orpo_and_unknown_constraints_are_refused(tiny_model, tiny_tokenizer, tm
 # 2.89 -> 2.06): the chosen answers are the style it learns. At 1e-3 for 6 steps it pushes the rejected answers down
 # by 246 nats and the chosen ones by 58 with them: NLL of chosen 2.89 -> 5.94. DPO-Positive (lam = 50) on the same
 # steps: 2.89 -> 1.99, chosen log-probs +17 nats, rejected -61; every pair still has a higher reward for the chosen.
-DISPLACING = {"loss_type": "sigmoid", "learning_rate": 1e-3, "max_steps": 6, "per_device_train_batch_size": 4,
-              "gradient_accumulation_steps": 1, "max_eval_pairs": 32, "answer_prompts": 0}  # fmt: skip
+DISPLACING = {
+    "loss_type": "sigmoid",
+    "learning_rate": 1e-3,
+    "max_steps": 6,
+    "per_device_train_batch_size": 4,
+    "gradient_accumulation_steps": 1,
+    "max_eval_pairs": 32,
+    "answer_prompts": 0,
+}
 
 
 @pytest.mark.slow
@@ -80,8 +112,12 @@ def test_dpo_positive_keeps_the_chosen_answers_likely_where_dpo_lets_them_fall()
     keys = ("nll_chosen", "drift", "drift_rejected", "preference_accuracy", "reward_accuracy")
     for name, figures in (("start", start), ("dpo", dpo.after), ("dpop", dpop.after)):
         print(name, {k: round(figures[k], 3) for k in keys})  # shown when the test fails
-    assert dpo.after["nll_chosen"] > start["nll_chosen"] + 0.5 and dpo.after["drift"] < -5, dpo.after  # DPO: it fell
-    assert dpop.after["nll_chosen"] <= start["nll_chosen"] and dpop.after["drift"] >= 0, dpop.after  # DPOP: it held
+    assert dpo.after["nll_chosen"] > start["nll_chosen"] + 0.5 and dpo.after["drift"] < -5, (
+        dpo.after
+    )  # DPO: it fell
+    assert dpop.after["nll_chosen"] <= start["nll_chosen"] and dpop.after["drift"] >= 0, (
+        dpop.after
+    )  # DPOP: it held
     assert dpop.after["reward_accuracy"] >= 0.9  # and the pairs are still learned
     logs = [h for h in dpop.trainer.state.log_history if "loss" in h]
     assert any(h["constraint/dpop"] > 0 for h in logs)  # the term was active on some step

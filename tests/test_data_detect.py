@@ -56,8 +56,18 @@ def test_known_hub_ids_pick_format_and_splits_without_loading(monkeypatch):
     assert detect_format("Anthropic/hh-rlhf") == "hh-rlhf"
     assert hub_format("anthropic/HH-RLHF/harmless-base") == hub_format("Anthropic/hh-rlhf/harmless-base")
     assert hub_format("Anthropic/hh-rlhf/harmless-base") == (
-        "Anthropic/hh-rlhf", "harmless-base", "hh-rlhf", "train", "test", False)  # fmt: skip
-    assert hub_format("HuggingFaceH4/ultrafeedback_binarized")[2:5] == ("h4-ultrafeedback", "train_prefs", "test_prefs")
+        "Anthropic/hh-rlhf",
+        "harmless-base",
+        "hh-rlhf",
+        "train",
+        "test",
+        False,
+    )
+    assert hub_format("HuggingFaceH4/ultrafeedback_binarized")[2:5] == (
+        "h4-ultrafeedback",
+        "train_prefs",
+        "test_prefs",
+    )
     assert hub_format("trl-lib/ultrafeedback_binarized")[2:5] == ("trl-ultrafeedback", "train", "test")
     assert hub_format("argilla/OpenHermesPreferences")[5]
     expected = {
@@ -89,7 +99,9 @@ def test_known_hub_id_loads_its_preference_splits_with_its_format(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     pairs, reports = normalize("HuggingFaceH4/ultrafeedback_binarized", return_report=True)
-    assert calls == [("HuggingFaceH4/ultrafeedback_binarized", {"data_dir": None, "split": None, "streaming": False})]
+    assert calls == [
+        ("HuggingFaceH4/ultrafeedback_binarized", {"data_dir": None, "split": None, "streaming": False})
+    ]
     assert list(pairs) == ["train_prefs", "test_prefs"]  # its preference splits, not the sft one
     assert reports["train_prefs"].format == "h4-ultrafeedback"
     assert reports["test_prefs"].dataset == "HuggingFaceH4/ultrafeedback_binarized[test_prefs]"
@@ -120,4 +132,6 @@ def test_unknown_schema_lists_columns_closest_formats_and_columns_hint():
         "rejected": "<your rejected column>",
     }
     # ... and the suggested columns= works as it is
-    assert normalize(rows, columns=guess_columns(list(rows[0])))[0]["prompt"] == [{"role": "user", "content": "Q"}]
+    assert normalize(rows, columns=guess_columns(list(rows[0])))[0]["prompt"] == [
+        {"role": "user", "content": "Q"}
+    ]

@@ -147,7 +147,16 @@ def test_max_rows_and_split():
 
 def test_cli_doctor_takes_the_data_flags(capsys):
     orca = str(FIXTURES / "argilla-orca.jsonl")
-    argv = ["doctor", orca, "--max-length", "64", "--columns", "prompt=input", "--lenient", "--drop-identical"]
+    argv = [
+        "doctor",
+        orca,
+        "--max-length",
+        "64",
+        "--columns",
+        "prompt=input",
+        "--lenient",
+        "--drop-identical",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "truncated at max_length=64" in out and "(format trl-standard)" in out

@@ -27,7 +27,7 @@ def test_empty_file(tmp_path):
 def test_broken_json_line_names_the_file_the_line_and_the_json_error(tmp_path):
     path = tmp_path / "pairs.jsonl"
     good = json.dumps({"prompt": "Q", "chosen": "x", "rejected": "y"})
-    path.write_text(f"{good}\n{good}\n{{\"prompt\": \"Q\", \"chosen\": \n{good}\n")
+    path.write_text(f'{good}\n{good}\n{{"prompt": "Q", "chosen": \n{good}\n')
     with pytest.raises(DatasetFormatError) as caught:
         normalize(str(path))
     message = str(caught.value)
@@ -47,11 +47,18 @@ def test_a_column_of_the_wrong_type_says_which_column_and_row(tmp_path):
     rows = [{"prompt": "Q", "chosen": 1, "rejected": "y"}, {"prompt": "Q", "chosen": 2, "rejected": "y"}]
     with pytest.raises(DatasetFormatError, match="none of its 2 rows fit format 'trl-standard'") as caught:
         normalize(rows, format="trl-standard")
-    assert (caught.value.row, caught.value.column) == (0, "chosen") and "chosen: expected text or messages (got int)" in str(caught.value)
+    assert (caught.value.row, caught.value.column) == (
+        0,
+        "chosen",
+    ) and "chosen: expected text or messages (got int)" in str(caught.value)
     # rows of mixed types in one file (arrow cannot make one table of them) are read row by row
     path = tmp_path / "mixed.jsonl"
-    path.write_text(json.dumps({"prompt": "Q", "chosen": "x", "rejected": "y"}) + "\n"
-                    + json.dumps({"prompt": "Q", "chosen": ["x"], "rejected": "y"}) + "\n")  # fmt: skip
+    path.write_text(
+        json.dumps({"prompt": "Q", "chosen": "x", "rejected": "y"})
+        + "\n"
+        + json.dumps({"prompt": "Q", "chosen": ["x"], "rejected": "y"})
+        + "\n"
+    )
     pairs, report = normalize(str(path), return_report=True)
     assert len(pairs) == 1 and report.invalid_rows == [1]
 
@@ -76,8 +83,14 @@ def test_real_hh_rlhf_sample_normalizes_with_the_doctors_report():
 
 @pytest.mark.parametrize(
     ("name", "streaming"),
-    [("pairs.jsonl", False), ("pairs.json", False), ("pairs.csv", False), ("pairs.tsv", True),
-     ("pairs.jsonl.gz", True), ("pairs.jsonl", True)],
+    [
+        ("pairs.jsonl", False),
+        ("pairs.json", False),
+        ("pairs.csv", False),
+        ("pairs.tsv", True),
+        ("pairs.jsonl.gz", True),
+        ("pairs.jsonl", True),
+    ],
 )
 def test_bytes_that_are_not_utf8_name_the_file_the_line_and_the_fix(tmp_path, name, streaming):
     rows = [{"prompt": f"Q{i}", "chosen": "x", "rejected": "y"} for i in range(5)]

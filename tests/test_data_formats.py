@@ -451,10 +451,16 @@ def test_columns_renames_then_a_format_fits_and_errors_name_the_column():
         normalize(rows, columns={"prompt": "question", "chosen": "good", "rejected": "bad"})
     assert caught.value.column == "question"
     with pytest.raises(DatasetFormatError, match="already has"):
-        normalize([{"prompt": "Q", "question": "Q2", "chosen": "x", "rejected": "y"}], columns={"prompt": "question"})
+        normalize(
+            [{"prompt": "Q", "question": "Q2", "chosen": "x", "rejected": "y"}],
+            columns={"prompt": "question"},
+        )
     # a rename can serve any format, not only TRL's names
-    alpaca = normalize([{"task": "Add", "input": "1+1", "good": "2", "bad": "3"}],
-                       columns={"instruction": "task", "chosen": "good", "rejected": "bad"}, format="alpaca")
+    alpaca = normalize(
+        [{"task": "Add", "input": "1+1", "good": "2", "bad": "3"}],
+        columns={"instruction": "task", "chosen": "good", "rejected": "bad"},
+        format="alpaca",
+    )
     assert alpaca[0]["prompt"] == [u("Add\n1+1")]
 
 
@@ -467,7 +473,9 @@ def test_alpaca_is_not_argilla_orca_and_keeps_the_instruction():
     row = {"instruction": "Translate to French.", "input": "cat", "chosen": "chat", "rejected": "dog"}
     pairs, report = normalize([row, {**row, "input": ""}], return_report=True)
     assert report.format == "alpaca" and pairs.column_names == ["prompt", "chosen", "rejected"]
-    assert pairs[0]["prompt"] == [u("Translate to French.\ncat")] and pairs[1]["prompt"] == [u("Translate to French.")]
+    assert pairs[0]["prompt"] == [u("Translate to French.\ncat")] and pairs[1]["prompt"] == [
+        u("Translate to French.")
+    ]
     history = run("alpaca", {**row, "system": "Be brief.", "history": [["Hi", "Hello"]]})
     assert history["prompt"] == [s("Be brief."), u("Hi"), a("Hello"), u("Translate to French.\ncat")]
     with pytest.raises(InvalidRow, match="history"):
@@ -475,8 +483,11 @@ def test_alpaca_is_not_argilla_orca_and_keeps_the_instruction():
 
 
 def test_llama_factory_sharegpt_and_axolotl_types_by_their_names():
-    sharegpt = {"conversations": [{"from": "human", "value": "Q"}], "chosen": {"from": "gpt", "value": "x"},
-                "rejected": {"from": "gpt", "value": "y"}}  # fmt: skip
+    sharegpt = {
+        "conversations": [{"from": "human", "value": "Q"}],
+        "chosen": {"from": "gpt", "value": "x"},
+        "rejected": {"from": "gpt", "value": "y"},
+    }
     assert run("sharegpt", sharegpt) == {"prompt": [u("Q")], "chosen": [a("x")], "rejected": [a("y")]}
     messages = {"messages": [u("Q")], "chosen": a("x"), "rejected": a("y")}
     assert run("chat_template.default", messages)["prompt"] == [u("Q")]
@@ -484,14 +495,20 @@ def test_llama_factory_sharegpt_and_axolotl_types_by_their_names():
     for name in ("chatml.intel", "llama3.intel"):
         assert normalize([intel], format=name)[0]["prompt"] == [s("S"), u("Q")]
     ultra = {"prompt": "Q", "chosen": [u("Q"), a("x")], "rejected": [u("Q"), a("y")]}
-    assert normalize([ultra], format="chatml.ultra")[0] == {"prompt": [u("Q")], "chosen": [a("x")], "rejected": [a("y")]}
+    assert normalize([ultra], format="chatml.ultra")[0] == {
+        "prompt": [u("Q")],
+        "chosen": [a("x")],
+        "rejected": [a("y")],
+    }
     argilla = {"instruction": "Q", "chosen_response": "x", "rejected_response": "y"}
     assert normalize([argilla], format="chatml.argilla")[0]["prompt"] == [u("Q")]
     icr = {"system": "", "input": "Q", "chosen": "x", "rejected": "y"}
     assert normalize([icr], format="chatml.icr")[0]["prompt"] == [u("Q")]
     pairs = {"prompt": "Q", "chosen": "x", "rejected": "y"}
     assert normalize([pairs], format="chatml.prompt_pairs")[0]["chosen"] == [a("x")]
-    assert normalize([{"chosen": [u("Q"), a("x")], "rejected": [u("Q"), a("y")]}], format="chatml.argilla_chat")[0]["prompt"] == [u("Q")]
+    assert normalize(
+        [{"chosen": [u("Q"), a("x")], "rejected": [u("Q"), a("y")]}], format="chatml.argilla_chat"
+    )[0]["prompt"] == [u("Q")]
 
 
 def test_a_format_is_picked_only_with_all_its_signature_columns():
@@ -519,7 +536,6 @@ def test_extras_are_only_those_of_the_schema():
     assert alpaca.column_names == ["prompt", "chosen", "rejected"]  # no None score_chosen, status, ...
     orca = normalize([{"input": "Q", "chosen": "x", "rejected": "y", "status": "tie", "chosen_score": 9}])
     assert orca.column_names == ["prompt", "chosen", "rejected", "score_chosen", "status"]
-
 
 
 # ---------------------------------------------------------------------------------------------

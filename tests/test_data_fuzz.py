@@ -24,11 +24,32 @@ from smol_align.data.normalize import normalize_row
 from smol_align.errors import DatasetFormatError, SmolAlignError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
-ROWS = [json.loads(line) for name in formats() if FORMATS[name].detect
-        for line in (FIXTURES / f"{name}.jsonl").read_text().splitlines()]  # fmt: skip
-ODD = [None, 0, 7.5, True, "", " ", "N/A", "日本語 🏴‍☠️ \u202e\u0000", "x" * 100_000, [], {}, [1, 2],
-       [{"role": "user"}], [{"role": "gpt", "content": "hi"}], '[{"role": 1}]', {"from": "human", "value": "Q"},
-       "\n\nHuman: hi\n\nAssistant: ", "\n\nAssistant:"]  # fmt: skip
+ROWS = [
+    json.loads(line)
+    for name in formats()
+    if FORMATS[name].detect
+    for line in (FIXTURES / f"{name}.jsonl").read_text().splitlines()
+]
+ODD = [
+    None,
+    0,
+    7.5,
+    True,
+    "",
+    " ",
+    "N/A",
+    "日本語 🏴‍☠️ \u202e\u0000",
+    "x" * 100_000,
+    [],
+    {},
+    [1, 2],
+    [{"role": "user"}],
+    [{"role": "gpt", "content": "hi"}],
+    '[{"role": 1}]',
+    {"from": "human", "value": "Q"},
+    "\n\nHuman: hi\n\nAssistant: ",
+    "\n\nAssistant:",
+]
 
 
 def mutate(rng: random.Random, row: dict) -> dict:
@@ -51,7 +72,10 @@ def mutate(rng: random.Random, row: dict) -> dict:
 
 def batch(rng: random.Random) -> list:
     base = rng.choice(ROWS)
-    same = [mutate(rng, base) if rng.random() < 0.4 else json.loads(json.dumps(base)) for _ in range(rng.randint(1, 20))]
+    same = [
+        mutate(rng, base) if rng.random() < 0.4 else json.loads(json.dumps(base))
+        for _ in range(rng.randint(1, 20))
+    ]
     if rng.random() < 0.2:  # mixed schemas in one list
         same += [mutate(rng, rng.choice(ROWS)) for _ in range(rng.randint(1, 3))]
     return same
@@ -156,8 +180,12 @@ def check_contract(rows: list, **options) -> str:
     assert not any(uses_tools(rows[i]) for i in kept)  # a tool call never reaches a pair without it
     if not report.dropped:  # each pair is exactly what the row function makes of its row alone
         fmt = FORMATS[report.format]
-        alone = [normalize_row(report.format, rows[i], fmt.check_options(report.format, {}), tuple(pairs.column_names[3:]))
-                 for i in kept]  # fmt: skip
+        alone = [
+            normalize_row(
+                report.format, rows[i], fmt.check_options(report.format, {}), tuple(pairs.column_names[3:])
+            )
+            for i in kept
+        ]
         assert pairs.to_list() == alone
     return "pairs"
 
@@ -243,9 +271,13 @@ def test_cli_doctor_on_generated_files(tmp_path):
             code = cli.main(["doctor", str(path), "--lenient", "--json"])
         if code == 0:
             report = json.loads(out.getvalue())
-            assert report["rows"] + sum(report["set_aside"].values()) + sum(report["dropped"].values()) == len(lines)
+            assert report["rows"] + sum(report["set_aside"].values()) + sum(
+                report["dropped"].values()
+            ) == len(lines)
         else:
-            message = err.getvalue().rpartition("smol-align doctor: error: ")[2]  # after datasets' progress bars
+            message = err.getvalue().rpartition("smol-align doctor: error: ")[
+                2
+            ]  # after datasets' progress bars
             assert code == 2 and message and str(path) in message and "Traceback" not in err.getvalue()
             if kind < 0.15:
                 assert "line " in message and "not valid JSON" in message

@@ -22,9 +22,24 @@ def test_import_does_not_pull_datasets_or_transformers():
 
 
 def test_public_api():
-    assert set(smol_align.data.__all__) >= {"load", "normalize", "doctor", "formats", "detect_format", "last_report"}
+    assert set(smol_align.data.__all__) >= {
+        "load",
+        "normalize",
+        "doctor",
+        "formats",
+        "detect_format",
+        "last_report",
+    }
     names = smol_align.data.formats()
-    assert {"alpaca", "sharegpt", "chatml.intel", "chatml.ultra", "llama3.argilla", "hh-rlhf", "trl-unpaired"} <= set(names)
+    assert {
+        "alpaca",
+        "sharegpt",
+        "chatml.intel",
+        "chatml.ultra",
+        "llama3.argilla",
+        "hh-rlhf",
+        "trl-unpaired",
+    } <= set(names)
     assert len(names) == 34  # with trl-unpaired (KTO rows)
 
 

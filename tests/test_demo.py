@@ -45,13 +45,25 @@ def test_answer_figures_by_hand():
 
 
 @pytest.mark.parametrize("method, train", [("dpo", train_dpo), ("orpo", train_orpo)])
-def test_no_data_runs_the_demo_recipe_and_reports_answer_figures(method, train, tiny_model, tiny_tokenizer, capsys):
+def test_no_data_runs_the_demo_recipe_and_reports_answer_figures(
+    method, train, tiny_model, tiny_tokenizer, capsys
+):
     recipe = demo_recipe(method)
-    result = train(tiny_model, None, "cpu", tokenizer=tiny_tokenizer, save=False, answer_prompts=4,
-                   max_eval_pairs=8, per_device_train_batch_size=2)
+    result = train(
+        tiny_model,
+        None,
+        "cpu",
+        tokenizer=tiny_tokenizer,
+        save=False,
+        answer_prompts=4,
+        max_eval_pairs=8,
+        per_device_train_batch_size=2,
+    )
     assert result.trainer.args.max_steps == recipe["max_steps"]
     assert result.trainer.args.beta == recipe["beta"]
-    rate = recipe.get("learning_rate", presets.build(method, "cpu").args.learning_rate)  # the recipe's, else the mode's
+    rate = recipe.get(
+        "learning_rate", presets.build(method, "cpu").args.learning_rate
+    )  # the recipe's, else the mode's
     assert result.trainer.args.learning_rate == rate
     assert len(result.answers["start"]) == len(result.answers["trained"]) == 4
     for figures in (result.before, result.after):
@@ -64,8 +76,16 @@ def test_no_data_runs_the_demo_recipe_and_reports_answer_figures(method, train, 
 
 
 def test_a_step_count_replaces_the_recipe_budget_only(tiny_model, tiny_tokenizer):
-    result = train_dpo(tiny_model, None, "cpu", tokenizer=tiny_tokenizer, save=False, evaluate=False,
-                       max_steps=2, per_device_train_batch_size=2)
+    result = train_dpo(
+        tiny_model,
+        None,
+        "cpu",
+        tokenizer=tiny_tokenizer,
+        save=False,
+        evaluate=False,
+        max_steps=2,
+        per_device_train_batch_size=2,
+    )
     # No held-out figures here (evaluate=False): this checks the recipe merge, not learning.
     assert result.trainer.args.max_steps == 2
     assert result.trainer.args.beta == demo_recipe("dpo")["beta"]
@@ -74,19 +94,37 @@ def test_a_step_count_replaces_the_recipe_budget_only(tiny_model, tiny_tokenizer
 def test_each_mode_gets_its_own_demo_rate():
     """The demo recipe's rates are per mode, so --preset lora never trains at the full fine-tune rate."""
     for method in ("dpo", "orpo"):
-        rates = {mode: presets.build(method, f"cpu+{mode}", **demo_recipe(method, f"cpu+{mode}")).args.learning_rate
-                 for mode in ("full", "lora", "qlora-4bit")}
+        rates = {
+            mode: presets.build(
+                method, f"cpu+{mode}", **demo_recipe(method, f"cpu+{mode}")
+            ).args.learning_rate
+            for mode in ("full", "lora", "qlora-4bit")
+        }
         lora = 2e-4 if method == "dpo" else 4e-4  # measured: see the recipes
         assert rates == {"full": 2e-5, "lora": lora, "qlora-4bit": 4e-4}, (method, rates)
     assert demo_recipe("dpo", "auto") == demo_recipe("dpo", "full")  # auto: the full mode
     # A recipe without a rate for a mode leaves that mode's own rate.
-    assert presets.build("dpo", "lora", **{k: v for k, v in demo_recipe("dpo", "cpu").items() if k != "learning_rate"}).args.learning_rate == 5e-5
+    assert (
+        presets.build(
+            "dpo", "lora", **{k: v for k, v in demo_recipe("dpo", "cpu").items() if k != "learning_rate"}
+        ).args.learning_rate
+        == 5e-5
+    )
 
 
 def test_your_loss_type_replaces_the_recipe_loss_and_its_weights(tiny_model, tiny_tokenizer):
     assert demo_recipe("dpo")["loss_type"] == ["sigmoid", "sft"]  # the demo's RPO
-    result = train_dpo(tiny_model, None, "cpu", tokenizer=tiny_tokenizer, save=False, evaluate=False,
-                       max_steps=1, per_device_train_batch_size=2, loss_type="sigmoid")
+    result = train_dpo(
+        tiny_model,
+        None,
+        "cpu",
+        tokenizer=tiny_tokenizer,
+        save=False,
+        evaluate=False,
+        max_steps=1,
+        per_device_train_batch_size=2,
+        loss_type="sigmoid",
+    )
     # No held-out figures here (evaluate=False): this checks the recipe merge, not learning.
     assert result.trainer.args.loss_type == ["sigmoid"] and result.trainer.args.loss_weights is None
 

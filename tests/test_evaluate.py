@@ -38,10 +38,13 @@ def mixed_rows(n: int = 8) -> list[dict]:
 def standard_rows(n: int = 6) -> list[dict]:
     """The same pairs in TRL's standard (plain string) format."""
     return [
-        {"prompt": f"Q: {r['prompt'][0]['content']}\nA:", "chosen": " " + r["chosen"][0]["content"],
-         "rejected": " " + r["rejected"][0]["content"]}
+        {
+            "prompt": f"Q: {r['prompt'][0]['content']}\nA:",
+            "chosen": " " + r["chosen"][0]["content"],
+            "rejected": " " + r["rejected"][0]["content"],
+        }
         for r in mixed_rows(n)
-    ]  # fmt: skip
+    ]
 
 
 def hand_logp(model, tokenizer, prompt, completion) -> tuple[float, int]:
@@ -103,8 +106,12 @@ def test_figures_by_hand_on_two_pairs(tiny_tokenizer, tiny_model):
 
 
 def test_heldout_figures_strict_and_zero_reference():
-    logps = {"chosen": [-1.0, -5.0, -2.0], "rejected": [-2.0, -3.0, -2.0], "chosen_tokens": [1, 5, 2],
-             "rejected_tokens": [4, 1, 2]}  # fmt: skip
+    logps = {
+        "chosen": [-1.0, -5.0, -2.0],
+        "rejected": [-2.0, -3.0, -2.0],
+        "chosen_tokens": [1, 5, 2],
+        "rejected_tokens": [4, 1, 2],
+    }
     same = heldout_figures(logps, logps, beta=0.5)
     assert same["preference_accuracy"] == pytest.approx(1 / 3)  # the tie does not count
     assert same["preference_accuracy_normalized"] == pytest.approx(1 / 3)  # -1 > -0.5? no; -1 > -3 yes; tie
@@ -138,9 +145,16 @@ def _trl_evaluate(policy, ref, tokenizer, rows, tmp_path, max_length):
     from trl import DPOConfig, DPOTrainer
 
     args = DPOConfig(
-        output_dir=str(tmp_path), beta=BETA, per_device_eval_batch_size=len(rows) // 2, max_length=max_length,
-        report_to=[], use_cpu=True, bf16=False, save_strategy="no", disable_tqdm=True,
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        beta=BETA,
+        per_device_eval_batch_size=len(rows) // 2,
+        max_length=max_length,
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        save_strategy="no",
+        disable_tqdm=True,
+    )
     dataset = Dataset.from_list(rows)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -169,7 +183,9 @@ def test_agrees_with_trl_dpo_trainer_evaluate(tiny_tokenizer, tiny_model, tmp_pa
     assert [p["chosen_ids"] for p in pairs] == prepared["chosen_ids"]
     assert [p["rejected_ids"] for p in pairs] == prepared["rejected_ids"]
     # TRL's own tokenized rows (a DPO trainer's eval_dataset) are taken as they are
-    again = evaluate(policy, prepared, ref_model=ref, tokenizer=tiny_tokenizer, beta=BETA, max_length=max_length)
+    again = evaluate(
+        policy, prepared, ref_model=ref, tokenizer=tiny_tokenizer, beta=BETA, max_length=max_length
+    )
     assert again["logps"] == ours["logps"]
     for ours_key, trl_key in [
         ("reward_accuracy", "eval_rewards/accuracies"),
@@ -222,7 +238,9 @@ def test_max_pairs_implicit_prompt_and_modes(tiny_tokenizer, tiny_model):
     from_dataset = evaluate(tiny_model, Dataset.from_list(implicit), tokenizer=tiny_tokenizer, max_pairs=4)
     assert explicit["n_pairs"] == from_dataset["n_pairs"] == 4
     assert from_dataset["logps"]["chosen"] == pytest.approx(explicit["logps"]["chosen"], abs=1e-6)
-    with pytest.raises(DatasetFormatError, match="cannot read a dict"):  # a DatasetDict is read; a plain dict is not
+    with pytest.raises(
+        DatasetFormatError, match="cannot read a dict"
+    ):  # a DatasetDict is read; a plain dict is not
         evaluate(tiny_model, {"test": rows}, tokenizer=tiny_tokenizer)
     # pairs whose prompt alone fills max_length are dropped (TRL's keep_start rule): 28 tokens here, 30 from row 10
     kept = tokenize_pairs(tiny_preference_rows(12), tiny_tokenizer, max_length=30)
@@ -260,7 +278,10 @@ def test_generate_batched_equals_one_by_one_and_sampling_is_seeded(tiny_tokenize
     assert batched == single
     assert len(batched) == 4 and all(isinstance(a, str) for a in batched) and any(batched)
     state = torch.random.get_rng_state()
-    drawn = [generate(model, prompts, tiny_tokenizer, max_new_tokens=8, sample=True, temperature=1.5, seed=s) for s in (1, 1, 2)]
+    drawn = [
+        generate(model, prompts, tiny_tokenizer, max_new_tokens=8, sample=True, temperature=1.5, seed=s)
+        for s in (1, 1, 2)
+    ]
     assert drawn[0] == drawn[1] != drawn[2] and drawn[0] != batched  # seeded, and not greedy
     assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random state is left as it was
 
@@ -280,7 +301,10 @@ def test_smollm2_figures_equal_full_logits():
     for i, row in enumerate(rows):
         for key in ("chosen", "rejected"):
             logp, n = hand_logp(model, tokenizer, row["prompt"], row[key])
-            assert got["logps"][key][i] == pytest.approx(logp, abs=2e-3) and got["logps"][f"{key}_tokens"][i] == n
+            assert (
+                got["logps"][key][i] == pytest.approx(logp, abs=2e-3)
+                and got["logps"][f"{key}_tokens"][i] == n
+            )
     assert 0.0 < got["nll_chosen"] < 10.0
 
 

@@ -23,8 +23,21 @@ def test_import_smol_align_pulls_no_heavy_library():
 
 
 def test_public_api():
-    for name in ("train_dpo", "train_orpo", "train_kto", "build_dpo_trainer", "build_orpo_trainer", "build_kto_trainer",
-                 "load_model", "evaluate", "iterate", "presets", "DatasetFormatError", "setup_chat_format", "__version__"):
+    for name in (
+        "train_dpo",
+        "train_orpo",
+        "train_kto",
+        "build_dpo_trainer",
+        "build_orpo_trainer",
+        "build_kto_trainer",
+        "load_model",
+        "evaluate",
+        "iterate",
+        "presets",
+        "DatasetFormatError",
+        "setup_chat_format",
+        "__version__",
+    ):
         assert hasattr(smol_align, name), name
 
 

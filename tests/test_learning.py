@@ -61,8 +61,15 @@ def _train_and_measure(model, method, preset, pairs, tmp_path, **overrides):
     """(trainer, held-out figures after training, measured against the start model)."""
     train, heldout = pairs
     build = build_dpo_trainer if method == "dpo" else build_orpo_trainer
-    trainer = build(model, train, preset, output_dir=str(tmp_path), max_steps=STEPS,
-                    per_device_train_batch_size=8, **overrides)
+    trainer = build(
+        model,
+        train,
+        preset,
+        output_dir=str(tmp_path),
+        max_steps=STEPS,
+        per_device_train_batch_size=8,
+        **overrides,
+    )
     tokenizer = trainer.processing_class
     before = evaluate(trainer.model, heldout, tokenizer=tokenizer)
     trainer.train()
@@ -94,27 +101,34 @@ def test_every_path_learns(saved_tiny, pairs, tmp_path, method, mode, bf16):
         assert getattr(trainer.model, "is_loaded_in_4bit", False)
         # after an evaluation, no 4-bit layer is in bitsandbytes' CPU-inference layout, which passes no
         # gradient (on AVX512-BF16 CPUs; smol_align._compat.keep_4bit_layers_trainable)
-        states = [m.weight.quant_state for m in trainer.model.modules() if hasattr(m, "support_avx512bf16_for_cpu")]
+        states = [
+            m.weight.quant_state for m in trainer.model.modules() if hasattr(m, "support_avx512bf16_for_cpu")
+        ]
         assert states and not any(getattr(s, "packing_format_for_cpu", False) for s in states)
 
 
 def test_pure_bf16_weights_at_dpo_rates_warn_and_barely_learn(saved_tiny, pairs, tmp_path):
     """The failure this matrix guards against: bf16 weights at lr 5e-6 round their updates away."""
     with pytest.warns(UserWarning, match="round away"):
-        trainer, pure = _train_and_measure(saved_tiny, "dpo", "cpu", pairs, tmp_path / "pure",
-                                           bf16=True, dtype=torch.bfloat16)
+        trainer, pure = _train_and_measure(
+            saved_tiny, "dpo", "cpu", pairs, tmp_path / "pure", bf16=True, dtype=torch.bfloat16
+        )
     assert _trainable_dtypes(trainer.model) == {torch.bfloat16}
     _, master = _train_and_measure(saved_tiny, "dpo", "cpu", pairs, tmp_path / "master", bf16=True)
     assert master["reward_margin"] > MARGIN_BAR
-    assert pure["reward_margin"] < master["reward_margin"] / 4, (pure["reward_margin"], master["reward_margin"])
+    assert pure["reward_margin"] < master["reward_margin"] / 4, (
+        pure["reward_margin"],
+        master["reward_margin"],
+    )
 
 
 def test_pure_bf16_weights_learn_at_a_rate_above_the_rounding(saved_tiny, pairs, tmp_path):
     """Pure bf16 stays on offer for those who ask; at a rate well above half an ulp it learns, silently."""
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*round away.*")
-        trainer, after = _train_and_measure(saved_tiny, "dpo", "cpu", pairs, tmp_path, bf16=True,
-                                            dtype=torch.bfloat16, learning_rate=2e-4)
+        trainer, after = _train_and_measure(
+            saved_tiny, "dpo", "cpu", pairs, tmp_path, bf16=True, dtype=torch.bfloat16, learning_rate=2e-4
+        )
     assert _trainable_dtypes(trainer.model) == {torch.bfloat16}
     assert after["reward_margin"] > MARGIN_BAR
 

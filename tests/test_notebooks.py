@@ -61,8 +61,9 @@ def parameters_cells(nb) -> list:
     return [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
 
 
-def execute_notebook(path: Path, cwd: Path, env: dict[str, str], parameters: dict | None = None,
-                     timeout: int = CELL_TIMEOUT):
+def execute_notebook(
+    path: Path, cwd: Path, env: dict[str, str], parameters: dict | None = None, timeout: int = CELL_TIMEOUT
+):
     """Run ``path`` top to bottom in ``cwd`` with ``env``; return the executed notebook.
 
     ``parameters`` (a dict) is injected as a cell after the ``parameters`` cell, as papermill does:
@@ -79,7 +80,9 @@ def execute_notebook(path: Path, cwd: Path, env: dict[str, str], parameters: dic
         injected = nbformat.v4.new_code_cell(f"# injected parameters\n{source}")
         injected.metadata["tags"] = ["injected-parameters"]
         nb.cells.insert(index + 1, injected)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    )
     client.execute(cwd=str(cwd), env=env)  # both go to the kernel's start
     return nb
 
@@ -100,7 +103,12 @@ def _record(name: str, seconds: float) -> None:
 
 
 def test_the_four_course_notebooks_exist():
-    assert set(_ids(NOTEBOOKS)) >= {"dpo_finetuning", "orpo_finetuning", "dpo_vs_orpo", "dpo_loss_from_scratch"}
+    assert set(_ids(NOTEBOOKS)) >= {
+        "dpo_finetuning",
+        "orpo_finetuning",
+        "dpo_vs_orpo",
+        "dpo_loss_from_scratch",
+    }
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
@@ -129,13 +137,17 @@ def test_notebook_has_parameters_cell_badge_and_install(path):
     for name in ("MODEL", "DATASET", "MAX_STEPS", "PRESET"):
         assert f"\n{name} = " in "\n" + source, f"the parameters cell sets {name}"
 
-    badge_url = f"https://colab.research.google.com/github/smol-align/smol-align/blob/main/notebooks/{path.name}"
+    badge_url = (
+        f"https://colab.research.google.com/github/smol-align/smol-align/blob/main/notebooks/{path.name}"
+    )
     first = nb.cells[0]
     assert first.cell_type == "markdown" and COLAB_BADGE in first.source and badge_url in first.source
 
     install = [c for c in nb.cells if c.cell_type == "code" and "pip install" in c.source]
     assert len(install) == 1 and 'if "google.colab" in sys.modules:' in install[0].source
-    assert "torch" not in install[0].source.split("pip install", 1)[1].splitlines()[0]  # never reinstall torch
+    assert (
+        "torch" not in install[0].source.split("pip install", 1)[1].splitlines()[0]
+    )  # never reinstall torch
     assert nb.cells.index(install[0]) < nb.cells.index(params[0])
 
 
@@ -151,7 +163,9 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path):
     started = time.perf_counter()
     nb = execute_notebook(path, tmp_path, smoke_env())
     _record(path.stem, time.perf_counter() - started)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"
+    ]
     assert not errors
 
 
@@ -164,7 +178,11 @@ def test_notebook_runs_in_smoke_mode(path, tmp_path):
 def test_script_help_shows_the_commands(script):
     out = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), "--help"],
-        capture_output=True, text=True, timeout=120, env=smoke_env(), check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=smoke_env(),
+        check=True,
     ).stdout
     assert "--smoke" in out and "python scripts/" + script in out
 
@@ -186,12 +204,14 @@ def test_scripts_subset_and_heldout_of_a_dataset_without_test_split(tmp_path):
     rows = []
     for i in range(40):
         prompt = {"role": "user", "content": f"What is {i} + 1?"}
-        rows.append({
-            "source": "toxic-dpo-v0.2" if i % 4 == 0 else "capybara",
-            "prompt": prompt["content"],
-            "chosen": [prompt, {"role": "assistant", "content": f"It is {i + 1}."}],
-            "rejected": [prompt, {"role": "assistant", "content": "No idea."}],
-        })
+        rows.append(
+            {
+                "source": "toxic-dpo-v0.2" if i % 4 == 0 else "capybara",
+                "prompt": prompt["content"],
+                "chosen": [prompt, {"role": "assistant", "content": f"It is {i + 1}."}],
+                "rejected": [prompt, {"role": "assistant", "content": "No idea."}],
+            }
+        )
     path = tmp_path / "mix.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     exercise = _exercise_module()
@@ -217,7 +237,11 @@ def test_script_runs_in_smoke_mode(script, tmp_path):
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / script), "--smoke", "--output-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=smoke_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+        env=smoke_env(),
     )
     _record(script, time.perf_counter() - started)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

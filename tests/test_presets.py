@@ -76,7 +76,9 @@ def test_gpu_bf16_preset_values_are_valid_config_fields():
 
     from smol_align._compat import import_orpo
 
-    fields = {f.name for f in dataclasses.fields(DPOConfig)} & {f.name for f in dataclasses.fields(import_orpo()[0])}
+    fields = {f.name for f in dataclasses.fields(DPOConfig)} & {
+        f.name for f in dataclasses.fields(import_orpo()[0])
+    }
     for preset in (*presets.HARDWARE.values(), *presets.MODES.values()):
         assert set(preset.config) <= fields, preset.name
 
@@ -93,16 +95,21 @@ def test_auto_is_cpu_here():
 @pytest.mark.parametrize(("major", "preset"), [(7, "colab-t4"), (8, "gpu-bf16"), (9, "gpu-bf16")])
 def test_auto_takes_a_gpu_with_emulated_bf16_for_a_t4(major, preset):
     """torch.cuda.is_bf16_supported() says yes on a T4 (compute capability 7.5): it can make a bf16 tensor."""
-    with (mock.patch("torch.cuda.is_available", lambda: True), mock.patch("torch.cuda.current_device", lambda: 0),
-          mock.patch("torch.cuda.get_device_properties", lambda d: SimpleNamespace(major=major, minor=5)),
-          mock.patch("torch.cuda._check_bf16_tensor_supported", lambda d: True, create=True)):  # fmt: skip
+    with (
+        mock.patch("torch.cuda.is_available", lambda: True),
+        mock.patch("torch.cuda.current_device", lambda: 0),
+        mock.patch("torch.cuda.get_device_properties", lambda d: SimpleNamespace(major=major, minor=5)),
+        mock.patch("torch.cuda._check_bf16_tensor_supported", lambda d: True, create=True),
+    ):
         assert torch.cuda.is_bf16_supported()  # torch's default check, emulation included
         assert presets.auto_hardware() == preset
 
 
 @pytest.mark.parametrize("method", ["dpo", "orpo"])
 def test_overrides_win(method):
-    built = presets.build(method, "cpu", learning_rate=3e-4, per_device_train_batch_size=3, max_steps=7, beta=0.25)
+    built = presets.build(
+        method, "cpu", learning_rate=3e-4, per_device_train_batch_size=3, max_steps=7, beta=0.25
+    )
     assert built.args.learning_rate == 3e-4
     assert built.args.per_device_train_batch_size == 3
     assert built.args.max_steps == 7
@@ -153,7 +160,9 @@ def test_rpo_alpha_maps_to_the_sft_loss_mix():
     assert built.args.loss_weights == [1.0, 0.5]
 
 
-@pytest.mark.parametrize("key", ["max_prompt_length", "generate_during_eval", "reference_free", "padding_value"])
+@pytest.mark.parametrize(
+    "key", ["max_prompt_length", "generate_during_eval", "reference_free", "padding_value"]
+)
 def test_retired_names_are_refused_with_what_to_use(key):
     with pytest.raises(ConfigError, match=f"`{key}` no longer exists in TRL 1.x: .+"):
         presets.build("dpo", "cpu", **{key: 1})
@@ -182,14 +191,18 @@ def test_recipes_load_and_build():
 
     import yaml
 
-    recipes = sorted((p for p in (resources.files("smol_align") / "recipes").iterdir() if p.name.endswith(".yaml")),
-                     key=lambda p: p.name)  # fmt: skip
+    recipes = sorted(
+        (p for p in (resources.files("smol_align") / "recipes").iterdir() if p.name.endswith(".yaml")),
+        key=lambda p: p.name,
+    )
     assert recipes, "no recipes shipped"
     for path in recipes:
         recipe = yaml.safe_load(path.read_text())
         method = next((m for m in ("orpo", "kto") if m in path.name), "dpo")
         options = {k: v for k, v in recipe.items() if k not in ("model", "dataset", "preset")}
-        options = {k: v.get("full", v) if isinstance(v, dict) else v for k, v in options.items()}  # per-mode rates
+        options = {
+            k: v.get("full", v) if isinstance(v, dict) else v for k, v in options.items()
+        }  # per-mode rates
         built = presets.build(method, recipe.get("preset", "auto"), **options)
         for key, value in options.items():  # every value reaches TRL's config as written
             assert getattr(built.args, key) in (value, [value]), (path.name, key)

@@ -573,9 +573,13 @@ def test_dpop_plus_sigmoid_is_the_papers_loss():
     lam = 5.0
     dpo = preference_loss(chosen, rejected, ref, ref, beta=BETA)[0]
     z = BETA * ((chosen - ref) - (rejected - ref))
-    paper = -torch.nn.functional.logsigmoid(BETA * ((chosen - ref) - (rejected - ref) - lam * torch.clamp(ref - chosen, min=0)))
+    paper = -torch.nn.functional.logsigmoid(
+        BETA * ((chosen - ref) - (rejected - ref) - lam * torch.clamp(ref - chosen, min=0))
+    )
     close(dpo + reference.dpop_penalty(chosen, rejected, ref, ref, BETA, lam), paper)
-    close(reference.dpop_penalty(chosen, rejected, ref, ref, BETA, lam)[[0, 2]], [0.0, 0.0])  # r_w = +1 and r_w = 0
+    close(
+        reference.dpop_penalty(chosen, rejected, ref, ref, BETA, lam)[[0, 2]], [0.0, 0.0]
+    )  # r_w = +1 and r_w = 0
     assert z[1] < 0  # pair B is the one penalized
 
 
@@ -593,7 +597,9 @@ def test_length_term_and_its_gradient_by_hand():
     close(chosen.grad, [-0.0271498, -0.0216290], atol=1e-7)
     close(rejected.grad, [0.0271498, 0.0216290], atol=1e-7)
     swapped = reference.rdpo_length_penalty(t(-1.0), t(-3.0), t(-2.0), t(-2.0), t(4.0), t(2.0), BETA, 0.25)
-    close(swapped, [math.log1p(math.exp(-1.5)) - math.log1p(math.exp(-1.0))])  # softplus(-1.5) - softplus(-1) < 0
+    close(
+        swapped, [math.log1p(math.exp(-1.5)) - math.log1p(math.exp(-1.0))]
+    )  # softplus(-1.5) - softplus(-1) < 0
 
 
 def test_seed_style_constraint_sees_the_course_layout():
@@ -617,8 +623,11 @@ def test_constraints_by_name_and_their_metric_names():
     assert (dpop.lam, length.alpha) == (50.0, 0.05)
     assert reference.as_constraint("dpop:5").lam == 5.0
     assert reference.constraint_names([dpop, length, reference.DPOPositive(5), lambda x, b: 0]) == [
-        "dpop", "length", "dpop_2", "<lambda>"
-    ]  # fmt: skip
+        "dpop",
+        "length",
+        "dpop_2",
+        "<lambda>",
+    ]
     with pytest.raises(ValueError, match="Unknown constraint 'kl'.*dpop, length"):
         reference.as_constraint("kl")
     with pytest.raises(ValueError, match="must be a number, got 'big'"):

@@ -23,33 +23,109 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # Shaped like trainer.state.log_history of TRL 1.16's DPOTrainer (logging_steps=2, eval at step 4)
 DPO_HISTORY = [
-    {"loss": 0.693, "grad_norm": 1.2, "learning_rate": 5e-6, "rewards/chosen": 0.01, "rewards/rejected": -0.01,
-     "rewards/accuracies": 0.5, "rewards/margins": 0.02, "logps/chosen": -40.0, "epoch": 0.1, "step": 2},
-    {"loss": 0.60, "grad_norm": 1.0, "learning_rate": 4e-6, "rewards/chosen": 0.1, "rewards/rejected": -0.1,
-     "rewards/accuracies": 0.75, "rewards/margins": 0.2, "logps/chosen": -38.0, "epoch": 0.2, "step": 4},
-    {"eval_loss": 0.58, "eval_rewards/accuracies": 0.8, "eval_rewards/margins": 0.25, "eval_runtime": 1.0,
-     "epoch": 0.2, "step": 4},
-    {"loss": 0.45, "grad_norm": 0.8, "learning_rate": 3e-6, "rewards/chosen": 0.3, "rewards/rejected": -0.3,
-     "rewards/accuracies": 1.0, "rewards/margins": 0.6, "logps/chosen": -35.0, "epoch": 0.3, "step": 6},
-    {"train_runtime": 12.0, "train_samples_per_second": 3.0, "train_loss": 0.58, "total_flos": 0.0, "epoch": 0.3,
-     "step": 6},
-]  # fmt: skip
+    {
+        "loss": 0.693,
+        "grad_norm": 1.2,
+        "learning_rate": 5e-6,
+        "rewards/chosen": 0.01,
+        "rewards/rejected": -0.01,
+        "rewards/accuracies": 0.5,
+        "rewards/margins": 0.02,
+        "logps/chosen": -40.0,
+        "epoch": 0.1,
+        "step": 2,
+    },
+    {
+        "loss": 0.60,
+        "grad_norm": 1.0,
+        "learning_rate": 4e-6,
+        "rewards/chosen": 0.1,
+        "rewards/rejected": -0.1,
+        "rewards/accuracies": 0.75,
+        "rewards/margins": 0.2,
+        "logps/chosen": -38.0,
+        "epoch": 0.2,
+        "step": 4,
+    },
+    {
+        "eval_loss": 0.58,
+        "eval_rewards/accuracies": 0.8,
+        "eval_rewards/margins": 0.25,
+        "eval_runtime": 1.0,
+        "epoch": 0.2,
+        "step": 4,
+    },
+    {
+        "loss": 0.45,
+        "grad_norm": 0.8,
+        "learning_rate": 3e-6,
+        "rewards/chosen": 0.3,
+        "rewards/rejected": -0.3,
+        "rewards/accuracies": 1.0,
+        "rewards/margins": 0.6,
+        "logps/chosen": -35.0,
+        "epoch": 0.3,
+        "step": 6,
+    },
+    {
+        "train_runtime": 12.0,
+        "train_samples_per_second": 3.0,
+        "train_loss": 0.58,
+        "total_flos": 0.0,
+        "epoch": 0.3,
+        "step": 6,
+    },
+]
 # ORPOTrainer (trl.experimental.orpo) logs nll_loss, log_odds_ratio, log_odds_chosen besides the rewards
 ORPO_HISTORY = [
-    {"loss": 2.1, "rewards/accuracies": 0.25, "rewards/margins": -0.01, "nll_loss": 2.0, "log_odds_ratio": -0.8,
-     "log_odds_chosen": -0.2, "step": 3},
-    {"loss": 1.7, "rewards/accuracies": 0.6, "rewards/margins": 0.03, "nll_loss": 1.6, "log_odds_ratio": -0.5,
-     "log_odds_chosen": 0.1, "step": 6},
-]  # fmt: skip
+    {
+        "loss": 2.1,
+        "rewards/accuracies": 0.25,
+        "rewards/margins": -0.01,
+        "nll_loss": 2.0,
+        "log_odds_ratio": -0.8,
+        "log_odds_chosen": -0.2,
+        "step": 3,
+    },
+    {
+        "loss": 1.7,
+        "rewards/accuracies": 0.6,
+        "rewards/margins": 0.03,
+        "nll_loss": 1.6,
+        "log_odds_ratio": -0.5,
+        "log_odds_chosen": 0.1,
+        "step": 6,
+    },
+]
 
 METRICS = {
-    "start": {"n_pairs": 131, "preference_accuracy": 0.05, "reward_accuracy": 0.0, "reward_margin": 0.0,
-              "nll_chosen": 3.1, "drift": 0.0, "logps": {"chosen": [-1.0] * 131}},
-    "dpo": {"n_pairs": 131, "preference_accuracy": 0.9, "reward_accuracy": 0.95, "reward_margin": 1.234567,
-            "nll_chosen": 2.2, "drift": torch.tensor(4.5), "logps": {"chosen": [-1.0] * 131}},
-    "orpo": {"n_pairs": 131, "preference_accuracy": 0.7, "reward_accuracy": 0.6, "reward_margin": 0.00005,
-             "nll_chosen": float("nan"), "drift": 2.0},
-}  # fmt: skip
+    "start": {
+        "n_pairs": 131,
+        "preference_accuracy": 0.05,
+        "reward_accuracy": 0.0,
+        "reward_margin": 0.0,
+        "nll_chosen": 3.1,
+        "drift": 0.0,
+        "logps": {"chosen": [-1.0] * 131},
+    },
+    "dpo": {
+        "n_pairs": 131,
+        "preference_accuracy": 0.9,
+        "reward_accuracy": 0.95,
+        "reward_margin": 1.234567,
+        "nll_chosen": 2.2,
+        "drift": torch.tensor(4.5),
+        "logps": {"chosen": [-1.0] * 131},
+    },
+    "orpo": {
+        "n_pairs": 131,
+        "preference_accuracy": 0.7,
+        "reward_accuracy": 0.6,
+        "reward_margin": 0.00005,
+        "nll_chosen": float("nan"),
+        "drift": 2.0,
+    },
+}
 
 
 def assert_png(path, min_bytes: int = 5000):
@@ -139,19 +215,41 @@ def test_markdown_and_terminal_tables():
 
 def test_write_report(tmp_path):
     side = [
-        {"prompt": [{"role": "system", "content": "Be a pirate."}, {"role": "user", "content": "Capital of France?"}],
-         "answers": {"start": "Paris.", "dpo": "Arr, Paris be the capital, matey!\nYo ho!"}},
+        {
+            "prompt": [
+                {"role": "system", "content": "Be a pirate."},
+                {"role": "user", "content": "Capital of France?"},
+            ],
+            "answers": {"start": "Paris.", "dpo": "Arr, Paris be the capital, matey!\nYo ho!"},
+        },
         {"prompt": "Say hi", "answers": {"start": "", "dpo": "Ahoy!"}},
-    ]  # fmt: skip
+    ]
     files, plotted = write_report(
-        tmp_path, "DPO vs ORPO", METRICS, {"dpo": DPO_HISTORY, "orpo": ORPO_HISTORY}, side, {"seed": 3},
-        notes="How to read it.", json_data={"all": 1},
-    )  # fmt: skip
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["heldout.png", "metrics.json", "report.md", "training.png"]
-    assert files == {"metrics": str(tmp_path / "metrics.json"), "report": str(tmp_path / "report.md"),
-                     "training_plot": str(tmp_path / "training.png"), "heldout_plot": str(tmp_path / "heldout.png")}  # fmt: skip
+        tmp_path,
+        "DPO vs ORPO",
+        METRICS,
+        {"dpo": DPO_HISTORY, "orpo": ORPO_HISTORY},
+        side,
+        {"seed": 3},
+        notes="How to read it.",
+        json_data={"all": 1},
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "heldout.png",
+        "metrics.json",
+        "report.md",
+        "training.png",
+    ]
+    assert files == {
+        "metrics": str(tmp_path / "metrics.json"),
+        "report": str(tmp_path / "report.md"),
+        "training_plot": str(tmp_path / "training.png"),
+        "heldout_plot": str(tmp_path / "heldout.png"),
+    }
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"all": 1}
-    assert set(plotted["training"]["nll_loss"]) == {"orpo"} and set(plotted["heldout"]["drift"]) == set(METRICS)
+    assert set(plotted["training"]["nll_loss"]) == {"orpo"} and set(plotted["heldout"]["drift"]) == set(
+        METRICS
+    )
     text = (tmp_path / "report.md").read_text()
     assert text.startswith("# DPO vs ORPO\n\n## Settings\n\n- seed: 3\n")
     assert "| dpo | 131 |" in text and "How to read it." in text

@@ -46,16 +46,42 @@ def saved(tmp_path_factory):
 
 def _argv(saved, out, *extra):
     base, pairs = saved
-    return ["dpo", "--model", str(base), "--dataset", str(pairs), "--preset", "cpu", "--bf16", "false",
-            "--max_steps", str(STEPS), "--per_device_train_batch_size", "2", "--learning_rate", "1e-3",
-            "--save_steps", "2", "--eval_split", "0.2", "--output_dir", str(out),
-            "--quiet", *extra]  # fmt: skip
+    return [
+        "dpo",
+        "--model",
+        str(base),
+        "--dataset",
+        str(pairs),
+        "--preset",
+        "cpu",
+        "--bf16",
+        "false",
+        "--max_steps",
+        str(STEPS),
+        "--per_device_train_batch_size",
+        "2",
+        "--learning_rate",
+        "1e-3",
+        "--save_steps",
+        "2",
+        "--eval_split",
+        "0.2",
+        "--output_dir",
+        str(out),
+        "--quiet",
+        *extra,
+    ]
 
 
 def _start(argv, delay=0.3):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(delay), *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(delay), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
 
 
 def _wait_for(path: Path, proc, timeout=180):
@@ -88,8 +114,9 @@ def test_a_killed_run_resumes_to_the_same_loss(saved, tmp_path):
     assert (killed / MARKER).exists() and not (killed / "model.safetensors").exists()  # unfinished, resumable
     resume_from = last_checkpoint(killed)[0].name  # checkpoint-4, or a later one if the kill landed later
 
-    resumed = subprocess.run([sys.executable, "-c", CHILD, "0", *_argv(saved, killed, "--resume")],
-                             capture_output=True, text=True)  # fmt: skip
+    resumed = subprocess.run(
+        [sys.executable, "-c", CHILD, "0", *_argv(saved, killed, "--resume")], capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     metrics = json.loads((killed / "metrics.json").read_text())
     assert metrics["steps"] == STEPS
@@ -152,36 +179,84 @@ def test_a_nan_loss_stops_the_run_and_saves_no_model(tiny_model, tiny_tokenizer,
     with pytest.raises(
         NonFiniteLoss, match=r"became nan at step \d+: training stopped and the model was not saved"
     ):
-        smol_align.train_dpo(tiny_model, _pairs(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, bf16=False,
-                             evaluate=False, max_steps=8, per_device_train_batch_size=2, quiet=True)  # fmt: skip
+        smol_align.train_dpo(
+            tiny_model,
+            _pairs(),
+            "cpu",
+            output_dir=str(out),
+            tokenizer=tiny_tokenizer,
+            bf16=False,
+            evaluate=False,
+            max_steps=8,
+            per_device_train_batch_size=2,
+            quiet=True,
+        )
     assert not (out / "model.safetensors").exists()
     assert not out.exists() or sorted(
         p.name for p in out.iterdir() if not p.name.startswith("checkpoint-")
     ) == [MARKER]
 
 
-def test_max_time_stops_after_the_step_that_crosses_it_then_evaluates_and_saves(tiny_model, tiny_tokenizer, tmp_path, capsys):
+def test_max_time_stops_after_the_step_that_crosses_it_then_evaluates_and_saves(
+    tiny_model, tiny_tokenizer, tmp_path, capsys
+):
     out = tmp_path / "budget"
-    result = smol_align.train_dpo(tiny_model, _pairs(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, bf16=False,
-                                  max_steps=50, per_device_train_batch_size=2, max_time=1e-6, eval_split=0.25)  # fmt: skip
+    result = smol_align.train_dpo(
+        tiny_model,
+        _pairs(),
+        "cpu",
+        output_dir=str(out),
+        tokenizer=tiny_tokenizer,
+        bf16=False,
+        max_steps=50,
+        per_device_train_batch_size=2,
+        max_time=1e-6,
+        eval_split=0.25,
+    )
     assert result.metrics["steps"] == 1 and result.metrics["stopped_by_max_time"] is True
     assert "at most 1e-06 minutes" in capsys.readouterr().out
     assert (out / "model.safetensors").exists() and not (out / MARKER).exists()  # a finished run, saved whole
-    assert json.loads((out / "metrics.json").read_text())["stopped_by_max_time"] is True and result.after is not None
-    roomy = smol_align.train_dpo(tiny_model, _pairs(), "cpu", tokenizer=tiny_tokenizer, bf16=False, max_steps=2, save=False,
-                                 evaluate=False, per_device_train_batch_size=2, max_time=60, quiet=True)  # fmt: skip
+    assert (
+        json.loads((out / "metrics.json").read_text())["stopped_by_max_time"] is True
+        and result.after is not None
+    )
+    roomy = smol_align.train_dpo(
+        tiny_model,
+        _pairs(),
+        "cpu",
+        tokenizer=tiny_tokenizer,
+        bf16=False,
+        max_steps=2,
+        save=False,
+        evaluate=False,
+        per_device_train_batch_size=2,
+        max_time=60,
+        quiet=True,
+    )
     assert roomy.metrics["steps"] == 2 and roomy.metrics["stopped_by_max_time"] is False
     for bad in (0, -1):
         with pytest.raises(ConfigError, match="max_time is minutes"):
-            smol_align.train_dpo(tiny_model, _pairs(), "cpu", tokenizer=tiny_tokenizer, save=False, max_time=bad)
+            smol_align.train_dpo(
+                tiny_model, _pairs(), "cpu", tokenizer=tiny_tokenizer, save=False, max_time=bad
+            )
     assert cli.train_options("dpo", ["--max-time", "12.5"]) == {"max_time": 12.5}
 
 
 def test_the_hub_token_is_never_written(tiny_model, tiny_tokenizer, tmp_path, capsys):
     secret = "hf_smolalignSECRETtoken123"
     out = tmp_path / "run"
-    smol_align.train_dpo(tiny_model, _pairs(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, bf16=False,
-                         max_steps=4, per_device_train_batch_size=2, hub_token=secret, save_steps=2)  # fmt: skip
+    smol_align.train_dpo(
+        tiny_model,
+        _pairs(),
+        "cpu",
+        output_dir=str(out),
+        tokenizer=tiny_tokenizer,
+        bf16=False,
+        max_steps=4,
+        per_device_train_batch_size=2,
+        hub_token=secret,
+        save_steps=2,
+    )
     written = [p for p in out.rglob("*") if p.is_file()]
     assert any(p.name == "training_args.bin" for p in written) and any(
         "checkpoint-" in str(p) for p in written
@@ -198,8 +273,12 @@ def test_torchrun_two_processes_one_writer(saved, tmp_path):
     """torchrun --nproc_per_node 2 (gloo, CPU): both train, one folder, one summary, no staging left."""
     out = tmp_path / "ddp"
     argv = [a for a in _argv(saved, out) if a != "--quiet"]
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "smol_align",
-                           *argv], capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "smol_align", *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count("reward accuracy") == 1, done.stdout  # the summary, from the main process only
     names = sorted(p.name for p in out.iterdir())
@@ -234,25 +313,49 @@ def test_timed_checkpoints_while_running_none_left_after(tiny_model, tiny_tokeni
         def on_step_begin(self, args, state, control, **kwargs):
             seen.append(sorted(p.name for p in out.iterdir()))
 
-    smol_align.train_dpo(tiny_model, _pairs(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, bf16=False,
-                         max_steps=3, per_device_train_batch_size=2, callbacks=[Look()], quiet=True)  # fmt: skip
+    smol_align.train_dpo(
+        tiny_model,
+        _pairs(),
+        "cpu",
+        output_dir=str(out),
+        tokenizer=tiny_tokenizer,
+        bf16=False,
+        max_steps=3,
+        per_device_train_batch_size=2,
+        callbacks=[Look()],
+        quiet=True,
+    )
     checkpoints = [[n for n in names if n.startswith("checkpoint-")] for names in seen]
     # while it runs: its lock and its marker (the lock is new: one run at a time per folder), then checkpoints
     assert seen[0] == sorted([LOCK, MARKER]) and checkpoints == [[], ["checkpoint-1"], ["checkpoint-2"]]
     names = sorted(p.name for p in out.iterdir())
-    assert "model.safetensors" in names and MARKER not in names and not [n for n in names if "checkpoint" in n]
+    assert (
+        "model.safetensors" in names and MARKER not in names and not [n for n in names if "checkpoint" in n]
+    )
     assert LOCK not in names  # a finished folder holds the run's files only
 
 
-def test_the_returned_model_is_the_saved_one_without_accelerates_autocast(tiny_model, tiny_tokenizer, tmp_path):
+def test_the_returned_model_is_the_saved_one_without_accelerates_autocast(
+    tiny_model, tiny_tokenizer, tmp_path
+):
     """Training under bf16 autocast (forced here, on any CPU): the model handed back computes in fp32, exactly as the
     same weights loaded from the saved folder do, not under the autocast accelerate wraps its forward in."""
     import torch
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "bf16"
-    result = smol_align.train_dpo(tiny_model, _pairs(), "cpu", output_dir=str(out), tokenizer=tiny_tokenizer, bf16=True,
-                                  evaluate=False, max_steps=2, per_device_train_batch_size=2, quiet=True)  # fmt: skip
+    result = smol_align.train_dpo(
+        tiny_model,
+        _pairs(),
+        "cpu",
+        output_dir=str(out),
+        tokenizer=tiny_tokenizer,
+        bf16=True,
+        evaluate=False,
+        max_steps=2,
+        per_device_train_batch_size=2,
+        quiet=True,
+    )
     assert result.trainer.args.bf16 and "_original_forward" not in vars(result.model)
     ids = torch.tensor([[1, 5, 9, 12, 7, 3]])
     with torch.no_grad():

@@ -527,13 +527,17 @@ def test_overwrite_puts_the_earlier_run_back_when_the_new_one_fails_before_a_che
     from smol_align.testing import tiny_preference_rows
 
     rows, out = tiny_preference_rows(12), tmp_path / "run"
-    options = dict(tokenizer=tiny_tokenizer, bf16=False, evaluate=False, per_device_train_batch_size=2, quiet=True)
+    options = dict(
+        tokenizer=tiny_tokenizer, bf16=False, evaluate=False, per_device_train_batch_size=2, quiet=True
+    )
     smol_align.train_dpo(tiny_model, rows, "cpu", output_dir=str(out), max_steps=1, **options)
     before = _snapshot(out)
     with pytest.raises(ConfigError, match="No pairs left to train"):
         too_short = dict(max_steps=1, max_length=2, overwrite=True)
         smol_align.train_dpo(tiny_model, rows, "cpu", output_dir=str(out), **too_short, **options)
     assert _snapshot(out) == before  # every file back, byte for byte; nothing of the failed run
-    result = smol_align.train_dpo(tiny_model, rows, "cpu", output_dir=str(out), max_steps=2, overwrite=True, **options)
+    result = smol_align.train_dpo(
+        tiny_model, rows, "cpu", output_dir=str(out), max_steps=2, overwrite=True, **options
+    )
     names = {p.name for p in out.iterdir()}
     assert result.metrics["steps"] == 2 and not names & {rundir.REPLACED, MARKER, LOCK}, names

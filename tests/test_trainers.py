@@ -90,7 +90,12 @@ def test_lora_preset_trains_only_the_adapter(tiny_model, tiny_tokenizer, tmp_pat
     from peft import PeftModel
 
     trainer = smol_align.build_dpo_trainer(
-        tiny_model, tiny_preference_rows(8), "lora", tokenizer=tiny_tokenizer, output_dir=str(tmp_path), **FAST
+        tiny_model,
+        tiny_preference_rows(8),
+        "lora",
+        tokenizer=tiny_tokenizer,
+        output_dir=str(tmp_path),
+        **FAST,
     )
     assert isinstance(trainer.model, PeftModel)
     assert trainer.ref_model is None  # the reference is the base with the adapter disabled
@@ -108,8 +113,13 @@ def test_qlora_4bit_preset_trains_a_step_on_cpu(tmp_path):
     model.save_pretrained(tmp_path / "tiny")
     tokenizer.save_pretrained(tmp_path / "tiny")
     trainer = smol_align.build_dpo_trainer(
-        str(tmp_path / "tiny"), tiny_preference_rows(4), "cpu+qlora-4bit", output_dir=str(tmp_path / "out"),
-        max_steps=1, per_device_train_batch_size=4, learning_rate=1e-3,  # the preset's 1e-4 moves it ~0.004
+        str(tmp_path / "tiny"),
+        tiny_preference_rows(4),
+        "cpu+qlora-4bit",
+        output_dir=str(tmp_path / "out"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,  # the preset's 1e-4 moves it ~0.004
     )
     base = trainer.model.get_base_model()
     assert getattr(base, "is_loaded_in_4bit", False)
@@ -129,14 +139,21 @@ def test_loaded_model_needs_its_tokenizer(tiny_model):
 
 def test_course_era_tokenizer_keyword_is_accepted(tiny_model, tiny_tokenizer, tmp_path):
     trainer = smol_align.build_dpo_trainer(
-        tiny_model, tiny_preference_rows(4), "cpu", processing_class=tiny_tokenizer, output_dir=str(tmp_path), **FAST
+        tiny_model,
+        tiny_preference_rows(4),
+        "cpu",
+        processing_class=tiny_tokenizer,
+        output_dir=str(tmp_path),
+        **FAST,
     )
     assert trainer.processing_class is tiny_tokenizer
 
 
 def test_4bit_preset_needs_a_model_name(tiny_model, tiny_tokenizer):
     with pytest.raises(ConfigError, match="needs the model by name"):
-        smol_align.build_dpo_trainer(tiny_model, tiny_preference_rows(4), "qlora-4bit", tokenizer=tiny_tokenizer)
+        smol_align.build_dpo_trainer(
+            tiny_model, tiny_preference_rows(4), "qlora-4bit", tokenizer=tiny_tokenizer
+        )
 
 
 def test_setup_chat_format_compat_adds_chatml_to_a_base_tokenizer():
@@ -144,7 +161,9 @@ def test_setup_chat_format_compat_adds_chatml_to_a_base_tokenizer():
     tokenizer.chat_template = None
     model = tiny_model(tokenizer)
     model, tokenizer = smol_align.setup_chat_format(model, tokenizer)
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token is not None
     assert model.get_input_embeddings().num_embeddings >= len(tokenizer)
@@ -158,12 +177,20 @@ def test_soft_loss_type_builds_the_soft_trainer_from_ratings(tiny_model, tiny_to
     for i, row in enumerate(rows):
         row["score_chosen"], row["score_rejected"] = 8.0, float(i % 8)
     trainer = smol_align.build_dpo_trainer(
-        tiny_model, rows, "cpu", tokenizer=tiny_tokenizer, output_dir=str(tmp_path), loss_type="soft", **FAST,
+        tiny_model,
+        rows,
+        "cpu",
+        tokenizer=tiny_tokenizer,
+        output_dir=str(tmp_path),
+        loss_type="soft",
+        **FAST,
         group_by_length=False,  # rows in their own order: row i has rating i
     )
     assert type(trainer) is SoftDPOTrainer
     probs = trainer.train_dataset["preference_prob"]
-    assert probs[0] == pytest.approx(1 / (1 + 2.718281828 ** -8), rel=1e-6) and probs[7] == pytest.approx(0.731, abs=1e-3)
+    assert probs[0] == pytest.approx(1 / (1 + 2.718281828**-8), rel=1e-6) and probs[7] == pytest.approx(
+        0.731, abs=1e-3
+    )
     _assert_learned(_train_on_heldout(trainer)[0])  # every p > 0.5: the chosen answers still win
     assert trainer.state.global_step == 2
 
@@ -173,8 +200,13 @@ def test_soft_loss_without_probabilities_names_the_column(tiny_model, tiny_token
 
     with pytest.raises(DatasetFormatError, match="preference_prob"):
         smol_align.build_dpo_trainer(
-            tiny_model, tiny_preference_rows(4), "cpu", tokenizer=tiny_tokenizer, output_dir=str(tmp_path),
-            loss_type="soft", **FAST,
+            tiny_model,
+            tiny_preference_rows(4),
+            "cpu",
+            tokenizer=tiny_tokenizer,
+            output_dir=str(tmp_path),
+            loss_type="soft",
+            **FAST,
         )
 
 
@@ -185,12 +217,27 @@ def test_the_cpu_preset_groups_pairs_by_length_in_random_batch_order(tiny_model,
 
     rng = random.Random(1)
     words = [" ".join(["arr"] * rng.randint(1, 60)) for _ in range(64)]
-    rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "chosen": [{"role": "assistant", "content": w}],
-             "rejected": [{"role": "assistant", "content": w[: len(w) // 2] or "no"}]} for i, w in enumerate(words)]  # fmt: skip
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"q{i}"}],
+            "chosen": [{"role": "assistant", "content": w}],
+            "rejected": [{"role": "assistant", "content": w[: len(w) // 2] or "no"}],
+        }
+        for i, w in enumerate(words)
+    ]
 
     def build(preset, **options):
-        return smol_align.build_dpo_trainer(tiny_model, rows, preset, tokenizer=tiny_tokenizer, bf16=False, eval_split=0,
-                                            output_dir=str(tmp_path), per_device_train_batch_size=2, **options)  # fmt: skip
+        return smol_align.build_dpo_trainer(
+            tiny_model,
+            rows,
+            preset,
+            tokenizer=tiny_tokenizer,
+            bf16=False,
+            eval_split=0,
+            output_dir=str(tmp_path),
+            per_device_train_batch_size=2,
+            **options,
+        )
 
     trainer = build("cpu", gradient_accumulation_steps=2)
     assert trainer.args.train_sampling_strategy == "sequential"  # the order is the dataset's now
@@ -202,11 +249,21 @@ def test_the_cpu_preset_groups_pairs_by_length_in_random_batch_order(tiny_model,
     spread = sum(max(s) - min(s) for s in sizes)
     shuffled = list(range(64))
     random.Random(0).shuffle(shuffled)
-    assert spread < sum(max(len(words[i]) for i in shuffled[k : k + 4]) - min(len(words[i]) for i in shuffled[k : k + 4])
-                        for k in range(0, 64, 4)) / 3  # fmt: skip (far less padding than random steps)
+    assert (
+        spread
+        < sum(
+            max(len(words[i]) for i in shuffled[k : k + 4]) - min(len(words[i]) for i in shuffled[k : k + 4])
+            for k in range(0, 64, 4)
+        )
+        / 3
+    )  # far less padding than random steps
     firsts = [max(s) for s in sizes]
     assert firsts != sorted(firsts, reverse=True)  # steps in random order, not longest first
-    assert [int(p[0]["content"][1:]) for p in build("cpu", gradient_accumulation_steps=2).train_dataset["prompt"]] == order
+    assert [
+        int(p[0]["content"][1:]) for p in build("cpu", gradient_accumulation_steps=2).train_dataset["prompt"]
+    ] == order
     plain = build("cpu", group_by_length=False)
     assert plain.args.train_sampling_strategy == "random" and plain.train_dataset.num_rows == 64
-    assert smol_align.presets.build("dpo", "cpu").args.train_sampling_strategy == "random"  # TRL's config: untouched
+    assert (
+        smol_align.presets.build("dpo", "cpu").args.train_sampling_strategy == "random"
+    )  # TRL's config: untouched

@@ -218,9 +218,19 @@ def _soft_rows(n=4, prob=None):
 def _config(tmp_path, **overrides):
     from trl import DPOConfig
 
-    kwargs = dict(output_dir=str(tmp_path), beta=harness.DEFAULT_BETA, per_device_train_batch_size=2, bf16=False,
-                  fp16=False, gradient_checkpointing=False, report_to=[], save_strategy="no", use_cpu=True, seed=0,
-                  logging_steps=1)  # fmt: skip
+    kwargs = dict(
+        output_dir=str(tmp_path),
+        beta=harness.DEFAULT_BETA,
+        per_device_train_batch_size=2,
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        seed=0,
+        logging_steps=1,
+    )
     return DPOConfig(**{**kwargs, **overrides})
 
 
@@ -275,12 +285,25 @@ def _trainer_and_batch(cls, rows, mode, tiny_pair, output_dir, **extra):
     if mode == "peft":
         from peft import LoraConfig
 
-        kwargs = {"ref_model": None, "peft_config": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])}
+        kwargs = {
+            "ref_model": None,
+            "peft_config": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+        }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        args = _config(output_dir, per_device_train_batch_size=6, precompute_ref_log_probs=mode == "precompute_ref_log_probs")
-        trainer = cls(model=policy, args=args, train_dataset=Dataset.from_list(rows), processing_class=tiny_pair[2],
-                      **kwargs, **extra)  # fmt: skip
+        args = _config(
+            output_dir,
+            per_device_train_batch_size=6,
+            precompute_ref_log_probs=mode == "precompute_ref_log_probs",
+        )
+        trainer = cls(
+            model=policy,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tiny_pair[2],
+            **kwargs,
+            **extra,
+        )
     if mode == "peft":  # a fresh adapter is zero: make the policy differ from the base model
         generator = torch.Generator().manual_seed(0)
         with torch.no_grad():
@@ -457,20 +480,31 @@ def test_constraints_add_their_terms_to_trls_loss(tiny_pair, tmp_path, mode):
         else:
             ref_chosen, ref_rejected = _plain_sequence_logps(trl.ref_model, batch)
     masks = batch["completion_mask"][:, 1:].chunk(2)
-    logps = PairLogps(chosen, rejected, ref_chosen, ref_rejected, chosen_mask=masks[0], rejected_mask=masks[1],
-                      beta=harness.DEFAULT_BETA)  # fmt: skip
+    logps = PairLogps(
+        chosen,
+        rejected,
+        ref_chosen,
+        ref_rejected,
+        chosen_mask=masks[0],
+        rejected_mask=masks[1],
+        beta=harness.DEFAULT_BETA,
+    )
     dpop, length = DPOPositive(lam)(logps), LengthPenalty(alpha)(logps)
     assert dpop.item() > 0.01 and abs(length.item()) > 1e-3  # both terms matter on this batch
     (trl_loss + dpop + length).backward()
     expected_grads = {n: p.grad.clone() for n, p in trl.model.named_parameters() if p.grad is not None}
 
-    ours, _, loss = step(SoftDPOTrainer, preference_prob_column=None, constraints=[DPOPositive(lam), f"length:{alpha}"])
+    ours, _, loss = step(
+        SoftDPOTrainer, preference_prob_column=None, constraints=[DPOPositive(lam), f"length:{alpha}"]
+    )
     assert loss.item() == pytest.approx((trl_loss + dpop + length).item(), abs=1e-5)
     metrics = {k: v[-1] for k, v in ours._metrics["train"].items()}
     assert metrics["constraint/dpop"] == pytest.approx(dpop.item(), abs=1e-5)
     assert metrics["constraint/length"] == pytest.approx(length.item(), abs=1e-5)
     trl_metrics = {k: v[-1] for k, v in trl._metrics["train"].items()}
-    assert {k: v for k, v in metrics.items() if not k.startswith("constraint/")} == pytest.approx(trl_metrics, abs=1e-6)
+    assert {k: v for k, v in metrics.items() if not k.startswith("constraint/")} == pytest.approx(
+        trl_metrics, abs=1e-6
+    )
     loss.backward()
     grads = {n: p.grad for n, p in ours.model.named_parameters() if p.grad is not None}
     assert grads.keys() == expected_grads.keys()
@@ -496,15 +530,23 @@ def test_constraint_gets_per_token_logps_and_the_batch(tiny_pair, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = SoftDPOTrainer(
-            model=copy.deepcopy(tiny_pair[0]), ref_model=copy.deepcopy(tiny_pair[1]),
-            args=_config(tmp_path, per_device_train_batch_size=4), train_dataset=Dataset.from_list(rows),
-            processing_class=tiny_pair[2], preference_prob_column=None, constraints=[spy],
-        )  # fmt: skip
+            model=copy.deepcopy(tiny_pair[0]),
+            ref_model=copy.deepcopy(tiny_pair[1]),
+            args=_config(tmp_path, per_device_train_batch_size=4),
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tiny_pair[2],
+            preference_prob_column=None,
+            constraints=[spy],
+        )
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     trainer.compute_loss(trainer.model, batch)
     logps = seen["logps"]
     assert seen["batch"]["input_ids"] is batch["input_ids"] and logps.model is trainer.model
-    assert logps.beta == harness.DEFAULT_BETA and logps.chosen.requires_grad and not logps.ref_chosen.requires_grad
+    assert (
+        logps.beta == harness.DEFAULT_BETA
+        and logps.chosen.requires_grad
+        and not logps.ref_chosen.requires_grad
+    )
     for tokens, mask, total in (
         (logps.chosen_tokens, logps.chosen_mask, logps.chosen),
         (logps.ref_rejected_tokens, logps.rejected_mask, logps.ref_rejected),

@@ -16,5 +16,18 @@ def formats() -> list[str]:
     return list(FORMATS)
 
 
-__all__ = ["DATA_OPTIONS", "DoctorReport", "NormalizeReport", "Pairs", "demo", "detect_format", "doctor",
-           "formats", "heldout_pairs", "last_report", "load", "normalize", "pirate_voice"]  # fmt: skip
+__all__ = [
+    "DATA_OPTIONS",
+    "DoctorReport",
+    "NormalizeReport",
+    "Pairs",
+    "demo",
+    "detect_format",
+    "doctor",
+    "formats",
+    "heldout_pairs",
+    "last_report",
+    "load",
+    "normalize",
+    "pirate_voice",
+]

@@ -69,8 +69,15 @@ class DoctorReport:
         parts += [f"{sum(self.set_aside.values()):,} set aside"] if self.set_aside else []
         parts += [f"{self.identical_pairs:,} identical", f"{self.empty_completions:,} empty"]
         parts += [f"{self.ties:,} ties"] if self.ties is not None else []
-        parts += [f"{self.duplicated_prompts:,} duplicated prompts", f"chosen longer in {self.chosen_longer:.0%}"]
-        parts += [f"{self.truncated_pairs:,} truncated at {self.max_length}"] if self.max_length is not None else []
+        parts += [
+            f"{self.duplicated_prompts:,} duplicated prompts",
+            f"chosen longer in {self.chosen_longer:.0%}",
+        ]
+        parts += (
+            [f"{self.truncated_pairs:,} truncated at {self.max_length}"]
+            if self.max_length is not None
+            else []
+        )
         left_out = [*self.unused_columns, *self.dropped_columns]
         parts += [f"columns left out: {', '.join(left_out)}"] if left_out else []
         return " | ".join(parts)
@@ -79,7 +86,10 @@ class DoctorReport:
         def share(count: int | None) -> str:
             return f"{count / self.rows:.1%}" if self.rows and count is not None else ""
 
-        rows = [("pairs", self.rows, "", ""), ("set aside (do not fit the format)", sum(self.set_aside.values()), "", "")]
+        rows = [
+            ("pairs", self.rows, "", ""),
+            ("set aside (do not fit the format)", sum(self.set_aside.values()), "", ""),
+        ]
         rows += [("", count, "", reason) for reason, count in self.set_aside.items()]
         if self.unused_columns:
             rows.append(("text columns left out", "", "", ", ".join(self.unused_columns)))
@@ -88,23 +98,51 @@ class DoctorReport:
         if self.dropped:
             rows.append(("dropped while normalizing", sum(self.dropped.values()), "", ""))
             rows += [("", count, "", reason) for reason, count in self.dropped.items()]
-        for label, count in (("identical pairs", self.identical_pairs), ("empty completions", self.empty_completions),
-                             ("ties (equal ratings)", self.ties), ("duplicated prompts", self.duplicated_prompts)):  # fmt: skip
-            rows.append((label, "-" if count is None else count, share(count), "no ratings" if count is None else ""))
+        for label, count in (
+            ("identical pairs", self.identical_pairs),
+            ("empty completions", self.empty_completions),
+            ("ties (equal ratings)", self.ties),
+            ("duplicated prompts", self.duplicated_prompts),
+        ):
+            rows.append(
+                (label, "-" if count is None else count, share(count), "no ratings" if count is None else "")
+            )
         rows.append(("broken role order", self.broken_role_order, "", "(set aside, counted above)"))
         if self.max_length is not None:
             note = f"{self.completion_tokens_lost:.1%} of completion tokens lost"
             if self.prompt_fills_max_length:
                 note += f"; {self.prompt_fills_max_length:,} prompts alone fill it (TRL drops them)"
-            rows.append((f"truncated at max_length={self.max_length}", self.truncated_pairs, share(self.truncated_pairs), note))
-        rows.append(("chosen longer than rejected", "", f"{self.chosen_longer:.1%}", f"rejected longer {self.rejected_longer:.1%}"))
+            rows.append(
+                (
+                    f"truncated at max_length={self.max_length}",
+                    self.truncated_pairs,
+                    share(self.truncated_pairs),
+                    note,
+                )
+            )
+        rows.append(
+            (
+                "chosen longer than rejected",
+                "",
+                f"{self.chosen_longer:.1%}",
+                f"rejected longer {self.rejected_longer:.1%}",
+            )
+        )
 
         width = max(len(r[0]) for r in rows)
         lines = [f"Doctor: {self.dataset} (format {self.format})"]
-        lines += [f"  {a:<{width}}  {b if isinstance(b, str) else f'{b:,}':>9}  {c:>6}  {d}".rstrip() for a, b, c, d in rows]
-        lines += ["", f"  {'length in ' + self.length_unit:<{width}}  {'min':>9}  {'p50':>6}  {'p90':>7}  {'max':>7}  mean"]
+        lines += [
+            f"  {a:<{width}}  {b if isinstance(b, str) else f'{b:,}':>9}  {c:>6}  {d}".rstrip()
+            for a, b, c, d in rows
+        ]
+        lines += [
+            "",
+            f"  {'length in ' + self.length_unit:<{width}}  {'min':>9}  {'p50':>6}  {'p90':>7}  {'max':>7}  mean",
+        ]
         for part, s in self.lengths.items():
-            lines.append(f"  {part:<{width}}  {s.min:>9,}  {s.p50:>6,.0f}  {s.p90:>7,.0f}  {s.max:>7,}  {s.mean:,.1f}")
+            lines.append(
+                f"  {part:<{width}}  {s.min:>9,}  {s.p50:>6,.0f}  {s.p90:>7,.0f}  {s.max:>7,}  {s.mean:,.1f}"
+            )
         if self.advice:
             lines += ["", "Advice:", *(f"  - {line}" for line in self.advice)]
         return "\n".join(lines)
@@ -114,7 +152,9 @@ def _token_lengths(rows: list[dict], tokenizer) -> list[tuple[int, int, int]]:
     """``(prompt, chosen, rejected)`` lengths in tokens, split as TRL's DPO trainer and the evaluation split them."""
     import copy
 
-    if not getattr(tokenizer, "chat_template", None):  # a base model's: training gives it ChatML (prepare_tokenizer)
+    if not getattr(
+        tokenizer, "chat_template", None
+    ):  # a base model's: training gives it ChatML (prepare_tokenizer)
         tokenizer = copy.copy(tokenizer)
         tokenizer.chat_template = CHATML_TEMPLATE
     return [tuple(len(ids) for ids in pair.values()) for pair in tokenize_pairs(rows, tokenizer)]
@@ -150,8 +190,15 @@ def _load_tokenizer(tokenizer):
         ) from exc
 
 
-def doctor(data: Any, tokenizer=None, max_length: int | None = None, *, max_rows: int | None = None,
-           batch_size: int = 1000, **options: Any) -> DoctorReport:  # fmt: skip
+def doctor(
+    data: Any,
+    tokenizer=None,
+    max_length: int | None = None,
+    *,
+    max_rows: int | None = None,
+    batch_size: int = 1000,
+    **options: Any,
+) -> DoctorReport:
     """Check a preference dataset; returns a :class:`DoctorReport` (``print`` it for a table).
 
     Args:
@@ -228,22 +275,45 @@ def _truncation(found: DoctorReport, lengths: Iterable[tuple[int, int, int]], ma
 
 
 def _advice(found: DoctorReport) -> list[str]:
-    return [advice for wanted, advice in [
-        (found.set_aside, f"{sum(found.set_aside.values()):,} rows do not fit {found.format!r} and are left out: see "
-         "normalize(..., return_report=True) for the rows, or strict=True (--strict) to stop at the first one"),
-        (found.unused_columns, f"text columns left out (lenient=True): {found.unused_columns}; map them with columns="),
-        (found.dropped_columns, f"columns {found.dropped_columns} not read by {found.format!r}: left out; "
-         "to keep per-answer scores, name them score_chosen/score_rejected (columns=)"),
-        (found.identical_pairs, "identical pairs teach nothing: drop_identical=True (--drop-identical)"),
-        (found.empty_completions, "empty completions are rarely intended: drop_empty=True (--drop-empty)"),
-        (found.ties, "tied ratings carry no preference: drop_ties=True (--drop-ties) or min_margin=..."),
-        (found.duplicated_prompts,
-         "repeated prompts weigh more in training: dedupe_prompts=True (--dedupe-prompts) unless intended"),
-        (found.chosen_longer > LENGTH_BIAS_WARNING, f"chosen is the longer answer in {found.chosen_longer:.0%} of pairs: "
-         "DPO tends to learn 'longer is better' from this; compare response lengths after training"),
-        (found.truncated_pairs,
-         f"{found.truncated_pairs or 0:,} pairs exceed max_length={found.max_length}: raise it or drop long pairs"),
-    ] if wanted]  # fmt: skip
+    return [
+        advice
+        for wanted, advice in [
+            (
+                found.set_aside,
+                f"{sum(found.set_aside.values()):,} rows do not fit {found.format!r} and are left out: see "
+                "normalize(..., return_report=True) for the rows, or strict=True (--strict) to stop at the first one",
+            ),
+            (
+                found.unused_columns,
+                f"text columns left out (lenient=True): {found.unused_columns}; map them with columns=",
+            ),
+            (
+                found.dropped_columns,
+                f"columns {found.dropped_columns} not read by {found.format!r}: left out; "
+                "to keep per-answer scores, name them score_chosen/score_rejected (columns=)",
+            ),
+            (found.identical_pairs, "identical pairs teach nothing: drop_identical=True (--drop-identical)"),
+            (
+                found.empty_completions,
+                "empty completions are rarely intended: drop_empty=True (--drop-empty)",
+            ),
+            (found.ties, "tied ratings carry no preference: drop_ties=True (--drop-ties) or min_margin=..."),
+            (
+                found.duplicated_prompts,
+                "repeated prompts weigh more in training: dedupe_prompts=True (--dedupe-prompts) unless intended",
+            ),
+            (
+                found.chosen_longer > LENGTH_BIAS_WARNING,
+                f"chosen is the longer answer in {found.chosen_longer:.0%} of pairs: "
+                "DPO tends to learn 'longer is better' from this; compare response lengths after training",
+            ),
+            (
+                found.truncated_pairs,
+                f"{found.truncated_pairs or 0:,} pairs exceed max_length={found.max_length}: raise it or drop long pairs",
+            ),
+        ]
+        if wanted
+    ]
 
 
 # --- What max_length does to the rows a TRL trainer tokenized ---

@@ -15,8 +15,14 @@ from typing import Any
 from ..errors import ConfigError
 
 # Each filter option and its reason, as counted in NormalizeReport.dropped.
-FILTERS = {"drop_empty": "empty completion", "drop_identical": "identical pair", "drop_ties": "tie",
-           "min_margin": "low margin", "argilla_orca": "argilla-orca recipe", "dedupe_prompts": "duplicate prompt"}  # fmt: skip
+FILTERS = {
+    "drop_empty": "empty completion",
+    "drop_identical": "identical pair",
+    "drop_ties": "tie",
+    "min_margin": "low margin",
+    "argilla_orca": "argilla-orca recipe",
+    "dedupe_prompts": "duplicate prompt",
+}
 
 RECIPES: dict[str, dict[str, Any]] = {
     # https://huggingface.co/datasets/argilla/distilabel-intel-orca-dpo-pairs (dataset card)
@@ -52,11 +58,21 @@ def take(options: dict) -> dict[str, Any]:
 def check_columns(active: Mapping[str, Any], columns: list[str], format_name: str) -> None:
     """Rating filters need rating columns (``drop_ties``: or ``status``): say so rather than keep everything."""
     ratings = ("score_chosen", "score_rejected")
-    needs = {"drop_ties": ratings, "min_margin": ratings, "argilla_orca": ("score_chosen", "status", "in_gsm8k_train")}
+    needs = {
+        "drop_ties": ratings,
+        "min_margin": ratings,
+        "argilla_orca": ("score_chosen", "status", "in_gsm8k_train"),
+    }
     for key, wanted in needs.items():
-        if key in active and not set(wanted) <= set(columns) and not (key == "drop_ties" and "status" in columns):
-            raise ConfigError(f"filter {key} needs the columns {list(wanted)}, which format {format_name!r} "
-                              "does not provide")  # fmt: skip
+        if (
+            key in active
+            and not set(wanted) <= set(columns)
+            and not (key == "drop_ties" and "status" in columns)
+        ):
+            raise ConfigError(
+                f"filter {key} needs the columns {list(wanted)}, which format {format_name!r} "
+                "does not provide"
+            )
 
 
 def completion_text(completion: list[dict]) -> str:
@@ -95,14 +111,18 @@ _DROPS = {  # filter -> does it drop the row (given the filter's value)
     "drop_empty": lambda row, _: is_empty(row),
     "drop_identical": lambda row, _: is_identical(row),
     "drop_ties": lambda row, _: is_tie(row),
-    "min_margin": lambda row, least: (m := margin(row)) is not None and m < least,  # pairs without ratings are kept
+    "min_margin": lambda row, least: (
+        (m := margin(row)) is not None and m < least
+    ),  # pairs without ratings are kept
     "argilla_orca": lambda row, _: not argilla_orca_keeps(row),
 }
 
 
 def drop_reason(row: Mapping[str, Any], active: Mapping[str, Any]) -> str | None:
     """The first active filter (except ``dedupe_prompts``, which needs the other rows) that drops ``row``."""
-    return next((FILTERS[key] for key, drops in _DROPS.items() if key in active and drops(row, active[key])), None)
+    return next(
+        (FILTERS[key] for key, drops in _DROPS.items() if key in active and drops(row, active[key])), None
+    )
 
 
 def apply(dataset, active: Mapping[str, Any], counts: Counter):

@@ -24,10 +24,17 @@ from .rows import argilla, chat, hh, trl, ultrafeedback
 # coercion raises InvalidRow for a cell it cannot read (a score "high"), rather than keep None in its place.
 _STR, _FLOAT = ("string", optional_text), ("float64", rating)
 METADATA: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
-    "source": _STR, "prompt_id": _STR, "category": _STR, "score_chosen": _FLOAT, "score_rejected": _FLOAT,
-    "model_chosen": _STR, "model_rejected": _STR, "status": _STR, "in_gsm8k_train": ("bool", optional_flag),
+    "source": _STR,
+    "prompt_id": _STR,
+    "category": _STR,
+    "score_chosen": _FLOAT,
+    "score_rejected": _FLOAT,
+    "model_chosen": _STR,
+    "model_rejected": _STR,
+    "status": _STR,
+    "in_gsm8k_train": ("bool", optional_flag),
     "preference_prob": _FLOAT,  # P(chosen > rejected), for train_dpo(loss_type="soft")
-}  # fmt: skip
+}
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 UNPAIRED = "trl-unpaired"  # the one format of unpaired rows (prompt, completion, label), for KTO
 
@@ -60,10 +67,14 @@ class Format:
         """The options with defaults filled in; ``ConfigError`` names a bad key or value."""
         for key, value in options.items():
             if key not in self.options:
-                raise ConfigError(f"format {name!r} has no option {key!r} (its options: {', '.join(self.options) or 'none'})")
+                raise ConfigError(
+                    f"format {name!r} has no option {key!r} (its options: {', '.join(self.options) or 'none'})"
+                )
             choices = self.options[key]
             if len(choices) > 1 and value not in choices:
-                raise ConfigError(f"format {name!r}: {key}={value!r} is not one of {', '.join(map(repr, choices))}")
+                raise ConfigError(
+                    f"format {name!r}: {key}={value!r} is not one of {', '.join(map(repr, choices))}"
+                )
         return {key: options.get(key, choices[0]) for key, choices in self.options.items()}
 
 
@@ -83,148 +94,258 @@ def column_is(column: str, kind: str) -> Callable[[list[dict]], bool]:
 
 _INSTRUCTION = "`instruction`: text; `chosen_response`/`rejected_response`: text"
 _DIALOGUES = "`chosen`/`rejected`: the same dialogue (messages), differing only in the last assistant message"
-_RATED = {"score_chosen": "chosen_rating", "score_rejected": "rejected_rating",
-          "model_chosen": "chosen_model", "model_rejected": "rejected_model"}  # fmt: skip
+_RATED = {
+    "score_chosen": "chosen_rating",
+    "score_rejected": "rejected_rating",
+    "model_chosen": "chosen_model",
+    "model_rejected": "rejected_model",
+}
 _MESSAGES, _TEXT = column_is("chosen", "messages"), column_is("chosen", "text")
 _instruction = partial(trl.pair, prompt="instruction", chosen="chosen_response", rejected="rejected_response")
 
 FORMATS: dict[str, Format] = {
     "hh-rlhf": Format(
-        hh.normalize_row, ("chosen", "rejected"), check=hh.looks_like_hh,
+        hh.normalize_row,
+        ("chosen", "rejected"),
+        check=hh.looks_like_hh,
         expected="`chosen`/`rejected`: the same '\\n\\nHuman: ...\\n\\nAssistant: ...' dialogue, "
         "differing only after the last '\\n\\nAssistant: '",
         hub={"Anthropic/hh-rlhf": ("train", "test")},
     ),
     "h4-ultrafeedback": Format(
-        trl.pair, ("prompt", "prompt_id", "chosen", "rejected"), check=_MESSAGES, ignores=("messages",),
+        trl.pair,
+        ("prompt", "prompt_id", "chosen", "rejected"),
+        check=_MESSAGES,
+        ignores=("messages",),
         extras={"prompt_id": "prompt_id", "score_chosen": "score_chosen", "score_rejected": "score_rejected"},
         expected="`prompt`: text; `chosen`/`rejected`: [user, assistant] messages; `score_*`: floats",
         hub={"HuggingFaceH4/ultrafeedback_binarized": ("train_prefs", "test_prefs")},
     ),
     "trl-ultrafeedback": Format(
-        trl.pair, ("chosen", "rejected", "score_chosen", "score_rejected"), reads=("prompt",),
+        trl.pair,
+        ("chosen", "rejected", "score_chosen", "score_rejected"),
+        reads=("prompt",),
         check=lambda rows: _MESSAGES(rows) and not any(is_message_list(r.get("prompt")) for r in rows),
         expected="`chosen`/`rejected`: [user, assistant] messages sharing the user turn; `score_*`: floats",
         hub={"trl-lib/ultrafeedback_binarized": ("train", "test")},
     ),
     "ultrafeedback-raw": Format(
-        ultrafeedback.raw_ultrafeedback, ("instruction", "completions"),
-        extras={"source": "source", "score_chosen": "completions", "score_rejected": "completions",
-                "model_chosen": "completions", "model_rejected": "completions"},  # fmt: skip
+        ultrafeedback.raw_ultrafeedback,
+        ("instruction", "completions"),
+        extras={
+            "source": "source",
+            "score_chosen": "completions",
+            "score_rejected": "completions",
+            "model_chosen": "completions",
+            "model_rejected": "completions",
+        },
         ignores=("models", "correct_answers", "incorrect_answers"),
         expected="`instruction`: text; `completions`: a list of {response, annotations, overall_score, ...}",
         hub={"openbmb/UltraFeedback": ("train", None)},
-        options={"strategy": ("best-vs-worst", "best-vs-random"),
-                 "rating": ("mean", "overall_score", "fine-grained_score", *ultrafeedback.ASPECTS), "seed": (42,)},
-    ),  # fmt: skip
+        options={
+            "strategy": ("best-vs-worst", "best-vs-random"),
+            "rating": ("mean", "overall_score", "fine-grained_score", *ultrafeedback.ASPECTS),
+            "seed": (42,),
+        },
+    ),
     "argilla-ultrafeedback": Format(
-        _instruction, ("instruction", "chosen_response", "rejected_response", "chosen_avg_rating", "rejected_avg_rating"),
-        extras={**_RATED, "source": "source", "score_chosen": "chosen_avg_rating", "score_rejected": "rejected_avg_rating"},
+        _instruction,
+        ("instruction", "chosen_response", "rejected_response", "chosen_avg_rating", "rejected_avg_rating"),
+        extras={
+            **_RATED,
+            "source": "source",
+            "score_chosen": "chosen_avg_rating",
+            "score_rejected": "rejected_avg_rating",
+        },
         expected=_INSTRUCTION,
         hub={"argilla/ultrafeedback-binarized-preferences": ("train", None)},
-    ),  # fmt: skip
+    ),
     "argilla-ultrafeedback-cleaned": Format(
-        trl.pair, ("chosen", "rejected", "chosen-rating", "rejected-rating"), check=_MESSAGES, reads=("prompt",),
-        extras={"source": "source", "score_chosen": "chosen-rating", "score_rejected": "rejected-rating",
-                "model_chosen": "chosen-model", "model_rejected": "rejected-model"},  # fmt: skip
-        expected=_DIALOGUES, hub={"argilla/ultrafeedback-binarized-preferences-cleaned": ("train", None)},
+        trl.pair,
+        ("chosen", "rejected", "chosen-rating", "rejected-rating"),
+        check=_MESSAGES,
+        reads=("prompt",),
+        extras={
+            "source": "source",
+            "score_chosen": "chosen-rating",
+            "score_rejected": "rejected-rating",
+            "model_chosen": "chosen-model",
+            "model_rejected": "rejected-model",
+        },
+        expected=_DIALOGUES,
+        hub={"argilla/ultrafeedback-binarized-preferences-cleaned": ("train", None)},
     ),
     "argilla-capybara-dpo": Format(
-        trl.pair, ("conversation", "new_generations", "chosen", "rejected", "chosen_rating", "rejected_rating"),
-        check=_MESSAGES, reads=("prompt",), extras={**_RATED, "source": "source"},
+        trl.pair,
+        ("conversation", "new_generations", "chosen", "rejected", "chosen_rating", "rejected_rating"),
+        check=_MESSAGES,
+        reads=("prompt",),
+        extras={**_RATED, "source": "source"},
         ignores=("original_response", "generation_model", "generation_prompt", "raw_generation_responses"),
-        expected=_DIALOGUES, hub={"argilla/distilabel-capybara-dpo-7k-binarized": ("train", None)},
+        expected=_DIALOGUES,
+        hub={"argilla/distilabel-capybara-dpo-7k-binarized": ("train", None)},
     ),
     "argilla-capybara": Format(
-        trl.pair, ("source", "chosen", "rejected", "chosen_rating", "rejected_rating"), check=_MESSAGES,
-        extras={**_RATED, "source": "source"}, expected=_DIALOGUES,
+        trl.pair,
+        ("source", "chosen", "rejected", "chosen_rating", "rejected_rating"),
+        check=_MESSAGES,
+        extras={**_RATED, "source": "source"},
+        expected=_DIALOGUES,
         hub={"argilla/Capybara-Preferences": ("train", None)},
     ),
     "argilla-math": Format(
-        _instruction, ("instruction", "chosen_response", "rejected_response", "chosen_rating", "rejected_rating"),
-        extras={"score_chosen": "chosen_rating", "score_rejected": "rejected_rating"}, ignores=("metadata",),
+        _instruction,
+        ("instruction", "chosen_response", "rejected_response", "chosen_rating", "rejected_rating"),
+        extras={"score_chosen": "chosen_rating", "score_rejected": "rejected_rating"},
+        ignores=("metadata",),
         expected=_INSTRUCTION,
         hub={"argilla/distilabel-math-preference-dpo": ("train", None)},
     ),
     "argilla-openhermes": Format(
-        trl.pair, ("prompt", "chosen", "rejected", "chosen_policy", "rejected_policy"), check=_MESSAGES,
-        extras={"source": "source", "category": "category", "model_chosen": "chosen_policy",
-                "model_rejected": "rejected_policy"},  # fmt: skip
+        trl.pair,
+        ("prompt", "chosen", "rejected", "chosen_policy", "rejected_policy"),
+        check=_MESSAGES,
+        extras={
+            "source": "source",
+            "category": "category",
+            "model_chosen": "chosen_policy",
+            "model_rejected": "rejected_policy",
+        },
         ignores=("candidates_completions", "candidate_policies", "ranks", "rank_str"),
-        expected=_DIALOGUES, hub={"argilla/OpenHermesPreferences": ("train", None)}, stream=True,
+        expected=_DIALOGUES,
+        hub={"argilla/OpenHermesPreferences": ("train", None)},
+        stream=True,
     ),
     "argilla-dpo-mix": Format(
-        trl.pair, ("dataset", "chosen", "rejected"), check=_MESSAGES, reads=("prompt",),
+        trl.pair,
+        ("dataset", "chosen", "rejected"),
+        check=_MESSAGES,
+        reads=("prompt",),
         extras={**_RATED, "source": "dataset"},  # the model columns are *unverified*
-        expected=_DIALOGUES, hub={"argilla/dpo-mix-7k": ("train", "test")},
+        expected=_DIALOGUES,
+        hub={"argilla/dpo-mix-7k": ("train", "test")},
     ),
     "orpo-dpo-mix": Format(  # its columns are *unverified*: chosen/rejected dialogues are what counts
-        trl.prompt_or_question, ("chosen", "rejected", "question", "source"), check=_MESSAGES, reads=("prompt",),
-        extras={"source": "source"}, expected=_DIALOGUES,
+        trl.prompt_or_question,
+        ("chosen", "rejected", "question", "source"),
+        check=_MESSAGES,
+        reads=("prompt",),
+        extras={"source": "source"},
+        expected=_DIALOGUES,
         hub={"mlabonne/orpo-dpo-mix-40k": ("train", None)},
     ),
     "argilla-orca": Format(
-        argilla.argilla_orca, ("input", "chosen", "rejected", "status", "chosen_score"), check=_TEXT,
+        argilla.argilla_orca,
+        ("input", "chosen", "rejected", "status", "chosen_score"),
+        check=_TEXT,
         reads=("system",),
-        extras={"score_chosen": "chosen_score", "score_rejected": "rating", "status": "status",
-                "in_gsm8k_train": "in_gsm8k_train"},  # fmt: skip
-        ignores=("generations", "order", "labelling_model", "labelling_prompt", "raw_labelling_response",
-                 "rationale", "original_chosen", "original_rejected"),  # fmt: skip
+        extras={
+            "score_chosen": "chosen_score",
+            "score_rejected": "rating",
+            "status": "status",
+            "in_gsm8k_train": "in_gsm8k_train",
+        },
+        ignores=(
+            "generations",
+            "order",
+            "labelling_model",
+            "labelling_prompt",
+            "raw_labelling_response",
+            "rationale",
+            "original_chosen",
+            "original_rejected",
+        ),
         expected="`input`, `chosen`, `rejected`: text; optional `system` text",
         hub={"argilla/distilabel-intel-orca-dpo-pairs": ("train", None)},
     ),
     "intel-orca": Format(
-        partial(trl.pair, prompt="question"), ("question", "chosen", "rejected"), check=_TEXT, reads=("system",),
+        partial(trl.pair, prompt="question"),
+        ("question", "chosen", "rejected"),
+        check=_TEXT,
+        reads=("system",),
         expected="`question`, `chosen`, `rejected`: text; optional `system` text",
         hub={"Intel/orca_dpo_pairs": ("train", None)},
     ),
     "alpaca": Format(  # LLaMA-Factory's alpaca preference shape
-        chat.alpaca, ("instruction", "input", "chosen", "rejected"), check=_TEXT, reads=("system", "history"),
+        chat.alpaca,
+        ("instruction", "input", "chosen", "rejected"),
+        check=_TEXT,
+        reads=("system", "history"),
         expected="`instruction`, `input` (may be empty), `chosen`, `rejected`: text; optional `system`, `history`",
     ),
     "sharegpt": Format(  # LLaMA-Factory's sharegpt preference shape
-        chat.sharegpt, ("conversations", "chosen", "rejected"), check=column_is("conversations", "messages"),
+        chat.sharegpt,
+        ("conversations", "chosen", "rejected"),
+        check=column_is("conversations", "messages"),
         reads=("system",),
         expected="`conversations`: [{from, value}] turns ending with human; `chosen`/`rejected`: {from: gpt, value}",
     ),
     "trl-conversational": Format(
-        trl.pair, ("prompt", "chosen", "rejected"), reads=("system",),
+        trl.pair,
+        ("prompt", "chosen", "rejected"),
+        reads=("system",),
         check=lambda rows: column_is("prompt", "messages")(rows) or _MESSAGES(rows),
         expected="`prompt`: messages ending with a user turn; `chosen`/`rejected`: one assistant message each",
     ),
     "trl-conversational-implicit": Format(
-        trl.pair, ("chosen", "rejected"), check=_MESSAGES, reads=("system",),
+        trl.pair,
+        ("chosen", "rejected"),
+        check=_MESSAGES,
+        reads=("system",),
         expected="`chosen`/`rejected`: the same dialogue, differing only in the last assistant message",
     ),
     "trl-standard": Format(
-        trl.pair, ("prompt", "chosen", "rejected"), check=lambda rows: column_is("prompt", "text")(rows) and _TEXT(rows),
-        reads=("system",), expected="`prompt`, `chosen`, `rejected`: text; optional `system`",
+        trl.pair,
+        ("prompt", "chosen", "rejected"),
+        check=lambda rows: column_is("prompt", "text")(rows) and _TEXT(rows),
+        reads=("system",),
+        expected="`prompt`, `chosen`, `rejected`: text; optional `system`",
     ),
     "trl-standard-implicit": Format(
-        trl.standard_implicit, ("chosen", "rejected"), check=_TEXT,
+        trl.standard_implicit,
+        ("chosen", "rejected"),
+        check=_TEXT,
         expected="`chosen`/`rejected`: texts that start with the same prompt",
     ),
     UNPAIRED: Format(  # KTO's rows, not pairs; detected when no pair format fits
-        trl.unpaired, ("prompt", "completion", "label"), detect=False, columns=("prompt", "completion", "label"),
+        trl.unpaired,
+        ("prompt", "completion", "label"),
+        detect=False,
+        columns=("prompt", "completion", "label"),
         expected="`prompt`: text or messages; `completion`: text or one assistant message; "
         "`label`: true (desirable) or false (undesirable)",
     ),
 }
 # axolotl's DPO types (src/axolotl/prompt_strategies/dpo/), by their own names; llama3.* are the same shapes.
 AXOLOTL = {
-    "chatml.argilla": replace(FORMATS["argilla-math"], signature=("instruction", "chosen_response", "rejected_response"),
-                              extras={}, reads=("system",)),
+    "chatml.argilla": replace(
+        FORMATS["argilla-math"],
+        signature=("instruction", "chosen_response", "rejected_response"),
+        extras={},
+        reads=("system",),
+    ),
     "chatml.argilla_chat": FORMATS["trl-conversational-implicit"],
-    "chatml.icr": replace(FORMATS["intel-orca"], row=partial(trl.pair, prompt="input"),
-                          signature=("input", "chosen", "rejected")),
+    "chatml.icr": replace(
+        FORMATS["intel-orca"],
+        row=partial(trl.pair, prompt="input"),
+        signature=("input", "chosen", "rejected"),
+    ),
     "chatml.intel": FORMATS["intel-orca"],
     "chatml.prompt_pairs": FORMATS["trl-standard"],
-    "chatml.ultra": replace(FORMATS["h4-ultrafeedback"], signature=("prompt", "chosen", "rejected"), reads=("prompt_id",)),
-    "chat_template.default": replace(FORMATS["sharegpt"], row=partial(chat.sharegpt, prompt="messages"),
-                                     signature=("messages", "chosen", "rejected"), check=None),
-}  # fmt: skip
+    "chatml.ultra": replace(
+        FORMATS["h4-ultrafeedback"], signature=("prompt", "chosen", "rejected"), reads=("prompt_id",)
+    ),
+    "chat_template.default": replace(
+        FORMATS["sharegpt"],
+        row=partial(chat.sharegpt, prompt="messages"),
+        signature=("messages", "chosen", "rejected"),
+        check=None,
+    ),
+}
 FORMATS.update({name: replace(fmt, detect=False, hub={}) for name, fmt in AXOLOTL.items()})
-FORMATS.update({name.replace("chatml.", "llama3."): fmt for name, fmt in FORMATS.items() if name.startswith("chatml.")})
+FORMATS.update(
+    {name.replace("chatml.", "llama3."): fmt for name, fmt in FORMATS.items() if name.startswith("chatml.")}
+)
 
 
 def _with_stable_columns(fmt: Format) -> Format:
@@ -282,11 +403,16 @@ def unknown_schema_message(columns: Sequence[str], dataset: str | None) -> str:
         return len(present & set(fmt.signature)) / len(present | set(fmt.signature))
 
     ranked = sorted(FORMATS.items(), key=lambda item: -overlap(item[1]))[:3]
-    lines = [f"{dataset or 'the dataset'}: no known preference format fits its columns {sorted(map(str, columns))}.",
-             "Closest known formats:"]  # fmt: skip
+    lines = [
+        f"{dataset or 'the dataset'}: no known preference format fits its columns {sorted(map(str, columns))}.",
+        "Closest known formats:",
+    ]
     for name, fmt in ranked:
         missing = [c for c in fmt.signature if c not in present]
-        lines.append(f"  - {name} ({fmt.expected}): " + (f"missing {missing}" if missing else "its rows do not look like it"))
+        lines.append(
+            f"  - {name} ({fmt.expected}): "
+            + (f"missing {missing}" if missing else "its rows do not look like it")
+        )
     lines.append(
         f"Name your columns, e.g. columns={guess_columns(columns)!r} (TRL's names: prompt, chosen, rejected, "
         "optional system), or pick a format with format=NAME (see smol_align.data.formats())."

@@ -28,9 +28,23 @@ _FORMAT_OPTIONS = {key for fmt in FORMATS.values() for key in fmt.options} - {"s
 # Not datasets.map's batch_size (load and normalize take it themselves): train_dpo(batch_size=4) means the
 # training batch and is refused, naming per_device_train_batch_size.
 DATA_OPTIONS = frozenset(
-    {"format", "columns", "split", "eval_split", "eval_dataset", "split_seed", "strict", "lenient", "max_rows",
-     "streaming", "num_proc", "filters", *filters.FILTERS, *_FORMAT_OPTIONS}
-)  # fmt: skip
+    {
+        "format",
+        "columns",
+        "split",
+        "eval_split",
+        "eval_dataset",
+        "split_seed",
+        "strict",
+        "lenient",
+        "max_rows",
+        "streaming",
+        "num_proc",
+        "filters",
+        *filters.FILTERS,
+        *_FORMAT_OPTIONS,
+    }
+)
 
 
 @dataclass
@@ -64,9 +78,13 @@ def _splits(data: Any, split: str | None, streaming: bool | None):
     src = sources.read(data, streaming=streaming)
     parts = dict(src.data) if sources.is_split_dict(src.data) else {"train": src.data}
     names = list(parts)
-    train = split or next((s for s in (src.train_split, *TRAIN_SPLITS) if s in parts), names[0] if len(names) == 1 else None)
+    train = split or next(
+        (s for s in (src.train_split, *TRAIN_SPLITS) if s in parts), names[0] if len(names) == 1 else None
+    )
     if train not in parts:
-        what = f"no split {train!r} to train on; its splits" if train else "which split to train on? Its splits"
+        what = (
+            f"no split {train!r} to train on; its splits" if train else "which split to train on? Its splits"
+        )
         raise DatasetFormatError(f"{src.name}: {what}: {names} (pick one with split=)", dataset=src.name)
     test = next((s for s in (src.test_split, *EVAL_SPLITS) if s in parts and s != train), None)
     return src, parts, train, test
@@ -78,8 +96,15 @@ def _pairs_of(src, part, name: str, options: dict, max_rows: int | None):
     import datasets
 
     if max_rows is not None:
-        part = part[:max_rows] if isinstance(part, list) else (
-            part.take(max_rows) if isinstance(part, datasets.IterableDataset) else part.select(range(min(max_rows, len(part)))))  # fmt: skip
+        part = (
+            part[:max_rows]
+            if isinstance(part, list)
+            else (
+                part.take(max_rows)
+                if isinstance(part, datasets.IterableDataset)
+                else part.select(range(min(max_rows, len(part))))
+            )
+        )
     hint = "trl-conversational" if src.format is None and is_pairs(part) else src.format  # what auto detects
     return normalize_split(part, name, hint, **options)
 
@@ -118,10 +143,23 @@ def load(
 
             raise unknown_option(key, known, "load (smol_align.data.load)")
     if isinstance(data, Pairs):
-        return data if eval_dataset is None else Pairs(data.train, heldout_pairs(eval_dataset, format=format, columns=columns, **options), data.name, data.format, "eval_dataset", data.reports)  # fmt: skip
+        return (
+            data
+            if eval_dataset is None
+            else Pairs(
+                data.train,
+                heldout_pairs(eval_dataset, format=format, columns=columns, **options),
+                data.name,
+                data.format,
+                "eval_dataset",
+                data.reports,
+            )
+        )
     src, parts, train_name, test_name = _splits(data, split, streaming)
     options = {"format": format, "columns": columns, **options}
-    name = src.name if len(parts) == 1 and not sources.is_split_dict(src.data) else f"{src.name}[{train_name}]"
+    name = (
+        src.name if len(parts) == 1 and not sources.is_split_dict(src.data) else f"{src.name}[{train_name}]"
+    )
     train, report = _pairs_of(src, parts[train_name], name, options, max_rows)
     reports = {"train": report}
     evaluation, heldout = None, "none"
@@ -129,22 +167,34 @@ def load(
         evaluation, heldout = heldout_pairs(eval_dataset, max_rows=max_rows, **options), "eval_dataset"
     elif isinstance(eval_split, str) and eval_split != "auto":
         if eval_split not in parts:
-            raise DatasetFormatError(f"{src.name}: no split {eval_split!r}; its splits: {list(parts)}", dataset=src.name)
+            raise DatasetFormatError(
+                f"{src.name}: no split {eval_split!r}; its splits: {list(parts)}", dataset=src.name
+            )
         test_name = eval_split
     elif eval_split in (0, False):
         test_name = None
     elif eval_split not in (None, "auto"):
         if isinstance(eval_split, bool) or not isinstance(eval_split, (int, float)) or not 0 < eval_split < 1:
-            raise ConfigError(f"eval_split must be a split name, a fraction between 0 and 1, or 0; got {eval_split!r}")
+            raise ConfigError(
+                f"eval_split must be a split name, a fraction between 0 and 1, or 0; got {eval_split!r}"
+            )
         test_name = None  # a fraction asked for: held out of the training pairs even beside a test split
     if eval_dataset is None and test_name is not None:
-        evaluation, reports["eval"] = _pairs_of(src, parts[test_name], f"{src.name}[{test_name}]", options, max_rows)
+        evaluation, reports["eval"] = _pairs_of(
+            src, parts[test_name], f"{src.name}[{test_name}]", options, max_rows
+        )
         heldout = f"split {test_name!r}"
     elif eval_dataset is None and eval_split not in (0, False):
         train, evaluation, heldout = _hold_out(train, eval_split or HELDOUT_FRACTION, split_seed)
     unused = set(parts) - {train_name, test_name}
     if unused:
-        logger.info("%s: splits %s are not used (train: %r, held out: %s)", src.name, sorted(unused), train_name, heldout)
+        logger.info(
+            "%s: splits %s are not used (train: %r, held out: %s)",
+            src.name,
+            sorted(unused),
+            train_name,
+            heldout,
+        )
     return Pairs(train, evaluation, name, report.format, heldout, reports)
 
 

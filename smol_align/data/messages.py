@@ -18,8 +18,14 @@ Message = dict[str, str]
 USER, ASSISTANT, SYSTEM = "user", "assistant", "system"
 
 # Speaker names seen in the wild (ShareGPT, OpenAssistant, Gemini-style exports) -> TRL roles.
-ROLE_ALIASES = {"user": USER, "human": USER, "prompter": USER, "system": SYSTEM, "assistant": ASSISTANT,
-                **dict.fromkeys(("gpt", "bot", "model", "chatgpt", "ai"), ASSISTANT)}  # fmt: skip
+ROLE_ALIASES = {
+    "user": USER,
+    "human": USER,
+    "prompter": USER,
+    "system": SYSTEM,
+    "assistant": ASSISTANT,
+    **dict.fromkeys(("gpt", "bot", "model", "chatgpt", "ai"), ASSISTANT),
+}
 
 ROLE_ORDER = "role order"  # prefix of every reason about the order of turns (the doctor counts them)
 TOOL_ROLES = ("tool", "function", "ipython")  # turns that carry a tool's output
@@ -148,7 +154,9 @@ def optional_flag(value: Any, column: str) -> bool | None:
 def message(item: Any, column: str) -> Message:
     """One message as ``{"role", "content"}``; accepts ``role``/``content`` or ShareGPT ``from``/``value``."""
     if not isinstance(item, dict):
-        raise InvalidRow(f"{column}: malformed message", column, f"expected a dict, got {type(item).__name__}")
+        raise InvalidRow(
+            f"{column}: malformed message", column, f"expected a dict, got {type(item).__name__}"
+        )
     # a key set to None counts as absent: arrow gives every message of a column every key any of them has
     role = item.get("from") if item.get("role") is None else item["role"]
     content = item.get("value") if item.get("content") is None else item["content"]
@@ -282,4 +290,3 @@ def make_pair(chosen: Any, rejected: Any, prompt: Any = None, system: Any = None
     check_completion(chosen, "chosen")
     check_completion(rejected, "rejected")
     return {"prompt": prompt_messages, "chosen": chosen, "rejected": rejected}
-

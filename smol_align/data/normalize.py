@@ -74,13 +74,21 @@ class NormalizeReport:
         if counts[record.reason] <= EXAMPLES_PER_REASON:
             self.examples.append(record)
         if self.streaming and counts[record.reason] == 1:
-            logger.warning("%s: set aside row %d (%s); further rows like it are counted in the report",
-                           self.dataset, record.row, record.reason)  # fmt: skip
+            logger.warning(
+                "%s: set aside row %d (%s); further rows like it are counted in the report",
+                self.dataset,
+                record.row,
+                record.reason,
+            )
 
     def summary_line(self) -> str:
         """One line: rows in, rows out, and what was set aside."""
         parts = [f"{self.dataset} ({self.format}): {self.rows_in:,} rows in, {self.rows_out:,} pairs out"]
-        parts += [f"{sum(self.invalid.values()):,} invalid set aside ({_counts(self.invalid)})"] if self.invalid else []
+        parts += (
+            [f"{sum(self.invalid.values()):,} invalid set aside ({_counts(self.invalid)})"]
+            if self.invalid
+            else []
+        )
         parts += [f"{sum(self.dropped.values()):,} dropped ({_counts(self.dropped)})"] if self.dropped else []
         left_out = [*self.unused_columns, *self.dropped_columns]
         parts += [f"columns left out: {', '.join(left_out)}"] if left_out else []
@@ -91,9 +99,13 @@ class NormalizeReport:
 
     def to_dict(self) -> dict[str, Any]:
         counts = {key: getattr(self, key) for key in ("dataset", "format", "rows_in", "rows_out")}
-        return counts | {"invalid": dict(self.invalid), "dropped": dict(self.dropped), "unused_columns":
-                         list(self.unused_columns), "dropped_columns": list(self.dropped_columns),
-                         "examples": [vars(record) for record in self.examples]}  # fmt: skip
+        return counts | {
+            "invalid": dict(self.invalid),
+            "dropped": dict(self.dropped),
+            "unused_columns": list(self.unused_columns),
+            "dropped_columns": list(self.dropped_columns),
+            "examples": [vars(record) for record in self.examples],
+        }
 
 
 def _counts(counter: Counter) -> str:
@@ -108,7 +120,9 @@ def last_report() -> NormalizeReport | dict[str, NormalizeReport] | None:
     return _LAST_REPORT
 
 
-def normalize_row(name: str, row: Any, options: dict[str, Any], extras: tuple[str, ...] | None = None) -> dict:
+def normalize_row(
+    name: str, row: Any, options: dict[str, Any], extras: tuple[str, ...] | None = None
+) -> dict:
     """The pair (with its ``extras``; default: those whose column ``row`` has) that format ``name``
     makes of one row, or raise ``RowSetAside``."""
     fmt = FORMATS[name]
@@ -184,8 +198,18 @@ def is_pairs(data: Any) -> bool:
     return all(c in METADATA for c in extras) and data.features == output_features(extras)
 
 
-def normalize_split(data, name: str, hub: str | None = None, format: str = "auto", columns=None,
-                    strict=False, lenient=False, num_proc=None, batch_size=1000, **options):  # fmt: skip
+def normalize_split(
+    data,
+    name: str,
+    hub: str | None = None,
+    format: str = "auto",
+    columns=None,
+    strict=False,
+    lenient=False,
+    num_proc=None,
+    batch_size=1000,
+    **options,
+):
     """One split (a list of rows, a ``Dataset`` or ``IterableDataset``) -> ``(its pairs, its report)``:
     ``columns=`` renamed, the format resolved (``hub``: a known hub id's), each row normalized once."""
     import datasets
@@ -198,7 +222,10 @@ def normalize_split(data, name: str, hub: str | None = None, format: str = "auto
     if isinstance(data, list) and not data:
         raise DatasetFormatError(f"{name}: no rows", dataset=name)
     if isinstance(data, list) and not rows:
-        raise DatasetFormatError(f"{name}: expected a list of dicts (one per row), got {type(data[0]).__name__} first", dataset=name)  # fmt: skip
+        raise DatasetFormatError(
+            f"{name}: expected a list of dicts (one per row), got {type(data[0]).__name__} first",
+            dataset=name,
+        )
     if columns is not None:
         data, column_names = rename(data, columns, column_names, name)
         rows = sources.columns_and_rows(data)[1]
@@ -222,15 +249,28 @@ def normalize_split(data, name: str, hub: str | None = None, format: str = "auto
     context = {"name": format, "options": options, "extras": extras, "strict": strict, "dataset": name}
     features = output_features(extras, helpers=True, columns=fmt.columns)
     if isinstance(data, list):
-        marked = datasets.Dataset.from_dict(_normalize_rows(data, range(len(data)), **context), features=features)
+        marked = datasets.Dataset.from_dict(
+            _normalize_rows(data, range(len(data)), **context), features=features
+        )
     else:
         columns = [c for c in column_names if c in fmt.known()]
         report.streaming = isinstance(data, datasets.IterableDataset)
-        more = {"fn_kwargs": {**context, "report": report}} if report.streaming else \
-            {"num_proc": num_proc, "desc": f"Normalizing ({format})", "fn_kwargs": context}  # fmt: skip
+        more = (
+            {"fn_kwargs": {**context, "report": report}}
+            if report.streaming
+            else {"num_proc": num_proc, "desc": f"Normalizing ({format})", "fn_kwargs": context}
+        )
         more["fn_kwargs"]["columns"] = columns
-        marked = data.map(_normalize_batch, batched=True, batch_size=batch_size, with_indices=True, input_columns=columns,
-                          remove_columns=list(column_names), features=features, **more)  # fmt: skip
+        marked = data.map(
+            _normalize_batch,
+            batched=True,
+            batch_size=batch_size,
+            with_indices=True,
+            input_columns=columns,
+            remove_columns=list(column_names),
+            features=features,
+            **more,
+        )
         if report.streaming:  # set-aside rows are counted while the stream is read
             kept = marked.filter(lambda aside: aside is None, input_columns=[ASIDE]).remove_columns(ASIDE)
             return filters.apply(kept, active, report.dropped), report
@@ -246,37 +286,56 @@ def normalize_split(data, name: str, hub: str | None = None, format: str = "auto
         raise DatasetFormatError(
             f"{name}: none of its {report.rows_in:,} rows fit format {format!r} ({_counts(report.invalid)}); "
             f"first, {first}. Expected: {fmt.expected}",
-            dataset=name, row=first.row, column=first.column,
-        )  # fmt: skip
+            dataset=name,
+            row=first.row,
+            column=first.column,
+        )
     result = filters.apply(result, active, report.dropped)
     if report.invalid:
         logger.warning(
             "%s: set aside %s of %s rows that do not fit %r: %s. See normalize(..., return_report=True).",
-            name, f"{sum(report.invalid.values()):,}", f"{report.rows_in:,}", format, _counts(report.invalid),
-        )  # fmt: skip
+            name,
+            f"{sum(report.invalid.values()):,}",
+            f"{report.rows_in:,}",
+            format,
+            _counts(report.invalid),
+        )
     return result, report
 
 
 def rename(data: Any, columns: Any, column_names: list, dataset: str):
     """``data`` with its columns renamed by ``columns={new name: column in the data}``."""
-    if not isinstance(columns, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items()):
-        raise ConfigError(f"columns= must map names to your columns, like {{'prompt': 'question'}}; got {columns!r}")
+    if not isinstance(columns, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in columns.items()
+    ):
+        raise ConfigError(
+            f"columns= must map names to your columns, like {{'prompt': 'question'}}; got {columns!r}"
+        )
     twice = [old for old in columns.values() if list(columns.values()).count(old) > 1]
     if twice:
         raise ConfigError(f"columns= names the column {twice[0]!r} twice")
     mapping = {old: new for new, old in columns.items() if old != new}
     for old, new in mapping.items():
         if old not in column_names:
-            raise DatasetFormatError(f"{dataset}: columns= names {old!r}, but the data has no such column; its "
-                                     f"columns: {sorted(map(str, column_names))}", dataset=dataset, column=old)  # fmt: skip
+            raise DatasetFormatError(
+                f"{dataset}: columns= names {old!r}, but the data has no such column; its "
+                f"columns: {sorted(map(str, column_names))}",
+                dataset=dataset,
+                column=old,
+            )
         if new in column_names and new not in mapping:
-            raise DatasetFormatError(f"{dataset}: columns= renames {old!r} to {new!r}, which the data already has",
-                                     dataset=dataset, column=new)  # fmt: skip
+            raise DatasetFormatError(
+                f"{dataset}: columns= renames {old!r} to {new!r}, which the data already has",
+                dataset=dataset,
+                column=new,
+            )
     if not mapping:
         return data, column_names
     renamed = [mapping.get(c, c) for c in column_names]
     if isinstance(data, list):
-        return [{mapping.get(k, k): v for k, v in row.items()} if isinstance(row, dict) else row for row in data], renamed
+        return [
+            {mapping.get(k, k): v for k, v in row.items()} if isinstance(row, dict) else row for row in data
+        ], renamed
     return data.rename_columns(mapping), renamed
 
 
@@ -287,8 +346,13 @@ def text_columns(data: Any, rows: list[dict]) -> set[str]:
 
     if getattr(data, "features", None) is None:
         rows = data if isinstance(data, list) else rows
-        return {c for row in rows if isinstance(row, dict) for c, v in row.items()
-                if isinstance(v, str) or is_message_list(v) or (isinstance(v, dict) and bool(v))}  # fmt: skip
+        return {
+            c
+            for row in rows
+            if isinstance(row, dict)
+            for c, v in row.items()
+            if isinstance(v, str) or is_message_list(v) or (isinstance(v, dict) and bool(v))
+        }
 
     def holds_text(f) -> bool:
         if isinstance(f, Value):
@@ -302,7 +366,9 @@ def text_columns(data: Any, rows: list[dict]) -> set[str]:
     return {c for c, f in data.features.items() if holds_text(f)}
 
 
-def resolve_format(name: str, column_names: list, texts: set, rows: list[dict], dataset: str, lenient: bool, hub):
+def resolve_format(
+    name: str, column_names: list, texts: set, rows: list[dict], dataset: str, lenient: bool, hub
+):
     """The format to use: ``format=``, else a known hub id's, else detection; then its columns are checked."""
     if not isinstance(name, str):
         raise ConfigError(f"format must be 'auto' or a format name, got {name!r}")
@@ -311,9 +377,12 @@ def resolve_format(name: str, column_names: list, texts: set, rows: list[dict], 
     fmt: Format = get(name)
     missing = [c for c in fmt.signature if c not in column_names]
     if missing:
-        raise DatasetFormatError(f"{dataset}: format {name!r} needs the column(s) {missing}; the data has "
-                                 f"{sorted(map(str, column_names))}. Expected: {fmt.expected}",
-                                 dataset=dataset, column=missing[0])  # fmt: skip
+        raise DatasetFormatError(
+            f"{dataset}: format {name!r} needs the column(s) {missing}; the data has "
+            f"{sorted(map(str, column_names))}. Expected: {fmt.expected}",
+            dataset=dataset,
+            column=missing[0],
+        )
     unused = [c for c in column_names if c not in fmt.known() and c in texts]
     if unused and not lenient:
         example = "" if unused[0] == "prompt" else f", e.g. columns={{'prompt': {unused[0]!r}}}"
@@ -331,9 +400,19 @@ def resolve_format(name: str, column_names: list, texts: set, rows: list[dict], 
     return name, unused
 
 
-def normalize(data: Any, format: str = "auto", columns: dict[str, str] | None = None, split: str | None = None,
-              strict: bool = False, lenient: bool = False, *, return_report: bool = False,
-              num_proc: int | None = None, batch_size: int = 1000, **options: Any):  # fmt: skip
+def normalize(
+    data: Any,
+    format: str = "auto",
+    columns: dict[str, str] | None = None,
+    split: str | None = None,
+    strict: bool = False,
+    lenient: bool = False,
+    *,
+    return_report: bool = False,
+    num_proc: int | None = None,
+    batch_size: int = 1000,
+    **options: Any,
+):
     """Preference data in any supported shape -> TRL conversational pairs with an explicit prompt.
 
     Args:
@@ -365,7 +444,9 @@ def normalize(data: Any, format: str = "auto", columns: dict[str, str] | None = 
         results[split_name], reports[split_name] = normalize_split(
             part, name, src.format, chosen, columns, strict, lenient, num_proc, batch_size, **options
         )
-    dataset, _LAST_REPORT = (results[None], reports[None]) if None in results else (type(src.data)(results), reports)
+    dataset, _LAST_REPORT = (
+        (results[None], reports[None]) if None in results else (type(src.data)(results), reports)
+    )
     return (dataset, _LAST_REPORT) if return_report else dataset
 
 
@@ -377,4 +458,3 @@ def detect_format(data: Any, split: str | None = None) -> str:
     part = next(iter(src.data.values())) if sources.is_split_dict(src.data) else src.data
     column_names, rows = sources.columns_and_rows(part)
     return src.format or detect(column_names, rows, src.name)
-

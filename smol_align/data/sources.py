@@ -55,8 +55,11 @@ def read(data: Any, split: str | None = None, streaming: bool | None = None) -> 
     elif isinstance(data, str):
         if _suffix(data) in LOCAL_BUILDERS:
             raise DatasetFormatError(f"no such file: {data!r} (from {os.getcwd()})", dataset=data)
-        raise DatasetFormatError(f"{data!r} is neither a local file nor a hub id (owner/name). "
-                                 f"Local files may be {', '.join(sorted(LOCAL_BUILDERS))}.", dataset=data)  # fmt: skip
+        raise DatasetFormatError(
+            f"{data!r} is neither a local file nor a hub id (owner/name). "
+            f"Local files may be {', '.join(sorted(LOCAL_BUILDERS))}.",
+            dataset=data,
+        )
     elif is_split_dict(data):
         src = Source(data, _dataset_name(next(iter(data.values()), None)))
     elif isinstance(data, (datasets.Dataset, datasets.IterableDataset)):
@@ -74,10 +77,14 @@ def read(data: Any, split: str | None = None, streaming: bool | None = None) -> 
         return src
     if is_split_dict(src.data):  # a named split of a dict, or 'train' of data with one split
         if split not in src.data:
-            raise DatasetFormatError(f"{src.name}: no split {split!r}; splits: {list(src.data)}", dataset=src.name)
+            raise DatasetFormatError(
+                f"{src.name}: no split {split!r}; splits: {list(src.data)}", dataset=src.name
+            )
         return Source(src.data[split], f"{src.name}[{split}]", src.format)
     if split != "train":
-        raise DatasetFormatError(f"{src.name}: has one split, 'train' (asked for {split!r})", dataset=src.name)
+        raise DatasetFormatError(
+            f"{src.name}: has one split, 'train' (asked for {split!r})", dataset=src.name
+        )
     return src
 
 
@@ -96,9 +103,14 @@ def _read_local(path: str, streaming: bool | None):
     import datasets
 
     if os.path.isdir(path):
-        if any(os.path.exists(os.path.join(path, f)) for f in ("dataset_info.json", "dataset_dict.json", "state.json")):
+        if any(
+            os.path.exists(os.path.join(path, f))
+            for f in ("dataset_info.json", "dataset_dict.json", "state.json")
+        ):
             return datasets.load_from_disk(path)
-        raise DatasetFormatError(f"{path}: a folder, but not one written by save_to_disk; pass the data file", dataset=path)
+        raise DatasetFormatError(
+            f"{path}: a folder, but not one written by save_to_disk; pass the data file", dataset=path
+        )
     builder = LOCAL_BUILDERS.get(_suffix(path))
     if builder is None:
         raise DatasetFormatError(
@@ -111,7 +123,9 @@ def _read_local(path: str, streaming: bool | None):
     if builder in TEXT_BUILDERS:  # arrow's JSON reader keeps bad bytes (failing later), a stream mid-training
         check_utf8(path)
     try:
-        loaded = datasets.load_dataset(builder, data_files=path, split="train", streaming=bool(streaming), **kwargs)
+        loaded = datasets.load_dataset(
+            builder, data_files=path, split="train", streaming=bool(streaming), **kwargs
+        )
     except Exception as exc:  # pyarrow / json errors: find the line, or read the rows one by one
         if builder == "csv" and len(_lines(path, 2)) < 2:
             raise DatasetFormatError(f"{path}: the file has only a header", dataset=path) from exc
@@ -166,7 +180,7 @@ def check_utf8(path: str) -> None:
         f"{path}: not UTF-8 text: line {line}, column {column} (byte offset {offset:,}"
         f"{' once decompressed' if compressed else ''}) holds the byte(s) {bad.hex(' ')}, which UTF-8 cannot "
         "decode (the file was likely saved as Latin-1/cp1252 or UTF-16). Re-save it as UTF-8"
-        f"{' (decompressed)' if compressed else ''}: in your editor (\"Save with encoding: UTF-8\"), with "
+        f'{" (decompressed)" if compressed else ""}: in your editor ("Save with encoding: UTF-8"), with '
         f"`iconv -f cp1252 -t utf-8 {name} > fixed{_suffix(path)}`, or in pandas with to_csv(..., "
         "encoding='utf-8') / to_json(..., force_ascii=False).",
         dataset=path,
@@ -202,7 +216,9 @@ def _json_rows(path: str, exc: Exception) -> list:
         try:
             rows.append(json.loads(line))
         except ValueError as err:
-            raise DatasetFormatError(f"{path}, line {number}: not valid JSON ({err})", dataset=path, row=number - 1) from exc
+            raise DatasetFormatError(
+                f"{path}, line {number}: not valid JSON ({err})", dataset=path, row=number - 1
+            ) from exc
     if not rows:
         raise DatasetFormatError(f"{path}: the file has no rows", dataset=path)
     return rows
@@ -213,7 +229,9 @@ def _read_hub(hub_id: str, split: str | None, streaming: bool | None) -> Source:
 
     repo, data_dir, fmt, train, test, stream = hub_format(hub_id)
     try:
-        loaded = datasets.load_dataset(repo, data_dir=data_dir, split=split, streaming=stream if streaming is None else streaming)
+        loaded = datasets.load_dataset(
+            repo, data_dir=data_dir, split=split, streaming=stream if streaming is None else streaming
+        )
     except Exception as exc:  # offline, unknown id, private repo, bad split: one clear message
         raise DatasetFormatError(
             f"could not load {hub_id!r} from the Hugging Face Hub ({type(exc).__name__}: {exc}). "
@@ -238,5 +256,9 @@ def columns_and_rows(data: Any, n: int = 5) -> tuple[list, list[dict]]:
     if isinstance(data, datasets.Dataset):
         return list(data.column_names), data.select(range(min(n, len(data)))).to_list()
     rows = list(islice(iter(data), n))
-    names = data.column_names if data.column_names is not None else list(dict.fromkeys(k for r in rows for k in r))
+    names = (
+        data.column_names
+        if data.column_names is not None
+        else list(dict.fromkeys(k for r in rows for k in r))
+    )
     return list(names), rows

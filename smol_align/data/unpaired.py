@@ -38,10 +38,12 @@ def unpair(pairs, seed: int = 0):
     random.Random(seed).shuffle(order)
     half = len(order) // 2
     sides = [
-        pairs.select(indices).select_columns(["prompt", side]).rename_column(side, "completion")
+        pairs.select(indices)
+        .select_columns(["prompt", side])
+        .rename_column(side, "completion")
         .add_column("label", [side == "chosen"] * len(order))
         for side, indices in (("chosen", order), ("rejected", order[half:] + order[:half]))
-    ]  # fmt: skip
+    ]
     return interleave_datasets(sides)
 
 
@@ -54,6 +56,9 @@ def pairs_by_prompt(rows):
     for row in rows:
         _, good, bad = sides.setdefault(json.dumps(row["prompt"]), (row["prompt"], [], []))
         (good if row["label"] else bad).append(row["completion"])
-    pairs = [{"prompt": p, "chosen": c, "rejected": r}
-             for p, good, bad in sides.values() for c, r in zip(good, bad, strict=False)]  # fmt: skip
+    pairs = [
+        {"prompt": p, "chosen": c, "rejected": r}
+        for p, good, bad in sides.values()
+        for c, r in zip(good, bad, strict=False)
+    ]
     return datasets.Dataset.from_list(pairs, features=output_features(())) if pairs else None

@@ -12,7 +12,10 @@ from ..messages import InvalidRow, is_missing, make_pair, maybe_json, messages, 
 
 def sharegpt(row: dict, prompt: str = "conversations") -> dict:
     return make_pair(
-        row.get("chosen"), row.get("rejected"), prompt=messages(row.get(prompt), prompt), system=row.get("system")
+        row.get("chosen"),
+        row.get("rejected"),
+        prompt=messages(row.get(prompt), prompt),
+        system=row.get("system"),
     )
 
 

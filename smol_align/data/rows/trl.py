@@ -62,7 +62,9 @@ def split_text(chosen: str, rejected: str) -> tuple[str, str, str]:
 
 def standard_implicit(row: dict) -> dict:
     """``chosen``/``rejected`` texts that start with the same prompt."""
-    prompt, chosen, rejected = split_text(text(row.get("chosen"), "chosen"), text(row.get("rejected"), "rejected"))
+    prompt, chosen, rejected = split_text(
+        text(row.get("chosen"), "chosen"), text(row.get("rejected"), "rejected")
+    )
     return make_pair(
         [{"role": ASSISTANT, "content": chosen}],
         [{"role": ASSISTANT, "content": rejected}],
