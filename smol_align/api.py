@@ -7,9 +7,10 @@ from typing import Any
 
 from .demo import demo_keywords
 from .models import DEFAULT_MODEL
+from .options import Options, split_options
 from .run import TrainResult, run
 
-__all__ = ["TrainResult", "train_dpo", "train_kto", "train_orpo"]
+__all__ = ["TrainResult", "options_for", "train_dpo", "train_kto", "train_orpo"]
 
 
 def train_dpo(
@@ -35,7 +36,7 @@ def train_dpo(
 
         train_dpo(constraints=["dpop", lambda logps, batch: torch.relu(logps.ref_chosen - logps.chosen).mean()])
     """
-    return run("dpo", model, dataset, preset, output_dir, demo_keywords("dpo", dataset, preset, overrides))
+    return _run("dpo", model, dataset, preset, output_dir, overrides)
 
 
 def train_orpo(
@@ -46,7 +47,7 @@ def train_orpo(
     **overrides,
 ) -> TrainResult:
     """Run ORPO (``trl.experimental.orpo``) like :func:`train_dpo`; ORPO needs no reference model."""
-    return run("orpo", model, dataset, preset, output_dir, demo_keywords("orpo", dataset, preset, overrides))
+    return _run("orpo", model, dataset, preset, output_dir, overrides)
 
 
 def train_kto(
@@ -64,4 +65,17 @@ def train_kto(
     for unpaired rows, on the pairs their prompts make (a desirable and an undesirable answer to one prompt), and
     none when no held-out prompt has both. Keywords override ``trl.KTOConfig`` fields (``desirable_weight``...).
     """
-    return run("kto", model, dataset, preset, output_dir, demo_keywords("kto", dataset, preset, overrides))
+    return _run("kto", model, dataset, preset, output_dir, overrides)
+
+
+def options_for(method: str, dataset: Any = None, preset: str = "auto", **keywords) -> Options:
+    """The typed options ``train_<method>(model, dataset, preset, output_dir, **keywords)`` runs with: the demo's
+    keywords under yours on its data (:func:`smol_align.demo.demo_keywords`), sorted by
+    :func:`smol_align.options.split_options`. ``smol-align dpo`` builds its options here too."""
+    named = {"model", "dataset", "preset", "output_dir"}
+    keywords = demo_keywords(method, dataset, preset, keywords)
+    return split_options(method, keywords, f"train_{method}", also_named=named)
+
+
+def _run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -> TrainResult:
+    return run(method, model, dataset, preset, output_dir, options_for(method, dataset, preset, **overrides))

@@ -275,10 +275,14 @@ def make_train_parser(method: str, compare: bool = False):
     has a default: the parse holds only what the recipe and flags gave; the preset fills in the rest."""
     from trl import ModelConfig, ScriptArguments, TrlParser
 
+    from .options import DataOptions, RunOptions
     from .presets import config_class, names
 
+    # The runner's and the data's options are smol_align's dataclasses, the ones train_dpo & co. build
+    # (compare sets the runner's itself: its own flags below)
+    ours = [DataOptions] if compare else [RunOptions, DataOptions]
     classes, prog = (
-        [ScriptArguments, config_class(method), ModelConfig],
+        [ScriptArguments, config_class(method), ModelConfig, *ours],
         f"smol-align {'compare' if compare else method}",
     )
     parser = TrlParser(
@@ -310,20 +314,7 @@ def make_train_parser(method: str, compare: bool = False):
         if compare
         else "where the model goes (default: runs/<method>-<model>-<time>)",
     )
-    group.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     group.add_argument("--tokenizer", help="the tokenizer's name or folder (default: the model's)")
-    if not compare:
-        group.add_argument(
-            "--max_time",
-            "--max-time",
-            type=float,
-            help="minutes of training: stop after the step that crosses it, then evaluate and save",
-        )
-        group.add_argument(
-            "--resume",
-            action="store_true",
-            help="continue the unfinished run in --output-dir (default: the newest one) from its last checkpoint",
-        )
     if method == "dpo" and not compare:
         group.add_argument(
             "--constraint",
@@ -332,11 +323,9 @@ def make_train_parser(method: str, compare: bool = False):
             help="a term added to the DPO loss, repeatable: dpop[:LAMBDA] (DPO-Positive, Pal et al. 2024), "
             "length[:ALPHA] (R-DPO, Park et al. 2024); README 'Constraints'",
         )
-    group.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     handbook = parser.add_argument_group("alignment-handbook recipe keys")
     for key, kwargs in HANDBOOK.items():
         handbook.add_argument(f"--{key}", **kwargs)
-    add_data_arguments(parser)
     if compare:  # TRL fields given to compare go to every method, so each must exist in every method's config
         group = parser.add_argument_group(
             "compare: each method on the same pairs, steps (or wall budget) and seed"
@@ -348,6 +337,8 @@ def make_train_parser(method: str, compare: bool = False):
         group.add_argument(
             "--no_save", "--no-save", dest="save", action="store_false", help="keep only the report"
         )
+        group.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+        group.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     return parser
 
 
@@ -416,6 +407,17 @@ def parse_train_args(parser, argv: list[str]) -> dict:
 def train_options(method: str, argv: list[str]) -> dict:
     """Recipe values, then the flags typed, as keyword arguments for ``train_dpo``/``train_orpo``/``train_kto``."""
     return parse_train_args(make_train_parser(method), argv)
+
+
+def option_objects(method: str, argv: list[str]):
+    """The typed options (:class:`smol_align.options.Options`) that ``smol-align <method> ARGV`` trains with:
+    the same objects ``train_<method>`` builds from the same settings given as keywords."""
+    from .api import options_for
+
+    keywords = train_options(method, argv)
+    dataset, preset = keywords.get("dataset"), keywords.get("preset", "auto")
+    own = {"model", "dataset", "preset", "output_dir"}
+    return options_for(method, dataset, preset, **{k: v for k, v in keywords.items() if k not in own})
 
 
 def compare_options(argv: list[str]) -> dict:

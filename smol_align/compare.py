@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from .callbacks import as_callback
-from .data.load import load, pop_data_options
+from .data.load import load
 from .demo import demo_keywords, demo_recipe
 from .errors import ConfigError
 from .metrics import MemoryWindow
 from .models import DEFAULT_MODEL, model_name
-from .presets import METHODS, check_keywords, check_overrides, preset_name
+from .options import RUN_NAMES, split_options
+from .presets import METHODS, check_overrides, preset_name
 from .report import terminal_table, write_report
 from .run import run
 from .rundir import RunDir, default_output_dir
@@ -106,18 +107,19 @@ def compare(
     Returns a :class:`ComparisonResult`; ``.metrics`` maps ``"start"`` and each method to its figures.
     """
     methods = _methods(methods)
-    data_options = pop_data_options(overrides)
     if time_budget is not None and time_budget <= 0:
         raise ConfigError(f"time_budget must be a positive number of seconds, got {time_budget!r}.")
     if not isinstance(model, str) and tokenizer is None:
         raise ConfigError(
             "A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name)."
         )
-    user_callbacks = list(overrides.pop("callbacks", None) or [])
     for method in methods:  # an unknown or one-method-only option fails here, before any training
         named = inspect.signature(compare).parameters
-        check_keywords(method, overrides, where=f"compare ({method.upper()})", also_named=named)
-        check_overrides(method, {**overrides, **({"max_steps": max_steps} if max_steps is not None else {})})
+        where = f"compare ({method.upper()})"
+        options = split_options(method, overrides, where, refuse=COMPARES_OWN, also_named=named)
+        steps = {"max_steps": max_steps} if max_steps is not None else {}
+        check_overrides(method, {**options.config, **steps})
+    data_options, user_callbacks = options.data.keywords(), list(options.model.callbacks or [])
     say = (lambda *a: None) if quiet else print
     report_dir = Path(output_dir or default_output_dir("compare", model_name(model)))
     inputs = [model, dataset, eval_dataset, data_options.get("eval_dataset")]
@@ -140,8 +142,9 @@ def compare(
         runs, pairs_seen, metrics = {}, {}, {}
         for method in methods:
             seen = as_callback(PairsSeen)
-            run_overrides = {
-                **overrides,
+            keywords = {
+                **options.config,
+                **options.model.preset_keywords(),
                 "seed": seed,
                 "callbacks": [*user_callbacks, seen],
                 "tokenizer": tokenizer,
@@ -158,8 +161,9 @@ def compare(
             start_of = model if isinstance(model, str) else copy.deepcopy(model)
             baseline = next(iter(runs.values()), None)  # the first run: its start figures are every run's
             folder_of_method = str(report_dir / method)
-            run_overrides = demo_keywords(method, data, preset, run_overrides)  # the demo's: its voice check
-            result = run(method, start_of, data, preset, folder_of_method, run_overrides, baseline=baseline)
+            keywords = demo_keywords(method, data, preset, keywords)  # the demo's: its voice check
+            typed = split_options(method, keywords, f"compare ({method.upper()})")
+            result = run(method, start_of, data, preset, folder_of_method, typed, baseline=baseline)
             runs[method], pairs_seen[method] = result, seen.indices
             metrics.setdefault("start", _figures(result.before))
             metrics[method] = {
@@ -206,6 +210,10 @@ def compare(
     saved = "".join(f"\n{m} model: {r.output_dir}" for m, r in runs.items() if r.output_dir)
     say(f"\nHeld-out comparison ({len(data.eval)} pairs), report in {report_dir}:\n{result.table()}{saved}")
     return result
+
+
+# The runner's options compare sets itself (its own parameters or fixed), and the builders' it does not take
+COMPARES_OWN = RUN_NAMES | {"ref_model", "constraints", "processing_class"}
 
 
 def demo_max_steps() -> int:

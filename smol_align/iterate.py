@@ -173,6 +173,7 @@ def iterate(
     """
     from .evaluate import generate
     from .models import is_peft, load_model, model_name
+    from .options import split_options
     from .report import write_report
     from .run import run
     from .rundir import RunDir, default_output_dir
@@ -267,7 +268,8 @@ def iterate(
                     "save": save,
                     "quiet": quiet,
                 }
-                result = run(method, model, list(trained), preset, str(folder), run_overrides)
+                typed = split_options(method, run_overrides, "iterate")
+                result = run(method, model, list(trained), preset, str(folder), typed)
                 model = result.model
                 if is_peft(model):  # the next round trains the merged model, its own reference
                     model = model.merge_and_unload()
@@ -353,13 +355,10 @@ def _check_overrides(method: str, overrides: dict) -> None:
     """Each round's keywords, checked before the first answer is sampled: known names, settings that learn."""
     import inspect
 
-    from .data.load import DATA_OPTIONS
-    from .presets import check_keywords, check_settings
-    from .run import RUN_OPTIONS
-    from .trainers import BUILD_OPTIONS
+    from .options import split_options
+    from .presets import check_settings
 
-    accepted, named = RUN_OPTIONS | BUILD_OPTIONS | DATA_OPTIONS, inspect.signature(iterate).parameters
-    check_keywords(method, overrides, accepted, "iterate", also_named=named)
+    split_options(method, overrides, "iterate", also_named=inspect.signature(iterate).parameters)
     check_settings(method, overrides)
 
 

@@ -19,7 +19,7 @@ import os
 import signal
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -39,7 +39,7 @@ from .callbacks import (
 )
 from .data import doctor
 from .data.doctor import has_answer_tokens, length_fit
-from .data.load import DATA_OPTIONS, load, pop_data_options
+from .data.load import load
 from .data.tokens import tokenize_pairs
 from .data.unpaired import is_unpaired, pairs_by_prompt
 from .errors import ConfigError, SmolAlignError
@@ -47,11 +47,12 @@ from .estimate import plan_memory
 from .evaluate import evaluate, generate
 from .metrics import answer_figures, collect_metrics, peak_memory_bytes, whole_run_loss
 from .models import model_name
-from .presets import check_keywords, check_settings, preset_name
+from .options import Options
+from .presets import check_settings, preset_name
 from .report import learning_verdict, summary_table, write_run_files
 from .resume import RESTORED_ON_RESUME, at_the_end, check_resumed_settings, restore_finished
 from .rundir import RunDir, default_output_dir, find_unfinished, skipped_line
-from .trainers import BUILD_OPTIONS, build_dpo_trainer, build_kto_trainer, build_orpo_trainer
+from .trainers import build_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -98,43 +99,32 @@ class TrainResult:
         return f"TrainResult(method={self.method!r}, output_dir={self.output_dir!r}, metrics={{{len(self.metrics)} keys}})"
 
 
-# The keywords of train_dpo & co. that the runner takes itself (the rest: the builders', data's, config's)
-RUN_OPTIONS = frozenset(
-    {"save", "evaluate", "overwrite", "resume", "max_eval_pairs", "max_time", "quiet"}
-    | {"answer_prompts", "answer_tokens", "voice"}
-)
-
-
-def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, baseline=None) -> TrainResult:
-    """One training run of ``method`` (see :func:`smol_align.train_dpo` for the keywords). ``baseline``
-    (compare's): an earlier :class:`TrainResult` on the same data, whose start figures and answers are
-    reused."""
-    save = overrides.pop("save", True)
-    run_eval = overrides.pop("evaluate", True)
-    overwrite = overrides.pop("overwrite", False)
-    resume = overrides.pop("resume", False)
-    if overrides.get("resume_from_checkpoint"):  # TRL's name: True, or a checkpoint-N folder of output_dir
-        given = overrides.pop("resume_from_checkpoint")
+def run(method: str, model, dataset, preset: str, output_dir, options: Options, baseline=None) -> TrainResult:
+    """One training run of ``method`` with ``options`` (:func:`smol_align.options.split_options` of the keywords
+    of :func:`smol_align.train_dpo`). ``baseline`` (compare's): an earlier :class:`TrainResult` on the same data,
+    whose start figures and answers are reused."""
+    opts, config = options.run, dict(options.config)  # config: this run's copy, which the runner fills in
+    save, run_eval, overwrite, resume, quiet = (
+        opts.save,
+        opts.evaluate,
+        opts.overwrite,
+        opts.resume,
+        opts.quiet,
+    )
+    max_eval_pairs, max_time, answer_tokens, voice = (
+        opts.max_eval_pairs,
+        opts.max_time,
+        opts.answer_tokens,
+        opts.voice,
+    )
+    if config.get("resume_from_checkpoint"):  # TRL's name: True, or a checkpoint-N folder of output_dir
+        given = config.pop("resume_from_checkpoint")
         resume, output_dir = True, output_dir or (str(Path(given).parent) if isinstance(given, str) else None)
-    max_eval_pairs = overrides.pop("max_eval_pairs", None)
-    max_time = overrides.pop(
-        "max_time", None
-    )  # minutes of training: stop after the step that crosses it, then save
-    if max_time is not None and not max_time > 0:
-        raise ConfigError(f"max_time is minutes of training and must be positive, got {max_time!r}.")
-    quiet = overrides.pop("quiet", False)
-    answer_prompts = overrides.pop("answer_prompts", 32)
-    answer_tokens = overrides.pop("answer_tokens", 48)
-    voice = overrides.pop("voice", None)  # answer -> bool: its share of the greedy answers is voice_rate
-    keep_checkpoints = (
-        "save_strategy" in overrides or "save_steps" in overrides
-    )  # yours stay; ours go at the end
-    if "save_steps" in overrides:
-        overrides.setdefault("save_strategy", "steps")  # TRL's default strategy, which the presets turn off
-    # Every keyword is known and every setting can learn, before anything is read, written or loaded
-    named = RUN_OPTIONS | {"model", "dataset", "preset", "output_dir"}
-    check_keywords(method, overrides, BUILD_OPTIONS | DATA_OPTIONS, f"train_{method}", also_named=named)
-    check_settings(method, overrides)
+    keep_checkpoints = "save_strategy" in config or "save_steps" in config  # yours stay; ours go at the end
+    if "save_steps" in config:
+        config.setdefault("save_strategy", "steps")  # TRL's default strategy, which the presets turn off
+    # Every setting can learn, before anything is read, written or loaded
+    check_settings(method, config)
     main = is_main_process()
     say = print if main and not quiet else (lambda *a: None)
 
@@ -146,13 +136,13 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
     name = model_name(model)
     folder = Path(output_dir or (find_unfinished if resume else default_output_dir)(method, name))
     final = folder if save else None
-    overrides = {**tracker_names(folder), **overrides}
-    inputs = [dataset, overrides.get("eval_dataset"), model, overrides.get("ref_model")]  # never emptied
+    config = {**tracker_names(folder), **config}
+    inputs = [dataset, options.data.eval_dataset, model, options.model.ref_model]  # never emptied
     rundir = RunDir(final, overwrite=overwrite, resume=resume, inputs=inputs, main=main) if save else None
     if rundir is not None:
         rundir.check()  # before any work; again under the folder's lock when the run takes it
 
-    data = load(dataset, **pop_data_options(overrides))
+    data = load(dataset, **options.data.keywords())
     eval_data = data.eval
     line, report = _doctor(data)
     say(line)
@@ -166,21 +156,24 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
             else "No held-out figures: no held-out prompt has both a desirable and an undesirable "
             "answer (pass eval_dataset= with pairs, or held-out rows of both labels for some prompts)."
         )
-    plan_memory(model, method, preset, overrides, report, say)
-    if final is not None and overrides.get("push_to_hub") and not overrides.get("hub_model_id"):
-        overrides["hub_model_id"] = final.name  # the repo is named after the run
+    settings = {
+        **config,
+        **options.model.preset_keywords(),
+    }  # the memory plan may change batch and checkpointing
+    plan_memory(model, method, preset, settings, report, say)
+    config.update({k: v for k, v in settings.items() if k not in options.model.preset_keywords()})
+    if final is not None and config.get("push_to_hub") and not config.get("hub_model_id"):
+        config["hub_model_id"] = final.name  # the repo is named after the run
     if final is not None:  # checkpoints: yours (save_strategy/save_steps), else one every CHECKPOINT_SECONDS
-        overrides.setdefault(
-            "save_total_limit", 1
-        )  # only the last one is kept, and none once the run is done
+        config.setdefault("save_total_limit", 1)  # only the last one is kept, and none once the run is done
     # save=False: TRL still wants an output_dir; a temporary one, removed at the end, keeps the current folder clean
     temporary = nullcontext(final) if final else TemporaryDirectory(prefix="smol_align-")
     with rundir or nullcontext(), temporary as out:
         checkpoint = rundir.checkpoint if rundir is not None else None
         if rundir is not None and rundir.skipped:
             say(f"{skipped_line(rundir.skipped)} Resuming from {checkpoint.name}, the newest complete one.")
-        build = {"dpo": build_dpo_trainer, "orpo": build_orpo_trainer, "kto": build_kto_trainer}[method]
-        trainer = build(model, data, preset, output_dir=str(out), **overrides)
+        built = replace(options, config={**config, "output_dir": str(out)})
+        trainer = build_trainer(method, model, data, preset, built)
         pair_counts = _fit_max_length(trainer, method, data.train, say)  # max_length's cuts, as TRL tokenized
         quiet_progress(trainer, quiet or not main)
         tensorboard_into(trainer, folder)
@@ -241,7 +234,7 @@ def run(method: str, model, dataset, preset: str, output_dir, overrides: dict, b
         elif run_eval and eval_data is not None:
             scored = min(len(heldout), max_eval_pairs or len(heldout))  # those TRL kept at max_length
             say(f"Evaluating the start model on {scored} held-out pairs...")
-            answers["prompt"] = eval_data.select(range(min(answer_prompts, len(eval_data))))["prompt"]
+            answers["prompt"] = eval_data.select(range(min(opts.answer_prompts, len(eval_data))))["prompt"]
             before = figures(trainer.model, answer_to="start" if answers["prompt"] else None)
         answers = answers if answers.get("prompt") else {}
         if checkpoint is None:

@@ -12,10 +12,11 @@ from typing import Any
 
 from . import presets
 from ._compat import import_orpo, keep_4bit_layers_trainable, trainable_params_to_fp32
-from .data.load import DATA_OPTIONS, load, pop_data_options
+from .data.load import load
 from .data.unpaired import is_unpaired, unpair
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, is_peft, load_model, load_tokenizer, prepare_tokenizer
+from .options import RUN_NAMES, Options, split_options
 
 
 def build_dpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: str = "auto", **overrides):
@@ -33,12 +34,12 @@ def build_dpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: s
     :class:`smol_align.reference.PairLogps`) or ``"dpop[:lam]"`` (DPO-Positive), ``"length[:alpha]"`` (R-DPO);
     see README "Constraints". Both build :class:`smol_align.soft_dpo.SoftDPOTrainer`, which changes only the loss.
     """
-    return _build("dpo", model, dataset, preset, overrides)
+    return build_trainer("dpo", model, dataset, preset, _options("dpo", overrides))
 
 
 def build_orpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: str = "auto", **overrides):
     """An ``ORPOTrainer`` (from ``trl.experimental.orpo``) built like :func:`build_dpo_trainer`; no reference model."""
-    return _build("orpo", model, dataset, preset, overrides)
+    return build_trainer("orpo", model, dataset, preset, _options("orpo", overrides))
 
 
 def build_kto_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: str = "auto", **overrides):
@@ -47,37 +48,34 @@ def build_kto_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: s
     Pairs train as two unpaired rows each (chosen desirable, rejected undesirable: ``data.unpaired.unpair``,
     shuffled by ``seed``); rows of TRL's unpaired format (``prompt``, ``completion``, ``label``) as they are.
     """
-    return _build("kto", model, dataset, preset, overrides)
+    return build_trainer("kto", model, dataset, preset, _options("kto", overrides))
 
 
-# The keywords the builders take themselves (the rest: the data's, then the config's)
-BUILD_OPTIONS = frozenset(
-    {"tokenizer", "processing_class", "ref_model", "output_dir", "callbacks", "constraints"}
-)
+def _options(method: str, overrides: dict) -> Options:
+    """The keywords of ``build_<method>_trainer``, sorted (no runner option: that is train_<method>'s)."""
+    named = {"model", "dataset", "preset"}
+    return split_options(method, overrides, f"build_{method}_trainer", refuse=RUN_NAMES, also_named=named)
 
 
-def _build(method: str, model, dataset, preset: str, overrides: dict):
-    named, where = {"model", "dataset", "preset"}, f"build_{method}_trainer"
-    presets.check_keywords(method, overrides, BUILD_OPTIONS | DATA_OPTIONS, where, also_named=named)
-    tokenizer = overrides.pop("processing_class", None)
-    if tokenizer is not None and "tokenizer" in overrides:
-        raise ConfigError("Pass the tokenizer once: `tokenizer=` or `processing_class=`, not both.")
-    tokenizer = overrides.pop("tokenizer", tokenizer)
-    ref_model = overrides.pop("ref_model", None)
-    data_options = pop_data_options(overrides)
-    output_dir = overrides.pop("output_dir", None)
-    callbacks = overrides.pop("callbacks", None)
-    constraints = list(overrides.pop("constraints", None) or [])
+def build_trainer(method: str, model, dataset, preset: str, options: Options):
+    """The trainer of ``method`` with ``options`` (:func:`smol_align.options.split_options`'s)."""
+    tokenizer, ref_model, callbacks = (
+        options.model.tokenizer,
+        options.model.ref_model,
+        options.model.callbacks,
+    )
+    constraints = list(options.model.constraints or [])
     if constraints and method != "dpo":
         raise ConfigError(
             f"constraints are terms on the DPO loss; {method.upper()} takes none (got {constraints})."
         )
-    soft = method == "dpo" and overrides.get("loss_type") == "soft"
+    config = dict(options.config)
+    soft = method == "dpo" and config.get("loss_type") == "soft"
     if soft:
-        overrides.pop("loss_type")
-    built = presets.build(method, preset, output_dir=output_dir, **overrides)
+        del config["loss_type"]
+    built = presets.build(method, preset, **config, **options.model.preset_keywords())
     model, tokenizer = _model_and_tokenizer(model, tokenizer, built)
-    pairs = load(dataset, **data_options)  # Pairs from train_dpo & co. come back as they are
+    pairs = load(dataset, **options.data.keywords())  # Pairs from train_dpo & co. come back as they are
     train_dataset, eval_dataset = pairs.train, pairs.eval
     if method == "kto":  # KTO reads its rows in order (its KL rows are batch neighbours): not length-grouped
         train_dataset = (

@@ -9,6 +9,7 @@ import pytest
 import smol_align
 from smol_align.demo import demo_keywords
 from smol_align.errors import ConfigError
+from smol_align.options import split_options
 from smol_align.run import run
 from smol_align.testing import tiny_preference_rows
 
@@ -106,6 +107,7 @@ def test_dpo_positive_keeps_the_chosen_answers_likely_where_dpo_lets_them_fall()
     dpo = smol_align.train_dpo(save=False, quiet=True, **DISPLACING)
     options = {"save": False, "quiet": True, "constraints": ["dpop:50"], **DISPLACING}
     options = demo_keywords("dpo", None, "auto", options)  # what train_dpo() adds on the demo data
+    options = split_options("dpo", options, "train_dpo")
     dpop = run("dpo", smol_align.DEFAULT_MODEL, None, "auto", None, options, baseline=dpo)  # compare's route
     start = dpo.before
     assert dpop.before is start  # one start evaluation for both
