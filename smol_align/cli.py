@@ -40,59 +40,51 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .data import DATA_OPTIONS, doctor
+from .data import doctor
 from .errors import ConfigError, SmolAlignError
 from .models import DEFAULT_MODEL as DEFAULT_REF  # the start model of the demo and of most course runs
+from .options import DATA_NAMES, DataOptions, column_names, split_or_fraction
 
 
 def _columns(value: str) -> dict[str, str]:
     try:
-        return dict(item.split("=", 1) for item in value.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected NAME=COLUMN[,NAME=COLUMN...], got {value!r}") from None
+        return column_names(value)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _split_or_fraction(value: str) -> str | float:
-    try:
-        return float(value)
-    except ValueError:
-        return value
+# The data flags of doctor and eval (dpo, orpo, kto and compare parse every DataOptions field with TRL's
+# parser), with the types argparse needs; the help is DataOptions'
+DATA_FLAGS = {
+    "format": {},
+    "columns": {"type": _columns},
+    "split": {},
+    "eval_split": {"type": split_or_fraction},
+    "eval_dataset": {},
+    "strict": {"action": "store_true"},
+    "lenient": {"action": "store_true"},
+    "drop_identical": {"action": "store_true"},
+    "drop_empty": {"action": "store_true"},
+    "drop_ties": {"action": "store_true"},
+    "min_margin": {"type": float},
+    "dedupe_prompts": {"action": "store_true"},
+    "filters": {},
+}
 
 
 def add_data_arguments(parser) -> None:
-    """The data flags of every command: they become the keywords of ``smol_align.data.load``."""
+    """The data flags of doctor and eval: they become the keywords of ``smol_align.data.load``."""
     group = parser.add_argument_group("data (smol_align.data.load)")
-    for flag, kwargs in [
-        ("--format", {"help": "the data's format, e.g. alpaca, sharegpt, chatml.intel (default: detected)"}),
-        (
-            "--columns",
-            {"type": _columns, "help": "rename your columns: prompt=question,chosen=good,rejected=bad"},
-        ),
-        ("--split", {"help": "the split to train on (default: train, or the only one)"}),
-        (
-            "--eval-split",
-            {
-                "type": _split_or_fraction,
-                "help": "held-out split name, or a fraction held out (default: test split, else 0.1)",
-            },
-        ),
-        ("--eval-dataset", {"help": "held-out pairs from another file or hub id"}),
-        ("--strict", {"action": "store_true", "help": "stop at the first row that does not fit"}),
-        ("--lenient", {"action": "store_true", "help": "leave out text columns the format does not read"}),
-        ("--drop-identical", {"action": "store_true", "help": "drop pairs whose chosen equals rejected"}),
-        ("--drop-empty", {"action": "store_true", "help": "drop pairs with an empty completion"}),
-        ("--drop-ties", {"action": "store_true", "help": "drop pairs with equal ratings"}),
-        ("--min-margin", {"type": float, "help": "drop pairs whose rating margin is below this"}),
-        ("--dedupe-prompts", {"action": "store_true", "help": "keep only the first pair of each prompt"}),
-        ("--filters", {"help": "a named set of filters: clean, argilla-orca"}),
-    ]:
-        dest = flag[2:].replace("-", "_")
-        group.add_argument(flag, f"--{dest}", dest=dest, **kwargs)
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(DataOptions)}
+    for dest, kwargs in DATA_FLAGS.items():
+        flags = dict.fromkeys([f"--{dest.replace('_', '-')}", f"--{dest}"])
+        group.add_argument(*flags, dest=dest, help=helps[dest], **kwargs)
 
 
 def data_options(args: argparse.Namespace) -> dict:
     """The data flags that were given, as keywords for ``load``."""
-    return {k: v for k, v in vars(args).items() if k in DATA_OPTIONS and v is not None and v is not False}
+    given = {k: v for k, v in vars(args).items() if k in DATA_FLAGS and v is not None}
+    return DataOptions(**given).keywords()
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -275,7 +267,7 @@ def make_train_parser(method: str, compare: bool = False):
     has a default: the parse holds only what the recipe and flags gave; the preset fills in the rest."""
     from trl import ModelConfig, ScriptArguments, TrlParser
 
-    from .options import DataOptions, RunOptions
+    from .options import RunOptions
     from .presets import config_class, names
 
     # The runner's and the data's options are smol_align's dataclasses, the ones train_dpo & co. build
@@ -401,6 +393,8 @@ def parse_train_args(parser, argv: list[str]) -> dict:
             print(f"{parser.prog}: `{key}` is not used: {reason}", file=sys.stderr)
     if given.get("use_peft") and "lora" not in (options.get("preset") or ""):
         options["preset"] = f"{options['preset']}+lora" if options.get("preset") else "lora"
+    data = {k: v for k, v in options.items() if k in DATA_NAMES}  # typed as DataOptions reads them
+    options.update({k: getattr(DataOptions(**data), k) for k in data})
     return options
 
 

@@ -104,19 +104,7 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
     of :func:`smol_align.train_dpo`). ``baseline`` (compare's): an earlier :class:`TrainResult` on the same data,
     whose start figures and answers are reused."""
     opts, config = options.run, dict(options.config)  # config: this run's copy, which the runner fills in
-    save, run_eval, overwrite, resume, quiet = (
-        opts.save,
-        opts.evaluate,
-        opts.overwrite,
-        opts.resume,
-        opts.quiet,
-    )
-    max_eval_pairs, max_time, answer_tokens, voice = (
-        opts.max_eval_pairs,
-        opts.max_time,
-        opts.answer_tokens,
-        opts.voice,
-    )
+    save, run_eval, resume, quiet, max_time = opts.save, opts.evaluate, opts.resume, opts.quiet, opts.max_time
     if config.get("resume_from_checkpoint"):  # TRL's name: True, or a checkpoint-N folder of output_dir
         given = config.pop("resume_from_checkpoint")
         resume, output_dir = True, output_dir or (str(Path(given).parent) if isinstance(given, str) else None)
@@ -138,7 +126,9 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
     final = folder if save else None
     config = {**tracker_names(folder), **config}
     inputs = [dataset, options.data.eval_dataset, model, options.model.ref_model]  # never emptied
-    rundir = RunDir(final, overwrite=overwrite, resume=resume, inputs=inputs, main=main) if save else None
+    rundir = (
+        RunDir(final, overwrite=opts.overwrite, resume=resume, inputs=inputs, main=main) if save else None
+    )
     if rundir is not None:
         rundir.check()  # before any work; again under the folder's lock when the run takes it
 
@@ -156,12 +146,10 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
             else "No held-out figures: no held-out prompt has both a desirable and an undesirable "
             "answer (pass eval_dataset= with pairs, or held-out rows of both labels for some prompts)."
         )
-    settings = {
-        **config,
-        **options.model.preset_keywords(),
-    }  # the memory plan may change batch and checkpointing
-    plan_memory(model, method, preset, settings, report, say)
-    config.update({k: v for k, v in settings.items() if k not in options.model.preset_keywords()})
+    model_settings = options.model.preset_keywords()  # LoRA, 4-bit, dtype: the estimate reads them too
+    settings = {**config, **model_settings}
+    plan_memory(model, method, preset, settings, report, say)  # it may set the batch and checkpointing
+    config.update({k: v for k, v in settings.items() if k not in model_settings})
     if final is not None and config.get("push_to_hub") and not config.get("hub_model_id"):
         config["hub_model_id"] = final.name  # the repo is named after the run
     if final is not None:  # checkpoints: yours (save_strategy/save_steps), else one every CHECKPOINT_SECONDS
@@ -216,15 +204,15 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
                     heldout,
                     tokenizer=tokenizer,
                     beta=beta,
-                    max_pairs=max_eval_pairs,
+                    max_pairs=opts.max_eval_pairs,
                     max_length=trainer.args.max_length,
                     ref_logps=ref_logps,
                 )
                 if answer_to:
                     answers[answer_to] = generate(
-                        policy, answers["prompt"], tokenizer, answer_tokens, batch_size=16
+                        policy, answers["prompt"], tokenizer, opts.answer_tokens, batch_size=16
                     )
-            return {**found, **answer_figures(answers[answer_to], voice)} if answer_to else found
+            return {**found, **answer_figures(answers[answer_to], opts.voice)} if answer_to else found
 
         if run_eval and eval_data is not None and baseline is not None:
             before, answers = (
@@ -232,7 +220,7 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
                 {k: v for k, v in baseline.answers.items() if k in ("prompt", "start")},
             )
         elif run_eval and eval_data is not None:
-            scored = min(len(heldout), max_eval_pairs or len(heldout))  # those TRL kept at max_length
+            scored = min(len(heldout), opts.max_eval_pairs or len(heldout))  # those TRL kept at max_length
             say(f"Evaluating the start model on {scored} held-out pairs...")
             answers["prompt"] = eval_data.select(range(min(opts.answer_prompts, len(eval_data))))["prompt"]
             before = figures(trainer.model, answer_to="start" if answers["prompt"] else None)

@@ -138,3 +138,31 @@ def test_every_option_has_help_and_the_data_options_are_loads():
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
     assert {f.name for f in dataclasses.fields(DataOptions)} == DATA_OPTIONS
+
+
+def test_compare_from_the_cli_and_python_builds_the_same_options():
+    """`smol-align compare --methods dpo,kto --beta 0.2 --eval-split 0.2 --max_steps 3 --overwrite --no-save` and
+    `compare(methods="dpo,kto", beta=0.2, eval_split=0.2, max_steps=3, overwrite=True, save=False)`: compare's
+    own parameters equal, and each method's options (split as compare splits them) equal."""
+    import inspect
+
+    from smol_align.cli import compare_options
+    from smol_align.compare import COMPARES_OWN, compare
+
+    argv = "--methods dpo,kto --beta 0.2 --eval-split 0.2 --max_steps 3 --overwrite --no-save --drop-ties".split()
+    python = {"methods": "dpo,kto", "beta": 0.2, "eval_split": 0.2, "max_steps": 3, "overwrite": True}
+    python |= {"save": False, "drop_ties": True}
+    cli = compare_options(argv)
+    own = set(inspect.signature(compare).parameters)
+    assert {k: v for k, v in cli.items() if k in own} == {k: v for k, v in python.items() if k in own}
+    for method in ("dpo", "kto"):
+        typed = [
+            split_options(
+                method, {k: v for k, v in kw.items() if k not in own}, "compare", refuse=COMPARES_OWN
+            )
+            for kw in (cli, python)
+        ]
+        assert typed[0] == typed[1]
+        assert (
+            typed[0].data.eval_split == 0.2 and typed[0].data.drop_ties and typed[0].config == {"beta": 0.2}
+        )

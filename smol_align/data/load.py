@@ -64,11 +64,6 @@ class Pairs:
         return f"Pairs({self.name!r}, format={self.format!r}, train={getattr(self.train, 'num_rows', '?')}, eval={n}, {self.heldout})"
 
 
-def pop_data_options(options: dict) -> dict:
-    """Take the data options out of ``options`` (keywords of train_dpo & co.)."""
-    return {key: options.pop(key) for key in list(options) if key in DATA_OPTIONS}
-
-
 def _splits(data: Any, split: str | None, streaming: bool | None):
     """``(source, {split: data}, train split name, test split name or None)``; ``data=None`` is the demo."""
     if data is None:
