@@ -59,9 +59,7 @@ class RunOptions:
     answer_tokens: int = field(default=48, metadata={"help": "new tokens of each of those answers"})
     voice: Any = field(
         default=None,
-        metadata={
-            "help": "answer -> bool: the share of the answers it passes is voice_rate (the demo's: pirate)"
-        },
+        metadata={"help": "Python only: a function answer -> bool; the share it passes is voice_rate"},
     )
 
     def __post_init__(self):
