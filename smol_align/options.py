@@ -203,8 +203,13 @@ def split_options(
     caller's own parameters) only widens the suggestions."""
     accepted = (config_names(method) | DATA_NAMES | MODEL_NAMES | RUN_NAMES) - set(refuse)
     for key in keywords:
+        if key in set(refuse):  # a real option, of another entry point: say whose
+            raise ConfigError(
+                f"Unknown option {key!r} for {where}: it is an option of train_dpo, train_orpo and train_kto "
+                "(the runner's or the builders'), which this entry point sets itself or does not take."
+            )
         if key not in accepted:
-            raise unknown_option(key, accepted | RUN_NAMES | set(also_named), where)
+            raise unknown_option(key, accepted | set(also_named), where)
     keywords = dict(keywords)
     if "processing_class" in keywords:  # TRL's name for the tokenizer
         if "tokenizer" in keywords:

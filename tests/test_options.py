@@ -123,7 +123,9 @@ def test_a_misplaced_keyword_is_refused():
     """A runner option given to a builder, or compare's own given as a keyword, is refused by name."""
     from smol_align.options import RUN_NAMES
 
-    with pytest.raises(ConfigError, match="Unknown option 'resume' for build_dpo_trainer"):
+    with pytest.raises(
+        ConfigError, match="Unknown option 'resume' for build_dpo_trainer: it is an option of train"
+    ):
         split_options("dpo", {"resume": True}, "build_dpo_trainer", refuse=RUN_NAMES)
     with pytest.raises(ConfigError, match="Unknown option 'baseline' for compare"):
         split_options("dpo", {"baseline": object()}, "compare (DPO)", refuse=RUN_NAMES)
