@@ -13,6 +13,7 @@ from smol_align.cli import option_objects
 from smol_align.data import DATA_OPTIONS
 from smol_align.errors import ConfigError
 from smol_align.options import DataOptions, ModelOptions, RunOptions, split_options
+from smol_align.presets import EXTRA_KEYS
 
 # The same settings, as a command line and as Python keywords
 SAME = [
@@ -139,7 +140,10 @@ def test_every_option_has_help_and_the_data_options_are_loads():
     for cls in (RunOptions, DataOptions, ModelOptions):
         for f in dataclasses.fields(cls):
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help"
-    assert {f.name for f in dataclasses.fields(DataOptions)} == DATA_OPTIONS
+    assert {f.name for f in dataclasses.fields(DataOptions)} == DATA_OPTIONS  # load's, all of them
+    assert EXTRA_KEYS <= {
+        f.name for f in dataclasses.fields(ModelOptions)
+    }  # every model setting presets read
 
 
 def test_compare_from_the_cli_and_python_builds_the_same_options():
