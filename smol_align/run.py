@@ -38,7 +38,7 @@ from .callbacks import (
     tensorboard_into,
 )
 from .data import doctor
-from .data.doctor import has_answer_tokens, length_fit
+from .data.doctor import fit_max_length, heldout_fits
 from .data.load import load
 from .data.tokens import tokenize_pairs
 from .data.unpaired import is_unpaired, pairs_by_prompt
@@ -162,7 +162,7 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
             say(f"{skipped_line(rundir.skipped)} Resuming from {checkpoint.name}, the newest complete one.")
         built = replace(options, config={**config, "output_dir": str(out)})
         trainer = build_trainer(method, model, data, preset, built)
-        pair_counts = _fit_max_length(trainer, method, data.train, say)  # max_length's cuts, as TRL tokenized
+        pair_counts = fit_max_length(trainer, method, data.train, say)  # max_length's cuts, as TRL tokenized
         quiet_progress(trainer, quiet or not main)
         tensorboard_into(trainer, folder)
         # FSDP or ZeRO-3: before training the weights are sharded (ZeRO-3) or, loaded CPU-RAM-efficiently, on the CPU of
@@ -192,7 +192,7 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
         heldout = trainer.eval_dataset if method == "dpo" else eval_data
         if run_eval and heldout is not None and method != "dpo":  # tokenized once for before and after
             heldout = tokenize_pairs(heldout, tokenizer, max_length=trainer.args.max_length)
-        if run_eval and heldout is not None and not _heldout_fits(trainer, heldout, len(eval_data), say):
+        if run_eval and heldout is not None and not heldout_fits(trainer, heldout, len(eval_data), say):
             run_eval = False
         before = after = None
         answers: dict[str, list] = {}
@@ -352,55 +352,3 @@ def _doctor(pairs):
     except Exception as err:  # the doctor must never stop a run; say why it could not look
         logger.warning("The data doctor could not check %s: %s", pairs.name, err)
         return f"Data ({pairs.name}): {len(pairs.train)} pairs, {held} (doctor unavailable: {err})", None
-
-
-def _fit_max_length(trainer, method: str, train, say) -> dict[str, Any]:
-    """Count, on the trainer's own tokenized pairs, what ``max_length`` drops and truncates, and say it
-    (:func:`smol_align.data.doctor.length_fit`). ORPO keeps a pair whose prompt fills ``max_length`` with no
-    answer token, and its loss is NaN on any step that holds one: dropped here, as TRL's DPO and KTO drop
-    them. No pair left: :class:`ConfigError`. Returns the run's pair counts for its metrics."""
-    if not hasattr(train, "__len__") or not hasattr(trainer.train_dataset, "__len__"):
-        return {}  # streamed: counted as it is read, by TRL
-    rows_in = len(train) * (2 if method == "kto" and not is_unpaired(train) else 1)  # KTO: a row per answer
-    limit = getattr(trainer, "max_length", None) or trainer.args.max_length  # ORPO's None: its own 512
-    mode, eos = getattr(trainer.args, "truncation_mode", "keep_start"), trainer.processing_class.eos_token_id
-    counted = length_fit(trainer.train_dataset, rows_in, limit, "training", mode, eos)
-    if counted is None:
-        return {f"train_{'rows' if method == 'kto' else 'pairs'}": len(trainer.train_dataset)}
-    if method == "orpo" and counted.dropped:
-        desc = "Dropping pairs whose prompt fills max_length"
-        trainer.train_dataset = trainer.train_dataset.filter(has_answer_tokens, desc=desc)
-    unit = counted.unit
-    if counted.kept == 0:
-        raise ConfigError(
-            f"No {unit} left to train: the prompt alone fills max_length={limit} tokens in all {rows_in:,} "
-            f"training {unit}, which leaves no answer token to learn from, so they are dropped. Raise "
-            "max_length (--max_length; the data's lengths: `smol-align doctor DATA --tokenizer MODEL "
-            "--max-length N`) or shorten the prompts. Nothing was trained or saved."
-        )
-    if counted.line():
-        say(counted.line())
-    return {
-        f"train_{unit}": counted.kept,
-        f"{unit}_dropped_by_max_length": counted.dropped,
-        f"{unit}_truncated_by_max_length": counted.truncated,
-    }
-
-
-def _heldout_fits(trainer, heldout, rows_in: int, say) -> bool:
-    """Say how many held-out pairs TRL's tokenization dropped at ``max_length``; False when none is left."""
-    counted = length_fit(heldout, rows_in, trainer.args.max_length, "held-out")
-    if counted is None or not counted.dropped:
-        return True
-    limit = f"max_length={counted.max_length} tokens"
-    if counted.kept == 0:
-        say(
-            f"No held-out figures: the prompt alone fills {limit} in all {rows_in:,} held-out pairs, which "
-            "are dropped. Raise max_length (--max_length) or shorten the prompts."
-        )
-        return False
-    say(
-        f"{counted.dropped:,} of {rows_in:,} held-out pairs are dropped (the prompt alone fills {limit}): "
-        f"the held-out figures are on the other {counted.kept:,}."
-    )
-    return True

@@ -13,13 +13,14 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import SmolAlignError
+from ..errors import ConfigError, SmolAlignError
 from ..models import CHATML_TEMPLATE, load_tokenizer
 from . import filters
 from .load import Pairs, load
 from .messages import ROLE_ORDER
 from .normalize import NormalizeReport
 from .tokens import tokenize_pairs
+from .unpaired import is_unpaired
 
 LENGTH_BIAS_WARNING = 0.6  # chosen longer in more than this share of pairs: worth a look
 CHARS_PER_TOKEN = 4  # the estimate used when no tokenizer is given
@@ -401,3 +402,56 @@ def length_fit(
 def has_answer_tokens(row: dict) -> bool:
     """An ORPO-tokenized pair with at least one answer token in its chosen and in its rejected sequence."""
     return any(x != -100 for x in row["chosen_labels"]) and any(x != -100 for x in row["rejected_labels"])
+
+
+# --- What the runner says of max_length, on the trainer it built ---
+def fit_max_length(trainer, method: str, train, say) -> dict[str, Any]:
+    """Count, on the trainer's own tokenized pairs, what ``max_length`` drops and truncates, and say it
+    (:func:`length_fit`). ORPO keeps a pair whose prompt fills ``max_length`` with no
+    answer token, and its loss is NaN on any step that holds one: dropped here, as TRL's DPO and KTO drop
+    them. No pair left: :class:`ConfigError`. Returns the run's pair counts for its metrics."""
+    if not hasattr(train, "__len__") or not hasattr(trainer.train_dataset, "__len__"):
+        return {}  # streamed: counted as it is read, by TRL
+    rows_in = len(train) * (2 if method == "kto" and not is_unpaired(train) else 1)  # KTO: a row per answer
+    limit = getattr(trainer, "max_length", None) or trainer.args.max_length  # ORPO's None: its own 512
+    mode, eos = getattr(trainer.args, "truncation_mode", "keep_start"), trainer.processing_class.eos_token_id
+    counted = length_fit(trainer.train_dataset, rows_in, limit, "training", mode, eos)
+    if counted is None:
+        return {f"train_{'rows' if method == 'kto' else 'pairs'}": len(trainer.train_dataset)}
+    if method == "orpo" and counted.dropped:
+        desc = "Dropping pairs whose prompt fills max_length"
+        trainer.train_dataset = trainer.train_dataset.filter(has_answer_tokens, desc=desc)
+    unit = counted.unit
+    if counted.kept == 0:
+        raise ConfigError(
+            f"No {unit} left to train: the prompt alone fills max_length={limit} tokens in all {rows_in:,} "
+            f"training {unit}, which leaves no answer token to learn from, so they are dropped. Raise "
+            "max_length (--max_length; the data's lengths: `smol-align doctor DATA --tokenizer MODEL "
+            "--max-length N`) or shorten the prompts. Nothing was trained or saved."
+        )
+    if counted.line():
+        say(counted.line())
+    return {
+        f"train_{unit}": counted.kept,
+        f"{unit}_dropped_by_max_length": counted.dropped,
+        f"{unit}_truncated_by_max_length": counted.truncated,
+    }
+
+
+def heldout_fits(trainer, heldout, rows_in: int, say) -> bool:
+    """Say how many held-out pairs TRL's tokenization dropped at ``max_length``; False when none is left."""
+    counted = length_fit(heldout, rows_in, trainer.args.max_length, "held-out")
+    if counted is None or not counted.dropped:
+        return True
+    limit = f"max_length={counted.max_length} tokens"
+    if counted.kept == 0:
+        say(
+            f"No held-out figures: the prompt alone fills {limit} in all {rows_in:,} held-out pairs, which "
+            "are dropped. Raise max_length (--max_length) or shorten the prompts."
+        )
+        return False
+    say(
+        f"{counted.dropped:,} of {rows_in:,} held-out pairs are dropped (the prompt alone fills {limit}): "
+        f"the held-out figures are on the other {counted.kept:,}."
+    )
+    return True
