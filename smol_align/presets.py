@@ -270,22 +270,6 @@ def unknown_option(key: str, known: Iterable[str], where: str) -> ConfigError:
     return ConfigError(f"Unknown option {key!r} for {where}.{hint}")
 
 
-def check_keywords(
-    method: str,
-    keywords: Iterable[str],
-    accepted: Iterable[str] = (),
-    where: str = "",
-    also_named: Iterable[str] = (),
-) -> None:
-    """Refuse the first of ``keywords`` that is neither a config keyword of ``method`` nor in ``accepted``;
-    ``also_named`` (the caller's own parameters) only widens the suggestions."""
-    valid = config_names(method) | set(accepted)
-    where = where or f"{method.upper()} ({config_class(method).__name__})"
-    for key in keywords:
-        if key not in valid:
-            raise unknown_option(key, valid | set(also_named), where)
-
-
 def check_settings(method: str, values: Mapping[str, Any]) -> None:
     """Refuse values that cannot train (``ConfigError`` with the reason), before anything loads: a ``beta``
     <= 0, a learning rate <= 0, a batch or accumulation of less than 1, ``max_steps=0``, NaN or infinity

@@ -25,3 +25,18 @@ def is_valid_pair(row: dict) -> bool:
     except (InvalidRow, KeyError, TypeError):
         return False
     return pair == {column: row[column] for column in ("prompt", "chosen", "rejected")}
+
+
+# `smol-align` in a child process (`python -c SLOW_CLI DELAY ARGV...`), each training step slowed to DELAY
+# seconds: time for a test to kill it, signal it or start a second run beside it.
+SLOW_CLI = """
+import sys, time, transformers
+delay = float(sys.argv[1])
+step = transformers.Trainer.training_step
+def slow(self, *args, **kwargs):
+    time.sleep(delay)
+    return step(self, *args, **kwargs)
+transformers.Trainer.training_step = slow
+from smol_align.cli import main
+sys.exit(main(sys.argv[2:]))
+"""

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import SLOW_CLI as CHILD
 from helpers import tiny_model_dir_and_pairs
 
 import smol_align
@@ -25,18 +26,6 @@ from smol_align.run import NonFiniteLoss
 from smol_align.rundir import LOCK, MARKER, STAGING, last_checkpoint
 
 STEPS = 12
-# `smol-align dpo` with each training step slowed to `delay` seconds (argv[1]); the rest of argv is the CLI's.
-CHILD = """
-import sys, time, transformers
-delay = float(sys.argv[1])
-step = transformers.Trainer.training_step
-def slow(self, *args, **kwargs):
-    time.sleep(delay)
-    return step(self, *args, **kwargs)
-transformers.Trainer.training_step = slow
-from smol_align.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
 
 
 @pytest.fixture(scope="module")
