@@ -39,6 +39,7 @@ from .callbacks import (
 )
 from .data import doctor
 from .data.doctor import fit_max_length, heldout_fits
+from .data.images import is_vision
 from .data.load import load
 from .data.tokens import tokenize_pairs
 from .data.unpaired import is_unpaired, pairs_by_prompt
@@ -222,7 +223,8 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
         elif run_eval and eval_data is not None:
             scored = min(len(heldout), opts.max_eval_pairs or len(heldout))  # those TRL kept at max_length
             say(f"Evaluating the start model on {scored} held-out pairs...")
-            answers["prompt"] = eval_data.select(range(min(opts.answer_prompts, len(eval_data))))["prompt"]
+            answered = 0 if is_vision(eval_data) else min(opts.answer_prompts, len(eval_data))  # not images
+            answers["prompt"] = eval_data.select(range(answered))["prompt"]
             before = figures(trainer.model, answer_to="start" if answers["prompt"] else None)
         answers = answers if answers.get("prompt") else {}
         if checkpoint is None:
