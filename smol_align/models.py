@@ -382,7 +382,8 @@ def _load(name_or_path: str, tokenizer, what: str, options: dict):
                 ) from err
             if tokenizer is None:  # the run's own (saved beside the adapter), else the base's
                 own = any((adapter.parent / f).is_file() for f in TOKENIZER_FILES)
-                tokenizer = load_tokenizer(name_or_path, trust_remote_code, what) if own else base_tokenizer
+                load_text = load_processor if is_vision_language(model) else load_tokenizer
+                tokenizer = load_text(name_or_path, trust_remote_code, what) if own else base_tokenizer
             return PeftModel.from_pretrained(model, name_or_path), tokenizer
         source = resolve(name_or_path)
         vision = _is_vision_language_source(source, trust_remote_code)  # its processor, not a tokenizer

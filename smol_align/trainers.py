@@ -88,7 +88,7 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
     pairs = load(dataset, **options.data.keywords())  # Pairs from train_dpo & co. come back as they are
     train_dataset, eval_dataset = pairs.train, pairs.eval
     if is_vision(train_dataset) and (method != "dpo" or not is_vision_language(model)):
-        who = f"{method.upper()} here" if method != "dpo" else f"the model {model_name(model)!r}, text-only"
+        who = method.upper() if method != "dpo" else f"the text-only model {model_name(model)!r}"
         raise ConfigError(
             f"{pairs.name} holds images (an `images` column), which {who} cannot read: image pairs train with "
             "train_dpo on a vision-language model (its config has a vision_config; e.g. "
