@@ -423,10 +423,15 @@ def generate(
 
         model, loaded = load_model(model)
         tokenizer = tokenizer or loaded
-    tokenizer = _resolve_tokenizer(model, tokenizer)
+    template = _resolve_tokenizer(model, tokenizer)  # a vision-language model's processor holds the template
+    tokenizer = text_tokenizer(template)
     conversations = [[{"role": "user", "content": p}] if isinstance(p, str) else list(p) for p in prompts]
+    if template is not tokenizer:  # a processor's template reads typed content: text-only prompts, as TRL's
+        from trl.data_utils import prepare_multimodal_messages
+
+        conversations = [prepare_multimodal_messages(c) for c in conversations]
     texts = [
-        tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations
+        template.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations
     ]
     sampling = (
         {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}

@@ -24,7 +24,12 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from ._compat import compact_lm_head_while, no_cudnn_attention_while, tracker_names
+from ._compat import (
+    compact_lm_head_while,
+    forward_without_autocast,
+    no_cudnn_attention_while,
+    tracker_names,
+)
 from .callbacks import (
     NonFiniteGuard,
     TimeBudget,
@@ -255,10 +260,8 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
                         resume_from = str(checkpoint) if checkpoint else None
                         train_output = trainer.train(resume_from_checkpoint=resume_from)
             train_seconds = time.perf_counter() - started
-            from accelerate.utils import extract_model_from_parallel
-
             # accelerate's prepare leaves the forward under its autocast for good: hand back the model as saved
-            extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)
+            forward_without_autocast(trainer.model)
             if guard.bad is not None:
                 raise NonFiniteLoss(guard.message(trainer.args))
             if stopped and trainer.state.global_step < trainer.state.max_steps:

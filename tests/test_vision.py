@@ -61,6 +61,8 @@ def test_vision_dpo_learns(tiny_vlm):
     result = _train(tiny_vlm, image_pairs(24, seed=0), image_pairs(8, seed=1))
     assert result.before["n_pairs"] == 8 and result.before["reward_margin"] == 0.0
     assert _learned(result), (result.before, result.after)
+    # the trained model generates (text prompts, through the processor's template; _compat.forward_without_autocast)
+    assert len(result.generate(["What colour is the circle?"], max_new_tokens=2)) == 1
     assert result.trainer.args.bf16 == ("avx512_bf16" in open("/proc/cpuinfo").read())  # the cpu preset's
 
 
