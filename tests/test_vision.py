@@ -168,6 +168,23 @@ def test_doctor_counts_images_and_tells_pictures_apart():
     assert len(load(same_question, eval_split=0, dedupe_prompts=True).train) == 6
 
 
+def test_trls_typed_messages_read_as_their_text():
+    """TRL's vision messages ([{"type": "image"}, {"type": "text", ...}]) read as text; an image inside a message
+    (not in the images column) is not read, so such a row is not taken as text."""
+    from smol_align.data import load
+
+    rows = image_pairs(3, seed=6)
+    question = rows[0]["prompt"][0]["content"]
+    rows[0]["prompt"] = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    pairs = load(rows, eval_split=0).train
+    assert pairs[0]["prompt"] == [{"role": "user", "content": question}] and len(pairs[0]["images"]) == 1
+    rows[1]["prompt"] = [{"role": "user", "content": [{"type": "image", "image": "x.png"}]}]
+    with pytest.raises(
+        DatasetFormatError, match="row 1, column 'prompt': prompt: message content is not text"
+    ):
+        load(rows, strict=True)
+
+
 @pytest.mark.parametrize(
     "bad, reason",
     [
