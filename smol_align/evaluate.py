@@ -252,6 +252,7 @@ def start_model_of(run_folder) -> str:
 def check_same_tokenizer(tokenizer, ref_tokenizer, model_name="the model", ref_name="the reference") -> None:
     """A ConfigError naming both when ``ref_tokenizer`` differs from ``tokenizer`` (vocabulary, or the
     encoding of :data:`TOKENIZER_SAMPLE`): the rewards compare log-probs of the same token ids."""
+    tokenizer, ref_tokenizer = text_tokenizer(tokenizer), text_tokenizer(ref_tokenizer)  # a processor's own
     ids, ref_ids = tokenizer.encode(TOKENIZER_SAMPLE), ref_tokenizer.encode(TOKENIZER_SAMPLE)
     if ids == ref_ids and tokenizer.get_vocab() == ref_tokenizer.get_vocab():
         return

@@ -55,6 +55,9 @@ def test_load_model_returns_the_processor(tiny_vlm):
     model, processor = load_model(str(tiny_vlm))
     assert is_vision_language(model) and isinstance(processor, ProcessorMixin)
     assert next(model.parameters()).dtype.is_floating_point and str(model.dtype) == "torch.float32"
+    from smol_align.evaluate import check_same_tokenizer
+
+    check_same_tokenizer(processor, processor)  # smol-align eval checks a reference's: its tokenizer's
 
 
 def test_vision_dpo_learns(tiny_vlm):
