@@ -201,3 +201,17 @@ def keep_signature_column(trainer, column: str) -> None:
     ``_signature_columns`` (set by ``_set_signature_columns_if_needed``) does not name."""
     if column not in trainer._signature_columns:
         trainer._signature_columns = [*trainer._signature_columns, column]
+
+
+def forward_without_autocast(model) -> None:
+    """Undo accelerate's autocast wrapper of ``model.forward`` (``prepare`` leaves it for good), handing back the
+    forward it saved (``_original_forward``: TRL's fused-head forward over the model's own). accelerate 1.x's
+    ``extract_model_from_parallel(keep_fp32_wrapper=False)`` looks for it down the ``__wrapped__`` chain, which
+    TRL's patch points at the model class's forward, and binds the innermost function it finds: the forward
+    without transformers' decorators, which Idefics3 (SmolVLM) cannot generate with."""
+    from accelerate.utils import extract_model_from_parallel
+
+    saved = model.__dict__.get("_original_forward")
+    extract_model_from_parallel(model, keep_fp32_wrapper=False)
+    if saved is not None:
+        model.forward = saved

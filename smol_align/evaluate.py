@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from ._compat import compact_lm_head_while, no_cudnn_attention_while
+from .data.images import is_vision
 from .data.tokens import tokenize_pairs
 from .errors import ConfigError
 from .metrics import answer_figures as answer_figures  # its old home: evaluate.answer_figures
-from .models import is_local, is_peft, load_tokenizer
+from .models import is_local, is_peft, is_vision_language, load_processor, load_tokenizer, text_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,36 @@ def logps_of_pairs(
     The model runs in eval mode under ``torch.no_grad`` (its mode is restored afterwards), with TRL's fused
     LM head added to it for the call.
     """
-    import torch
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
     collator = DataCollatorForPreference(pad_token_id=pad_token_id, max_length=max_length)
     order = sorted(range(len(pairs)), key=lambda i: -sum(map(len, pairs[i].values())))
+    return _summed_logps(model, pairs, collator, order, batch_size)
+
+
+def logps_of_image_pairs(
+    model, rows: list[dict], processor, batch_size: int = 8, max_length: int | None = None
+) -> dict[str, list]:
+    """:func:`logps_of_pairs` for vision-language pairs (rows with ``images``, untokenized, as a DPO trainer keeps
+    them): batched by TRL's own ``DataCollatorForVisionPreference`` (the processor makes ``input_ids`` and
+    ``pixel_values``), scored by the same forward as TRL's DPO loss."""
+    import copy
+
+    from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+
+    vision = DataCollatorForVisionPreference(processor=processor, max_length=max_length)
+
+    def collator(batch):  # TRL's collator rewrites the rows' messages in place: give it copies
+        return vision([{k: copy.copy(v) for k, v in row.items()} for row in batch])
+
+    return _summed_logps(model, rows, collator, range(len(rows)), batch_size)
+
+
+def _summed_logps(model, pairs: list, collator, order, batch_size: int) -> dict[str, list]:
+    """Per-pair summed completion log-probs and token counts of ``pairs`` batched by ``collator`` in ``order``."""
+    import torch
+
+    order = list(order)
     out = {key: [None] * len(pairs) for key in LOGPS_KEYS}
     device = next(model.parameters()).device
     was_training = model.training
@@ -180,7 +206,7 @@ def _resolve_tokenizer(model, tokenizer):
         return tokenizer
     name = getattr(getattr(model, "config", None), "_name_or_path", None)
     try:
-        return load_tokenizer(name)
+        return (load_processor if is_vision_language(model) else load_tokenizer)(name)
     except Exception as exc:  # noqa: BLE001 - any loading failure means "pass it yourself"
         raise ConfigError(
             f"Pass `tokenizer=`: none could be loaded from the model's path {name!r} ({exc})."
@@ -226,6 +252,7 @@ def start_model_of(run_folder) -> str:
 def check_same_tokenizer(tokenizer, ref_tokenizer, model_name="the model", ref_name="the reference") -> None:
     """A ConfigError naming both when ``ref_tokenizer`` differs from ``tokenizer`` (vocabulary, or the
     encoding of :data:`TOKENIZER_SAMPLE`): the rewards compare log-probs of the same token ids."""
+    tokenizer, ref_tokenizer = text_tokenizer(tokenizer), text_tokenizer(ref_tokenizer)  # a processor's own
     ids, ref_ids = tokenizer.encode(TOKENIZER_SAMPLE), ref_tokenizer.encode(TOKENIZER_SAMPLE)
     if ids == ref_ids and tokenizer.get_vocab() == ref_tokenizer.get_vocab():
         return
@@ -318,13 +345,20 @@ def evaluate(
         dataset = heldout_pairs(dataset)
     tokenizer = _resolve_tokenizer(model, tokenizer)
     if ref_model is not None and ref_logps is None:
-        _check_reference(model, ref_model, tokenizer, ref_tokenizer)
-    pairs = tokenize_pairs(dataset, tokenizer, max_pairs=max_pairs, max_length=max_length)
+        ref_text = text_tokenizer(ref_tokenizer) if ref_tokenizer is not None else None
+        _check_reference(model, ref_model, text_tokenizer(tokenizer), ref_text)
+    if is_vision(dataset):  # image pairs: TRL keeps them untokenized, its collator runs the processor
+        n = len(dataset) if max_pairs is None else min(max_pairs, len(dataset))
+        pairs = [dataset[i] for i in range(n)]
+    else:
+        pairs = tokenize_pairs(dataset, tokenizer, max_pairs=max_pairs, max_length=max_length)
     if not pairs:
         raise ValueError("No preference pairs to evaluate.")
-    pad_id = _pad_token_id(tokenizer)
+    pad_id = _pad_token_id(text_tokenizer(tokenizer))
 
     def run(m):
+        if is_vision(dataset):
+            return logps_of_image_pairs(m, pairs, tokenizer, batch_size=batch_size, max_length=max_length)
         return logps_of_pairs(m, pairs, pad_id, batch_size=batch_size, max_length=max_length)
 
     logps = run(model)
@@ -390,10 +424,15 @@ def generate(
 
         model, loaded = load_model(model)
         tokenizer = tokenizer or loaded
-    tokenizer = _resolve_tokenizer(model, tokenizer)
+    template = _resolve_tokenizer(model, tokenizer)  # a vision-language model's processor holds the template
+    tokenizer = text_tokenizer(template)
     conversations = [[{"role": "user", "content": p}] if isinstance(p, str) else list(p) for p in prompts]
+    if template is not tokenizer:  # a processor's template reads typed content: text-only prompts, as TRL's
+        from trl.data_utils import prepare_multimodal_messages
+
+        conversations = [prepare_multimodal_messages(c) for c in conversations]
     texts = [
-        tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations
+        template.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations
     ]
     sampling = (
         {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": None}

@@ -287,6 +287,36 @@ def _closest(path: Path) -> str | None:
     return str(path.parent / match[0]) if match else None
 
 
+def is_vision_language(model_or_config) -> bool:
+    """Whether a model (or its config) is a vision-language one: its config has a ``vision_config``
+    (Idefics3/SmolVLM, Qwen2-VL, LLaVA...). Its processing class is then a processor (``AutoProcessor``)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return getattr(config, "vision_config", None) is not None
+
+
+def text_tokenizer(processing_class):
+    """The tokenizer of a processing class: a vision-language processor's ``.tokenizer``, else itself."""
+    from transformers import ProcessorMixin
+
+    return processing_class.tokenizer if isinstance(processing_class, ProcessorMixin) else processing_class
+
+
+def load_processor(name_or_path: str, trust_remote_code: bool = False, what: str = "processor"):
+    """The processor (image processor + tokenizer + chat template) of a vision-language model's folder or Hub
+    id, or a :class:`ModelNotFoundError` naming the path and the fix."""
+    from transformers import AutoProcessor
+
+    with loading(name_or_path, needs=("tokenizer",), what=what):
+        return AutoProcessor.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+
+
+def _is_vision_language_source(source: str, trust_remote_code: bool) -> bool:
+    """Whether the model at ``source`` (a folder or Hub id) is vision-language, by its config alone."""
+    from transformers import AutoConfig
+
+    return is_vision_language(AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code))
+
+
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, what: str = "tokenizer"):
     """The tokenizer of a folder, Hub id or the embedded default (as :func:`load_model` finds them), or a
     :class:`ModelNotFoundError` naming the path and the fix; no pad token or chat template is added."""
@@ -310,6 +340,8 @@ def load_model(
 
     - ``HuggingFaceTB/SmolLM2-135M-Instruct`` falls back to the embedded copy offline.
     - ``tokenizer``: a tokenizer, or the name or folder to load it from (default: ``name_or_path``'s own).
+    - A vision-language model (its config has a ``vision_config``: SmolVLM, Idefics3...) loads with
+      ``AutoModelForImageTextToText`` and comes with its processor (``AutoProcessor``) in the tokenizer's place.
     - ``dtype``: default fp32, the master weights a full fine-tune needs (bf16 speed comes from
       autocast, TRL's ``bf16=True``; see :func:`smol_align.presets.weights_dtype`). Pass
       ``dtype=torch.bfloat16`` for inference or a frozen base. Never fp16 by default: DPO's
@@ -329,7 +361,7 @@ def load_model(
 
 
 def _load(name_or_path: str, tokenizer, what: str, options: dict):
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     trust_remote_code = options["trust_remote_code"]
     if isinstance(tokenizer, (str, os.PathLike)):
@@ -350,22 +382,31 @@ def _load(name_or_path: str, tokenizer, what: str, options: dict):
                 ) from err
             if tokenizer is None:  # the run's own (saved beside the adapter), else the base's
                 own = any((adapter.parent / f).is_file() for f in TOKENIZER_FILES)
-                tokenizer = load_tokenizer(name_or_path, trust_remote_code, what) if own else base_tokenizer
+                load_text = load_processor if is_vision_language(model) else load_tokenizer
+                tokenizer = load_text(name_or_path, trust_remote_code, what) if own else base_tokenizer
             return PeftModel.from_pretrained(model, name_or_path), tokenizer
         source = resolve(name_or_path)
+        vision = _is_vision_language_source(source, trust_remote_code)  # its processor, not a tokenizer
         if tokenizer is None:
-            tokenizer = load_tokenizer(name_or_path, trust_remote_code, what)
+            load_text = load_processor if vision else load_tokenizer
+            tokenizer = load_text(name_or_path, trust_remote_code, what)
         kwargs = dict(options)
         if kwargs["dtype"] is None and kwargs["quantization_config"] is None:
             kwargs["dtype"] = "float32"
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        auto = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+        model = auto.from_pretrained(source, **kwargs)
     prepare_tokenizer(model, tokenizer)
     return model, tokenizer
 
 
 def prepare_tokenizer(model, tokenizer):
-    """Give ``tokenizer`` a pad token and a chat template, resizing ``model`` if tokens were added."""
+    """Give ``tokenizer`` a pad token and a chat template, resizing ``model`` if tokens were added. A
+    vision-language processor keeps its own chat template; its tokenizer gets a pad token."""
+    if text_tokenizer(tokenizer) is not tokenizer:
+        inner = text_tokenizer(tokenizer)
+        inner.pad_token = inner.pad_token or inner.eos_token
+        return tokenizer
     added = 0
     if tokenizer.chat_template is None:
         # Base models: ChatML, ending each turn with <|im_end|> (also the EOS, so generation stops).

@@ -24,7 +24,12 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from ._compat import compact_lm_head_while, no_cudnn_attention_while, tracker_names
+from ._compat import (
+    compact_lm_head_while,
+    forward_without_autocast,
+    no_cudnn_attention_while,
+    tracker_names,
+)
 from .callbacks import (
     NonFiniteGuard,
     TimeBudget,
@@ -39,6 +44,7 @@ from .callbacks import (
 )
 from .data import doctor
 from .data.doctor import fit_max_length, heldout_fits
+from .data.images import is_vision
 from .data.load import load
 from .data.tokens import tokenize_pairs
 from .data.unpaired import is_unpaired, pairs_by_prompt
@@ -222,7 +228,8 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
         elif run_eval and eval_data is not None:
             scored = min(len(heldout), opts.max_eval_pairs or len(heldout))  # those TRL kept at max_length
             say(f"Evaluating the start model on {scored} held-out pairs...")
-            answers["prompt"] = eval_data.select(range(min(opts.answer_prompts, len(eval_data))))["prompt"]
+            answered = 0 if is_vision(eval_data) else min(opts.answer_prompts, len(eval_data))  # not images
+            answers["prompt"] = eval_data.select(range(answered))["prompt"]
             before = figures(trainer.model, answer_to="start" if answers["prompt"] else None)
         answers = answers if answers.get("prompt") else {}
         if checkpoint is None:
@@ -253,10 +260,8 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
                         resume_from = str(checkpoint) if checkpoint else None
                         train_output = trainer.train(resume_from_checkpoint=resume_from)
             train_seconds = time.perf_counter() - started
-            from accelerate.utils import extract_model_from_parallel
-
             # accelerate's prepare leaves the forward under its autocast for good: hand back the model as saved
-            extract_model_from_parallel(trainer.model, keep_fp32_wrapper=False)
+            forward_without_autocast(trainer.model)
             if guard.bad is not None:
                 raise NonFiniteLoss(guard.message(trainer.args))
             if stopped and trainer.state.global_step < trainer.state.max_steps:

@@ -87,3 +87,63 @@ def tiny_preference_rows(n: int = 16) -> list[dict]:
         }
         for i in range(n)
     ]
+
+
+# ChatML (as tiny_tokenizer's) over typed content too: a vision-language processor's template sees
+# [{"type": "image"}, {"type": "text", "text": ...}] and puts the image token where the image part is.
+VLM_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tiny_vlm_and_processor(path=None, hidden_size: int = 32, image_size: int = 32, seed: int = 0):
+    """``(model, processor)``: a randomly initialised Idefics3 (SmolVLM's architecture: a SigLIP-style
+    vision tower, a pixel-shuffle connector, a Llama text model) with a one-layer vision tower and the tiny
+    Llama's text part, and its ``Idefics3Processor`` (images resized to ``image_size``, not split; each image
+    is 4 ``<image>`` tokens), built in memory in about a second. ``path``: also saved there, so that
+    ``load_model(path)`` and ``train_dpo(path, ...)`` read it as they read a Hub model."""
+    import torch
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+
+    try:  # the torch backend needs torchvision; the PIL one is the same processor without it
+        from transformers import Idefics3ImageProcessorPil as ImageProcessor
+    except ImportError:
+        from transformers import Idefics3ImageProcessor as ImageProcessor
+
+    tokenizer = tiny_tokenizer()
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<global-img>"]}
+    )
+    tokenizer.chat_template = VLM_CHAT_TEMPLATE
+    size = {"longest_edge": image_size}
+    images = ImageProcessor(size=size, max_image_size=size, do_image_splitting=False)
+    patch, scale = image_size // 4, 2  # 4x4 patches, pixel-shuffled 2x2: 4 image tokens
+    processor = Idefics3Processor(images, tokenizer, image_seq_len=4, chat_template=VLM_CHAT_TEMPLATE)
+    text = tiny_model(tokenizer, hidden_size=hidden_size).config  # sized to the tokens the processor added
+    text.tie_word_embeddings = True
+    vision = dict(
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch,
+    )
+    config = Idefics3Config(
+        text_config=text.to_dict(),
+        vision_config=vision,
+        scale_factor=scale,
+        image_token_id=processor.image_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(config)
+    if path is not None:
+        model.save_pretrained(path)
+        processor.save_pretrained(path)
+    return model, processor

@@ -12,10 +12,20 @@ from typing import Any
 
 from . import presets
 from ._compat import import_orpo, keep_4bit_layers_trainable, trainable_params_to_fp32
+from .data.images import is_vision
 from .data.load import load
 from .data.unpaired import is_unpaired, unpair
 from .errors import ConfigError
-from .models import DEFAULT_MODEL, is_peft, load_model, load_tokenizer, prepare_tokenizer
+from .models import (
+    DEFAULT_MODEL,
+    is_peft,
+    is_vision_language,
+    load_model,
+    load_processor,
+    load_tokenizer,
+    model_name,
+    prepare_tokenizer,
+)
 from .options import RUN_NAMES, Options, split_options
 
 
@@ -77,6 +87,13 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
     model, tokenizer = _model_and_tokenizer(model, tokenizer, built)
     pairs = load(dataset, **options.data.keywords())  # Pairs from train_dpo & co. come back as they are
     train_dataset, eval_dataset = pairs.train, pairs.eval
+    if is_vision(train_dataset) and (method != "dpo" or not is_vision_language(model)):
+        who = method.upper() if method != "dpo" else f"the text-only model {model_name(model)!r}"
+        raise ConfigError(
+            f"{pairs.name} holds images (an `images` column), which {who} cannot read: image pairs train with "
+            "train_dpo on a vision-language model (its config has a vision_config; e.g. "
+            "HuggingFaceTB/SmolVLM-256M-Instruct), or drop the column for a text-only run."
+        )
     if method == "kto":  # KTO reads its rows in order (its KL rows are batch neighbours): not length-grouped
         train_dataset = (
             train_dataset if is_unpaired(train_dataset) else unpair(train_dataset, seed=built.args.seed)
@@ -194,16 +211,15 @@ def _model_and_tokenizer(model, tokenizer, built: presets.Build):
         quantization = built.quantization_config
         return load_model(model, tokenizer=tokenizer, dtype=built.dtype, quantization_config=quantization)
     if isinstance(tokenizer, str):
-        tokenizer = load_tokenizer(tokenizer)
+        tokenizer = (load_processor if is_vision_language(model) else load_tokenizer)(tokenizer)
     if built.quantization_config is not None and not getattr(model, "is_loaded_in_4bit", False):
         raise ConfigError(
             f"Preset {built.preset!r} loads the model in 4-bit, which needs the model by name or path, "
             "not an already loaded model. Pass model='org/name' (or a folder)."
         )
     if tokenizer is None:
-        raise ConfigError(
-            "A loaded model needs its tokenizer: pass tokenizer=... (or pass the model by name)."
-        )
+        what = "its processor (AutoProcessor)" if is_vision_language(model) else "its tokenizer"
+        raise ConfigError(f"A loaded model needs {what}: pass tokenizer=... (or pass the model by name).")
     if built.peft_config is None and not is_peft(model):
         presets.warn_if_updates_round_away(model.dtype, built.args.learning_rate)
     prepare_tokenizer(model, tokenizer)

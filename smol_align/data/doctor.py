@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConfigError, SmolAlignError
-from ..models import CHATML_TEMPLATE, load_tokenizer
+from ..models import CHATML_TEMPLATE, load_tokenizer, text_tokenizer
 from . import filters
+from .images import IMAGES
 from .load import Pairs, load
 from .messages import ROLE_ORDER
 from .normalize import NormalizeReport
@@ -60,6 +61,7 @@ class DoctorReport:
     completion_tokens_lost: float | None = None  # share of all completion tokens cut by max_length
     advice: list[str] = field(default_factory=list)
     dropped_columns: list[str] = field(default_factory=list)  # other columns not read by the format, left out
+    images: int | None = None  # images in the pairs (each loaded once to check it); None: no images column
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +69,7 @@ class DoctorReport:
     def summary_line(self) -> str:
         """One line, printed by ``train_dpo``/``train_orpo`` before training."""
         parts = [f"doctor: {self.rows:,} pairs ({self.format})"]
+        parts += [f"{self.images:,} images, all load"] if self.images is not None else []
         parts += [f"{sum(self.set_aside.values()):,} set aside"] if self.set_aside else []
         parts += [f"{self.identical_pairs:,} identical", f"{self.empty_completions:,} empty"]
         parts += [f"{self.ties:,} ties"] if self.ties is not None else []
@@ -218,6 +221,7 @@ def doctor(
     names = pairs.column_names or []
     has_ratings = ("score_chosen" in names and "score_rejected" in names) or "status" in names
     identical = empty = ties = chosen_longer = rejected_longer = duplicated = 0
+    images = 0 if IMAGES in names else None  # checked to load as they were read (data.images)
     seen: set[str] = set()
     lengths = {part: array("q") for part in ("prompt", "chosen", "rejected")}  # compact for big data
     for batch in pairs.iter(batch_size=batch_size):
@@ -228,6 +232,7 @@ def doctor(
             for values, length in zip(lengths.values(), (p, c, r), strict=True):
                 values.append(length)
             identical += filters.is_identical(row)
+            images = images + len(row[IMAGES] or ()) if images is not None else None
             empty += filters.is_empty(row)
             ties += has_ratings and filters.is_tie(row)
             chosen_longer += c > r
@@ -255,6 +260,7 @@ def doctor(
         chosen_longer=chosen_longer / n if n else 0.0,
         rejected_longer=rejected_longer / n if n else 0.0,
         max_length=max_length,
+        images=images,
     )
     if max_length is not None:
         _truncation(found, zip(*lengths.values(), strict=True), max_length)
@@ -376,6 +382,8 @@ def length_fit(
     else:
         columns = list(tokenized[0]) if tokenized else []
         batches = [{column: [row[column] for row in tokenized] for column in columns}]
+    if "prompt_ids" not in columns and "chosen_labels" not in columns:
+        return None  # untokenized: image pairs, which TRL's vision collator tokenizes batch by batch
     orpo, unit = "chosen_labels" in columns, "rows" if "completion_ids" in columns else "pairs"
     kept = dropped = truncated = 0
     for batch in batches:
@@ -414,7 +422,8 @@ def fit_max_length(trainer, method: str, train, say) -> dict[str, Any]:
         return {}  # streamed: counted as it is read, by TRL
     rows_in = len(train) * (2 if method == "kto" and not is_unpaired(train) else 1)  # KTO: a row per answer
     limit = getattr(trainer, "max_length", None) or trainer.args.max_length  # ORPO's None: its own 512
-    mode, eos = getattr(trainer.args, "truncation_mode", "keep_start"), trainer.processing_class.eos_token_id
+    mode = getattr(trainer.args, "truncation_mode", "keep_start")
+    eos = text_tokenizer(trainer.processing_class).eos_token_id
     counted = length_fit(trainer.train_dataset, rows_in, limit, "training", mode, eos)
     if counted is None:
         return {f"train_{'rows' if method == 'kto' else 'pairs'}": len(trainer.train_dataset)}

@@ -102,9 +102,13 @@ def argilla_orca_keeps(row: Mapping[str, Any]) -> bool:
 
 
 def prompt_key(row: Mapping[str, Any]) -> str:
-    """A short digest of the prompt, equal for equal prompts."""
+    """A short digest of the prompt (with its images: the same question about another picture is another
+    prompt), equal for equal prompts."""
     encoded = json.dumps(row["prompt"], ensure_ascii=False, separators=(",", ":")).encode()
-    return hashlib.blake2b(encoded, digest_size=12).hexdigest()
+    digest = hashlib.blake2b(encoded, digest_size=12)
+    for image in row.get("images") or ():  # PIL images as datasets decodes them
+        digest.update(image.tobytes() if hasattr(image, "tobytes") else repr(image).encode())
+    return digest.hexdigest()
 
 
 _DROPS = {  # filter -> does it drop the row (given the filter's value)

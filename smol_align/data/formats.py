@@ -17,11 +17,13 @@ from functools import partial
 from typing import Any
 
 from ..errors import ConfigError, DatasetFormatError
+from .images import IMAGES, checked_images
 from .messages import is_message, is_message_list, optional_flag, optional_text, rating
 from .rows import argilla, chat, hh, trl, ultrafeedback
 
 # Extras kept in the output under these stable names: name -> (datasets dtype, coercion(value, column)); the
 # coercion raises InvalidRow for a cell it cannot read (a score "high"), rather than keep None in its place.
+# ("images": data.images' list of Image(), not a Value dtype.)
 _STR, _FLOAT = ("string", optional_text), ("float64", rating)
 METADATA: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
     "source": _STR,
@@ -34,6 +36,8 @@ METADATA: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
     "status": _STR,
     "in_gsm8k_train": ("bool", optional_flag),
     "preference_prob": _FLOAT,  # P(chosen > rejected), for train_dpo(loss_type="soft")
+    # a vision-language pair's images (paths, PIL, bytes), checked to load: a list of Image()
+    IMAGES: (IMAGES, checked_images),
 }
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 UNPAIRED = "trl-unpaired"  # the one format of unpaired rows (prompt, completion, label), for KTO

@@ -168,10 +168,24 @@ def message(item: Any, column: str) -> Message:
     canonical = ROLE_ALIASES.get(role.strip().lower())
     if canonical is None:
         raise InvalidRow(f"{column}: unknown role", column, f"role {role!r}")
+    # TRL's vision messages: their text parts (TRL's collator puts the row's images in the user turn)
+    if _is_parts(content):
+        content = " ".join(part["text"] for part in content if part["type"] == "text")
     if not isinstance(content, str):
         got = "content null" if content is None else type(content).__name__
         raise InvalidRow(f"{column}: message content is not text", column, f"got {got}")
     return {"role": canonical, "content": content}
+
+
+def _is_parts(content: Any) -> bool:
+    """Typed content parts (``[{"type": "image"}, {"type": "text", "text": ...}]``) of text and images only."""
+    return (
+        isinstance(content, list)
+        and bool(content)
+        and all(isinstance(p, dict) and p.get("type") in ("text", "image") for p in content)
+        and all(isinstance(p.get("text"), str) for p in content if p["type"] == "text")
+        and not any(p.get(k) is not None for p in content if p["type"] == "image" for k in p if k != "type")
+    )  # an image inside a message (its "image", "url", "path") is not read: such content is refused
 
 
 def is_message_list(value: Any, lone: bool = False) -> bool:

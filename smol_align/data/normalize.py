@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import ConfigError, DatasetFormatError
 from . import filters, sources
 from .formats import FORMATS, METADATA, PAIR_COLUMNS, UNPAIRED, Format, detect, get, hub_format
+from .images import IMAGE, IMAGES, images_feature
 from .messages import InvalidRow, Refused, RowSetAside, is_message_list
 
 logger = logging.getLogger(__name__)
@@ -184,8 +185,14 @@ def output_features(extras: tuple[str, ...], helpers: bool = False, columns=PAIR
 
     message = [{"role": Value("string"), "content": Value("string")}]
     features = {column: Value("bool") if column == "label" else message for column in columns}
-    features.update({extra: Value(METADATA[extra][0]) for extra in extras})
+    features.update({extra: _feature(METADATA[extra][0]) for extra in extras})
     return Features(features | ({ASIDE: Value("string")} if helpers else {}))
+
+
+def _feature(dtype: str):
+    from datasets import Value
+
+    return images_feature() if dtype == IMAGES else Value(dtype)
 
 
 def is_pairs(data: Any) -> bool:
@@ -228,6 +235,9 @@ def normalize_split(
         )
     if columns is not None:
         data, column_names = rename(data, columns, column_names, name)
+        rows = sources.columns_and_rows(data)[1]
+    if IMAGE in column_names and IMAGES not in column_names:  # TRL's single image: a one-image list
+        data, column_names = rename(data, {IMAGES: IMAGE}, column_names, name)
         rows = sources.columns_and_rows(data)[1]
     format, unused = resolve_format(format, column_names, text_columns(data, rows), rows, name, lenient, hub)
     if format == UNPAIRED and isinstance(data, datasets.IterableDataset):
