@@ -63,6 +63,7 @@ MARKER = ".smol_align-unfinished.json"  # in an output directory whose run has n
 STAGING = ".smol_align-staging"  # the final files, before they are moved into the output directory
 LOCK = ".smol_align.lock"  # the advisory lock of the run on the folder; removed when it finishes
 REPLACED = ".smol_align-replaced"  # overwrite=True: the earlier run, put back if this run fails early
+MERGED = ".smol_align-merged.json"  # in a folder smol_align merged a LoRA run into: the run, the base
 
 RUN_FILES = frozenset(
     {
@@ -248,8 +249,9 @@ def foreign_entries(folder: Path, round_folder: bool = False) -> list[str]:
 
 
 def is_run_folder(folder: Path) -> bool:
-    """Made by smol_align: an unfinished run's :data:`MARKER`, or a finished run's ``metrics.json``."""
-    return (folder / MARKER).is_file() or (folder / "metrics.json").is_file()
+    """Made by smol_align: an unfinished run's :data:`MARKER`, a finished run's ``metrics.json``, or the
+    :data:`MERGED` record of a merged model."""
+    return any((folder / name).is_file() for name in (MARKER, "metrics.json", MERGED))
 
 
 def _local_paths(inputs: Iterable[Any]) -> list[Path]:
