@@ -224,3 +224,41 @@ def test_push_to_hub_sends_the_card_and_weights_and_never_the_token(tmp_path, lo
     repo, files = local_hub.commits[-1]
     assert repo == "me/pirate-merged" and {"README.md", "model.safetensors", "config.json"} <= set(files)
     assert ModelCard(files["README.md"].decode()).data.library_name == "transformers"
+
+
+# --- the card's parts, without training ---
+def test_base_model_id_of_names_folders_and_objects(tmp_path, tiny_model):
+    from smol_align.card import base_model_id
+
+    assert base_model_id("HuggingFaceTB/SmolLM2-360M-Instruct") == ("HuggingFaceTB/SmolLM2-360M-Instruct", "")
+    snapshot = tmp_path / "hub" / "models--HuggingFaceTB--SmolLM2-360M" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    assert base_model_id(str(snapshot)) == ("HuggingFaceTB/SmolLM2-360M", "")  # a Hub cache copy
+    hub_id, why = base_model_id(tiny_model)  # built in memory: no name to go by
+    assert hub_id is None and "object that records no name" in why
+    tiny_model.config._name_or_path = str(snapshot)  # loaded from that copy
+    assert base_model_id(tiny_model)[0] == "HuggingFaceTB/SmolLM2-360M"
+
+
+def test_a_card_is_generic_over_the_method_and_names_a_hub_dataset():
+    """An SFT run's figures (no pairs): the table shows what was held out before and after; data from a Hub id
+    goes in the front matter's datasets."""
+    from smol_align.card import card_text
+
+    metrics = {
+        "method": "sft",
+        "base_model": DEFAULT_MODEL,
+        "dataset": "HuggingFaceTB/smoltalk[train]",
+        "dataset_hub_id": "HuggingFaceTB/smoltalk",
+        "heldout_from": "split 'test'",
+        "train_rows": 100,
+        "preset": "cpu+full",
+        "start_nll": 2.5,
+        "eval_nll": 1.25,
+        "command": "smol-align sft --dataset HuggingFaceTB/smoltalk",
+    }
+    text = card_text(metrics, "sft-run")
+    card = ModelCard(text)
+    assert card.data.datasets == ["HuggingFaceTB/smoltalk"] and "sft" in card.data.tags
+    assert "| NLL of the targets | 2.5 | 1.25 |" in text and "100 rows trained" in text
+    assert "```bash\nsmol-align sft --dataset HuggingFaceTB/smoltalk\n```" in text
