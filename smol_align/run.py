@@ -49,7 +49,7 @@ from .evaluate import evaluate, generate
 from .hub import push_to_hub
 from .merge import merge, merged_line
 from .metrics import answer_figures, collect_metrics, peak_memory_bytes, whole_run_loss
-from .models import model_name
+from .models import is_peft, model_name
 from .options import Options
 from .presets import check_settings, preset_name
 from .report import learning_verdict, summary_table, write_run_files
@@ -121,6 +121,8 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
 
     if resume and not save:
         raise ConfigError("resume=True needs a saved run: it continues from the checkpoints in output_dir.")
+    if (opts.merge or opts.merged_dir) and not save:
+        raise ConfigError("merge=True needs a saved run: it merges the adapter saved in output_dir.")
     # The run's folder: the model and report (unless save=False) and TensorBoard's event files. Trackers name the run
     # after it and its project after the folder that holds it, so the runs of a sweep (runs/<sweep>/<value>) or of
     # compare (<report>/<method>) are one project and their curves overlay.
@@ -165,6 +167,12 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
             say(f"{skipped_line(rundir.skipped)} Resuming from {checkpoint.name}, the newest complete one.")
         built = replace(options, config={**config, "output_dir": str(out)})
         trainer = build_trainer(method, model, data, preset, built)
+        if (opts.merge or opts.merged_dir) and not is_peft(trainer.model):
+            raise ConfigError(
+                f"merge=True merges a LoRA adapter into its base, and this run trains the whole model (preset "
+                f"{preset_name(preset)}): its folder will hold the whole model already. Drop merge, or train "
+                "a LoRA adapter (preset='lora' or 'qlora-4bit'; CLI --preset lora)."
+            )
         pair_counts = fit_max_length(trainer, method, data.train, say)  # max_length's cuts, as TRL tokenized
         quiet_progress(trainer, quiet or not main)
         tensorboard_into(trainer, folder)

@@ -17,9 +17,9 @@ What smol_align writes in a folder, and how it knows the folder is its own:
   resume must keep), ``checkpoint-N`` folders, and :data:`STAGING` while the final files are
   written. Finished: the lock and marker go; the model, tokenizer and the report (``metrics.json``,
   ``report.md``, plots) stay, with the runs of ``compare`` (``<method>/``) and ``iterate``
-  (``round-<k>/``) as subfolders.
-- A folder is smol_align's when it holds :data:`MARKER` (unfinished) or a ``metrics.json``
-  (finished: written only by smol_align's report) and nothing else than the files a run writes
+  (``round-<k>/``) as subfolders, and a LoRA run's merged model (``merged/``, marked by :data:`MERGED`).
+- A folder is smol_align's when it holds :data:`MARKER` (unfinished), a ``metrics.json``
+  (finished: written only by smol_align's report) or :data:`MERGED` (a merged model) and nothing else than the files a run writes
   (:data:`RUN_FILES`, :data:`RUN_PATTERNS`; subfolders likewise). ``overwrite=True`` empties only
   such a folder (its run moved aside into :data:`REPLACED`, deleted when the new run finishes and put
   back if the new one fails before its first checkpoint), and never the current folder (or one above it), the home folder, a filesystem

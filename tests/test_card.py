@@ -168,6 +168,18 @@ def test_merge_refuses_a_full_run_and_a_folder_it_did_not_make(tmp_path, capsys)
     assert (lora / "merged" / "model.safetensors").is_file()
 
 
+def test_merge_true_on_a_full_run_or_without_saving_is_refused_before_training(tmp_path):
+    base, pairs = tiny_model_dir_and_pairs(tmp_path)
+    out = tmp_path / "full-merge"
+    with pytest.raises(
+        ConfigError, match="merge=True merges a LoRA adapter into its base, and this run trains"
+    ):
+        smol_align.train_dpo(str(base), str(pairs), "cpu", output_dir=str(out), merge=True, **RUN)
+    assert not out.exists()  # nothing trained, nothing left
+    with pytest.raises(ConfigError, match="merge=True needs a saved run"):
+        smol_align.train_dpo(str(base), str(pairs), "lora", save=False, merge=True, **RUN)
+
+
 def test_a_qlora_run_merges_into_its_base_loaded_in_full_precision(tmp_path):
     """bitsandbytes' 4-bit runs on this CPU; the merge loads the base in fp32 (not 4-bit) and says so."""
     pytest.importorskip("bitsandbytes")
