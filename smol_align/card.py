@@ -28,6 +28,7 @@ from typing import Any
 
 from .models import EMBEDDED, cache_dir, is_local, model_name
 from .report import VERDICTS
+from .rundir import SECRET, without_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +56,6 @@ _NOT_FIGURES = (
     "rewards/chosen",
     "rewards/rejected",
 )
-_SECRET = re.compile(
-    r"token|secret|password", re.I
-)  # never written: a flag or keyword naming one is left out
 
 
 # --- The base model's Hub id ---
@@ -152,17 +150,7 @@ def invocation() -> str | None:
 
 def cli_command(argv: list[str]) -> str:
     """``smol-align ARGV`` as a shell line, with any token flag (``--hub_token X``) left out."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        flag = arg.split("=", 1)[0]
-        if flag.startswith("--") and _SECRET.search(flag):
-            skip = "=" not in arg
-            continue
-        kept.append(arg)
-    return shlex.join(["smol-align", *kept])
+    return shlex.join(["smol-align", *without_secrets(argv)])
 
 
 def python_call(function: str, arguments: Mapping[str, Any]) -> str:
@@ -170,7 +158,7 @@ def python_call(function: str, arguments: Mapping[str, Any]) -> str:
     out); a value Python cannot write as a literal (a model object, a dataset) is named in a comment."""
     lines = ["import smol_align", "", f"smol_align.{function}("]
     for key, value in arguments.items():
-        if value is None or _SECRET.search(key):
+        if value is None or SECRET.search(key):
             continue
         if _is_literal(value):
             lines.append(f"    {key}={value!r},")

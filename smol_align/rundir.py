@@ -518,7 +518,7 @@ class RunDir:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300],
+            "command": " ".join([Path(sys.argv[0]).name, *without_secrets(sys.argv[1:])])[:300],
         }
 
     def _empty(self) -> None:
@@ -546,6 +546,24 @@ class RunDir:
             (self.path / LOCK).unlink(missing_ok=True)
             with suppress(OSError):
                 self.path.rmdir()
+
+
+SECRET = re.compile(r"token|secret|password", re.I)
+"""A flag or keyword whose name matches holds a secret: never written (the marker, the model card)."""
+
+
+def without_secrets(argv: list[str]) -> list[str]:
+    """``argv`` without its secret flags and their values (``--hub_token X``, ``--hub-token=X``)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg.startswith("--") and SECRET.search(arg.split("=", 1)[0]):
+            skip = "=" not in arg
+            continue
+        kept.append(arg)
+    return kept
 
 
 def _holder_line(record: dict) -> str:

@@ -98,6 +98,18 @@ def test_the_cli_card_gives_the_command_and_never_the_token(tmp_path):
     assert not [p for p in out.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
 
 
+def test_the_unfinished_runs_record_leaves_the_token_out(tmp_path, monkeypatch):
+    """The marker names the command running the folder; transformers' checkpoint pushes upload the folder."""
+    from smol_align.rundir import MARKER, RunDir
+
+    monkeypatch.setattr(
+        "sys.argv", ["smol-align", "dpo", "--hub_token", SECRET, "--hub-token=" + SECRET, "-q"]
+    )
+    with RunDir(tmp_path / "run"):
+        record = json.loads((tmp_path / "run" / MARKER).read_text())
+    assert record["command"] == "smol-align dpo -q"
+
+
 # --- merge ---
 def _logps(model, tokenizer) -> torch.Tensor:
     """Per-token log-probs of a few fixed texts under ``model`` (fp32, eval mode)."""
