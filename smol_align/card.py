@@ -26,7 +26,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from .models import EMBEDDED, cache_dir, is_local, model_name
+from .data.sources import is_hub_id
+from .models import EMBEDDED, cache_dir, is_local, is_peft, model_name
 from .report import VERDICTS
 from .rundir import SECRET, without_secrets
 
@@ -195,9 +196,6 @@ def _is_literal(value) -> bool:
 def run_facts(model, dataset, data, trained_model) -> dict[str, Any]:
     """The card's facts of a run, for its ``metrics.json``: the base's Hub id (or why there is none), the
     data's name, Hub id and held-out source, LoRA and 4-bit, and the command that reproduces it."""
-    from .data.sources import is_hub_id
-    from .models import is_peft
-
     hub_id, why = base_model_id(model)
     facts: dict[str, Any] = {"base_model": hub_id} if hub_id else {"base_model_unknown": why}
     facts["dataset"] = data.name

@@ -54,6 +54,7 @@ class LocalHub:
 
         import huggingface_hub.constants
         import huggingface_hub.hf_api
+        import transformers.utils.hub
 
         self.requests: list[tuple[str, str, dict, bytes]] = []
         self.commits: list[tuple[str, dict[str, bytes]]] = []  # (repo id, {path: content})
@@ -65,6 +66,7 @@ class LocalHub:
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", self.url)
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(huggingface_hub.hf_api, "is_xet_available", lambda: False)
+        monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)  # its shared HfApi: made anew, here
 
     def close(self):
         self.server.shutdown()
