@@ -286,3 +286,22 @@ def test_a_card_is_generic_over_the_method_and_names_a_hub_dataset():
     assert card.data.datasets == ["HuggingFaceTB/smoltalk"] and "sft" in card.data.tags
     assert "| NLL of the targets | 2.5 | 1.25 |" in text and "100 rows trained" in text
     assert "```bash\nsmol-align sft --dataset HuggingFaceTB/smoltalk\n```" in text
+
+
+def test_push_refuses_an_unfinished_run_and_a_folder_without_a_card(tmp_path, capsys):
+    from smol_align.rundir import MARKER
+
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / MARKER).write_text("{}")
+    (unfinished / "README.md").write_text("a card")
+    with pytest.raises(ConfigError, match="its run has not finished"):
+        smol_align.push_to_hub(unfinished)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "model.safetensors").write_bytes(b"")
+    assert cli.main(["push", str(plain), "--repo-id", "me/plain"]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith(
+        f"smol-align push: error: Cannot push {plain}: it has no model card (README.md)"
+    ), said
