@@ -15,8 +15,10 @@ down or across its layer, never up; no import cycle; no private name imported fr
     __init__, __main__, cli  the public names, the command line
     api, compare, iterate  the one-liners
     run  the runner
-    trainers, soft_dpo, evaluate, estimate, resume, callbacks, testing  what the runner drives
-    options, presets, data, report, metrics, demo  the options as types, settings, pairs, figures, the course demo
+    trainers, soft_dpo, evaluate, estimate, resume, callbacks, testing, merge, hub  what the runner drives,
+        and what shares a run (a LoRA adapter merged into its base, the folder pushed to the Hub)
+    options, presets, data, report, card, metrics, demo  the options as types, settings, pairs, figures, the
+        model card, the course demo
     models, reference  loading, the papers' losses
     rundir  the output folder's keeper (models stages the embedded model's conversion with it)
     _compat  what differs across library releases, and every library private smol_align touches
@@ -34,7 +36,9 @@ from .estimate import estimate
 # The functions, imported eagerly: a lazy wrapper would be replaced by the submodule of the same
 # name (smol_align.evaluate) the first time anything imports that submodule.
 from .evaluate import evaluate, generate
+from .hub import push_to_hub
 from .iterate import IterationResult, iterate
+from .merge import merge
 from .models import DEFAULT_MODEL, load_model, setup_chat_format
 from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer
 
@@ -58,7 +62,9 @@ __all__ = [
     "generate",
     "iterate",
     "load_model",
+    "merge",
     "presets",
+    "push_to_hub",
     "setup_chat_format",
     "train_dpo",
     "train_kto",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .card import recorded
 from .demo import demo_keywords
 from .models import DEFAULT_MODEL
 from .options import Options, split_options
@@ -13,6 +14,7 @@ from .run import TrainResult, run
 __all__ = ["TrainResult", "options_for", "train_dpo", "train_kto", "train_orpo"]
 
 
+@recorded  # the call, in each run's model card
 def train_dpo(
     model: Any = DEFAULT_MODEL,
     dataset: Any = None,
@@ -40,6 +42,7 @@ def train_dpo(
     return _run("dpo", model, dataset, preset, output_dir, overrides)
 
 
+@recorded  # the call, in each run's model card
 def train_orpo(
     model: Any = DEFAULT_MODEL,
     dataset: Any = None,
@@ -51,6 +54,7 @@ def train_orpo(
     return _run("orpo", model, dataset, preset, output_dir, overrides)
 
 
+@recorded  # the call, in each run's model card
 def train_kto(
     model: Any = DEFAULT_MODEL,
     dataset: Any = None,

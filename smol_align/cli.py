@@ -1,4 +1,4 @@
-"""The ``smol-align`` command: dpo | orpo | kto | compare | iterate | doctor | eval | estimate | presets.
+"""The ``smol-align`` command: dpo | orpo | kto | compare | iterate | doctor | eval | estimate | merge | push | presets.
 
 # The demo (embedded SmolLM2, built-in data, the preset for this machine)
 smol-align dpo
@@ -23,6 +23,10 @@ smol-align estimate --preset lora --max-length 1024 --batch-size 4
 # Stopped (Ctrl-C, SIGTERM, a crash)? Continue from the last checkpoint
 smol-align dpo --output-dir runs/mine --resume
 
+# Share a run: a whole model from a LoRA run, then the folder (with its model card) to the Hub
+smol-align merge runs/mine --output runs/mine-merged
+smol-align push runs/mine --repo-id me/pirate-smollm2
+
 # TRL's and the alignment-handbook's names work too: a `trl dpo` command line, a handbook recipe
 smol-align dpo --config handbook-dpo.yaml --model_name_or_path my/sft --use_peft --lora_r 16
 """
@@ -40,6 +44,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
+from .card import cli_command, invoked_as
 from .data import doctor
 from .errors import ConfigError, SmolAlignError
 from .models import DEFAULT_MODEL as DEFAULT_REF  # the start model of the demo and of most course runs
@@ -97,7 +102,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"smol-align {__version__}")
     sub = parser.add_subparsers(
-        dest="command", metavar="{dpo,orpo,kto,compare,iterate,doctor,eval,estimate,generate,chat,presets}"
+        dest="command",
+        metavar="{dpo,orpo,kto,compare,iterate,doctor,eval,estimate,generate,chat,merge,push,presets}",
     )
     for method in ("dpo", "orpo", "kto"):
         sub.add_parser(
@@ -232,6 +238,20 @@ def make_parser() -> argparse.ArgumentParser:
         choices=("true", "false"),
         default=None,
     )
+    merge = sub.add_parser("merge", help="a LoRA run's adapter merged into its base: a whole model")
+    merge.add_argument("run", help="the output folder of a LoRA (or QLoRA) run")
+    merge.add_argument("--output", default=None, help="where the merged model goes (default: RUN/merged)")
+    merge.add_argument(
+        "--overwrite", action="store_true", help="replace a merged model smol_align wrote there"
+    )
+    push = sub.add_parser(
+        "push", help="a run (or merged) folder to the Hugging Face Hub, with its model card"
+    )
+    push.add_argument("run", help="the folder of a finished run, or of a merged model")
+    push.add_argument(
+        "--repo-id", "--repo_id", dest="repo_id", default=None, help="(default: the folder's name)"
+    )
+    push.add_argument("--private", action="store_true", help="create the repo private")
     return parser
 
 
@@ -427,6 +447,11 @@ def compare_options(argv: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    with invoked_as(cli_command(argv)):  # what a run's model card gives as the command that reproduces it
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "datasets", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -474,6 +499,15 @@ def main(argv: list[str] | None = None) -> int:
                     args.model, args.method, args.preset, args.max_length, args.batch_size, **checkpointing
                 )
             )
+        elif args.command == "merge":
+            from .merge import merge, merged_line
+
+            print(merged_line(args.run, merge(args.run, args.output, overwrite=args.overwrite)))
+        elif args.command == "push":
+            from .hub import push_to_hub
+
+            repo = push_to_hub(args.run, args.repo_id, private=args.private or None)
+            print(f"Pushed {args.run} with its model card to the Hub repo {repo}.")
         elif args.command == "presets":
             from .presets import describe
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .callbacks import as_callback
+from .card import recorded
 from .data.load import load
 from .demo import demo_keywords, demo_recipe
 from .errors import ConfigError
@@ -71,6 +72,7 @@ class ComparisonResult:
         return f"ComparisonResult(methods={list(self.runs)}, report_dir={self.report_dir!r})"
 
 
+@recorded  # the call, in each run's model card
 def compare(
     model: Any = DEFAULT_MODEL,
     dataset: Any = None,

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .card import recorded
 from .demo import DEMO_SYSTEM as DEMO_SYSTEM  # its old home: iterate.DEMO_SYSTEM
 from .demo import demo_prompts, demo_recipe, demo_reward
 from .errors import ConfigError
@@ -120,6 +121,7 @@ def reward_model(name_or_path: str, batch_size: int = 16):
 # --------------------------------------------------------------------------------------------
 
 
+@recorded  # the call, in each run's model card
 def iterate(
     model: Any = DEFAULT_MODEL,
     prompts: Any = None,

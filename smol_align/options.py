@@ -56,6 +56,13 @@ class RunOptions:
         default=32, metadata={"help": "held-out prompts answered greedily before and after training"}
     )
     answer_tokens: int = field(default=48, metadata={"help": "new tokens of each of those answers"})
+    merge: bool = field(
+        default=False,
+        metadata={"help": "LoRA: also save the adapter merged into its base (in output_dir/merged)"},
+    )
+    merged_dir: str | None = field(
+        default=None, metadata={"help": "where merge writes the merged model (default: output_dir/merged)"}
+    )
     voice: Any = field(
         default=None,
         metadata={"help": "Python only: a function answer -> bool; the share it passes is voice_rate"},

@@ -42,6 +42,7 @@ from .callbacks import (
     stop_on_signal,
     tensorboard_into,
 )
+from .card import run_facts, write_card
 from .data import doctor
 from .data.doctor import fit_max_length, heldout_fits
 from .data.images import is_vision
@@ -51,8 +52,10 @@ from .data.unpaired import is_unpaired, pairs_by_prompt
 from .errors import ConfigError, SmolAlignError
 from .estimate import plan_memory
 from .evaluate import evaluate, generate
+from .hub import push_to_hub
+from .merge import merge, merged_line
 from .metrics import answer_figures, collect_metrics, peak_memory_bytes, whole_run_loss
-from .models import model_name
+from .models import is_peft, model_name
 from .options import Options
 from .presets import check_settings, preset_name
 from .report import learning_verdict, summary_table, write_run_files
@@ -124,6 +127,8 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
 
     if resume and not save:
         raise ConfigError("resume=True needs a saved run: it continues from the checkpoints in output_dir.")
+    if (opts.merge or opts.merged_dir) and not save:
+        raise ConfigError("merge=True needs a saved run: it merges the adapter saved in output_dir.")
     # The run's folder: the model and report (unless save=False) and TensorBoard's event files. Trackers name the run
     # after it and its project after the folder that holds it, so the runs of a sweep (runs/<sweep>/<value>) or of
     # compare (<report>/<method>) are one project and their curves overlay.
@@ -168,6 +173,12 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
             say(f"{skipped_line(rundir.skipped)} Resuming from {checkpoint.name}, the newest complete one.")
         built = replace(options, config={**config, "output_dir": str(out)})
         trainer = build_trainer(method, model, data, preset, built)
+        if (opts.merge or opts.merged_dir) and not is_peft(trainer.model):
+            raise ConfigError(
+                f"merge=True merges a LoRA adapter into its base, and this run trains the whole model (preset "
+                f"{preset_name(preset)}): its folder will hold the whole model already. Drop merge, or train "
+                "a LoRA adapter (preset='lora' or 'qlora-4bit'; CLI --preset lora)."
+            )
         pair_counts = fit_max_length(trainer, method, data.train, say)  # max_length's cuts, as TRL tokenized
         quiet_progress(trainer, quiet or not main)
         tensorboard_into(trainer, folder)
@@ -294,11 +305,12 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
                 metrics["stopped_by_max_time"] = budget.stopped
             metrics.update(pair_counts)
             metrics.update(learning_verdict(before, after))  # learned, learning_verdict, margin change
+            metrics.update(run_facts(model, dataset, data, trainer.model))  # what the model card says
             log_heldout(trainer, after)
             close_trackers(trainer)
             result = TrainResult(method, trainer, metrics, None, before, after, answers=answers)
             if final is not None:
-                result.files = _save(trainer, result, rundir, keep_checkpoints)
+                result.files = _save(trainer, result, rundir, keep_checkpoints, opts, say)
                 result.output_dir = str(final)
             _release_training_state(trainer)
     say(result.summary())
@@ -306,17 +318,26 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
 
 
 # --- The output directory (rundir.py keeps it) ---
-def _save(trainer, result: TrainResult, rundir: RunDir, keep_checkpoints: bool) -> dict[str, str]:
-    """The model, tokenizer and report into the run's folder (whole), then the run is marked finished."""
+def _save(trainer, result: TrainResult, rundir: RunDir, keep_checkpoints: bool, opts, say) -> dict[str, str]:
+    """The model, tokenizer, report and model card into the run's folder (whole), then the run is marked
+    finished; then, if asked, the LoRA adapter merged into its base and the folder pushed to the Hub."""
     push, trainer.args.push_to_hub = trainer.args.push_to_hub, False  # pushed once, from the final folder
     with rundir.staged() as staging:
         trainer.save_model(str(staging))  # on every process: sharded models gather here
         files = write_run_files(result, staging) if rundir.main else {}
+        if rundir.main:  # last: over the card PEFT's save_pretrained writes
+            files["card"] = str(write_card(staging, result.metrics, name=rundir.path.name))
     trainer.args.push_to_hub = push
     rundir.finish(drop_checkpoints=not keep_checkpoints)
-    if push:
-        trainer.push_to_hub(commit_message="smol_align: trained model")
-    return {k: str(rundir.path / Path(v).name) for k, v in files.items()}
+    if rundir.main and (opts.merge or opts.merged_dir):
+        merged = merge(rundir.path, opts.merged_dir, overwrite=opts.overwrite)
+        files["merged"] = str(merged)
+        say(merged_line(rundir.path, merged))
+    if push and rundir.main:
+        args = trainer.args
+        repo = push_to_hub(rundir.path, args.hub_model_id, private=args.hub_private_repo or None)
+        say(f"Pushed {rundir.path} with its model card to the Hub repo {repo}.")
+    return {k: str(rundir.path / Path(v).name) if k != "merged" else v for k, v in files.items()}
 
 
 # --- Secrets, memory ---

@@ -17,9 +17,9 @@ What smol_align writes in a folder, and how it knows the folder is its own:
   resume must keep), ``checkpoint-N`` folders, and :data:`STAGING` while the final files are
   written. Finished: the lock and marker go; the model, tokenizer and the report (``metrics.json``,
   ``report.md``, plots) stay, with the runs of ``compare`` (``<method>/``) and ``iterate``
-  (``round-<k>/``) as subfolders.
-- A folder is smol_align's when it holds :data:`MARKER` (unfinished) or a ``metrics.json``
-  (finished: written only by smol_align's report) and nothing else than the files a run writes
+  (``round-<k>/``) as subfolders, and a LoRA run's merged model (``merged/``, marked by :data:`MERGED`).
+- A folder is smol_align's when it holds :data:`MARKER` (unfinished), a ``metrics.json``
+  (finished: written only by smol_align's report) or :data:`MERGED` (a merged model) and nothing else than the files a run writes
   (:data:`RUN_FILES`, :data:`RUN_PATTERNS`; subfolders likewise). ``overwrite=True`` empties only
   such a folder (its run moved aside into :data:`REPLACED`, deleted when the new run finishes and put
   back if the new one fails before its first checkpoint), and never the current folder (or one above it), the home folder, a filesystem
@@ -63,6 +63,7 @@ MARKER = ".smol_align-unfinished.json"  # in an output directory whose run has n
 STAGING = ".smol_align-staging"  # the final files, before they are moved into the output directory
 LOCK = ".smol_align.lock"  # the advisory lock of the run on the folder; removed when it finishes
 REPLACED = ".smol_align-replaced"  # overwrite=True: the earlier run, put back if this run fails early
+MERGED = ".smol_align-merged.json"  # in a folder smol_align merged a LoRA run into: the run, the base
 
 RUN_FILES = frozenset(
     {
@@ -248,8 +249,9 @@ def foreign_entries(folder: Path, round_folder: bool = False) -> list[str]:
 
 
 def is_run_folder(folder: Path) -> bool:
-    """Made by smol_align: an unfinished run's :data:`MARKER`, or a finished run's ``metrics.json``."""
-    return (folder / MARKER).is_file() or (folder / "metrics.json").is_file()
+    """Made by smol_align: an unfinished run's :data:`MARKER`, a finished run's ``metrics.json``, or the
+    :data:`MERGED` record of a merged model."""
+    return any((folder / name).is_file() for name in (MARKER, "metrics.json", MERGED))
 
 
 def _local_paths(inputs: Iterable[Any]) -> list[Path]:
@@ -516,7 +518,7 @@ class RunDir:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300],
+            "command": " ".join([Path(sys.argv[0]).name, *without_secrets(sys.argv[1:])])[:300],
         }
 
     def _empty(self) -> None:
@@ -544,6 +546,24 @@ class RunDir:
             (self.path / LOCK).unlink(missing_ok=True)
             with suppress(OSError):
                 self.path.rmdir()
+
+
+SECRET = re.compile(r"token|secret|password", re.I)
+"""A flag or keyword whose name matches holds a secret: never written (the marker, the model card)."""
+
+
+def without_secrets(argv: list[str]) -> list[str]:
+    """``argv`` without its secret flags and their values (``--hub_token X``, ``--hub-token=X``)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg.startswith("--") and SECRET.search(arg.split("=", 1)[0]):
+            skip = "=" not in arg
+            continue
+        kept.append(arg)
+    return kept
 
 
 def _holder_line(record: dict) -> str:

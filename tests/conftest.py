@@ -23,3 +23,13 @@ def tiny_model(tiny_tokenizer):
     from smol_align.testing import tiny_model
 
     return tiny_model(tiny_tokenizer)
+
+
+@pytest.fixture
+def local_hub(monkeypatch):
+    """A stand-in of the Hub's HTTP API on this machine (tests/helpers.py, LocalHub), huggingface_hub pointed at it."""
+    from helpers import LocalHub
+
+    hub = LocalHub(monkeypatch)
+    yield hub
+    hub.close()

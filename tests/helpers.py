@@ -40,3 +40,87 @@ transformers.Trainer.training_step = slow
 from smol_align.cli import main
 sys.exit(main(sys.argv[2:]))
 """
+
+
+class LocalHub:
+    """A stand-in of the Hugging Face Hub's HTTP API on 127.0.0.1 (threading http.server), for the calls
+    ``create_repo`` and ``upload_folder`` make: it records every request and each commit's files (name ->
+    bytes). ``huggingface_hub`` is pointed at it (its endpoint, offline mode off, and its non-xet upload
+    path, whose small files travel inline in the commit): nothing leaves the machine."""
+
+    def __init__(self, monkeypatch):
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        import huggingface_hub.constants
+        import huggingface_hub.hf_api
+        import transformers.utils.hub
+
+        self.requests: list[tuple[str, str, dict, bytes]] = []
+        self.commits: list[tuple[str, dict[str, bytes]]] = []  # (repo id, {path: content})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        monkeypatch.setenv("HF_ENDPOINT", self.url)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", self.url)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(huggingface_hub.hf_api, "is_xet_available", lambda: False)
+        monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)  # its shared HfApi: made anew, here
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self):
+        import base64
+        from http.server import BaseHTTPRequestHandler
+
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _answer(self, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                hub.requests.append((self.command, self.path, dict(self.headers), b""))
+                self._answer({})
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                hub.requests.append((self.command, self.path, dict(self.headers), body))
+                if self.path == "/api/repos/create":  # every repo is the user "me"'s
+                    return self._answer({"url": f"{hub.url}/me/{json.loads(body)['name']}"})
+                if "/preupload/" in self.path:  # every file travels in the commit itself
+                    files = json.loads(body)["files"]
+                    return self._answer(
+                        {
+                            "files": [
+                                {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                                for f in files
+                            ]
+                        }
+                    )
+                if "/commit/" in self.path:
+                    repo = self.path.split("/api/models/")[1].split("/commit/")[0]
+                    lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+                    files = {
+                        line["value"]["path"]: base64.b64decode(line["value"]["content"])
+                        for line in lines
+                        if line["key"] == "file"
+                    }
+                    hub.commits.append((repo, files))
+                    return self._answer(
+                        {"commitUrl": f"{hub.url}/{repo}/commit/{'a' * 40}", "commitOid": "a" * 40}
+                    )
+                return self._answer({})
+
+        return Handler

@@ -116,28 +116,11 @@ def test_list_of_dicts_and_no_eval_split(tiny_model, tiny_tokenizer, tmp_path):
 
 
 def test_push_to_hub_names_the_repo_after_the_run_not_the_staging_folder(
-    tiny_model, tiny_tokenizer, tmp_path, monkeypatch
+    tiny_model, tiny_tokenizer, tmp_path, local_hub
 ):
-    """No network here: transformers' Hub client is stubbed and records what would be sent."""
-    import transformers.trainer
-
-    calls = []
-
-    class Hub:
-        def create_repo(self, repo_id, **kwargs):
-            calls.append(("create_repo", repo_id))
-            return type("RepoUrl", (), {"repo_id": f"me/{repo_id}"})()
-
-        def upload_folder(self, repo_id, folder_path, run_as_future=False, **kwargs):
-            calls.append(("upload_folder", repo_id, sorted(os.listdir(folder_path))))
-            if run_as_future:  # checkpoint pushes during training go in the background
-                from concurrent.futures import Future
-
-                done = Future()
-                done.set_result(None)
-                return done
-
-    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: Hub())
+    """No network here: the Hub is a stand-in on this machine (tests/helpers.py, LocalHub) that records what
+    is sent. The push is huggingface_hub's create_repo + upload_folder of the finished folder (the Trainer's
+    push_to_hub wrote TRL's card over smol_align's)."""
     out = tmp_path / "pirate-dpo"
     smol_align.train_dpo(
         tiny_model,
@@ -149,10 +132,12 @@ def test_push_to_hub_names_the_repo_after_the_run_not_the_staging_folder(
         answer_prompts=0,
         **{**FAST, "max_steps": 1},
     )
-    assert calls[0] == ("create_repo", "pirate-dpo")
-    uploads = [c for c in calls if c[0] == "upload_folder"]
-    assert uploads and all(c[1] == "me/pirate-dpo" for c in uploads)
-    assert "model.safetensors" in uploads[-1][2]  # the trained weights, as safetensors
+    creates = [
+        json.loads(body)["name"] for _, path, _, body in local_hub.requests if path == "/api/repos/create"
+    ]
+    assert creates and set(creates) == {"pirate-dpo"}
+    assert local_hub.commits and all(repo == "me/pirate-dpo" for repo, _ in local_hub.commits)
+    assert "model.safetensors" in local_hub.commits[-1][1]  # the trained weights, as safetensors
     assert sorted(os.listdir(tmp_path)) == ["pirate-dpo"]  # no staging folder left behind
 
 

@@ -92,6 +92,8 @@ def test_report_dir_holds_every_artifact_and_nothing_else(compared):
         ):
             assert (report / method / name).exists(), (method, name)
         assert all(path.startswith(str(report / method)) for path in run.files.values())
+        card = (report / method / "README.md").read_text()  # its model card: the compare call reproduces it
+        assert f"- {method}\n" in card and "smol_align.compare(\n    model=...," in card
     saved = json.loads((report / "metrics.json").read_text())
     assert list(saved) == ["start", "dpo", "orpo"]
     assert saved["dpo"]["steps"] == STEPS and "logps" not in saved["start"]

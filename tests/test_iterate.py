@@ -123,6 +123,11 @@ def test_rounds_train_the_model_and_save_it(iterated):
     assert any(not torch.equal(trained[n], start[n]) for n in start)
     for k in (1, 2):
         assert (Path(result.report_dir) / f"round-{k}" / "model.safetensors").exists()
+        card = (Path(result.report_dir) / f"round-{k}" / "README.md").read_text()  # its model card
+        assert (
+            "smol_align.iterate(\n    model=...,  # a LlamaForCausalLM object" in card
+            and "- smol-align\n" in card
+        )
 
 
 def test_the_next_round_trains_the_saved_model_not_the_one_in_memory(iterated):
