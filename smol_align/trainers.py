@@ -85,6 +85,8 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
         del config["loss_type"]
     built = presets.build(method, preset, **config, **options.model.preset_keywords())
     model, tokenizer = _model_and_tokenizer(model, tokenizer, built)
+    # a PEFT model given (a LoRA run continued: smol_align.pipeline's lora="continue") trains its own adapter
+    peft_config = None if is_peft(model) else built.peft_config
     pairs = load(dataset, **options.data.keywords())  # Pairs from train_dpo & co. come back as they are
     train_dataset, eval_dataset = pairs.train, pairs.eval
     if method == "sft":  # pairs train on their chosen answers
@@ -116,7 +118,7 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
         zero3 = getattr(getattr(built.args, "deepspeed_plugin", None), "zero_stage", None) == 3
         if (
             ref_model is None
-            and built.peft_config is None
+            and peft_config is None
             and not is_peft(model)
             and not built.args.precompute_ref_log_probs
         ):
@@ -144,7 +146,7 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        peft_config=built.peft_config,
+        peft_config=peft_config,
         callbacks=callbacks,
         **extra,
     )
