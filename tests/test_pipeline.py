@@ -94,6 +94,12 @@ def test_a_lora_sft_adapter_is_merged_or_continued(lora, tmp_path):
         after = load_file(out / "2-dpo" / "adapter_model.safetensors")
         assert before.keys() == after.keys()
         assert any(not (before[k] == after[k]).all() for k in before)
+        # the adapter is loaded to train on (peft's is_trainable=True), not frozen as peft loads a saved one
+        start, _ = sys.modules["smol_align.pipeline"]._next_start(
+            out, "1-sft", out / "1-sft", "continue", "cpu+lora", print
+        )
+        lora_params = [p for n, p in start.named_parameters() if "lora_" in n]
+        assert lora_params and all(p.requires_grad for p in lora_params)
 
 
 def test_a_failed_stage_keeps_the_finished_ones_and_resume_continues(tmp_path, monkeypatch):
