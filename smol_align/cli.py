@@ -1,8 +1,8 @@
-"""The ``smol-align`` command: sft | dpo | orpo | kto | compare | iterate | doctor | eval | estimate | presets.
+"""``smol-align``: sft | dpo | orpo | kto | pipeline | compare | iterate | doctor | eval | estimate | presets.
 
 # The demo (embedded SmolLM2, built-in data, the preset for this machine)
 smol-align sft                          # SFT on the demo's chosen answers; then: smol-align dpo --model RUN
-smol-align pipeline --config recipe.yaml   # SFT then DPO from it, a folder per stage (recipes/demo-pipeline.yaml)
+smol-align pipeline --config recipe.yaml   # SFT, then DPO from it; a folder per stage
 smol-align dpo
 smol-align orpo
 smol-align kto                          # KTO: single answers marked desirable or not (pairs are split in two)

@@ -1,15 +1,16 @@
-"""The course's pipeline: SFT, then DPO (or ORPO, KTO) starting from the SFT model; each stage a run folder, one
-report across them.
+"""The course's pipeline: SFT, then DPO (or ORPO, KTO) starting from the SFT model; each stage a run
+folder, one report across them.
 
->>> result = smol_align.pipeline()                     # the demo: SFT on its chosen answers, then DPO  # doctest: +SKIP
->>> result.table()                                     # held-out NLL, reward accuracy, margin... per stage
+>>> result = smol_align.pipeline()   # the demo: SFT on its chosen answers, then DPO  # doctest: +SKIP
+>>> result.table()                   # held-out NLL, reward accuracy, margin... per stage
 
-``<output_dir>/1-sft``, ``<output_dir>/2-dpo``...: each stage is an ordinary run (:func:`smol_align.run.run`: its own
-folder, checks, resume, report); the next stage starts from the previous one's saved model, which is also its DPO
-reference. A LoRA stage's adapter is merged into its base for the next stage (``lora="merge"``, the default:
-``<output_dir>/1-sft-merged``), or trained on by it (``lora="continue"``: the same adapter, its saved copy the
-reference). ``<output_dir>/report.md`` and ``metrics.json`` hold the table across the stages. A failed stage stops
-the pipeline; the finished stages stay, and ``resume=True`` continues from the failed one.
+``<output_dir>/1-sft``, ``<output_dir>/2-dpo``...: each stage is an ordinary run (:func:`smol_align.run.run`:
+its own folder, checks, resume, report); the next stage starts from the previous one's saved model, which
+is also its DPO reference. A LoRA stage's adapter is merged into its base for the next stage
+(``lora="merge"``, the default: ``<output_dir>/1-sft-merged``), or trained on by it (``lora="continue"``:
+the same adapter, its saved copy the reference). ``<output_dir>/report.md`` and ``metrics.json`` hold the
+table across the stages. A failed stage stops the pipeline; the finished stages stay, and ``resume=True``
+continues from the failed one.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ COLUMNS = (
     "learned",
 )
 NOTES = (
-    "nll: held-out NLL per token of the targets (SFT's completions; the chosen answers of held-out pairs), "
-    "before (start_) and after the stage. reward_accuracy, reward_margin: DPO's implicit reward of the stage's "
-    "model against the model it started from (its reference). prefers_chosen: log p(chosen) > log p(rejected)."
+    "nll: held-out NLL per token of the targets (SFT's completions; the chosen answers of held-out "
+    "pairs), before (start_) and after the stage. reward_accuracy, reward_margin: DPO's implicit reward "
+    "of the stage's model against the model it started from (its reference). prefers_chosen: "
+    "log p(chosen) > log p(rejected)."
 )
 
 
@@ -92,8 +94,8 @@ def pipeline(
         stages: methods in order, from sft, dpo, orpo, kto; each at most once.
         lora: ``"merge"`` (a LoRA stage's adapter merged into its base, the next stage trains that model) or
             ``"continue"`` (the next stage trains the same adapter, its saved copy as the reference).
-        resume: continue a pipeline in ``output_dir``: finished stages are kept, an unfinished one resumes from
-            its checkpoint, the rest run.
+        resume: continue a pipeline in ``output_dir``: finished stages are kept, an unfinished one
+            resumes from its checkpoint, the rest run.
         overwrite: run again in a pipeline folder of smol_align's (each stage's folder replaced by its run).
         stage_options: per method, the keywords of that stage (``{"dpo": {"beta": 0.2}}``), over ``common``.
         **common: keywords of every stage (``max_steps``, ``quiet``...).
@@ -164,8 +166,9 @@ def pipeline(
 
 
 def pipeline_from_recipe(path, **given) -> PipelineResult:
-    """:func:`pipeline` with a recipe YAML's settings (``model``, ``preset``, ``stages``, ``lora``, ``output_dir``,
-    a section per stage with its ``dataset`` and keywords, other keys for every stage); ``given`` wins."""
+    """:func:`pipeline` with a recipe YAML's settings (``model``, ``preset``, ``stages``, ``lora``,
+    ``output_dir``, a section per stage with its ``dataset`` and keywords, other keys for every stage);
+    ``given`` wins."""
     import yaml
 
     try:
@@ -194,8 +197,8 @@ def pipeline_from_recipe(path, **given) -> PipelineResult:
 
 
 def merge_adapter(folder, output) -> str:
-    """The LoRA adapter in run ``folder`` merged into its base (peft's ``merge_and_unload``, fp32), saved with the
-    tokenizer in ``output`` (written whole: a temporary folder, then renamed). Returns ``output``."""
+    """The LoRA adapter in run ``folder`` merged into its base (peft's ``merge_and_unload``, fp32), saved
+    with the tokenizer in ``output`` (written whole: a temporary folder, then renamed). Returns ``output``."""
     import torch
 
     output = Path(output)
@@ -245,7 +248,7 @@ def _next_start(out: Path, name: str, folder: Path, lora: str, preset: str, say)
 
     dtype = build("dpo", preset).dtype  # the dtype a LoRA base loads in on this preset
     loaded, tokenizer = load_model(str(folder), dtype=dtype)
-    # peft loads a saved adapter frozen; is_trainable=True trains the same adapter on (TRL keeps a copy as "ref")
+    # peft loads a saved adapter frozen; is_trainable=True trains it on (TRL keeps a copy as "ref")
     return PeftModel.from_pretrained(loaded.unload(), str(folder), is_trainable=True), tokenizer
 
 
@@ -302,8 +305,8 @@ def _check_folder(out: Path, names: list[str], resume: bool, overwrite: bool) ->
     foreign = sorted(p.name for p in out.iterdir() if not _OURS.fullmatch(p.name))
     if foreign:
         raise ConfigError(
-            f"{out} holds what a pipeline does not write: {', '.join(foreign[:5])}. smol_align only runs again "
-            "in a folder of its own: move those away or pass another output_dir."
+            f"{out} holds what a pipeline does not write: {', '.join(foreign[:5])}. smol_align only runs "
+            "again in a folder of its own: move those away or pass another output_dir."
         )
     if overwrite and not resume:  # merged models of an earlier run are ours, and stale now
         for merged in out.glob("*-merged"):

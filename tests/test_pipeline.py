@@ -1,5 +1,5 @@
-"""The pipeline (issue 30 item 2): SFT then DPO from the SFT model, a run folder per stage, one report; a LoRA SFT
-adapter merged or continued; a failed stage stops it and resume=True continues from there; the recipe file."""
+"""The pipeline (issue 30 item 2): SFT then DPO from the SFT model, a run folder per stage, one report; a LoRA
+SFT adapter merged or continued; a failed stage stops it and resume=True continues from there; the recipe."""
 
 from __future__ import annotations
 
