@@ -1,4 +1,4 @@
-"""smol_align: one-line preference alignment (DPO, ORPO, KTO) of small language models, on TRL.
+"""smol_align: one-line preference alignment (SFT, DPO, ORPO, KTO) of small language models, on TRL.
 
 >>> import smol_align
 >>> result = smol_align.train_dpo()          # the demo: embedded SmolLM2, built-in pirate pairs
@@ -13,7 +13,7 @@ down or across its layer, never up; no import cycle; no private name imported fr
 (tests/test_structure.py checks all three):
 
     __init__, __main__, cli  the public names, the command line
-    api, compare, iterate  the one-liners
+    api, compare, iterate, pipeline  the one-liners
     run  the runner
     trainers, soft_dpo, evaluate, estimate, resume, callbacks, testing, merge, hub  what the runner drives,
         and what shares a run (a LoRA adapter merged into its base, the folder pushed to the Hub)
@@ -28,7 +28,7 @@ down or across its layer, never up; no import cycle; no private name imported fr
 import logging
 
 from . import presets
-from .api import TrainResult, train_dpo, train_kto, train_orpo
+from .api import TrainResult, train_dpo, train_kto, train_orpo, train_sft
 from .compare import ComparisonResult, compare
 from .errors import ConfigError, DatasetFormatError, SmolAlignError
 from .estimate import estimate
@@ -40,7 +40,8 @@ from .hub import push_to_hub
 from .iterate import IterationResult, iterate
 from .merge import merge
 from .models import DEFAULT_MODEL, load_model, setup_chat_format
-from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer
+from .pipeline import PipelineResult, pipeline
+from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer, build_sft_trainer
 
 __version__ = "0.1.0"
 
@@ -50,12 +51,14 @@ __all__ = [
     "ConfigError",
     "DatasetFormatError",
     "IterationResult",
+    "PipelineResult",
     "SmolAlignError",
     "TrainResult",
     "__version__",
     "build_dpo_trainer",
     "build_kto_trainer",
     "build_orpo_trainer",
+    "build_sft_trainer",
     "compare",
     "estimate",
     "evaluate",
@@ -63,12 +66,14 @@ __all__ = [
     "iterate",
     "load_model",
     "merge",
+    "pipeline",
     "presets",
     "push_to_hub",
     "setup_chat_format",
     "train_dpo",
     "train_kto",
     "train_orpo",
+    "train_sft",
 ]
 
 

@@ -1,8 +1,8 @@
 """Builders that return real, not yet started TRL trainers.
 
-``build_dpo_trainer``, ``build_orpo_trainer`` and ``build_kto_trainer`` turn (model, data, preset, overrides)
-into ``trl.DPOTrainer`` / ``ORPOTrainer`` / ``trl.KTOTrainer`` objects with nothing hidden: change any field of
-``trainer.args`` before calling ``trainer.train()``.
+``build_dpo_trainer``, ``build_orpo_trainer``, ``build_kto_trainer`` and ``build_sft_trainer`` turn (model,
+data, preset, overrides) into ``trl.DPOTrainer`` / ``ORPOTrainer`` / ``trl.KTOTrainer`` / ``trl.SFTTrainer``
+objects with nothing hidden: change any field of ``trainer.args`` before calling ``trainer.train()``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from . import presets
 from ._compat import import_orpo, keep_4bit_layers_trainable, trainable_params_to_fp32
 from .data.images import is_vision
 from .data.load import load
+from .data.sft import is_sft_rows, sft_rows
 from .data.unpaired import is_unpaired, unpair
 from .errors import ConfigError
 from .models import (
@@ -61,6 +62,16 @@ def build_kto_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: s
     return build_trainer("kto", model, dataset, preset, _options("kto", overrides))
 
 
+def build_sft_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: str = "auto", **overrides):
+    """A ``trl.SFTTrainer`` built like :func:`build_dpo_trainer`, with no reference model.
+
+    ``dataset``: SFT rows (``prompt``/``completion``, ``messages``, alpaca's ``instruction``/``output``,
+    ``text``) or pairs, which train on their chosen answers (``data.sft.sft_rows``): the loss on the
+    answer only.
+    """
+    return build_trainer("sft", model, dataset, preset, _options("sft", overrides))
+
+
 def _options(method: str, overrides: dict) -> Options:
     """The keywords of ``build_<method>_trainer``, sorted (no runner option: that is train_<method>'s)."""
     named = {"model", "dataset", "preset"}
@@ -85,6 +96,8 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
         del config["loss_type"]
     built = presets.build(method, preset, **config, **options.model.preset_keywords())
     model, tokenizer = _model_and_tokenizer(model, tokenizer, built)
+    # a PEFT model given (a LoRA run continued: smol_align.pipeline's lora="continue") trains its own adapter
+    peft_config = None if is_peft(model) else built.peft_config
     pairs = load(dataset, **options.data.keywords())  # Pairs from train_dpo & co. come back as they are
     train_dataset, eval_dataset = pairs.train, pairs.eval
     if is_vision(train_dataset) and (method != "dpo" or not is_vision_language(model)):
@@ -94,7 +107,15 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
             "train_dpo on a vision-language model (its config has a vision_config; e.g. "
             "HuggingFaceTB/SmolVLM-256M-Instruct), or drop the column for a text-only run."
         )
-    if method == "kto":  # KTO reads its rows in order (its KL rows are batch neighbours): not length-grouped
+    if method == "sft":  # pairs train on their chosen answers
+        train_dataset, eval_dataset = sft_rows(train_dataset, pairs.name), sft_rows(eval_dataset, pairs.name)
+    elif is_sft_rows(train_dataset):
+        raise ConfigError(
+            f"{pairs.name} holds SFT rows (a prompt and one answer to learn, or a text), not pairs: "
+            f"train them with train_sft (smol-align sft); {method.upper()} needs a chosen and a rejected "
+            "answer per prompt."
+        )
+    elif method == "kto":  # read in order (its KL rows are batch neighbours): not length-grouped
         train_dataset = (
             train_dataset if is_unpaired(train_dataset) else unpair(train_dataset, seed=built.args.seed)
         )
@@ -108,11 +129,15 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
 
     if method == "orpo":
         trainer_class, extra = import_orpo()[1], {}
+    elif method == "sft":
+        from trl import SFTTrainer as trainer_class
+
+        extra = {}
     else:
         zero3 = getattr(getattr(built.args, "deepspeed_plugin", None), "zero_stage", None) == 3
         if (
             ref_model is None
-            and built.peft_config is None
+            and peft_config is None
             and not is_peft(model)
             and not built.args.precompute_ref_log_probs
         ):
@@ -140,7 +165,7 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        peft_config=built.peft_config,
+        peft_config=peft_config,
         callbacks=callbacks,
         **extra,
     )
