@@ -16,7 +16,7 @@ down or across its layer, never up; no import cycle; no private name imported fr
     api, compare, iterate  the one-liners
     run  the runner
     trainers, soft_dpo, evaluate, estimate, resume, callbacks, testing  what the runner drives
-    options, presets, data, report, metrics, demo  the options as types, settings, pairs, figures, the course demo
+    options, presets, data, report, metrics, demo, shipped  typed options, settings, pairs, figures, the demo, recipes
     models, reference  loading, the papers' losses
     rundir  the output folder's keeper (models stages the embedded model's conversion with it)
     _compat  what differs across library releases, and every library private smol_align touches
