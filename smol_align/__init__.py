@@ -1,4 +1,4 @@
-"""smol_align: one-line preference alignment (DPO, ORPO, KTO) of small language models, on TRL.
+"""smol_align: one-line preference alignment (SFT, DPO, ORPO, KTO) of small language models, on TRL.
 
 >>> import smol_align
 >>> result = smol_align.train_dpo()          # the demo: embedded SmolLM2, built-in pirate pairs
@@ -26,7 +26,7 @@ down or across its layer, never up; no import cycle; no private name imported fr
 import logging
 
 from . import presets
-from .api import TrainResult, train_dpo, train_kto, train_orpo
+from .api import TrainResult, train_dpo, train_kto, train_orpo, train_sft
 from .compare import ComparisonResult, compare
 from .errors import ConfigError, DatasetFormatError, SmolAlignError
 from .estimate import estimate
@@ -36,7 +36,7 @@ from .estimate import estimate
 from .evaluate import evaluate, generate
 from .iterate import IterationResult, iterate
 from .models import DEFAULT_MODEL, load_model, setup_chat_format
-from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer
+from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer, build_sft_trainer
 
 __version__ = "0.1.0"
 
@@ -52,6 +52,7 @@ __all__ = [
     "build_dpo_trainer",
     "build_kto_trainer",
     "build_orpo_trainer",
+    "build_sft_trainer",
     "compare",
     "estimate",
     "evaluate",
@@ -63,6 +64,7 @@ __all__ = [
     "train_dpo",
     "train_kto",
     "train_orpo",
+    "train_sft",
 ]
 
 

@@ -1,4 +1,4 @@
-"""One-line entry points: ``train_dpo``, ``train_orpo`` and ``train_kto``; they only delegate, to
+"""One-line entry points: ``train_dpo``, ``train_orpo``, ``train_kto`` and ``train_sft``; they only delegate, to
 :func:`smol_align.run.run` (on the demo's data with its keywords: :func:`smol_align.demo.demo_keywords`)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from .models import DEFAULT_MODEL
 from .options import Options, split_options
 from .run import TrainResult, run
 
-__all__ = ["TrainResult", "options_for", "train_dpo", "train_kto", "train_orpo"]
+__all__ = ["TrainResult", "options_for", "train_dpo", "train_kto", "train_orpo", "train_sft"]
 
 
 def train_dpo(
@@ -67,6 +67,25 @@ def train_kto(
     none when no held-out prompt has both. Keywords override ``trl.KTOConfig`` fields (``desirable_weight``...).
     """
     return _run("kto", model, dataset, preset, output_dir, overrides)
+
+
+def train_sft(
+    model: Any = DEFAULT_MODEL,
+    dataset: Any = None,
+    preset: str = "auto",
+    output_dir: str | None = None,
+    **overrides,
+) -> TrainResult:
+    """Supervised fine-tuning (``trl.SFTTrainer``) like :func:`train_dpo`: the first stage, before DPO.
+
+    ``dataset``: instruction or chat rows (TRL's ``prompt``/``completion``, ``messages``, ``text``; alpaca's
+    ``instruction``/``input``/``output``), or preference pairs, which train on their chosen answers (prompt +
+    chosen, the loss on the answer only). ``None``: the demo's pairs (their chosen answers speak like a pirate;
+    ``recipes/demo-sft.yaml``). Keywords override ``trl.SFTConfig`` fields. Held-out figures: the NLL per target
+    token before and after (``nll``; the run learned when it fell), and for held-out pairs DPO's figures of the
+    trained model against the start model. Continue with ``train_dpo(model=result.output_dir)``.
+    """
+    return _run("sft", model, dataset, preset, output_dir, overrides)
 
 
 def options_for(method: str, dataset: Any = None, preset: str = "auto", **keywords) -> Options:

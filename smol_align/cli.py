@@ -1,6 +1,7 @@
-"""The ``smol-align`` command: dpo | orpo | kto | compare | iterate | doctor | eval | estimate | presets.
+"""The ``smol-align`` command: sft | dpo | orpo | kto | compare | iterate | doctor | eval | estimate | presets.
 
 # The demo (embedded SmolLM2, built-in data, the preset for this machine)
+smol-align sft                          # SFT on the demo's chosen answers; then: smol-align dpo --model RUN
 smol-align dpo
 smol-align orpo
 smol-align kto                          # KTO: single answers marked desirable or not (pairs are split in two)
@@ -97,9 +98,10 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"smol-align {__version__}")
     sub = parser.add_subparsers(
-        dest="command", metavar="{dpo,orpo,kto,compare,iterate,doctor,eval,estimate,generate,chat,presets}"
+        dest="command",
+        metavar="{sft,dpo,orpo,kto,compare,iterate,doctor,eval,estimate,generate,chat,presets}",
     )
-    for method in ("dpo", "orpo", "kto"):
+    for method in ("sft", "dpo", "orpo", "kto"):
         sub.add_parser(
             method,
             help=f"train with {method.upper()} (no options: the demo; --help: every TRL field)",
@@ -446,9 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", ".*is_gradient_checkpointing. is deprecated", FutureWarning)
     parser = make_parser()
     args, rest = parser.parse_known_args(argv)  # dpo, orpo, kto and compare parse the rest with TRL's parser
-    args = args if args.command in ("dpo", "orpo", "kto", "compare") else parser.parse_args(argv)
+    args = args if args.command in ("sft", "dpo", "orpo", "kto", "compare") else parser.parse_args(argv)
     try:
-        if args.command in ("dpo", "orpo", "kto"):
+        if args.command in ("sft", "dpo", "orpo", "kto"):
             from . import api
 
             getattr(api, f"train_{args.command}")(**train_options(args.command, rest))

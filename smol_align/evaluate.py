@@ -360,6 +360,59 @@ def evaluate(
     return result
 
 
+# --- SFT: the held-out NLL of the targets ---
+def as_target_pairs(rows):
+    """SFT rows as pairs whose chosen answer is the target (``completion``; a ``text`` row's whole text, after
+    an empty prompt), so :func:`logps_of_pairs` scores them as it scores DPO's chosen answers."""
+    import datasets
+
+    if not isinstance(rows, datasets.Dataset):
+        rows = datasets.Dataset.from_list(list(rows))
+    if "text" in rows.column_names:
+        return rows.map(
+            lambda r: {"prompt": "", "chosen": r["text"], "rejected": r["text"]}, remove_columns="text"
+        )
+    return rows.map(
+        lambda r: {"chosen": r["completion"], "rejected": r["completion"]}, remove_columns="completion"
+    )
+
+
+def evaluate_nll(
+    model,
+    dataset,
+    tokenizer=None,
+    max_rows: int | None = None,
+    max_length: int | None = None,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """Held-out NLL of the targets of SFT rows (``prompt``/``completion``, or ``text``): the mean negative
+    log-prob per target token, pooled over all rows (as ``nll_chosen`` of :func:`evaluate` for pairs). Rows
+    are tokenized as TRL's DPOTrainer tokenizes a prompt and its answer (:func:`tokenize_pairs`; tokenized
+    rows are taken as they are) and scored by :func:`logps_of_pairs`.
+
+    Returns ``nll``, ``n_rows``, ``target_tokens``, ``seconds`` and ``logps`` (per-row lists)."""
+    started = time.perf_counter()
+    tokenizer = _resolve_tokenizer(model, tokenizer)
+    if not (isinstance(dataset, list) and dataset and "prompt_ids" in dataset[0]):
+        dataset = tokenize_pairs(
+            as_target_pairs(dataset), tokenizer, max_pairs=max_rows, max_length=max_length
+        )
+    rows = [{**row, "rejected_ids": row["chosen_ids"][:1]} for row in dataset[:max_rows]]  # one token: cheap
+    if not rows:
+        raise ValueError("No held-out rows to evaluate.")
+    logps = logps_of_pairs(
+        model, rows, _pad_token_id(tokenizer), batch_size=batch_size, max_length=max_length
+    )
+    tokens = sum(logps["chosen_tokens"])
+    return {
+        "n_rows": len(rows),
+        "nll": -sum(logps["chosen"]) / tokens if tokens else float("nan"),
+        "target_tokens": tokens,
+        "seconds": time.perf_counter() - started,
+        "logps": {"chosen": logps["chosen"], "chosen_tokens": logps["chosen_tokens"]},
+    }
+
+
 # --- Generation ---
 
 

@@ -32,7 +32,7 @@ def collect_metrics(
     history = [h for h in trainer.state.log_history if "loss" in h]
     last = history[-1] if history else {}
     args, steps, tokens = trainer.args, trainer.state.global_step, last.get("num_tokens")
-    logged = ("rewards/", "logps/", "log_odds", "nll_loss", "kl", "constraint/")
+    logged = ("rewards/", "logps/", "log_odds", "nll_loss", "kl", "constraint/", "mean_token_accuracy")
     return {
         "method": method,
         "model": model_name(model),

@@ -1,4 +1,5 @@
-"""Named presets that build TRL's own configs (``DPOConfig`` / ``ORPOConfig`` / ``KTOConfig``) for a machine.
+"""Named presets that build TRL's own configs (``DPOConfig`` / ``ORPOConfig`` / ``KTOConfig`` / ``SFTConfig``) for a
+machine.
 
 A preset is a hardware base (``cpu``, ``colab-t4``, ``gpu-bf16``) and an adaptation mode
 (``full``, ``lora``, ``qlora-4bit``); ``auto`` picks the hardware base for this machine. Join
@@ -26,7 +27,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-METHODS = ("dpo", "orpo", "kto")
+METHODS = ("dpo", "orpo", "kto", "sft")
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,19 @@ KTO_DEFAULTS = {  # with the hardware's batch doubled (build): a step holds the 
     "undesirable_weight": 1.0,  # (lambda_D n_D / lambda_U n_U in [1, 4/3]) holds at 1:1; TRL warns otherwise
 }
 
+SFT_RATES = {  # SFT's learning rate per mode: its loss is the plain NLL of the target tokens, whose gradient
+    # does not saturate as DPO's sigmoid does, and instruction tuning moves the model further than a
+    # preference nudge; 2e-5 is TRL's SFTConfig default and the usual full fine-tune rate (4x DPO's 5e-6),
+    # below the ~1e-4 where a 135M model starts forgetting its instruction tuning
+    "full": 2e-5,
+    "lora": 2e-4,  # adapters start at zero: ~10x the full rate, as TRL's and PEFT's SFT examples use
+    "qlora-4bit": 2e-4,  # the QLoRA paper's 2e-4 for models of this size
+}
+SFT_DEFAULTS = {
+    "completion_only_loss": None,  # TRL's rule: the loss on the completion only for prompt/completion rows
+    "packing": False,  # each row its own sequence: held-out NLL and the answers' voice stay per answer
+}
+
 # Course-era names (TRL < 1.0) -> today's name, or None with the reason it was refused.
 RENAMED = {
     "evaluation_strategy": "eval_strategy",
@@ -229,14 +243,14 @@ def preset_name(preset: str) -> str:
 
 
 def config_class(method: str):
-    """TRL's config class for ``method`` ('dpo', 'orpo' or 'kto')."""
+    """TRL's config class for ``method`` ('dpo', 'orpo', 'kto' or 'sft')."""
     if method not in METHODS:
         raise ConfigError(f"Unknown method {method!r}: expected one of {', '.join(METHODS)}.")
     if method == "orpo":
         from ._compat import import_orpo
 
         return import_orpo()[0]
-    import trl  # DPOConfig; KTOConfig is stable in TRL 1.16 (trl.experimental.kto is a deprecated alias)
+    import trl  # DPOConfig, SFTConfig; KTOConfig is stable in TRL 1.16 (trl.experimental.kto: a deprecated alias)
 
     return getattr(trl, f"{method.upper()}Config")
 
@@ -382,6 +396,8 @@ def build(method: str, preset: str = "auto", output_dir: str | None = None, **ov
         values.update(ORPO_DEFAULTS)
         if mode.lora is not None:
             values["learning_rate"] = mode.config["learning_rate"]
+    if method == "sft":
+        values.update(SFT_DEFAULTS, learning_rate=SFT_RATES[mode.name])
     if (
         method == "kto"
     ):  # two rows per pair: the same sequences per step as a DPO batch, and a bigger KL batch

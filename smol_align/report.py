@@ -26,6 +26,7 @@ TRAIN_PANELS = (
 )
 ORPO_PANELS = (("nll_loss", "ORPO NLL loss"), ("log_odds_ratio", "ORPO log-odds ratio"))
 KTO_PANELS = (("kl", "KTO KL estimate (batch)"),)
+SFT_PANELS = (("mean_token_accuracy", "SFT token accuracy"),)
 HELDOUT_COLUMNS = (
     "preference_accuracy",
     "reward_accuracy",
@@ -33,6 +34,7 @@ HELDOUT_COLUMNS = (
     "nll_chosen",
 )  # plot_heldout's bars
 TABLE_COLUMNS = (
+    "nll",  # SFT's: the held-out targets' NLL per token
     "n_pairs",
     "preference_accuracy",
     "preference_accuracy_normalized",
@@ -272,6 +274,7 @@ def write_report(
         TRAIN_PANELS
         + (ORPO_PANELS if "orpo" in histories else ())
         + (KTO_PANELS if "kto" in histories else ())
+        + (SFT_PANELS if "sft" in histories else ())
     )
     # an empty "start" history gives each method the colour it has in heldout.png (start is C0)
     plotted = {"training": plot_training({"start": [], **histories}, folder / "training.png", panels)}
@@ -341,8 +344,23 @@ def learning_verdict(before: Mapping[str, Any] | None, after: Mapping[str, Any] 
     return {"learned": verdict == "learned", "learning_verdict": verdict, "heldout_margin_change": change}
 
 
+def sft_verdict(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Did an SFT run learn its targets? ``heldout_nll_change``: the held-out NLL per target token after minus
+    before (:func:`smol_align.evaluate.evaluate_nll`, or ``nll_chosen`` of held-out pairs). ``learned``: it fell
+    by more than :data:`LEARNED_TOLERANCE` nats; ``nll_rose``: it rose by more; ``no_change`` otherwise. Empty
+    without held-out figures."""
+    if not before or not after or "nll" not in before or "nll" not in after:
+        return {}
+    change = after["nll"] - before["nll"]
+    if not math.isfinite(change):
+        return {}
+    verdict = "no_change" if abs(change) <= LEARNED_TOLERANCE else "nll_rose" if change > 0 else "learned"
+    return {"learned": verdict == "learned", "learning_verdict": verdict, "heldout_nll_change": change}
+
+
 VERDICTS = {
     "learned": "learned",
+    "nll_rose": "NOT LEARNED: the held-out NLL rose",
     "prefers_rejected": "NOT LEARNED: prefers the rejected answers",
     "no_change": "NOT LEARNED: no measurable change",
 }
@@ -352,6 +370,14 @@ def verdict_line(metrics: Mapping[str, Any]) -> str:
     """The summary's last word on a run that did not learn the preferences (empty for one that did)."""
     verdict, change = metrics.get("learning_verdict"), metrics.get("heldout_margin_change")
     pairs, accuracy = metrics.get("eval_n_pairs"), metrics.get("eval_rewards/accuracies")
+    if "heldout_nll_change" in metrics and verdict in ("nll_rose", "no_change"):
+        before, after = metrics.get("start_nll"), metrics.get("eval_nll")
+        moved = "rose" if verdict == "nll_rose" else "did not fall"
+        return (
+            f"NOT LEARNED: the held-out NLL of the targets {moved} ({_fmt(before)} -> {_fmt(after)} nats per "
+            "token). Check the learning rate (a rate of 0 trains nothing, one too high forgets), train longer "
+            "(max_steps), and that the held-out rows are of the kind trained on."
+        )
     if verdict == "prefers_rejected":
         return (
             "NOT LEARNED: the trained model prefers the rejected answers. Against the start model its "
@@ -383,6 +409,9 @@ def summary_table(result) -> str:
         def change(key, note=""):
             return f"{_fmt(b[key])} -> {_fmt(a[key])}" + (f"  ({note})" if note else "")
 
+        if "nll" in a and "nll" in b:  # SFT
+            rows.append(("held-out NLL", change("nll", "per target token: lower is better")))
+    if result.before and result.after and "n_pairs" in result.after:
         rows += [
             ("held-out pairs", str(a["n_pairs"])),
             (
@@ -394,6 +423,7 @@ def summary_table(result) -> str:
             ("reward margin", change("reward_margin")),
             ("prefers chosen", change("preference_accuracy", "log p(chosen) > log p(rejected)")),
         ]
+    if result.before and result.after:
         if "repeated_4gram_rate" in a and "repeated_4gram_rate" in b:
             if "voice_rate" in a and "voice_rate" in b:
                 n = len(result.answers.get("prompt", []))
@@ -405,7 +435,10 @@ def summary_table(result) -> str:
                 ),
                 ("answer length", f"{b['answer_words']:.1f} -> {a['answer_words']:.1f} words"),
             ]
-    if m.get("learning_verdict"):
+    if m.get("learning_verdict") and "heldout_nll_change" in m:
+        said, change = VERDICTS[m["learning_verdict"]], m["heldout_nll_change"]
+        rows.append(("verdict", f"{said} (held-out NLL {change:+.3g} nats per token)"))
+    elif m.get("learning_verdict"):
         said = VERDICTS[m["learning_verdict"]]
         change = m["heldout_margin_change"]
         rows.append(("verdict", f"{said} (held-out margin vs the start model {change:+.3g} nats)"))
@@ -443,5 +476,6 @@ def write_run_files(result, folder: Path) -> dict[str, str]:
         side_by_side,
         settings,
         json_data=m,
+        plot_columns=("nll", *HELDOUT_COLUMNS) if result.method == "sft" else (*HELDOUT_COLUMNS, "drift"),
     )
     return files

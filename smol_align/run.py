@@ -40,16 +40,17 @@ from .callbacks import (
 from .data import doctor
 from .data.doctor import fit_max_length, heldout_fits
 from .data.load import load
+from .data.sft import is_sft_rows
 from .data.tokens import tokenize_pairs
 from .data.unpaired import is_unpaired, pairs_by_prompt
 from .errors import ConfigError, SmolAlignError
 from .estimate import plan_memory
-from .evaluate import evaluate, generate
+from .evaluate import as_target_pairs, evaluate, evaluate_nll, generate
 from .metrics import answer_figures, collect_metrics, peak_memory_bytes, whole_run_loss
 from .models import model_name
 from .options import Options
 from .presets import check_settings, preset_name
-from .report import learning_verdict, summary_table, write_run_files
+from .report import learning_verdict, sft_verdict, summary_table, write_run_files
 from .resume import RESTORED_ON_RESUME, at_the_end, check_resumed_settings, restore_finished
 from .rundir import RunDir, default_output_dir, find_unfinished, skipped_line
 from .trainers import build_trainer
@@ -74,7 +75,7 @@ class TrainResult:
     """What a run leaves: the TRL trainer, its figures and where the model was saved."""
 
     method: str
-    trainer: Any  # trl.DPOTrainer, ORPOTrainer or KTOTrainer, trained
+    trainer: Any  # trl.DPOTrainer, ORPOTrainer, KTOTrainer or SFTTrainer, trained
     metrics: dict[str, Any]  # final train metrics, held-out figures before/after, time, memory
     output_dir: str | None  # the saved model (or LoRA adapter) and tokenizer, metrics.json, plots
     before: dict[str, Any] | None = None  # evaluate() of the start model on the held-out pairs
@@ -189,8 +190,11 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
 
         # Held-out figures through TRL (a DPO trainer's own tokenized eval_dataset; ORPO's rows tokenized as DPO does),
         # at the trainer's max_length and under its autocast (bf16 where it trains in bf16).
+        # SFT: the held-out NLL of the targets; of pairs' chosen answers, beside DPO's figures against the start model
         heldout = trainer.eval_dataset if method == "dpo" else eval_data
+        targets_only = method == "sft" and is_sft_rows(eval_data)  # held-out SFT rows: no rejected answer
         if run_eval and heldout is not None and method != "dpo":  # tokenized once for before and after
+            heldout = as_target_pairs(heldout) if targets_only else heldout
             heldout = tokenize_pairs(heldout, tokenizer, max_length=trainer.args.max_length)
         if run_eval and heldout is not None and not heldout_fits(trainer, heldout, len(eval_data), say):
             run_eval = False
@@ -199,15 +203,22 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
 
         def figures(policy, ref_logps=None, answer_to=None):
             with trainer.accelerator.autocast():
-                found = evaluate(
-                    policy,
-                    heldout,
-                    tokenizer=tokenizer,
-                    beta=beta,
-                    max_pairs=opts.max_eval_pairs,
-                    max_length=trainer.args.max_length,
-                    ref_logps=ref_logps,
-                )
+                if targets_only:
+                    found = evaluate_nll(
+                        policy, heldout, tokenizer, opts.max_eval_pairs, max_length=trainer.args.max_length
+                    )
+                else:
+                    found = evaluate(
+                        policy,
+                        heldout,
+                        tokenizer=tokenizer,
+                        beta=beta,
+                        max_pairs=opts.max_eval_pairs,
+                        max_length=trainer.args.max_length,
+                        ref_logps=ref_logps,
+                    )
+                if method == "sft" and not targets_only:
+                    found["nll"] = found["nll_chosen"]  # the targets are the chosen answers
                 if answer_to:
                     answers[answer_to] = generate(
                         policy, answers["prompt"], tokenizer, opts.answer_tokens, batch_size=16
@@ -221,9 +232,10 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
             )
         elif run_eval and eval_data is not None:
             scored = min(len(heldout), opts.max_eval_pairs or len(heldout))  # those TRL kept at max_length
-            say(f"Evaluating the start model on {scored} held-out pairs...")
-            answers["prompt"] = eval_data.select(range(min(opts.answer_prompts, len(eval_data))))["prompt"]
-            before = figures(trainer.model, answer_to="start" if answers["prompt"] else None)
+            say(f"Evaluating the start model on {scored} held-out {'rows' if targets_only else 'pairs'}...")
+            asked = eval_data.select(range(min(opts.answer_prompts, len(eval_data))))
+            answers["prompt"] = asked["prompt"] if "prompt" in asked.column_names else []  # SFT's text rows
+            before = figures(trainer.model, answer_to="start" if answers.get("prompt") else None)
         answers = answers if answers.get("prompt") else {}
         if checkpoint is None:
             log_heldout(trainer, before)  # step 0: each run's held-out curve starts at the start model
@@ -288,7 +300,8 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
             if budget is not None:
                 metrics["stopped_by_max_time"] = budget.stopped
             metrics.update(pair_counts)
-            metrics.update(learning_verdict(before, after))  # learned, learning_verdict, margin change
+            verdict = sft_verdict if method == "sft" else learning_verdict  # SFT: did the held-out NLL fall?
+            metrics.update(verdict(before, after))  # learned, learning_verdict, the change it reads
             log_heldout(trainer, after)
             close_trackers(trainer)
             result = TrainResult(method, trainer, metrics, None, before, after, answers=answers)
@@ -343,6 +356,8 @@ def _release_training_state(trainer) -> None:
 def _doctor(pairs):
     """``(line, report)``: the doctor's one-line summary of the training pairs, and its report (None if it failed)."""
     held = f"held out: {pairs.heldout}"
+    if is_sft_rows(pairs.train):  # the doctor checks pairs
+        return f"Data ({pairs.name}, train; {held}): {len(pairs.train)} SFT rows ({pairs.format})", None
     if is_unpaired(pairs.train):  # the doctor checks pairs
         good = sum(pairs.train["label"])
         return f"Data ({pairs.name}, train; {held}): {len(pairs.train)} unpaired rows, {good} desirable", None

@@ -1,7 +1,7 @@
 """Builders that return real, not yet started TRL trainers.
 
-``build_dpo_trainer``, ``build_orpo_trainer`` and ``build_kto_trainer`` turn (model, data, preset, overrides)
-into ``trl.DPOTrainer`` / ``ORPOTrainer`` / ``trl.KTOTrainer`` objects with nothing hidden: change any field of
+``build_dpo_trainer``, ``build_orpo_trainer``, ``build_kto_trainer`` and ``build_sft_trainer`` turn (model, data,
+preset, overrides) into ``trl.DPOTrainer`` / ``ORPOTrainer`` / ``trl.KTOTrainer`` / ``trl.SFTTrainer`` objects with nothing hidden: change any field of
 ``trainer.args`` before calling ``trainer.train()``.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 from . import presets
 from ._compat import import_orpo, keep_4bit_layers_trainable, trainable_params_to_fp32
 from .data.load import load
+from .data.sft import is_sft_rows, sft_rows
 from .data.unpaired import is_unpaired, unpair
 from .errors import ConfigError
 from .models import DEFAULT_MODEL, is_peft, load_model, load_tokenizer, prepare_tokenizer
@@ -51,6 +52,15 @@ def build_kto_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: s
     return build_trainer("kto", model, dataset, preset, _options("kto", overrides))
 
 
+def build_sft_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: str = "auto", **overrides):
+    """A ``trl.SFTTrainer`` built like :func:`build_dpo_trainer`, with no reference model.
+
+    ``dataset``: SFT rows (``prompt``/``completion``, ``messages``, alpaca's ``instruction``/``output``,
+    ``text``) or pairs, which train on their chosen answers (``data.sft.sft_rows``): the loss on the answer only.
+    """
+    return build_trainer("sft", model, dataset, preset, _options("sft", overrides))
+
+
 def _options(method: str, overrides: dict) -> Options:
     """The keywords of ``build_<method>_trainer``, sorted (no runner option: that is train_<method>'s)."""
     named = {"model", "dataset", "preset"}
@@ -77,7 +87,14 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
     model, tokenizer = _model_and_tokenizer(model, tokenizer, built)
     pairs = load(dataset, **options.data.keywords())  # Pairs from train_dpo & co. come back as they are
     train_dataset, eval_dataset = pairs.train, pairs.eval
-    if method == "kto":  # KTO reads its rows in order (its KL rows are batch neighbours): not length-grouped
+    if method == "sft":  # pairs train on their chosen answers
+        train_dataset, eval_dataset = sft_rows(train_dataset, pairs.name), sft_rows(eval_dataset, pairs.name)
+    elif is_sft_rows(train_dataset):
+        raise ConfigError(
+            f"{pairs.name} holds SFT rows (a prompt and one answer to learn, or a text), not pairs: train them "
+            f"with train_sft (smol-align sft); {method.upper()} needs a chosen and a rejected answer per prompt."
+        )
+    elif method == "kto":  # read in order (its KL rows are batch neighbours): not length-grouped
         train_dataset = (
             train_dataset if is_unpaired(train_dataset) else unpair(train_dataset, seed=built.args.seed)
         )
@@ -91,6 +108,10 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
 
     if method == "orpo":
         trainer_class, extra = import_orpo()[1], {}
+    elif method == "sft":
+        from trl import SFTTrainer as trainer_class
+
+        extra = {}
     else:
         zero3 = getattr(getattr(built.args, "deepspeed_plugin", None), "zero_stage", None) == 3
         if (

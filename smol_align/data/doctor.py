@@ -412,6 +412,8 @@ def fit_max_length(trainer, method: str, train, say) -> dict[str, Any]:
     them. No pair left: :class:`ConfigError`. Returns the run's pair counts for its metrics."""
     if not hasattr(train, "__len__") or not hasattr(trainer.train_dataset, "__len__"):
         return {}  # streamed: counted as it is read, by TRL
+    if method == "sft":  # TRL's SFT cuts each row at max_length and drops none
+        return {"train_rows": len(trainer.train_dataset)}
     rows_in = len(train) * (2 if method == "kto" and not is_unpaired(train) else 1)  # KTO: a row per answer
     limit = getattr(trainer, "max_length", None) or trainer.args.max_length  # ORPO's None: its own 512
     mode, eos = getattr(trainer.args, "truncation_mode", "keep_start"), trainer.processing_class.eos_token_id

@@ -37,6 +37,8 @@ METADATA: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
 }
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 UNPAIRED = "trl-unpaired"  # the one format of unpaired rows (prompt, completion, label), for KTO
+# SFT's rows (a target answer, no rejected one): detected when no pair format fits, longest signature first
+SFT = ("alpaca-sft", "trl-prompt-completion", "trl-messages", "trl-text")
 
 
 @dataclass(frozen=True)
@@ -315,6 +317,38 @@ FORMATS: dict[str, Format] = {
         expected="`prompt`: text or messages; `completion`: text or one assistant message; "
         "`label`: true (desirable) or false (undesirable)",
     ),
+    # SFT rows (train_sft): a prompt and the answer to learn, or a text; never detected as pairs
+    "alpaca-sft": Format(
+        chat.alpaca_sft,
+        ("instruction", "output"),
+        reads=("input", "system", "history"),
+        detect=False,
+        columns=("prompt", "completion"),
+        expected="`instruction`, `output`: text; optional `input`, `system`, `history` (SFT)",
+    ),
+    "trl-prompt-completion": Format(
+        trl.prompt_completion,
+        ("prompt", "completion"),
+        reads=("system",),
+        detect=False,
+        columns=("prompt", "completion"),
+        expected="`prompt`: text or messages ending with a user turn; `completion`: text or one assistant "
+        "message (SFT)",
+    ),
+    "trl-messages": Format(
+        trl.conversation,
+        ("messages",),
+        detect=False,
+        columns=("prompt", "completion"),
+        expected="`messages`: a dialogue ending with the assistant's answer, which is learned (SFT)",
+    ),
+    "trl-text": Format(
+        trl.language_modeling,
+        ("text",),
+        detect=False,
+        columns=("text",),
+        expected="`text`: text, every token of it learned (SFT)",
+    ),
 }
 # axolotl's DPO types (src/axolotl/prompt_strategies/dpo/), by their own names; llama3.* are the same shapes.
 AXOLOTL = {
@@ -355,7 +389,9 @@ def _with_stable_columns(fmt: Format) -> Format:
     return replace(fmt, extras={**fmt.extras, **{name: name for name in METADATA if name not in taken}})
 
 
-FORMATS.update({name: _with_stable_columns(fmt) for name, fmt in FORMATS.items() if name != UNPAIRED})
+FORMATS.update(
+    {name: _with_stable_columns(fmt) for name, fmt in FORMATS.items() if name != UNPAIRED and name not in SFT}
+)
 
 
 def get(name: str) -> Format:
@@ -390,8 +426,9 @@ def detect(columns: Sequence[str], rows: list[dict], dataset: str | None = None)
     ]
     if fits:
         return max(fits)[2]
-    if set(FORMATS[UNPAIRED].signature) <= present:
-        return UNPAIRED
+    for name in (UNPAIRED, *SFT):  # rows that are not pairs: KTO's, then SFT's
+        if set(FORMATS[name].signature) <= present:
+            return name
     raise DatasetFormatError(unknown_schema_message(columns, dataset), dataset=dataset)
 
 

@@ -183,7 +183,8 @@ def output_features(extras: tuple[str, ...], helpers: bool = False, columns=PAIR
     from datasets import Features, Value
 
     message = [{"role": Value("string"), "content": Value("string")}]
-    features = {column: Value("bool") if column == "label" else message for column in columns}
+    kinds = {"label": Value("bool"), "text": Value("string")}  # KTO's label, SFT's text; the rest messages
+    features = {column: kinds.get(column, message) for column in columns}
     features.update({extra: Value(METADATA[extra][0]) for extra in extras})
     return Features(features | ({ASIDE: Value("string")} if helpers else {}))
 
@@ -232,9 +233,10 @@ def normalize_split(
     format, unused = resolve_format(format, column_names, text_columns(data, rows), rows, name, lenient, hub)
     if format == UNPAIRED and isinstance(data, datasets.IterableDataset):
         raise ConfigError(f"{name}: unpaired rows are read whole, not streamed: pass streaming=False.")
-    if format == UNPAIRED and active:
-        raise ConfigError(f"{name}: the filters ({', '.join(active)}) apply to pairs, not to unpaired rows.")
     fmt = FORMATS[format]
+    if fmt.columns != PAIR_COLUMNS and active:
+        what = "unpaired rows" if format == UNPAIRED else "SFT rows"
+        raise ConfigError(f"{name}: the filters ({', '.join(active)}) apply to pairs, not to {what}.")
     options = fmt.check_options(format, options)
     others = [c for c in column_names if c not in fmt.known() and c not in unused]  # numbers, flags, ...
     if others:

@@ -7,7 +7,17 @@ alpaca's ``input`` is joined to ``instruction`` with a newline, as LLaMA-Factory
 
 from __future__ import annotations
 
-from ..messages import InvalidRow, is_missing, make_pair, maybe_json, messages, text
+from ..messages import (
+    ASSISTANT,
+    InvalidRow,
+    check_completion,
+    is_missing,
+    make_pair,
+    maybe_json,
+    messages,
+    text,
+    text_or_messages,
+)
 
 
 def sharegpt(row: dict, prompt: str = "conversations") -> dict:
@@ -19,7 +29,8 @@ def sharegpt(row: dict, prompt: str = "conversations") -> dict:
     )
 
 
-def alpaca(row: dict) -> dict:
+def alpaca_prompt(row: dict) -> list[dict]:
+    """The prompt of an alpaca row: its ``history`` turns, then ``instruction`` (and ``input``) as the user's."""
     instruction = text(row.get("instruction"), "instruction")
     extra = row.get("input")
     query = instruction if is_missing(extra) or extra == "" else f"{instruction}\n{text(extra, 'input')}"
@@ -31,5 +42,21 @@ def alpaca(row: dict) -> dict:
         if not (isinstance(turn, list) and len(turn) == 2 and all(isinstance(t, str) for t in turn)):
             raise InvalidRow("history: expected [user, assistant] text pairs", "history")
         turns += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
-    prompt = [*turns, {"role": "user", "content": query}]
-    return make_pair(row.get("chosen"), row.get("rejected"), prompt=prompt, system=row.get("system"))
+    return [*turns, {"role": "user", "content": query}]
+
+
+def alpaca(row: dict) -> dict:
+    return make_pair(
+        row.get("chosen"), row.get("rejected"), prompt=alpaca_prompt(row), system=row.get("system")
+    )
+
+
+def alpaca_sft(row: dict) -> dict:
+    """An alpaca instruction row (SFT): ``instruction``, ``input``, ``output`` (the target), optional ``system``."""
+    from .trl import prompt_completion
+
+    completion = text_or_messages(row.get("output"), "output", ASSISTANT)
+    check_completion(completion, "output")
+    return prompt_completion(
+        {"prompt": alpaca_prompt(row), "completion": completion, "system": row.get("system")}
+    )

@@ -8,13 +8,16 @@ import re
 
 from ..messages import (
     ASSISTANT,
+    SYSTEM,
     USER,
     BadLabel,
     InvalidRow,
     check_completion,
     check_prompt,
     flag,
+    is_missing,
     make_pair,
+    messages,
     shared_prefix,
     text,
     text_or_messages,
@@ -82,3 +85,40 @@ def unpaired(row: dict) -> dict:
     if label is None:
         raise BadLabel(f"got {row.get('label')!r}", "label")
     return {"prompt": prompt, "completion": completion, "label": label}
+
+
+# --- SFT rows: a prompt and its one target answer (or a text), no rejected answer ---
+def prompt_completion(row: dict, prompt="prompt", completion="completion", system="system") -> dict:
+    """TRL's prompt-completion row (SFT): a ``prompt`` and the ``completion`` to learn, text or messages."""
+    prompt_messages = text_or_messages(row.get(prompt), prompt, USER)
+    if is_missing(row.get(completion)):
+        raise InvalidRow(f"{completion}: missing value", completion)
+    answer = text_or_messages(row.get(completion), completion, ASSISTANT)
+    if not is_missing(row.get(system)):
+        system_text = text(row.get(system), system)
+        if system_text.strip() and prompt_messages[0]["role"] != SYSTEM:
+            prompt_messages = [{"role": SYSTEM, "content": system_text}, *prompt_messages]
+    check_prompt(prompt_messages, prompt)
+    check_completion(answer, completion)
+    return {"prompt": prompt_messages, "completion": answer}
+
+
+def conversation(row: dict) -> dict:
+    """TRL's conversational language-modelling row (SFT): ``messages`` ending with the assistant's answer, which
+    is the target; the turns before it are the prompt."""
+    turns = messages(row.get("messages"), "messages")
+    if turns[-1]["role"] != ASSISTANT:
+        raise InvalidRow(
+            "messages: the last message is not the assistant's", "messages", f"it is {turns[-1]['role']!r}"
+        )
+    prompt = turns[:-1]
+    check_prompt(prompt, "messages")
+    return {"prompt": prompt, "completion": turns[-1:]}
+
+
+def language_modeling(row: dict) -> dict:
+    """TRL's language-modelling row (SFT): one ``text``, every token of it learned."""
+    value = text(row.get("text"), "text")
+    if not value.strip():
+        raise InvalidRow("text: empty", "text")
+    return {"text": value}
