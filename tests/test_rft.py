@@ -189,6 +189,26 @@ def test_rfts_fine_tuning_learns_the_kept_answers(rft):
     assert after["drift"] > 5.0  # nats an answer
 
 
+def test_a_round_that_keeps_nothing_trains_nothing(tmp_path):
+    model, tokenizer = tiny_model_and_tokenizer()
+    result = iterate(
+        model,
+        TRAIN[:4],
+        lambda prompts, completions, **kwargs: [1.0] * len(completions),  # every answer ties
+        method="rft",
+        rounds=1,
+        samples=2,
+        output_dir=str(tmp_path / "out"),
+        tokenizer=tokenizer,
+        eval_prompts=HELDOUT,
+        max_new_tokens=4,
+        quiet=True,
+    )
+    figures = result.metrics["round 1"]
+    assert (figures["kept"], figures["skipped"], figures["train_rows"], figures["steps"]) == (0, 4, 0, 0)
+    assert result.model is None and (tmp_path / "out" / "round-1" / "kept.jsonl").read_text() == ""
+
+
 def test_cli_iterate_rft(tmp_path):
     from smol_align.cli import main
 
