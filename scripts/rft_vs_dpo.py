@@ -1,7 +1,7 @@
-"""RFT beside iterative DPO (and ORPO) on the demo, scaled down to minutes on 2 cores: the same prompts, seeds,
-sampling budget and rounds for every method; one table of the held-out reward per round.
+"""RFT beside iterative DPO (and ORPO) on the demo, scaled down to minutes on 2 cores: the same prompts,
+seeds, sampling budget and rounds for every method; one table of the held-out reward per round.
 
-    python scripts/rft_vs_dpo.py                          # rft and dpo, seeds 0 and 1, one run after the other
+    python scripts/rft_vs_dpo.py                          # rft and dpo, seeds 0 and 1, one after another
     python scripts/rft_vs_dpo.py --methods rft dpo orpo   # ORPO too
     python scripts/rft_vs_dpo.py --table                  # the table alone, over the runs already made
 

@@ -135,7 +135,7 @@ def make_parser() -> argparse.ArgumentParser:
     it.add_argument(
         "--keep",
         default=None,
-        help="rft: 'best' (each prompt's best-scored answer; default) or a number (every answer at or above it)",
+        help="rft: 'best' (each prompt's best-scored answer; default) or a number (every answer at or above)",
     )
     it.add_argument("--rounds", type=int, default=None, help="(default 2)")
     it.add_argument(

@@ -16,12 +16,12 @@ Each round samples ``samples`` answers per prompt from the current model (batche
 ``reward(prompts, completions, **kwargs) -> list[float]`` (TRL's convention, as GRPO and online DPO take it),
 pairs the best answer with the worst (ties and near-ties skipped and counted), trains one run of
 :func:`smol_align.run.run` on the new pairs (with ``accumulate=True``, on every round's pairs so far), and scores
-the greedy answers to the held-out prompts. With ``method="rft"`` (rejection-sampling fine-tuning) a round keeps
-answers instead of pairing them (:func:`keep_answers`: each prompt's best, or every answer at or above a
-threshold) and fine-tunes on them as prompt/completion rows (``run("sft", ...)``, TRL's ``SFTTrainer``). The
-report directory holds ``round-<k>/`` (the run folder: model, its report, plus ``samples.jsonl`` and
-``pairs.jsonl``, RFT: ``kept.jsonl``), ``metrics.json``, ``report.md``, ``training.png`` and ``heldout.png``; it
-is written whole or not at all.
+the greedy answers to the held-out prompts. With ``method="rft"`` (rejection-sampling fine-tuning) a round
+keeps answers instead of pairing them (:func:`keep_answers`: each prompt's best, or every answer at or above
+a threshold) and fine-tunes on them as prompt/completion rows (``run("sft", ...)``, TRL's ``SFTTrainer``).
+The report directory holds ``round-<k>/`` (the run folder: model, its report, plus ``samples.jsonl`` and
+``pairs.jsonl``, RFT: ``kept.jsonl``), ``metrics.json``, ``report.md``, ``training.png`` and
+``heldout.png``; it is written whole or not at all.
 """
 
 from __future__ import annotations
@@ -184,10 +184,10 @@ def iterate(
         per_round: prompts a round: round k answers the k-th slice of ``prompts`` (wrapping round), so each round
             meets prompts it has not trained on; ``None``: every prompt every round (the demo: ``DEMO_PROMPTS``).
         accumulate: train each round on every round's pairs so far, not only its own.
-        min_gap: a prompt whose best and worst scores differ by this or less makes no pair (counted ``skipped``);
-            RFT with ``keep="best"``: keeps no answer.
-        keep: RFT only: ``"best"`` (default): each prompt's best-scored answer; a number: every distinct answer
-            scoring at or above it (see :func:`keep_answers`).
+        min_gap: a prompt whose best and worst scores differ by this or less makes no pair (counted
+            ``skipped``); RFT with ``keep="best"``: keeps no answer.
+        keep: RFT only: ``"best"`` (default): each prompt's best-scored answer; a number: every distinct
+            answer scoring at or above it (see :func:`keep_answers`).
         max_new_tokens, temperature, top_p: sampling (in bf16 where bf16 is native; the held-out answers are greedy,
             in the model's own precision, same length).
         seed: sampling (``seed + round``) and training seed.
@@ -413,8 +413,9 @@ def _check_keep(method: str, keep) -> str | float:
     if method != "rft":
         if keep is not None:
             raise ConfigError(
-                f"keep={keep!r} chooses the answers RFT trains on; method={method!r} pairs each prompt's best "
-                "answer with its worst (min_gap= sets which prompts make a pair). Pass method='rft' or drop keep."
+                f"keep={keep!r} chooses the answers RFT trains on; method={method!r} pairs each prompt's "
+                "best answer with its worst (min_gap= sets which prompts make a pair). Pass method='rft' "
+                "or drop keep."
             )
         return "best"
     if keep is None or keep == "best":
@@ -422,8 +423,8 @@ def _check_keep(method: str, keep) -> str | float:
     number = None if isinstance(keep, bool) else _number(keep)
     if number is None or not math.isfinite(number):
         raise ConfigError(
-            f"keep={keep!r}: RFT keeps 'best' (each prompt's best-scored answer) or every answer whose reward "
-            "is at or above a number (keep=2.5; on the command line --keep 2.5). Pass one of those."
+            f"keep={keep!r}: RFT keeps 'best' (each prompt's best-scored answer) or every answer whose "
+            "reward is at or above a number (keep=2.5; on the command line --keep 2.5). Pass one of those."
         )
     return number
 
@@ -443,8 +444,8 @@ def keep_answers(
 
     ``keep="best"``: each prompt's best-scored answer (the first drawn of those tied at the top), the chosen
     answer :func:`best_vs_worst` would pair; a prompt whose answers all score within ``min_gap`` of each other
-    has no best and keeps none. A number: every distinct answer scoring at or above it (an answer drawn twice is
-    kept once); a prompt with none keeps none. A row is ``{"prompt": messages, "completion": [assistant
+    has no best and keeps none. A number: every distinct answer scoring at or above it (an answer drawn twice
+    is kept once); a prompt with none keeps none. A row is ``{"prompt": messages, "completion": [assistant
     message], "score": reward}`` (the trainer gets the row without ``score``).
     """
     rows, skipped = [], 0
@@ -590,8 +591,10 @@ _NOTES = """How to read it:
 
 _RFT_NOTES = """How to read it:
 - `heldout_reward`: mean reward of the greedy answers to the held-out prompts (never trained on).
-- `win_rate`: share of held-out prompts where this round's greedy answer scores above the start model's (ties 0.5).
+- `win_rate`: share of held-out prompts where this round's greedy answer scores above the start model's
+  (ties 0.5).
 - `kept`: sampled answers kept this round (each prompt's best, or every one at or above the threshold);
   `kept_reward`: their mean reward; `skipped`: prompts that kept none (all answers within `min_gap` of each
-  other, or none at the threshold); `train_rows`: the rows the round fine-tuned on (all rounds' with accumulate).
+  other, or none at the threshold); `train_rows`: the rows the round fine-tuned on (all rounds' with
+  accumulate).
 - `seconds`: the whole round: sampling, scoring, training and the held-out answers."""

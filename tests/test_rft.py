@@ -1,6 +1,6 @@
-"""RFT in iterate(): which sampled answers are kept (the best per prompt, or every one at or above a threshold;
-ties and misses skipped and counted), the keep= checks, two rounds end to end on a tiny model (the round
-folders, the report, the fine-tuning learns the kept answers), and the CLI flag."""
+"""RFT in iterate(): which sampled answers are kept (the best per prompt, or every one at or above a
+threshold; ties and misses skipped and counted), the keep= checks, two rounds end to end on a tiny model
+(the round folders, the report, the fine-tuning learns the kept answers), and the CLI flag."""
 
 from __future__ import annotations
 
@@ -81,15 +81,15 @@ def test_keep_is_refused_before_any_work_where_it_means_nothing(method, keep, sa
     assert not (tmp_path / "out").exists()
 
 
-# Two rounds of RFT on a tiny random model. The reward prefers answers of ASCII letters; round k samples 4 answers
-# to each of the next 8 of 16 prompts and fine-tunes 10 steps of 4 on each prompt's best answer.
+# Two rounds of RFT on a tiny random model. The reward prefers answers of ASCII letters; round k samples 4
+# answers to each of the next 8 of 16 prompts and fine-tunes 10 steps of 4 on each prompt's best answer.
 TRAIN = [[{"role": "user", "content": f"What is {i} plus {i}?"}] for i in range(16)]
 HELDOUT = [[{"role": "user", "content": f"What is {i} plus {i}?"}] for i in range(100, 104)]
 LEARNING_RATE = 1e-2
 
 
 def _letters_reward(prompts, completions, **kwargs):
-    """The share of an answer's characters that are ASCII letters (the tiny model's samples are mostly bytes)."""
+    """The share of an answer's characters that are ASCII letters (the tiny model samples mostly bytes)."""
     return [
         sum(ch.isascii() and ch.isalpha() for ch in c[0]["content"]) / max(1, len(c[0]["content"]))
         for c in completions
