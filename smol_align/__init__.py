@@ -13,7 +13,7 @@ down or across its layer, never up; no import cycle; no private name imported fr
 (tests/test_structure.py checks all three):
 
     __init__, __main__, cli  the public names, the command line
-    api, compare, iterate  the one-liners
+    api, compare, iterate, pipeline  the one-liners
     run  the runner
     trainers, soft_dpo, evaluate, estimate, resume, callbacks, testing  what the runner drives
     options, presets, data, report, metrics, demo  the options as types, settings, pairs, figures, the course demo
@@ -36,6 +36,7 @@ from .estimate import estimate
 from .evaluate import evaluate, generate
 from .iterate import IterationResult, iterate
 from .models import DEFAULT_MODEL, load_model, setup_chat_format
+from .pipeline import PipelineResult, pipeline
 from .trainers import build_dpo_trainer, build_kto_trainer, build_orpo_trainer, build_sft_trainer
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "ConfigError",
     "DatasetFormatError",
     "IterationResult",
+    "PipelineResult",
     "SmolAlignError",
     "TrainResult",
     "__version__",
@@ -59,6 +61,7 @@ __all__ = [
     "generate",
     "iterate",
     "load_model",
+    "pipeline",
     "presets",
     "setup_chat_format",
     "train_dpo",

@@ -1,4 +1,4 @@
-"""One-line entry points: ``train_dpo``, ``train_orpo``, ``train_kto`` and ``train_sft``; they only delegate, to
+"""One-line entry points: ``train_dpo``, ``train_orpo``, ``train_kto``, ``train_sft``; they only delegate, to
 :func:`smol_align.run.run` (on the demo's data with its keywords: :func:`smol_align.demo.demo_keywords`)."""
 
 from __future__ import annotations
@@ -78,12 +78,13 @@ def train_sft(
 ) -> TrainResult:
     """Supervised fine-tuning (``trl.SFTTrainer``) like :func:`train_dpo`: the first stage, before DPO.
 
-    ``dataset``: instruction or chat rows (TRL's ``prompt``/``completion``, ``messages``, ``text``; alpaca's
-    ``instruction``/``input``/``output``), or preference pairs, which train on their chosen answers (prompt +
-    chosen, the loss on the answer only). ``None``: the demo's pairs (their chosen answers speak like a pirate;
-    ``recipes/demo-sft.yaml``). Keywords override ``trl.SFTConfig`` fields. Held-out figures: the NLL per target
-    token before and after (``nll``; the run learned when it fell), and for held-out pairs DPO's figures of the
-    trained model against the start model. Continue with ``train_dpo(model=result.output_dir)``.
+    ``dataset``: instruction or chat rows (TRL's ``prompt``/``completion``, ``messages``, ``text``;
+    alpaca's ``instruction``/``input``/``output``), or preference pairs, which train on their chosen
+    answers (prompt + chosen, the loss on the answer only). ``None``: the demo's pairs (their chosen
+    answers speak like a pirate; ``recipes/demo-sft.yaml``). Keywords override ``trl.SFTConfig`` fields.
+    Held-out figures: the NLL per target token before and after (``nll``; the run learned when it fell),
+    and for held-out pairs DPO's figures of the trained model against the start model. Continue with
+    ``train_dpo(model=result.output_dir)``.
     """
     return _run("sft", model, dataset, preset, output_dir, overrides)
 

@@ -1,7 +1,8 @@
-"""The ``smol-align`` command: sft | dpo | orpo | kto | compare | iterate | doctor | eval | estimate | presets.
+"""``smol-align``: sft | dpo | orpo | kto | pipeline | compare | iterate | doctor | eval | estimate | presets.
 
 # The demo (embedded SmolLM2, built-in data, the preset for this machine)
 smol-align sft                          # SFT on the demo's chosen answers; then: smol-align dpo --model RUN
+smol-align pipeline --config recipe.yaml   # SFT, then DPO from it; a folder per stage
 smol-align dpo
 smol-align orpo
 smol-align kto                          # KTO: single answers marked desirable or not (pairs are split in two)
@@ -99,7 +100,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"smol-align {__version__}")
     sub = parser.add_subparsers(
         dest="command",
-        metavar="{sft,dpo,orpo,kto,compare,iterate,doctor,eval,estimate,generate,chat,presets}",
+        metavar="{sft,dpo,orpo,kto,pipeline,compare,iterate,doctor,eval,estimate,generate,chat,presets}",
     )
     for method in ("sft", "dpo", "orpo", "kto"):
         sub.add_parser(
@@ -107,6 +108,21 @@ def make_parser() -> argparse.ArgumentParser:
             help=f"train with {method.upper()} (no options: the demo; --help: every TRL field)",
             add_help=False,
         )
+    pipe = sub.add_parser(
+        "pipeline", help="SFT, then DPO from the SFT model: a run folder per stage, one report"
+    )
+    pipe.add_argument(
+        "--config",
+        default=None,
+        help="a pipeline recipe YAML (default: recipes/demo-pipeline.yaml, the demo)",
+    )
+    pipe.add_argument("--output-dir", "--output_dir", dest="output_dir", default=None)
+    pipe.add_argument("--lora", choices=("merge", "continue"), default=None, help="a LoRA stage's adapter")
+    pipe.add_argument("--resume", action="store_true", help="continue a pipeline from its unfinished stage")
+    pipe.add_argument(
+        "--overwrite", action="store_true", help="run again in a pipeline folder of smol_align's"
+    )
+    pipe.add_argument("--quiet", action="store_true", default=None, help="no progress bars or summaries")
     sub.add_parser(
         "compare", help="DPO vs ORPO (vs KTO) on the same data and budget, with a report", add_help=False
     )
@@ -454,6 +470,16 @@ def main(argv: list[str] | None = None) -> int:
             from . import api
 
             getattr(api, f"train_{args.command}")(**train_options(args.command, rest))
+        elif args.command == "pipeline":
+            from importlib import resources
+
+            from .pipeline import pipeline_from_recipe
+
+            recipe = args.config or resources.files("smol_align") / "recipes" / "demo-pipeline.yaml"
+            given = {
+                k: v for k, v in vars(args).items() if k in ("output_dir", "lora", "quiet") and v is not None
+            }
+            pipeline_from_recipe(recipe, resume=args.resume, overwrite=args.overwrite, **given)
         elif args.command == "compare":
             from .compare import compare
 

@@ -1,5 +1,5 @@
-"""Named presets that build TRL's own configs (``DPOConfig`` / ``ORPOConfig`` / ``KTOConfig`` / ``SFTConfig``) for a
-machine.
+"""Named presets that build TRL's own configs (``DPOConfig`` / ``ORPOConfig`` / ``KTOConfig`` /
+``SFTConfig``) for a machine.
 
 A preset is a hardware base (``cpu``, ``colab-t4``, ``gpu-bf16``) and an adaptation mode
 (``full``, ``lora``, ``qlora-4bit``); ``auto`` picks the hardware base for this machine. Join
@@ -250,7 +250,7 @@ def config_class(method: str):
         from ._compat import import_orpo
 
         return import_orpo()[0]
-    import trl  # DPOConfig, SFTConfig; KTOConfig is stable in TRL 1.16 (trl.experimental.kto: a deprecated alias)
+    import trl  # DPOConfig, SFTConfig; KTOConfig is stable in TRL 1.16 (trl.experimental.kto: an alias)
 
     return getattr(trl, f"{method.upper()}Config")
 

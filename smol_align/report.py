@@ -345,10 +345,10 @@ def learning_verdict(before: Mapping[str, Any] | None, after: Mapping[str, Any] 
 
 
 def sft_verdict(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Did an SFT run learn its targets? ``heldout_nll_change``: the held-out NLL per target token after minus
-    before (:func:`smol_align.evaluate.evaluate_nll`, or ``nll_chosen`` of held-out pairs). ``learned``: it fell
-    by more than :data:`LEARNED_TOLERANCE` nats; ``nll_rose``: it rose by more; ``no_change`` otherwise. Empty
-    without held-out figures."""
+    """Did an SFT run learn its targets? ``heldout_nll_change``: the held-out NLL per target token after
+    minus before (:func:`smol_align.evaluate.evaluate_nll`, or ``nll_chosen`` of held-out pairs).
+    ``learned``: it fell by more than :data:`LEARNED_TOLERANCE` nats; ``nll_rose``: it rose by more;
+    ``no_change`` otherwise. Empty without held-out figures."""
     if not before or not after or "nll" not in before or "nll" not in after:
         return {}
     change = after["nll"] - before["nll"]
@@ -374,9 +374,9 @@ def verdict_line(metrics: Mapping[str, Any]) -> str:
         before, after = metrics.get("start_nll"), metrics.get("eval_nll")
         moved = "rose" if verdict == "nll_rose" else "did not fall"
         return (
-            f"NOT LEARNED: the held-out NLL of the targets {moved} ({_fmt(before)} -> {_fmt(after)} nats per "
-            "token). Check the learning rate (a rate of 0 trains nothing, one too high forgets), train longer "
-            "(max_steps), and that the held-out rows are of the kind trained on."
+            f"NOT LEARNED: the held-out NLL of the targets {moved} ({_fmt(before)} -> {_fmt(after)} nats "
+            "per token). Check the learning rate (a rate of 0 trains nothing, one too high forgets), train "
+            "longer (max_steps), and that the held-out rows are of the kind trained on."
         )
     if verdict == "prefers_rejected":
         return (

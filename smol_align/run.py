@@ -190,7 +190,7 @@ def run(method: str, model, dataset, preset: str, output_dir, options: Options, 
 
         # Held-out figures through TRL (a DPO trainer's own tokenized eval_dataset; ORPO's rows tokenized as DPO does),
         # at the trainer's max_length and under its autocast (bf16 where it trains in bf16).
-        # SFT: the held-out NLL of the targets; of pairs' chosen answers, beside DPO's figures against the start model
+        # SFT: the held-out NLL of the targets (of pairs: the chosen answers, beside DPO's figures)
         heldout = trainer.eval_dataset if method == "dpo" else eval_data
         targets_only = method == "sft" and is_sft_rows(eval_data)  # held-out SFT rows: no rejected answer
         if run_eval and heldout is not None and method != "dpo":  # tokenized once for before and after

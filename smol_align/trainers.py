@@ -1,8 +1,8 @@
 """Builders that return real, not yet started TRL trainers.
 
-``build_dpo_trainer``, ``build_orpo_trainer``, ``build_kto_trainer`` and ``build_sft_trainer`` turn (model, data,
-preset, overrides) into ``trl.DPOTrainer`` / ``ORPOTrainer`` / ``trl.KTOTrainer`` / ``trl.SFTTrainer`` objects with nothing hidden: change any field of
-``trainer.args`` before calling ``trainer.train()``.
+``build_dpo_trainer``, ``build_orpo_trainer``, ``build_kto_trainer`` and ``build_sft_trainer`` turn (model,
+data, preset, overrides) into ``trl.DPOTrainer`` / ``ORPOTrainer`` / ``trl.KTOTrainer`` / ``trl.SFTTrainer``
+objects with nothing hidden: change any field of ``trainer.args`` before calling ``trainer.train()``.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def build_sft_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: s
     """A ``trl.SFTTrainer`` built like :func:`build_dpo_trainer`, with no reference model.
 
     ``dataset``: SFT rows (``prompt``/``completion``, ``messages``, alpaca's ``instruction``/``output``,
-    ``text``) or pairs, which train on their chosen answers (``data.sft.sft_rows``): the loss on the answer only.
+    ``text``) or pairs, which train on their chosen answers (``data.sft.sft_rows``): the loss on the
+    answer only.
     """
     return build_trainer("sft", model, dataset, preset, _options("sft", overrides))
 
@@ -85,14 +86,17 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
         del config["loss_type"]
     built = presets.build(method, preset, **config, **options.model.preset_keywords())
     model, tokenizer = _model_and_tokenizer(model, tokenizer, built)
+    # a PEFT model given (a LoRA run continued: smol_align.pipeline's lora="continue") trains its own adapter
+    peft_config = None if is_peft(model) else built.peft_config
     pairs = load(dataset, **options.data.keywords())  # Pairs from train_dpo & co. come back as they are
     train_dataset, eval_dataset = pairs.train, pairs.eval
     if method == "sft":  # pairs train on their chosen answers
         train_dataset, eval_dataset = sft_rows(train_dataset, pairs.name), sft_rows(eval_dataset, pairs.name)
     elif is_sft_rows(train_dataset):
         raise ConfigError(
-            f"{pairs.name} holds SFT rows (a prompt and one answer to learn, or a text), not pairs: train them "
-            f"with train_sft (smol-align sft); {method.upper()} needs a chosen and a rejected answer per prompt."
+            f"{pairs.name} holds SFT rows (a prompt and one answer to learn, or a text), not pairs: "
+            f"train them with train_sft (smol-align sft); {method.upper()} needs a chosen and a rejected "
+            "answer per prompt."
         )
     elif method == "kto":  # read in order (its KL rows are batch neighbours): not length-grouped
         train_dataset = (
@@ -116,7 +120,7 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
         zero3 = getattr(getattr(built.args, "deepspeed_plugin", None), "zero_stage", None) == 3
         if (
             ref_model is None
-            and built.peft_config is None
+            and peft_config is None
             and not is_peft(model)
             and not built.args.precompute_ref_log_probs
         ):
@@ -144,7 +148,7 @@ def build_trainer(method: str, model, dataset, preset: str, options: Options):
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,
-        peft_config=built.peft_config,
+        peft_config=peft_config,
         callbacks=callbacks,
         **extra,
     )

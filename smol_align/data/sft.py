@@ -29,7 +29,8 @@ def sft_rows(data: Any, name: str = "the data"):
         return data
     if is_unpaired(data):
         raise ConfigError(
-            f"{name} holds KTO's rows (prompt, completion, label), some of them undesirable: SFT would learn "
-            "those too. Keep the rows with label true and drop the label column, or train them with train_kto."
+            f"{name} holds KTO's rows (prompt, completion, label), some of them undesirable: SFT would "
+            "learn those too. Keep the rows with label true and drop the label column, or train them with "
+            "train_kto."
         )
     return data.select_columns(["prompt", "chosen"]).rename_column("chosen", "completion")

@@ -30,7 +30,7 @@ def sharegpt(row: dict, prompt: str = "conversations") -> dict:
 
 
 def alpaca_prompt(row: dict) -> list[dict]:
-    """The prompt of an alpaca row: its ``history`` turns, then ``instruction`` (and ``input``) as the user's."""
+    """An alpaca row's prompt: its ``history`` turns, then ``instruction`` (and ``input``) as the user's."""
     instruction = text(row.get("instruction"), "instruction")
     extra = row.get("input")
     query = instruction if is_missing(extra) or extra == "" else f"{instruction}\n{text(extra, 'input')}"
@@ -52,7 +52,7 @@ def alpaca(row: dict) -> dict:
 
 
 def alpaca_sft(row: dict) -> dict:
-    """An alpaca instruction row (SFT): ``instruction``, ``input``, ``output`` (the target), optional ``system``."""
+    """An alpaca instruction row (SFT): ``instruction``, ``input``, ``output`` (the target), ``system``."""
     from .trl import prompt_completion
 
     completion = text_or_messages(row.get("output"), "output", ASSISTANT)

@@ -104,8 +104,8 @@ def prompt_completion(row: dict, prompt="prompt", completion="completion", syste
 
 
 def conversation(row: dict) -> dict:
-    """TRL's conversational language-modelling row (SFT): ``messages`` ending with the assistant's answer, which
-    is the target; the turns before it are the prompt."""
+    """TRL's conversational language-modelling row (SFT): ``messages`` ending with the assistant's answer,
+    which is the target; the turns before it are the prompt."""
     turns = messages(row.get("messages"), "messages")
     if turns[-1]["role"] != ASSISTANT:
         raise InvalidRow(
