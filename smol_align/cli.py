@@ -146,7 +146,8 @@ def make_parser() -> argparse.ArgumentParser:
         "compare", help="DPO vs ORPO (vs KTO) on the same data and budget, with a report", add_help=False
     )
     it = sub.add_parser(
-        "iterate", help="iterative DPO/ORPO: sample, score with a reward, pair best vs worst, train; repeat"
+        "iterate",
+        help="iterative DPO/ORPO (pair best vs worst) or RFT (keep the best): sample, score, train; repeat",
     )
     it.add_argument("--model", default=DEFAULT_REF, help="name or folder (default: %(default)s)")
     it.add_argument(
@@ -160,7 +161,17 @@ def make_parser() -> argparse.ArgumentParser:
         default=None,
         help="a sequence-classification reward model (default: the demo's rule reward)",
     )
-    it.add_argument("--method", choices=("dpo", "orpo"), default="dpo")
+    it.add_argument(
+        "--method",
+        choices=("dpo", "orpo", "rft"),
+        default="dpo",
+        help="rft: rejection-sampling fine-tuning on the kept answers (TRL's SFTTrainer)",
+    )
+    it.add_argument(
+        "--keep",
+        default=None,
+        help="rft: 'best' (each prompt's best-scored answer; default) or a number (every answer at or above)",
+    )
     it.add_argument("--rounds", type=int, default=None, help="(default 2)")
     it.add_argument(
         "--samples",

@@ -1,7 +1,11 @@
-"""Iterative DPO (or ORPO) with a pluggable reward: sample, score, pair best with worst, train a round, repeat.
+"""Iterative DPO (or ORPO, or RFT) with a pluggable reward: sample, score, pair best with worst (RFT: keep the
+best), train a round, repeat.
 
 # The demo: embedded SmolLM2, the demo's prompts, the shipped rule reward (pirate voice, the fact kept, no repeats)
 smol-align iterate --rounds 2 --output-dir runs/iterate-demo
+
+# Rejection-sampling fine-tuning: keep each prompt's best answer, fine-tune on it (TRL's SFTTrainer)
+smol-align iterate --method rft --rounds 2 --output-dir runs/rft-demo
 
 # From Python: any TRL-style reward function, or a sequence-classification reward model's name or folder
 >>> from smol_align import iterate
@@ -12,8 +16,11 @@ Each round samples ``samples`` answers per prompt from the current model (batche
 ``reward(prompts, completions, **kwargs) -> list[float]`` (TRL's convention, as GRPO and online DPO take it),
 pairs the best answer with the worst (ties and near-ties skipped and counted), trains one run of
 :func:`smol_align.run.run` on the new pairs (with ``accumulate=True``, on every round's pairs so far), and scores
-the greedy answers to the held-out prompts. The report directory holds ``round-<k>/`` (the run folder: model,
-its report, plus ``samples.jsonl`` and ``pairs.jsonl``), ``metrics.json``, ``report.md``, ``training.png`` and
+the greedy answers to the held-out prompts. With ``method="rft"`` (rejection-sampling fine-tuning) a round
+keeps answers instead of pairing them (:func:`keep_answers`: each prompt's best, or every answer at or above
+a threshold) and fine-tunes on them as prompt/completion rows (``run("sft", ...)``, TRL's ``SFTTrainer``).
+The report directory holds ``round-<k>/`` (the run folder: model, its report, plus ``samples.jsonl`` and
+``pairs.jsonl``, RFT: ``kept.jsonl``), ``metrics.json``, ``report.md``, ``training.png`` and
 ``heldout.png``; it is written whole or not at all.
 """
 
@@ -47,6 +54,18 @@ GENERATION_BATCH = (
 )
 COLUMNS: tuple[str, ...] = ("heldout_reward", "win_rate", "pairs", "skipped", "train_pairs", "seconds")
 """Columns of the per-round table (the first, ``model``, names the row: ``start``, ``round 1``...)."""
+RFT_COLUMNS: tuple[str, ...] = (
+    "heldout_reward",
+    "win_rate",
+    "kept",
+    "kept_reward",
+    "skipped",
+    "train_rows",
+    "seconds",
+)
+"""The same for ``method="rft"``: answers kept, their mean reward, prompts that kept none, rows trained."""
+METHODS = ("dpo", "orpo", "rft")
+TRAINED_WITH = {"dpo": "dpo", "orpo": "orpo", "rft": "sft"}  # the run each round of a method is
 
 
 @dataclass
@@ -62,6 +81,7 @@ class IterationResult:
         default_factory=dict
     )  # "start", "round 1"...: greedy held-out answers
     files: dict[str, str] = field(default_factory=dict)
+    method: str = "dpo"
 
     @property
     def model(self):
@@ -72,7 +92,7 @@ class IterationResult:
     def table(self) -> str:
         from .report import terminal_table
 
-        return terminal_table(self.metrics, COLUMNS)
+        return terminal_table(self.metrics, RFT_COLUMNS if self.method == "rft" else COLUMNS)
 
 
 def _text(x) -> str:
@@ -137,6 +157,7 @@ def iterate(
     per_round: int | None = None,
     accumulate: bool = False,
     min_gap: float = 0.05,
+    keep: str | float | None = None,
     max_new_tokens: int = 32,
     temperature: float = 0.7,
     top_p: float = 1.0,
@@ -156,7 +177,8 @@ def iterate(
         reward: ``fn(prompts, completions, **kwargs) -> list[float]`` (completions in the prompts' form: strings,
             or ``[{"role": "assistant", "content": ...}]``), or a sequence-classification model's name or folder;
             ``None``: :func:`demo_reward`.
-        method: ``"dpo"`` or ``"orpo"``, trained through :func:`smol_align.run.run` with ``preset``.
+        method: ``"dpo"`` or ``"orpo"`` (pairs), or ``"rft"`` (kept answers, trained as ``"sft"``), trained
+            through :func:`smol_align.run.run` with ``preset``.
         rounds, samples: rounds of sample-score-train; answers sampled per prompt each round (at least 2; default 4,
             the demo ``DEMO_SAMPLES``).
         eval_prompts: held-out prompts whose greedy answers are scored each round; default: the demo's test prompts,
@@ -164,7 +186,10 @@ def iterate(
         per_round: prompts a round: round k answers the k-th slice of ``prompts`` (wrapping round), so each round
             meets prompts it has not trained on; ``None``: every prompt every round (the demo: ``DEMO_PROMPTS``).
         accumulate: train each round on every round's pairs so far, not only its own.
-        min_gap: a prompt whose best and worst scores differ by this or less makes no pair (counted ``skipped``).
+        min_gap: a prompt whose best and worst scores differ by this or less makes no pair (counted
+            ``skipped``); RFT with ``keep="best"``: keeps no answer.
+        keep: RFT only: ``"best"`` (default): each prompt's best-scored answer; a number: every distinct
+            answer scoring at or above it (see :func:`keep_answers`).
         max_new_tokens, temperature, top_p: sampling (in bf16 where bf16 is native; the held-out answers are greedy,
             in the model's own precision, same length).
         seed: sampling (``seed + round``) and training seed.
@@ -180,9 +205,10 @@ def iterate(
     from .run import run
     from .rundir import RunDir, default_output_dir
 
-    if method not in ("dpo", "orpo"):
-        raise ConfigError(f"iterate trains with method 'dpo' or 'orpo', got {method!r}.")
-    _check_overrides(method, overrides)
+    if method not in METHODS:
+        raise ConfigError(f"iterate trains with method 'dpo', 'orpo' or 'rft', got {method!r}.")
+    keep = _check_keep(method, keep)
+    _check_overrides(TRAINED_WITH[method], overrides)
     samples = (DEMO_SAMPLES if prompts is None else 4) if samples is None else samples
     if rounds < 1 or samples < 2:
         raise ConfigError(
@@ -206,7 +232,8 @@ def iterate(
             "per_device_train_batch_size": DEMO_BATCH,
             "gradient_accumulation_steps": 1,
         }  # at the CPU preset's 8, round 1 hung on data order
-        overrides = {**demo_recipe(method, preset), "max_steps": DEMO_STEPS, **batch, **overrides}
+        recipe = demo_recipe(TRAINED_WITH[method], preset)
+        overrides = {**recipe, "max_steps": DEMO_STEPS, **batch, **overrides}
         per_round = per_round or DEMO_PROMPTS
     per_round = min(per_round or len(train_prompts), len(train_prompts))
     start_name = model_name(model)
@@ -234,6 +261,7 @@ def iterate(
             "start": {"heldout_reward": _mean(start_scores), "win_rate": 0.5, "seconds": _since(started)}
         }
         answers, runs, all_pairs = {"start": start_answers}, [], []
+        rft = method == "rft"
         for k in range(1, rounds + 1):
             started, name, folder = time.perf_counter(), f"round {k}", report_dir / f"round-{k}"
             first = (k - 1) * per_round % len(train_prompts)
@@ -253,11 +281,21 @@ def iterate(
                     seed=seed + k,
                 )
             scores = reward_fn(asked, [_as_completion(p, a) for p, a in zip(asked, sampled, strict=True)])
-            pairs, skipped = best_vs_worst(asked_once, sampled, scores, samples, min_gap)
+            if rft:
+                kept, skipped = keep_answers(asked_once, sampled, scores, samples, keep, min_gap)
+                pairs = [{c: v for c, v in row.items() if c != "score"} for row in kept]
+            else:
+                pairs, skipped = best_vs_worst(asked_once, sampled, scores, samples, min_gap)
             all_pairs += pairs
             trained = all_pairs if accumulate else pairs
+            why = (
+                f"no answer scores {keep} or more"
+                if isinstance(keep, float)
+                else f"best - worst <= {min_gap}"
+            )
             say(
-                f"{len(pairs)} pairs made, {skipped} prompts skipped (best - worst <= {min_gap}); training on {len(trained)}."
+                f"{len(pairs)} {'answers kept' if rft else 'pairs made'}, {skipped} prompts skipped ({why}); "
+                f"training on {len(trained)}."
             )
             result = None
             if trained:
@@ -270,8 +308,8 @@ def iterate(
                     "save": save,
                     "quiet": quiet,
                 }
-                typed = split_options(method, run_overrides, "iterate")
-                result = run(method, model, list(trained), preset, str(folder), typed)
+                typed = split_options(TRAINED_WITH[method], run_overrides, "iterate")
+                result = run(TRAINED_WITH[method], model, list(trained), preset, str(folder), typed)
                 model = result.model
                 if is_peft(model):  # the next round trains the merged model, its own reference
                     model = model.merge_and_unload()
@@ -289,18 +327,23 @@ def iterate(
                     for i, p in enumerate(asked_once)
                 ],
             )
-            _write_jsonl(folder / "pairs.jsonl", pairs)
+            _write_jsonl(folder / ("kept.jsonl" if rft else "pairs.jsonl"), kept if rft else pairs)
             answers[name], round_scores = heldout(model)
             wins = [
                 1.0 if b > a else 0.5 if b == a else 0.0
                 for a, b in zip(start_scores, round_scores, strict=True)
             ]
+            made = (
+                {"kept": len(pairs), "kept_reward": _mean(r["score"] for r in kept)}
+                if rft
+                else {"pairs": len(pairs)}
+            )
             metrics[name] = {
                 "heldout_reward": _mean(round_scores),
                 "win_rate": _mean(wins),
-                "pairs": len(pairs),
+                **made,
                 "skipped": skipped,
-                "train_pairs": len(trained),
+                ("train_rows" if rft else "train_pairs"): len(trained),
                 "sampled_reward": _mean(scores),
                 "steps": result.metrics["steps"] if result else 0,
                 "seconds": _since(started),
@@ -319,6 +362,7 @@ def iterate(
             "samples": samples,
             "accumulate": accumulate,
             "min_gap": min_gap,
+            **({"keep": keep} if rft else {}),
             "train_prompts": len(train_prompts),
             "per_round": per_round,
             "heldout_prompts": len(eval_prompts),
@@ -333,23 +377,23 @@ def iterate(
             {"prompt": p, "answers": {n: a[i] for n, a in answers.items()}}
             for i, p in enumerate(eval_prompts[:4])
         ]
+        title = "Rejection-sampling fine-tuning (RFT)" if rft else f"Iterative {method.upper()}"
         with rundir.staged() as staging:
             files, _ = write_report(
                 staging,
-                f"Iterative {method.upper()}: {rounds} rounds",
+                f"{title}: {rounds} rounds",
                 metrics,
                 {f"round {k}": r.trainer.state.log_history for k, r in enumerate(runs, 1) if r is not None},
                 side_by_side,
                 settings,
-                COLUMNS,
-                _NOTES,
-                plot_columns=("heldout_reward", "win_rate", "pairs", "skipped"),
+                RFT_COLUMNS if rft else COLUMNS,
+                _RFT_NOTES if rft else _NOTES,
+                plot_columns=("heldout_reward", "win_rate", "kept" if rft else "pairs", "skipped"),
             )
         rundir.finish()
-    result = IterationResult(
-        metrics, str(report_dir), runs, answers, {k: str(report_dir / Path(v).name) for k, v in files.items()}
-    )
-    say(f"\nIterative {method.upper()}, report in {report_dir}:\n{result.table()}")
+    files = {k: str(report_dir / Path(v).name) for k, v in files.items()}
+    result = IterationResult(metrics, str(report_dir), runs, answers, files, method)
+    say(f"\n{title}, report in {report_dir}:\n{result.table()}")
     return result
 
 
@@ -362,6 +406,78 @@ def _check_overrides(method: str, overrides: dict) -> None:
 
     split_options(method, overrides, "iterate", also_named=inspect.signature(iterate).parameters)
     check_settings(method, overrides)
+
+
+def _check_keep(method: str, keep) -> str | float:
+    """RFT's ``keep``: ``"best"`` (its default) or a finite number; refused for the pairing methods."""
+    import math
+
+    if method != "rft":
+        if keep is not None:
+            raise ConfigError(
+                f"keep={keep!r} chooses the answers RFT trains on; method={method!r} pairs each prompt's "
+                "best answer with its worst (min_gap= sets which prompts make a pair). Pass method='rft' "
+                "or drop keep."
+            )
+        return "best"
+    if keep is None or keep == "best":
+        return "best"
+    number = None if isinstance(keep, bool) else _number(keep)
+    if number is None or not math.isfinite(number):
+        raise ConfigError(
+            f"keep={keep!r}: RFT keeps 'best' (each prompt's best-scored answer) or every answer whose "
+            "reward is at or above a number (keep=2.5; on the command line --keep 2.5). Pass one of those."
+        )
+    return number
+
+
+def _number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def keep_answers(
+    prompts, completions, scores, samples: int, keep: str | float = "best", min_gap: float = 0.05
+) -> tuple[list[dict], int]:
+    """RFT's training rows and the number of prompts that kept no answer. ``completions`` and ``scores`` hold
+    ``samples`` entries per prompt, in the prompts' order.
+
+    ``keep="best"``: each prompt's best-scored answer (the first drawn of those tied at the top), the chosen
+    answer :func:`best_vs_worst` would pair; a prompt whose answers all score within ``min_gap`` of each other
+    has no best and keeps none. A number: every distinct answer scoring at or above it (an answer drawn twice
+    is kept once); a prompt with none keeps none. A row is ``{"prompt": messages, "completion": [assistant
+    message], "score": reward}`` (the trainer gets the row without ``score``).
+    """
+    rows, skipped = [], 0
+    for i, prompt in enumerate(prompts):
+        got = list(
+            zip(
+                scores[i * samples : (i + 1) * samples],
+                completions[i * samples : (i + 1) * samples],
+                strict=True,
+            )
+        )
+        if keep == "best":
+            best, worst = max(got, key=lambda x: x[0]), min(got, key=lambda x: x[0])
+            chosen = [best] if best[0] - worst[0] > min_gap else []
+        else:  # each distinct answer once, at its first draw
+            chosen, seen = [], set()
+            for score, answer in got:
+                if score >= keep and answer not in seen:
+                    seen.add(answer)
+                    chosen.append((score, answer))
+        skipped += not chosen
+        rows += [
+            {
+                "prompt": _as_messages(prompt),
+                "completion": [{"role": "assistant", "content": answer}],
+                "score": score,
+            }
+            for score, answer in chosen
+        ]
+    return rows, skipped
 
 
 def best_vs_worst(prompts, completions, scores, samples: int, min_gap: float) -> tuple[list[dict], int]:
@@ -473,4 +589,14 @@ _NOTES = """How to read it:
 - `win_rate`: share of held-out prompts where this round's greedy answer scores above the start model's (ties 0.5).
 - `pairs`: prompts whose sampled answers made a best-vs-worst pair this round; `skipped`: prompts whose best and
   worst answers tied (within `min_gap`); `train_pairs`: the pairs the round trained on (all rounds' with accumulate).
+- `seconds`: the whole round: sampling, scoring, training and the held-out answers."""
+
+_RFT_NOTES = """How to read it:
+- `heldout_reward`: mean reward of the greedy answers to the held-out prompts (never trained on).
+- `win_rate`: share of held-out prompts where this round's greedy answer scores above the start model's
+  (ties 0.5).
+- `kept`: sampled answers kept this round (each prompt's best, or every one at or above the threshold);
+  `kept_reward`: their mean reward; `skipped`: prompts that kept none (all answers within `min_gap` of each
+  other, or none at the threshold); `train_rows`: the rows the round fine-tuned on (all rounds' with
+  accumulate).
 - `seconds`: the whole round: sampling, scoring, training and the held-out answers."""

@@ -100,7 +100,7 @@ RUN_PATTERNS = re.compile(
     r"\.smol_align.*|checkpoint-\d+|events\.out\.tfevents\..*"
     r"|model-\d+-of-\d+\.safetensors|pytorch_model-\d+-of-\d+\.bin"
 )
-ROUND_FILES = frozenset({"samples.jsonl", "pairs.jsonl"})  # iterate's round-<k>/ folders hold these too
+ROUND_FILES = frozenset({"samples.jsonl", "pairs.jsonl", "kept.jsonl"})  # iterate's round-<k>/ folders too
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
