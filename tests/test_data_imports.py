@@ -39,8 +39,12 @@ def test_public_api():
         "llama3.argilla",
         "hh-rlhf",
         "trl-unpaired",
+        "trl-prompt-completion",
+        "trl-messages",
+        "trl-text",
+        "alpaca-sft",
     } <= set(names)
-    assert len(names) == 34  # with trl-unpaired (KTO rows)
+    assert len(names) == 38  # with trl-unpaired (KTO rows) and the four SFT row formats
 
 
 def test_the_format_table_is_built_in_one_module_without_registration():
