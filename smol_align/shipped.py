@@ -51,7 +51,7 @@ def find(name: str) -> Path:
     close = difflib.get_close_matches(stem, known, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(close)}?" if close else ""
     raise ConfigError(
-        f"{name!r} is neither a file nor a recipe shipped with smol_align.{hint} "
+        f"Recipe {name} not found: no such file, and no recipe of that name ships with smol_align.{hint} "
         f"Shipped: {', '.join(known)} (`smol-align recipes` lists them)."
     )
 

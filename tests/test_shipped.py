@@ -28,7 +28,8 @@ def test_a_name_finds_the_packaged_file_and_a_real_file_wins(tmp_path, monkeypat
 
 def test_an_unknown_name_says_what_is_shipped():
     with pytest.raises(
-        ConfigError, match=r"'hh-rlhf-cp' is neither a file nor a recipe.*Did you mean hh-rlhf-cpu"
+        ConfigError,
+        match=r"Recipe hh-rlhf-cp not found: no such file, and no recipe.*Did you mean hh-rlhf-cpu",
     ):
         config_path("hh-rlhf-cp")
 
