@@ -15,7 +15,6 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
-import json
 import logging
 import os
 import re
@@ -29,7 +28,7 @@ from typing import Any
 from .data.sources import is_hub_id
 from .models import EMBEDDED, cache_dir, is_local, is_peft, model_name
 from .report import VERDICTS
-from .rundir import SECRET, without_secrets
+from .rundir import SECRET, read_json, without_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -117,15 +116,6 @@ def repo_name(folder) -> str:
     folder = Path(folder).resolve()
     merged = folder.name == "merged" and (folder.parent / "metrics.json").is_file()
     return f"{folder.parent.name}-merged" if merged else folder.name
-
-
-def read_json(path: Path) -> dict:
-    """The JSON object in ``path`` (a run's metrics.json), or {} when it is missing or not an object."""
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
 
 
 # --- The command that reproduces a run ---

@@ -452,13 +452,7 @@ def keep_answers(
     """
     rows, skipped = [], 0
     for i, prompt in enumerate(prompts):
-        got = list(
-            zip(
-                scores[i * samples : (i + 1) * samples],
-                completions[i * samples : (i + 1) * samples],
-                strict=True,
-            )
-        )
+        got = _scored(i, completions, scores, samples)
         if keep == "best":
             best, worst = max(got, key=lambda x: x[0]), min(got, key=lambda x: x[0])
             chosen = [best] if best[0] - worst[0] > min_gap else []
@@ -480,19 +474,19 @@ def keep_answers(
     return rows, skipped
 
 
+def _scored(i: int, completions, scores, samples: int) -> list[tuple[float, str]]:
+    """``(score, answer)`` of the ``samples`` answers to the ``i``-th prompt."""
+    span = slice(i * samples, (i + 1) * samples)
+    return list(zip(scores[span], completions[span], strict=True))
+
+
 def best_vs_worst(prompts, completions, scores, samples: int, min_gap: float) -> tuple[list[dict], int]:
     """Pairs (chosen: the best-scored answer to a prompt, rejected: the worst) and the number of prompts skipped
     because their best and worst scores differ by ``min_gap`` or less. ``completions`` and ``scores`` hold
     ``samples`` entries per prompt, in the prompts' order."""
     pairs, skipped = [], 0
     for i, prompt in enumerate(prompts):
-        got = list(
-            zip(
-                scores[i * samples : (i + 1) * samples],
-                completions[i * samples : (i + 1) * samples],
-                strict=True,
-            )
-        )
+        got = _scored(i, completions, scores, samples)
         best, worst = max(got, key=lambda x: x[0]), min(got, key=lambda x: x[0])
         if best[0] - worst[0] <= min_gap or best[1] == worst[1]:
             skipped += 1

@@ -15,10 +15,10 @@ import json
 import logging
 from pathlib import Path
 
-from .card import base_model_id, read_json, repo_name, write_card
+from .card import base_model_id, repo_name, write_card
 from .errors import ConfigError
 from .models import load_model
-from .rundir import MERGED, RunDir
+from .rundir import MERGED, RunDir, read_json
 
 logger = logging.getLogger(__name__)
 

@@ -461,14 +461,14 @@ class RunDir:
         """Add ``fields`` to :data:`MARKER` (the unfinished run's record); main process only."""
         if self.main:
             marker = self.path / MARKER
-            record = {**_read_json(marker), **fields}
+            record = {**read_json(marker), **fields}
             tmp = self.path / (MARKER + ".tmp")
             tmp.write_text(json.dumps(record) + "\n")
             os.replace(tmp, marker)
 
     def marked(self) -> dict:
         """:data:`MARKER`'s record (what the run recorded when it started, and the killed run before it)."""
-        return _read_json(self.path / MARKER)
+        return read_json(self.path / MARKER)
 
     @contextmanager
     def staged(self):
@@ -497,7 +497,7 @@ class RunDir:
         except Timeout:
             raise FolderBusy(
                 f"Output directory {self.path} is in use by another smol_align run "
-                f"({_holder_line(_read_json(self.path / MARKER))}): one run at a time per folder. Wait "
+                f"({_holder_line(read_json(self.path / MARKER))}): one run at a time per folder. Wait "
                 "for it to finish, or pass another output_dir."
             ) from None
         self._lock = lock
@@ -574,7 +574,8 @@ def _holder_line(record: dict) -> str:
     )
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """The JSON object in ``path`` (a marker, a run's metrics.json), or {} when it is missing or not an object."""
     try:
         found = json.loads(path.read_text())
     except (OSError, ValueError):
