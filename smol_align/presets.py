@@ -433,6 +433,8 @@ def build(method: str, preset: str = "auto", output_dir: str | None = None, **ov
     quantization_config = extras.get("quantization_config")
     if quantization_config is None and load_in_4bit:
         quantization_config = _bnb_4bit_config(bf16=bool(values.get("bf16")))
+    if quantization_config is not None:
+        _require_bitsandbytes(hardware.name, mode.name)
     if quantization_config is not None and peft_config is None:
         raise ConfigError(
             "A 4-bit base cannot be trained directly: use the 'qlora-4bit' preset or pass peft_config."
@@ -506,6 +508,17 @@ def _lora_config(lora: dict | None, extras: dict):
     kwargs = dict(lora or _LORA)
     kwargs.update({_LORA_KEYS[k]: extras[k] for k in _LORA_KEYS if k in extras})
     return LoraConfig(**kwargs)
+
+
+def _require_bitsandbytes(hardware: str, mode: str) -> None:
+    """A 4-bit base needs bitsandbytes, which only the ``qlora`` extra installs: say so before the model loads."""
+    from importlib.util import find_spec
+
+    if find_spec("bitsandbytes") is None:
+        raise ConfigError(
+            f"A 4-bit base (preset '{hardware}+{mode}') needs bitsandbytes, which is not installed. Install it "
+            "with: pip install 'smol-align[qlora]'. Or use the 'lora' preset: the same adapters on a full base."
+        )
 
 
 def _bnb_4bit_config(bf16: bool):

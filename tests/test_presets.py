@@ -185,6 +185,21 @@ def test_qlora_without_lora_is_refused():
         presets.build("dpo", "cpu", load_in_4bit=True, peft_config=None)
 
 
+def test_qlora_without_bitsandbytes_names_the_extra(monkeypatch):
+    """bitsandbytes comes with the qlora extra only: without it, the 4-bit preset stops before the model loads
+    and says how to install it; the other presets do not need it. (The wheel installed without extras meets
+    this for real in scripts/check_package.sh.)"""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "bitsandbytes" else find_spec(n, *a)
+    )
+    with pytest.raises(ConfigError, match=r"needs bitsandbytes.*pip install 'smol-align\[qlora\]'"):
+        presets.build("dpo", "cpu+qlora-4bit")
+    assert presets.build("dpo", "cpu+lora").quantization_config is None
+
+
 def test_recipes_load_and_build():
     """Every shipped recipe is valid YAML whose keys train_dpo/train_orpo accept."""
     from importlib import resources
