@@ -2,7 +2,8 @@
 
 The docstrings name other objects as Sphinx does (:func:`load`, :class:`~smol_align.data.Pairs`), which
 mkdocstrings renders as the role's text before the code: ":func:load". This drops the role and, as Sphinx does
-for a leading ``~``, shows only the last part of the name.
+for a leading ``~``, shows only the last part of the name; a paragraph that ends in reST's ``::`` before a code
+block ends in one colon.
 """
 
 import re
@@ -16,4 +17,4 @@ def _code(match: re.Match) -> str:
 
 
 def on_page_content(html: str, **kwargs) -> str:
-    return ROLE.sub(_code, html)
+    return ROLE.sub(_code, html).replace("::</p>", ":</p>")
