@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run ruff (lint and format check), the whole test suite (slow tests on the embedded SmolLM2 and
-# notebooks included) and the package check (scripts/check_package.sh), after the same setup a
-# newcomer runs. This is exactly what CI (.ci/run) calls.
+# notebooks included), the package check (scripts/check_package.sh) and the docs build (mkdocs
+# build --strict), after the same setup a newcomer runs. This is exactly what CI (.ci/run) calls.
 #   bash scripts/test.sh            # extra arguments go to pytest, e.g. -k presets
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,22 @@ if [ "$#" -eq 0 ]; then
   bash scripts/check_package.sh
   package=$?
   set -e
+fi
+# The documentation site (mkdocs.yml, docs/, the API pages from the docstrings), built with --strict: a broken
+# link, a missing page or a docstring griffe cannot read fails the run; the whole run only. The docs extra is
+# installed here, not by scripts/setup.sh: the demo does not need mkdocs. No --quiet: it hides the warnings
+# that --strict counts, and the build passes with them.
+docs=0
+if [ "$#" -eq 0 ]; then
+  set +e
+  $PY -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e ".[docs]" &&
+    NO_MKDOCS_2_WARNING=1 $PY -m mkdocs build --strict --site-dir site
+  docs=$?
+  set -e
+fi
+if [ "$docs" -ne 0 ]; then
+  echo "test.sh: the docs build failed (mkdocs build --strict above)" >&2
+  [ "$status" -eq 0 ] && status=1
 fi
 if [ "$package" -ne 0 ]; then
   echo "test.sh: the package check failed (scripts/check_package.sh above)" >&2

@@ -34,8 +34,9 @@ def train_dpo(
     data, its pirate-voice check), ``quiet``,
     ``max_time`` (minutes of training: stop after the step that crosses it, then evaluate and save),
     and ``constraints``: terms added to the DPO loss, ``"dpop[:lam]"`` (DPO-Positive), ``"length[:alpha]"`` (R-DPO)
-    or your own ``fn(logps, batch) -> scalar tensor`` (README "Constraints"). The keywords are sorted once into
-    :mod:`smol_align.options`' typed objects (:func:`options_for`), which ``smol-align dpo`` builds too::
+    or your own ``fn(logps, batch) -> scalar tensor`` (docs/methods/dpo.md, "Constraints"). The keywords are
+    sorted once into :mod:`smol_align.options`' typed objects (:func:`options_for`), which ``smol-align dpo``
+    builds too::
 
         train_dpo(constraints=["dpop", lambda logps, batch: torch.relu(logps.ref_chosen - logps.chosen).mean()])
     """

@@ -27,7 +27,7 @@ Llama block. On a CPU it is the process's peak resident memory, which also holds
 freed but kept: its constants are measured (larger activations, the norms' fp32 copies of a bf16 base).
 
 It is an upper bound for data that fills ``max_length`` (shorter batches take less), and it is
-checked against measured peaks by ``scripts/bench_memory.py`` (README, "Memory").
+checked against measured peaks by ``scripts/bench_memory.py`` (docs/presets.md, "Memory").
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ ORPO_LOGIT_BYTES = {
 }  # per token and vocabulary entry: bf16 logits, fp32 log-softmax, its gradient
 CHECKPOINTED_SHARE = 0.4
 """CPU: share of the activations resident at the peak with gradient checkpointing (transformers 5.23, TRL 1.16):
-measured, not derived (README, "Memory": full and LoRA at 512 tokens both hold 0.4 of what they hold without);
-the layers' inputs and one layer's recomputation, which is what a GPU holds, would be under 0.1."""
+measured, not derived (docs/presets.md, "Memory": full and LoRA at 512 tokens both hold 0.4 of what they hold
+without); the layers' inputs and one layer's recomputation, which is what a GPU holds, would be under 0.1."""
 
 
 @dataclass

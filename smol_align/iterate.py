@@ -179,8 +179,8 @@ def iterate(
             ``None``: :func:`demo_reward`.
         method: ``"dpo"`` or ``"orpo"`` (pairs), or ``"rft"`` (kept answers, trained as ``"sft"``), trained
             through :func:`smol_align.run.run` with ``preset``.
-        rounds, samples: rounds of sample-score-train; answers sampled per prompt each round (at least 2; default 4,
-            the demo ``DEMO_SAMPLES``).
+        rounds: rounds of sample-score-train.
+        samples: answers sampled per prompt each round (at least 2; default 4, the demo ``DEMO_SAMPLES``).
         eval_prompts: held-out prompts whose greedy answers are scored each round; default: the demo's test prompts,
             else 20% of ``prompts`` (at most 64), chosen by ``seed``.
         per_round: prompts a round: round k answers the k-th slice of ``prompts`` (wrapping round), so each round
@@ -190,8 +190,10 @@ def iterate(
             ``skipped``); RFT with ``keep="best"``: keeps no answer.
         keep: RFT only: ``"best"`` (default): each prompt's best-scored answer; a number: every distinct
             answer scoring at or above it (see :func:`keep_answers`).
-        max_new_tokens, temperature, top_p: sampling (in bf16 where bf16 is native; the held-out answers are greedy,
-            in the model's own precision, same length).
+        max_new_tokens: the longest sampled answer, in tokens (the held-out answers are greedy, in the model's
+            own precision, same length).
+        temperature: sampling temperature (sampling runs in bf16 where bf16 is native).
+        top_p: nucleus sampling's share of probability mass.
         seed: sampling (``seed + round``) and training seed.
         save: keep each round's model in ``round-<k>/`` (its samples and pairs are always written); the next round
             trains that saved copy (the trained model kept in memory took 30-80% longer a step here).

@@ -67,7 +67,8 @@ HARDWARE = {
             "learning_rate": 5e-6,  # small models tolerate more than the 5e-7 of 7B recipes
             "dataloader_num_workers": 0,  # worker processes only compete for the two cores
         },
-        group_by_length=True,  # HH-RLHF pairs: 91% of padded positions real instead of 56%; 3.19x TRL's pairs/s (README)
+        # HH-RLHF pairs: 91% of padded positions real instead of 56%; 3.19x TRL's pairs/s (docs/benchmarks.md)
+        group_by_length=True,
     ),
     "colab-t4": Preset(
         name="colab-t4",

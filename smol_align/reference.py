@@ -233,14 +233,18 @@ def preference_loss(
     ``0.31326 + 0.25 = 0.56326``.
 
     Args:
-        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps:
-            ``(batch,)`` sequence log-probabilities (sums over completion tokens).
+        policy_chosen_logps: ``(batch,)`` sequence log-probabilities (sums over completion tokens) of the
+            chosen answers under the policy.
+        policy_rejected_logps: the same, rejected answers under the policy.
+        ref_chosen_logps: the same, chosen answers under the reference.
+        ref_rejected_logps: the same, rejected answers under the reference.
         beta: the KL strength (``tau`` of IPO), > 0.
         loss_type: one of :data:`LOSS_TYPES`.
         label_smoothing: ``eps`` of ``robust``, ``exo_pair``, ``aot*`` and constant-``p`` ``soft``; it
             must stay 0 for the other losses (TRL 1.16 silently ignores it there, e.g. for
             ``sigmoid``, which used to mean cDPO; use ``"soft"`` for that).
-        chosen_lengths, rejected_lengths: completion token counts, for ``ipo`` and ``sigmoid_norm``.
+        chosen_lengths: completion token counts of the chosen answers, for ``ipo`` and ``sigmoid_norm``.
+        rejected_lengths: the same, rejected answers.
         preference_probs: ``(batch,)`` values of ``p`` in ``[0, 1]``, for ``soft``.
         discopop_tau: ``tau`` of ``discopop``.
     """

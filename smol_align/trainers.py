@@ -43,7 +43,8 @@ def build_dpo_trainer(model: Any = DEFAULT_MODEL, dataset: Any = None, preset: s
     ``preference_prob`` column. ``constraints=[fn, ...]`` adds each term to TRL's loss, each logged as
     ``constraint/<name>``: a callable ``fn(logps, batch) -> scalar`` (``logps`` a
     :class:`smol_align.reference.PairLogps`) or ``"dpop[:lam]"`` (DPO-Positive), ``"length[:alpha]"`` (R-DPO);
-    see README "Constraints". Both build :class:`smol_align.soft_dpo.SoftDPOTrainer`, which changes only the loss.
+    see docs/methods/dpo.md, "Constraints". Both build :class:`smol_align.soft_dpo.SoftDPOTrainer`, which
+    changes only the loss.
     """
     return build_trainer("dpo", model, dataset, preset, _options("dpo", overrides))
 
@@ -185,8 +186,9 @@ def _grouped_by_length(data, args, window: int = 64):
     order): shuffled, sorted by length (characters of the prompt and the longer answer) within windows of ``window``
     steps, cut into global batches (one optimizer step's pairs: the same steps on one process or several), the
     steps shuffled; the trainer reads them in that order (``sequential``). HH-RLHF rows at batch 4: 56% of the padded
-    positions are real tokens in random batches, 91% here (README "Speed"). Not transformers' LengthGroupedSampler:
-    it serves each window longest batch first, so a short run would train on the longest pairs only.
+    positions are real tokens in random batches, 91% here (docs/benchmarks.md, "Speed"). Not transformers'
+    LengthGroupedSampler: it serves each window longest batch first, so a short run would train on the longest
+    pairs only.
     """
     import random
 

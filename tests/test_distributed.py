@@ -21,17 +21,17 @@ def _config_files():
     )
 
 
-def test_every_shipped_config_is_parsed_by_accelerate_and_shown_in_the_readme():
+def test_every_shipped_config_is_parsed_by_accelerate_and_shown_in_the_docs():
     from accelerate.commands.config.config_args import load_config_from_file
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    page = (Path(__file__).parents[1] / "docs" / "scaling-out.md").read_text()
     assert sorted(p.name for p in _config_files()) == sorted(f"{name}.yaml" for name in CONFIGS)
     for path in _config_files():
         config = load_config_from_file(str(path))
         name = path.name.removesuffix(".yaml")
         assert config.distributed_type.value == CONFIGS[name], name
         assert config.mixed_precision == "bf16" and not config.use_cpu and config.num_processes == 2
-        assert f'accelerate launch --config_file "$(smol-align recipes --path {name})"' in readme, name
+        assert f'accelerate launch --config_file "$(smol-align recipes --path {name})"' in page, name
         assert path.read_text().startswith("#"), f"{name}: says what it is for"
     fsdp = load_config_from_file(
         str(resources.files("smol_align") / "recipes/accelerate/fsdp.yaml")

@@ -1,5 +1,7 @@
 """smol_align.estimate: each part by hand on the tiny Llama, fit() under a small budget, the CLI, the runner's line.
-(The estimate against measured peaks of the embedded SmolLM2: scripts/bench_memory.py, README "Memory".)"""
+(The estimate against measured peaks of the embedded SmolLM2: scripts/bench_memory.py, docs/presets.md "Memory".)"""
+
+from pathlib import Path
 
 import pytest
 
@@ -73,7 +75,7 @@ def test_parts_by_hand_full_lora_orpo_checkpointing(tiny_model):
 def test_a_gpu_preset_counts_live_tensors_and_checkpointing_keeps_layer_inputs_plus_one_layer(tiny_model):
     """A GPU preset (colab-t4: fp32, checkpointing on; estimated for its GPU on any machine) counts no runtime, uses the
     Llama-block count, and checkpointing keeps each layer's fp32 input plus one layer's activations (what
-    torch.cuda.max_memory_allocated measured on an H100, README "Memory")."""
+    torch.cuda.max_memory_allocated measured on an H100, docs/presets.md "Memory")."""
     _, _, c = _shapes(tiny_model)
     gpu = ACTIVATION_BYTES["cuda"]
     per_layer = 2 * (
@@ -183,12 +185,15 @@ def test_the_runner_prints_the_estimate_and_makes_auto_fit(tiny_model, tiny_toke
 
 
 @pytest.mark.slow
-def test_embedded_smollm2_estimate_is_what_the_readme_shows():
-    """The README's memory table comes from scripts/bench_memory.py; this pins the estimates it printed."""
-    for preset, length, expected in (
-        ("cpu", 512, 8.45),
-        ("cpu+lora", 256, 4.23),
-        ("cpu+qlora-4bit", 512, 7.47),
+def test_embedded_smollm2_estimate_is_what_the_docs_show():
+    """The memory table of docs/presets.md comes from scripts/bench_memory.py; this pins the estimates it printed,
+    each a row of that table."""
+    table = (Path(__file__).parents[1] / "docs" / "presets.md").read_text()
+    for preset, mode, length, expected in (
+        ("cpu", "full", 512, 8.45),
+        ("cpu+lora", "LoRA", 256, 4.23),
+        ("cpu+qlora-4bit", "QLoRA (4-bit)", 512, 7.47),
     ):
         got = estimate(None, "dpo", preset, max_length=length, batch_size=4, bf16=True).total_gb
         assert got == pytest.approx(expected, abs=0.01), preset
+        assert f"| DPO | {mode} | {length} | no | {expected:.2f} |" in table, preset

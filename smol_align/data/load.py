@@ -122,7 +122,8 @@ def load(
     Args:
         data: a hub id (with its splits), a local json/jsonl/parquet/csv/tsv file, a ``Dataset``,
             ``DatasetDict``, list or iterable of dicts, or :class:`Pairs` (returned as is).
-        format, columns: as for :func:`~smol_align.data.normalize`.
+        format: as for :func:`~smol_align.data.normalize`.
+        columns: as for :func:`~smol_align.data.normalize`.
         split: the split to train on (default ``train``/``train_prefs``, a known hub id's own, or the only one).
         eval_split: a split name, a fraction of the training pairs to hold out (with ``split_seed``),
             or 0 for none; default: the test split, else 10% (at most :data:`MAX_HELDOUT` pairs).

@@ -437,7 +437,8 @@ def normalize(
         strict: raise ``DatasetFormatError`` at the first row that does not fit, instead of counting it.
         lenient: leave out (with a warning) text columns the format does not read, instead of raising.
         return_report: return ``(dataset, report)``; the report is also :func:`last_report`.
-        num_proc, batch_size: passed to ``datasets.map``.
+        num_proc: passed to ``datasets.map``.
+        batch_size: passed to ``datasets.map``.
         **options: the format's (raw UltraFeedback: ``strategy``, ``rating``, ``seed``), the filters
             (``drop_empty``, ..., ``filters="clean"``), and ``streaming`` for hub ids and files.
 

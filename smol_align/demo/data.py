@@ -42,8 +42,9 @@ def demo_rows() -> dict[str, list[dict]]:
 def demo():
     """The built-in demo preference data as a ``datasets.DatasetDict`` with ``train`` and ``test``.
 
-    >>> demo()["train"][0]["chosen"][0]["content"]  # doctest: +SKIP
-    "Yo ho, a mouse be sayin' squeak, arr!"
+    Examples:
+        >>> demo()["train"][0]["chosen"][0]["content"]  # doctest: +SKIP
+        "Yo ho, a mouse be sayin' squeak, arr!"
     """
     from datasets import Dataset, DatasetDict, DatasetInfo
 
