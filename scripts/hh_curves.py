@@ -6,7 +6,7 @@
 Every configuration starts from the same model with batch 4, max_length 512, lr 5e-5 held constant, beta 0.1,
 length-grouped pairs, seed 0; a configuration's keys override those (any ``train_dpo`` keyword, plus ``tag``,
 ``preset``, ``steps`` and ``at``). Prints one JSON line per point: reward accuracy, margin, prefers chosen and
-NLL of chosen on the 296 held-out pairs (lines 1200-1499) against the start model (README, "Speed").
+NLL of chosen on the 296 held-out pairs (lines 1200-1499) against the start model (docs/benchmarks.md).
 """
 
 import argparse

@@ -1,12 +1,14 @@
-"""The iterative-DPO demo with the shipped defaults, per seed, and the check of README's "Iterative DPO" claim:
-start < round 1 < round 2 in every seed, each step up larger than the seed-to-seed spread, each run <= 25 min.
+"""The iterative-DPO demo with the shipped defaults, per seed, and the check of the claim in
+docs/methods/iterate.md: start < round 1 < round 2 in every seed, each step up larger than the seed-to-seed
+spread, each run <= 25 min.
 
     python scripts/iterate_demo.py --seed 0        # one seed; checks every runs/iterate-demo-seed*/ found
     python scripts/iterate_demo.py --seed 0 1      # both, one after the other
     python scripts/iterate_demo.py --check         # the check alone, over the seeds already run
 
-README's table: `python scripts/iterate_demo.py --seed 0 1` on an idle 2-core machine (each seed a run on both
-cores, its minutes the claim's "<= 25 min on 2 cores"). Faster, for a look: two seeds in parallel, one core each,
+The table in docs/methods/iterate.md: `python scripts/iterate_demo.py --seed 0 1` on an idle 2-core machine
+(each seed a run on both cores, its minutes the claim's "<= 25 min on 2 cores"). Faster, for a look: two seeds
+in parallel, one core each,
     for s in 0 1; do OMP_NUM_THREADS=1 taskset -c $s python scripts/iterate_demo.py --seed $s & done; wait
 """
 

@@ -134,7 +134,7 @@ def test_the_next_round_trains_the_saved_model_not_the_one_in_memory(iterated):
     result, *_, started, _ = iterated
     first = result.rounds[0].model
     (_, start), (second, weights) = started
-    assert second is not first  # kept in memory, it trained 30-80% slower a step (README)
+    assert second is not first  # kept in memory, it trained 30-80% slower a step (docs/methods/iterate.md)
     assert any(not torch.equal(p, start[n]) for n, p in first.named_parameters())  # round 1 trained
     assert all(
         torch.equal(p, weights[n]) for n, p in first.named_parameters()

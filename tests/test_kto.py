@@ -237,7 +237,7 @@ def test_compare_writes_the_three_way_table(tmp_path):
 
 @pytest.mark.slow
 def test_kto_demo_learns_on_the_embedded_model():
-    """The demo recipe, shortened to keep CI fast; `train_kto()` with the whole recipe: README "KTO"."""
+    """The demo recipe, shortened to keep CI fast; the whole recipe: docs/methods/kto.md."""
     result = train_kto(save=False, quiet=True, max_steps=10, answer_prompts=0, max_eval_pairs=64)
     before, after = result.before, result.after
     assert before["reward_margin"] == 0  # the start model is its own reference

@@ -40,7 +40,7 @@ def _series(runs, run, tag) -> list[tuple[int, float]]:
 
 @pytest.fixture(scope="module")
 def sweep(tiny_tokenizer, tmp_path_factory):
-    """The README's sweep on the tiny model: one run per beta, in runs/<sweep>/beta-<value>."""
+    """docs/getting-started.md's sweep, on the tiny model: one run per beta, in runs/<sweep>/beta-<value>."""
     project = tmp_path_factory.mktemp("runs") / "beta-sweep"
     results = {
         beta: smol_align.train_dpo(
