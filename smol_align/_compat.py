@@ -5,17 +5,20 @@ TRL 1.x moved ORPO to ``trl.experimental.orpo`` (importing it warns), dropped
 these names from this module only. The private names, each in one small function here and each with a test
 in tests/test_compat.py that fails naming the library and its version when a release renames it:
 TRL's ``trl.trainer.utils._use_triton`` (:func:`compact_lm_head_while`), ``DPOTrainer._prepare_dataset``
-(:func:`dpo_tokenized`) and a trainer's ``_metrics`` (:func:`trainer_metrics`); transformers'
+(:func:`dpo_tokenized`), a trainer's ``_metrics`` (:func:`trainer_metrics`) and
+``TrlParser._add_dataclass_arguments`` (:func:`add_dataclass_group`); transformers'
 ``Trainer._signature_columns`` (:func:`keep_signature_column`), ``_tied_weights_keys``
 (:func:`tied_weights_keys`) and ``WandbCallback._wandb`` / ``_initialized`` (:func:`finish_wandb`);
 accelerate's ``PartialState._shared_state`` (:func:`distributed_state_made`); bitsandbytes' CPU packing
 (:func:`keep_4bit_layers_trainable`). ``SoftDPOTrainer`` overrides ``DPOTrainer._compute_loss`` and
-``Trainer._set_signature_columns_if_needed``, tested there too. ``SMOL_ALIGN_TRL_HOOKS=0`` (:data:`HOOKS`)
+``Trainer._set_signature_columns_if_needed``, tested there too; :class:`HelpFormatter` overrides argparse's
+``HelpFormatter._format_action_invocation`` as Python 3.13 has it. ``SMOL_ALIGN_TRL_HOOKS=0`` (:data:`HOOKS`)
 turns the one patch (:func:`compact_lm_head_while`) off and runs TRL as shipped.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import warnings
 from contextlib import contextmanager
@@ -31,6 +34,24 @@ def import_orpo():
         warnings.filterwarnings("ignore", message=".*trl.experimental.*")
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
     return ORPOConfig, ORPOTrainer
+
+
+def add_dataclass_group(parser, dataclass, title: str) -> None:
+    """``dataclass``'s fields as flags of ``parser`` (an ``HfArgumentParser``: TRL's ``TrlParser``), listed
+    under ``title`` in the help. Its private ``_add_dataclass_arguments`` makes a group of a class's
+    ``_argument_group_name``: a subclass carries the title, TRL's class is left as it is."""
+    parser._add_dataclass_arguments(type(dataclass.__name__, (dataclass,), {"_argument_group_name": title}))
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help as Python 3.13 prints it: a flag's spellings, then its value once
+    (``--max_steps, --max-steps MAX_STEPS``); before 3.13 the value follows each spelling."""
+
+    def _format_action_invocation(self, action):
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        value = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return f"{', '.join(action.option_strings)} {value}"
 
 
 def checkpointing_kwargs(enabled: bool | None) -> dict:

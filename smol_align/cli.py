@@ -332,33 +332,52 @@ HANDBOOK = {  # the alignment-handbook's recipe keys that TRL 1.x has not
 }
 
 
+DOCS = "https://smol-align.github.io/smol-align/"  # pyproject.toml's [project.urls] Documentation
+DOCS_PAGE = {"sft": "methods/sft/", "dpo": "methods/dpo/", "orpo": "methods/orpo/", "kto": "methods/kto/"}
+
+
 def make_train_parser(method: str, compare: bool = False):
-    """``smol-align dpo|orpo|kto`` (or ``compare``): TRL's parser with ``trl dpo``'s dataclasses, ours on top. Nothing
-    has a default: the parse holds only what the recipe and flags gave; the preset fills in the rest."""
+    """``smol-align dpo|orpo|kto|sft`` (or ``compare``): TRL's parser with ``trl dpo``'s dataclasses, ours on
+    top. Nothing has a default: the parse holds only what the recipe and flags gave; the preset fills in the
+    rest. The help lists ours first, then TRL's by dataclass, each group under a title, each flag once."""
     from trl import ModelConfig, ScriptArguments, TrlParser
 
+    from ._compat import HelpFormatter, add_dataclass_group
     from .options import RunOptions
     from .presets import config_class, names
 
-    # The runner's and the data's options are smol_align's dataclasses, the ones train_dpo & co. build
-    # (compare sets the runner's itself: its own flags below)
-    ours = [DataOptions] if compare else [RunOptions, DataOptions]
-    classes, prog = (
-        [ScriptArguments, config_class(method), ModelConfig, *ours],
-        f"smol-align {'compare' if compare else method}",
-    )
+    prog = f"smol-align {'compare' if compare else method}"
+    config = config_class(method)
     parser = TrlParser(
-        classes,
         prog=prog,
         usage=f"{prog} [--config RECIPE.yaml] [--FIELD VALUE ...]",
+        epilog=f"Guide: {DOCS}{DOCS_PAGE['orpo' if compare else method]}",
+        formatter_class=HelpFormatter,
+        add_help=False,
         conflict_handler="resolve",
         argument_default=argparse.SUPPRESS,
     )
-    parser.set_defaults_with_config(
-        **{f.name: argparse.SUPPRESS for cls in classes for f in dataclasses.fields(cls)}
+    # The groups in the order the help shows them. The runner's and the data's options are smol_align's
+    # dataclasses, the ones train_dpo & co. build (compare sets the runner's itself: its own flags below)
+    group = parser.add_argument_group(
+        "smol-align options",
+        "compare: each method on the same pairs, steps (or wall budget) and seed" if compare else None,
     )
-    parser.dataclass_types = []  # parse into a namespace of the values given, not dataclasses with TRL's defaults
-    group = parser.add_argument_group("smol_align")
+    ours = [(DataOptions, "data (smol_align DataOptions)")]
+    classes = [
+        *(ours if compare else [(RunOptions, "run (smol_align RunOptions)"), *ours]),
+        (ScriptArguments, "data (TRL ScriptArguments; --dataset_name is --dataset)"),
+        (config, f"training (TRL {config.__name__})"),
+        (ModelConfig, "model (TRL ModelConfig; --model_name_or_path is --model)"),
+    ]
+    # Not kept as parser.dataclass_types: the parse is a namespace of what was given, not TRL's defaults
+    for cls, title in classes:
+        add_dataclass_group(parser, cls, title)
+    parser.set_defaults_with_config(
+        **{f.name: argparse.SUPPRESS for cls, _ in classes for f in dataclasses.fields(cls)}
+    )
+    # Ours are added after TRL's, so that where both name a flag (--output_dir) ours is the one left
+    group.add_argument("-h", "--help", action="help", help="show this help and exit")
     group.add_argument(
         "--config", help="a recipe YAML: keys are these flags' names (TRL's and the handbook's too)"
     )
@@ -389,9 +408,6 @@ def make_train_parser(method: str, compare: bool = False):
     for key, kwargs in HANDBOOK.items():
         handbook.add_argument(f"--{key}", **kwargs)
     if compare:  # TRL fields given to compare go to every method, so each must exist in every method's config
-        group = parser.add_argument_group(
-            "compare: each method on the same pairs, steps (or wall budget) and seed"
-        )
         group.add_argument("--methods", help="comma-separated, from dpo,orpo,kto (default: dpo,orpo)")
         group.add_argument(
             "--time_budget", "--time-budget", type=float, help="seconds of training per method"

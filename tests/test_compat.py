@@ -257,6 +257,7 @@ PRIVATES = [
     ("trl", "trl.trainer.utils", "_ChunkedLogProbFunction", "_compat.compact_lm_head_while (its fused head)"),
     ("trl", "trl:DPOTrainer", "_prepare_dataset", "_compat.dpo_tokenized"),
     ("trl", "trl:DPOTrainer", "_compute_loss", "soft_dpo.SoftDPOTrainer, which overrides it"),
+    ("trl", "trl:TrlParser", "_add_dataclass_arguments", "_compat.add_dataclass_group"),
     (
         "transformers",
         "transformers:Trainer",
