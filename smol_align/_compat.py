@@ -112,7 +112,7 @@ def no_cudnn_attention_while(device):
 
     torch 2.11 picks cuDNN's attention on an H100, which plans its kernels anew for each new sequence length. DPO's
     padded batches bring a new length at almost every step: the planning took 6.3 ms of CPU per forward call and
-    12.8 ms per backward, two thirds of a SmolLM2-135M step, the GPU busy 42 ms of it (torch.profiler, README "Speed").
+    12.8 ms per backward, two thirds of a SmolLM2-135M step, the GPU busy 42 ms of it (torch.profiler, docs/benchmarks.md "Speed").
     """
     if getattr(device, "type", device) != "cuda":
         yield False

@@ -402,7 +402,7 @@ def make_train_parser(method: str, compare: bool = False):
             dest="constraints",
             action="append",
             help="a term added to the DPO loss, repeatable: dpop[:LAMBDA] (DPO-Positive, Pal et al. 2024), "
-            "length[:ALPHA] (R-DPO, Park et al. 2024); README 'Constraints'",
+            "length[:ALPHA] (R-DPO, Park et al. 2024); docs: methods/dpo, Constraints",
         )
     handbook = parser.add_argument_group("alignment-handbook recipe keys")
     for key, kwargs in HANDBOOK.items():
