@@ -13,17 +13,84 @@ accelerate's ``PartialState._shared_state`` (:func:`distributed_state_made`); bi
 (:func:`keep_4bit_layers_trainable`). ``SoftDPOTrainer`` overrides ``DPOTrainer._compute_loss`` and
 ``Trainer._set_signature_columns_if_needed``, tested there too; :class:`HelpFormatter` overrides argparse's
 ``HelpFormatter._format_action_invocation`` as Python 3.13 has it. ``SMOL_ALIGN_TRL_HOOKS=0`` (:data:`HOOKS`)
-turns the one patch (:func:`compact_lm_head_while`) off and runs TRL as shipped.
+turns the one patch (:func:`compact_lm_head_while`) off and runs TRL as shipped. The libraries' noise a run
+causes is filtered while smol_align works (:func:`library_noise_filtered`; ``SMOL_ALIGN_VERBOSE=1`` shows it).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import warnings
 from contextlib import contextmanager
 
 HOOKS = os.environ.get("SMOL_ALIGN_TRL_HOOKS", "1") != "0"  # the one switch for patches of TRL's privates
+
+# What the libraries print while smol_align works that no user has to act on: on importing peft (the first
+# run in a process), bitsandbytes >= 0.49 fetches a CPU kernel through ``kernels`` and, offline or without it,
+# logs the hub's "Skipping publisher trust check" and its own "Failed to load CPU gemm_4bit_forward" (a 4-bit
+# CPU-inference speed-up that no preset uses); TRL 1.16 reads ``model.is_gradient_checkpointing``, which
+# transformers 5 deprecates (a FutureWarning); the progress bars of datasets' map/filter (TRL's "Tokenizing",
+# smol_align's "Normalizing") and of transformers' loading and saving ("Loading weights", "Writing model shards").
+NOISY_LOGGERS = ("kernels", "bitsandbytes")  # their records below ERROR; the logger is not imported
+NOISY_WARNINGS = ((FutureWarning, r".*is_gradient_checkpointing. is deprecated"),)
+
+
+@contextmanager
+def library_noise_filtered(bars: bool = True):
+    """Inside the block (or the function it decorates), the libraries' noise a run causes is filtered
+    (:data:`NOISY_LOGGERS`, :data:`NOISY_WARNINGS`; with ``bars``, the progress bars of datasets and transformers:
+    the training bar, TRL's, stays, and so do the Hub's download bars); on the way out the loggers' levels, the
+    warnings filters and the bars are as they were, so a notebook's own ``datasets.map`` shows its bar again.
+    Everything else comes through: smol_align's own lines and warnings, and the libraries' other warnings and
+    errors. ``SMOL_ALIGN_VERBOSE=1`` in the environment (read at each entry) turns the filter off: every line
+    the libraries print, for debugging. ``bars=False`` imports nothing (the CLI wraps every command in it, so
+    ``smol-align --help`` stays fast); the runner, which needs both libraries, silences the bars. Yields whether
+    the filter is on."""
+    if os.environ.get("SMOL_ALIGN_VERBOSE", "0").strip().lower() not in ("", "0", "false", "no"):
+        yield False
+        return
+    levels = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
+    with warnings.catch_warnings():  # the filters as they were, on the way out
+        for category, message in NOISY_WARNINGS:
+            warnings.filterwarnings("ignore", message, category)
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        restore_bars = _library_bars_off() if bars else None
+        try:
+            yield True
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+            if restore_bars is not None:
+                restore_bars()
+
+
+def _library_bars_off():
+    """Turn off datasets' progress bars (unless ``HF_DATASETS_DISABLE_PROGRESS_BARS`` decides) and transformers'
+    (through its tqdm hook, transformers >= 5: its ``disable_progress_bar`` would take the Hub's download bars
+    too); returns the function that puts them back as they were."""
+    import datasets.utils as datasets_utils
+    from transformers.utils import logging as transformers_logging
+
+    undo, chosen = [], "HF_DATASETS_DISABLE_PROGRESS_BARS" in os.environ  # the user's choice, either way
+    if not chosen and not datasets_utils.are_progress_bars_disabled():
+        datasets_utils.disable_progress_bars()
+        undo.append(datasets_utils.enable_progress_bars)
+    if hasattr(transformers_logging, "set_tqdm_hook"):
+
+        def hidden(make, args, kwargs):
+            return make(*args, **{**kwargs, "disable": True})
+
+        previous = transformers_logging.set_tqdm_hook(hidden)
+        undo.append(lambda: transformers_logging.set_tqdm_hook(previous))
+
+    def restore():
+        for step in undo:
+            step()
+
+    return restore
 
 
 def import_orpo():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._compat import library_noise_filtered
 from .card import recorded
 from .demo import demo_keywords
 from .models import DEFAULT_MODEL
@@ -31,7 +32,9 @@ def train_dpo(
     ``output_dir``, default the newest of this method and model under ``runs/``), ``save``, ``evaluate``,
     ``max_eval_pairs``, ``answer_prompts`` (held-out prompts answered greedily before and after training; default
     32), ``voice`` (``answer -> bool``: the share of those answers it passes is ``voice_rate``; on the demo's
-    data, its pirate-voice check), ``quiet``,
+    data, its pirate-voice check), ``quiet`` (none of smol_align's lines, progress bar or summary; otherwise the
+    summary table is printed once, at the end, and the libraries' notices that need no action are filtered
+    while it runs: ``SMOL_ALIGN_VERBOSE=1`` in the environment shows everything),
     ``max_time`` (minutes of training: stop after the step that crosses it, then evaluate and save),
     and ``constraints``: terms added to the DPO loss, ``"dpop[:lam]"`` (DPO-Positive), ``"length[:alpha]"`` (R-DPO)
     or your own ``fn(logps, batch) -> scalar tensor`` (docs/methods/dpo.md, "Constraints"). The keywords are
@@ -103,5 +106,6 @@ def options_for(method: str, dataset: Any = None, preset: str = "auto", **keywor
     return split_options(method, keywords, f"train_{method}", also_named=named)
 
 
+@library_noise_filtered()  # the libraries' noise, while it runs (SMOL_ALIGN_VERBOSE=1 shows it)
 def _run(method: str, model, dataset, preset: str, output_dir, overrides: dict) -> TrainResult:
     return run(method, model, dataset, preset, output_dir, options_for(method, dataset, preset, **overrides))

@@ -43,10 +43,10 @@ import json
 import logging
 import re
 import sys
-import warnings
 from pathlib import Path
 
 from . import __version__
+from ._compat import library_noise_filtered
 from .card import cli_command, invoked_as
 from .data import doctor
 from .errors import ConfigError, SmolAlignError
@@ -514,7 +514,9 @@ def compare_options(argv: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    with invoked_as(cli_command(argv)):  # what a run's model card gives as the command that reproduces it
+    # invoked_as: what a run's model card gives as the command that reproduces it; the libraries' noise
+    # filtered (the runner silences their progress bars too; SMOL_ALIGN_VERBOSE=1 shows everything)
+    with invoked_as(cli_command(argv)), library_noise_filtered(bars=False):
         return _main(argv)
 
 
@@ -522,9 +524,6 @@ def _main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "datasets", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # a CPU-kernel hub notice on every run
-    # TRL 1.16 reads model.is_gradient_checkpointing, which transformers 5 deprecates: not the learner's to fix
-    warnings.filterwarnings("ignore", ".*is_gradient_checkpointing. is deprecated", FutureWarning)
     parser = make_parser()
     args, rest = parser.parse_known_args(argv)  # dpo, orpo, kto and compare parse the rest with TRL's parser
     args = args if args.command in ("sft", "dpo", "orpo", "kto", "compare") else parser.parse_args(argv)
@@ -609,6 +608,7 @@ def _main(argv: list[str]) -> int:
     return 0
 
 
+@library_noise_filtered()  # their bars too (loading the models, tokenizing)
 def _run_eval(args) -> int:
     from .data import heldout_pairs, load
     from .evaluate import check_same_tokenizer, evaluate, start_model_of
@@ -655,6 +655,7 @@ def _sampling(args) -> dict:
     }
 
 
+@library_noise_filtered()
 def _run_generate(args) -> int:
     from .evaluate import generate
     from .models import load_model
@@ -686,6 +687,7 @@ def _run_generate(args) -> int:
     return 0
 
 
+@library_noise_filtered()
 def _run_chat(args) -> int:
     """One conversation per model; a message is a line (a prompt on a terminal); /reset clears, /exit ends."""
     from transformers import TextStreamer

@@ -5,8 +5,7 @@ smol-align compare --output-dir runs/compare-demo
 
 # From Python: a wall budget of 5 minutes per method instead of a step count
 >>> from smol_align.compare import compare
->>> result = compare(time_budget=300)                      # doctest: +SKIP
->>> print(result.table())                                  # doctest: +SKIP
+>>> result = compare(time_budget=300)  # prints each run, then the table  # doctest: +SKIP
 
 :func:`compare` calls :func:`smol_align.run.run` once per method, each on a fresh copy of the model; the first run
 evaluates the start model, the others reuse its figures and answers, so every row compares with one "start" row.
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._compat import library_noise_filtered
 from .callbacks import as_callback
 from .card import recorded
 from .data.load import load
@@ -73,6 +73,7 @@ class ComparisonResult:
 
 
 @recorded  # the call, in each run's model card
+@library_noise_filtered()  # the libraries' noise, while it runs (SMOL_ALIGN_VERBOSE=1 shows it)
 def compare(
     model: Any = DEFAULT_MODEL,
     dataset: Any = None,

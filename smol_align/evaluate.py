@@ -20,7 +20,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from ._compat import compact_lm_head_while, no_cudnn_attention_while
+from ._compat import compact_lm_head_while, library_noise_filtered, no_cudnn_attention_while
 from .data.images import is_vision
 from .data.tokens import tokenize_pairs
 from .errors import ConfigError
@@ -290,6 +290,7 @@ def _check_reference(model, ref_model, tokenizer, ref_tokenizer) -> None:
         )
 
 
+@library_noise_filtered()  # the libraries' noise, while it runs (SMOL_ALIGN_VERBOSE=1 shows it)
 def evaluate(
     model,
     dataset,
@@ -380,7 +381,7 @@ def evaluate(
     result["reference"] = reference
     result["seconds"] = time.perf_counter() - started
     result["logps"] = logps
-    logger.info(
+    logger.debug(  # the runner's summary shows these figures; a line each would repeat them
         "Evaluated %d pairs in %.1f s (reference: %s): preference accuracy %.3f, reward accuracy %.3f, margin %.4f.",
         result["n_pairs"],
         result["seconds"],

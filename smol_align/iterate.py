@@ -9,8 +9,7 @@ smol-align iterate --method rft --rounds 2 --output-dir runs/rft-demo
 
 # From Python: any TRL-style reward function, or a sequence-classification reward model's name or folder
 >>> from smol_align import iterate
->>> result = iterate(rounds=2, samples=4, max_steps=20)   # doctest: +SKIP
->>> print(result.table())                                  # doctest: +SKIP
+>>> result = iterate(rounds=2, samples=4, max_steps=20)  # prints each round, then the table  # doctest: +SKIP
 
 Each round samples ``samples`` answers per prompt from the current model (batched, seeded), scores them with
 ``reward(prompts, completions, **kwargs) -> list[float]`` (TRL's convention, as GRPO and online DPO take it),
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._compat import library_noise_filtered
 from .card import recorded
 from .demo import DEMO_SYSTEM as DEMO_SYSTEM  # its old home: iterate.DEMO_SYSTEM
 from .demo import demo_prompts, demo_recipe, demo_reward
@@ -142,6 +142,7 @@ def reward_model(name_or_path: str, batch_size: int = 16):
 
 
 @recorded  # the call, in each run's model card
+@library_noise_filtered()  # the libraries' noise, while it runs (SMOL_ALIGN_VERBOSE=1 shows it)
 def iterate(
     model: Any = DEFAULT_MODEL,
     prompts: Any = None,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import api
+from ._compat import library_noise_filtered
 from .errors import ConfigError
 from .merge import merge
 from .models import DEFAULT_MODEL, load_model, model_name
@@ -72,6 +73,7 @@ class PipelineResult:
         return f"PipelineResult(output_dir={self.output_dir!r}, stages={list(self.stages)})"
 
 
+@library_noise_filtered()  # the libraries' noise, while it runs (SMOL_ALIGN_VERBOSE=1 shows it)
 def pipeline(
     model: Any = DEFAULT_MODEL,
     sft_data: Any = None,

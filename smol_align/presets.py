@@ -125,6 +125,7 @@ MODES = {
 ORPO_DEFAULTS = {
     "beta": 0.1,  # lambda in the ORPO paper: weight of the odds-ratio term next to the SFT loss
     "learning_rate": 8e-6,  # the ORPO paper's rate; its SFT term needs no reference model
+    "remove_unused_columns": False,  # ORPO's collator reads the text columns: TRL sets it, with a warning, if not
 }
 KTO_DEFAULTS = {  # with the hardware's batch doubled (build): a step holds the rows of as many pairs as DPO's
     "beta": 0.1,  # TRL's default and the KTO paper's: the scale of the implicit reward, as in DPO

@@ -81,7 +81,12 @@ class NonFiniteLoss(SmolAlignError):
 
 @dataclass
 class TrainResult:
-    """What a run leaves: the TRL trainer, its figures and where the model was saved."""
+    """What a run leaves: the TRL trainer, its figures and where the model was saved.
+
+    The run prints its summary table once, at the end (not with ``quiet=True``); the result itself shows as one
+    line (its ``repr``: method, verdict, folder), so a notebook cell ending in ``train_dpo(...)`` shows the table
+    once too. :meth:`summary` gives the table as text, to save or log.
+    """
 
     method: str
     trainer: Any  # trl.DPOTrainer, ORPOTrainer, KTOTrainer or SFTTrainer, trained
@@ -102,11 +107,17 @@ class TrainResult:
             return generate(self.model, prompts, self.trainer.processing_class, **options)
 
     def summary(self) -> str:
-        """The end-of-run table, as printed."""
+        """The end-of-run table the run printed, as text: ``print(result.summary())`` after a one-liner shows it
+        a second time (the one-liner printed it already unless ``quiet=True``)."""
         return summary_table(self)
 
     def __repr__(self) -> str:
-        return f"TrainResult(method={self.method!r}, output_dir={self.output_dir!r}, metrics={{{len(self.metrics)} keys}})"
+        verdict = self.metrics.get("learning_verdict")
+        said = f", verdict={verdict!r}" if verdict else ""
+        return (
+            f"TrainResult(method={self.method!r}{said}, output_dir={self.output_dir!r}, "
+            f"metrics={{{len(self.metrics)} keys}})"
+        )
 
 
 def run(method: str, model, dataset, preset: str, output_dir, options: Options, baseline=None) -> TrainResult:

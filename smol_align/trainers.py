@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 from . import presets
-from ._compat import import_orpo, keep_4bit_layers_trainable, trainable_params_to_fp32
+from ._compat import import_orpo, keep_4bit_layers_trainable, library_noise_filtered, trainable_params_to_fp32
 from .data.images import is_vision
 from .data.load import load
 from .data.sft import is_sft_rows, sft_rows
@@ -79,6 +79,7 @@ def _options(method: str, overrides: dict) -> Options:
     return split_options(method, overrides, f"build_{method}_trainer", refuse=RUN_NAMES, also_named=named)
 
 
+@library_noise_filtered()  # the libraries' noise, while it builds (SMOL_ALIGN_VERBOSE=1 shows it)
 def build_trainer(method: str, model, dataset, preset: str, options: Options):
     """The trainer of ``method`` with ``options`` (:func:`smol_align.options.split_options`'s)."""
     tokenizer, ref_model, callbacks = (
