@@ -35,8 +35,10 @@ OURS = ("Data (", "Estimated peak memory", "Evaluating the start model", "Traini
 
 
 def _child(args: list[str]) -> tuple[str, str]:
-    """stdout and stderr of ``python -u ARGS``."""
-    env = {k: v for k, v in os.environ.items() if k != "SMOL_ALIGN_VERBOSE"}
+    """stdout and stderr of ``python -u ARGS``, in a user's environment: none of the switches that silence
+    bars or show everything (tests/trl_parity.py sets ``TQDM_DISABLE`` for the whole test process)."""
+    switches = ("SMOL_ALIGN_VERBOSE", "TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS")
+    env = {k: v for k, v in os.environ.items() if k not in switches}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     done = subprocess.run(
         [sys.executable, "-u", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
