@@ -10,15 +10,13 @@ is also its DPO reference. A LoRA stage's adapter is merged into its base for th
 (``lora="merge"``, the default: ``<output_dir>/1-sft-merged``), or trained on by it (``lora="continue"``:
 the same adapter, its saved copy the reference). ``<output_dir>/report.md`` and ``metrics.json`` hold the
 table across the stages. A failed stage stops the pipeline; the finished stages stay, and ``resume=True``
-continues from the failed one.
+continues from the failed one. The pipeline holds its folder as a run holds its own (:mod:`smol_align.rundir`:
+one pipeline per folder, ``overwrite`` empties only smol_align's files); its stages and settings are in the
+folder's marker while it runs, in ``metrics.json`` when done.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,11 +28,10 @@ from .merge import merge
 from .models import DEFAULT_MODEL, load_model, model_name
 from .presets import METHODS
 from .report import markdown_table, terminal_table, write_metrics_json
-from .rundir import MARKER, default_output_dir
+from .rundir import MARKER, RunDir, default_output_dir, last_checkpoint, read_json
 
 __all__ = ["PipelineResult", "pipeline", "pipeline_from_recipe"]
 
-RECORD = "pipeline.json"  # what the pipeline's folder holds: its stages; written first, read on resume
 LORA_MODES = ("merge", "continue")
 COLUMNS = (
     "method",
@@ -99,7 +96,7 @@ def pipeline(
             ``"continue"`` (the next stage trains the same adapter, its saved copy as the reference).
         resume: continue a pipeline in ``output_dir``: finished stages are kept, an unfinished one
             resumes from its checkpoint, the rest run.
-        overwrite: run again in a pipeline folder of smol_align's (each stage's folder replaced by its run).
+        overwrite: run again in a folder of smol_align's (what it holds is replaced when the pipeline ends).
         stage_options: per method, the keywords of that stage (``{"dpo": {"beta": 0.2}}``), over ``common``.
         **common: keywords of every stage (``max_steps``, ``quiet``...).
     """
@@ -126,43 +123,53 @@ def pipeline(
         )  # every stage's keywords checked before any work
         plan.append((f"{i}-{method}", method, data, keywords))
     out = Path(output_dir or default_output_dir("pipeline", model_name(model)))
-    _check_folder(out, [name for name, *_ in plan], resume, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(
-        out / RECORD, {"stages": [name for name, *_ in plan], "model": model_name(model), "lora": lora}
-    )
+    names = [name for name, *_ in plan]
+    inputs = [model, sft_data, pref_data]  # overwrite never empties a folder holding them
+    rundir = RunDir(out, overwrite=overwrite, resume=resume, inputs=inputs, what="pipeline", runs_inside=True)
+    rundir.check()  # before any work (a pipeline on the folder now: refused here); again under the lock
+    before = read_json(out / MARKER).get("stages")
+    if resume and before != names:
+        held = f"the stages {before}" if before else "no pipeline's stages"
+        raise ConfigError(f"resume=True: the run in {out} has {held}, not {names}; pass another output_dir.")
 
     results: dict[str, Any] = {}
     rows: dict[str, dict[str, Any]] = {}
     start = model
-    for name, method, data, keywords in plan:
-        folder = out / name
-        state = _state(folder)
-        if resume and state == "finished":
-            say(f"\n=== Stage {name}: finished before, kept ({folder}) ===")
-            results[name], metrics = None, json.loads((folder / "metrics.json").read_text())
-        else:
-            say(f"\n=== Stage {name}: {method.upper()} from {model_name(start)} ===")
-            if tokenizer is not None:
-                keywords = {**keywords, "tokenizer": tokenizer}
-            again = {"resume": True} if resume and state == "unfinished" else {"overwrite": overwrite}
-            try:
-                result = getattr(api, f"train_{method}")(
-                    start, data, preset, str(folder), **keywords, **again
-                )
-            except Exception:
-                done = list(results)
-                kept = f"the finished stages stay ({', '.join(done)}); " if done else ""
-                say(
-                    f"Stage {name} failed: {kept}continue with the same command plus --resume (Python: "
-                    f"resume=True, output_dir={str(out)!r})."
-                )
-                raise
-            results[name], metrics = result, result.metrics
-        rows[name] = _row(method, metrics)
-        start, tokenizer = _next_start(out, name, folder, lora, preset, say)
+    with rundir:  # the folder is this pipeline's until it ends; its stages hold their own folders
+        rundir.mark(stages=names, model=model_name(model), lora=lora)
+        for name, method, data, keywords in plan:
+            folder = out / name
+            state = _state(folder)
+            if resume and state == "finished":
+                say(f"\n=== Stage {name}: finished before, kept ({folder}) ===")
+                results[name], metrics = None, read_json(folder / "metrics.json")
+            else:
+                say(f"\n=== Stage {name}: {method.upper()} from {model_name(start)} ===")
+                if tokenizer is not None:
+                    keywords = {**keywords, "tokenizer": tokenizer}
+                # an unfinished stage resumes from its checkpoint; one cut short before its first starts again
+                resumes = resume and state == "resumable"
+                again = {"resume": True} if resumes else {"overwrite": overwrite or state == "unfinished"}
+                try:
+                    result = getattr(api, f"train_{method}")(
+                        start, data, preset, str(folder), **keywords, **again
+                    )
+                except Exception:
+                    done = list(results)
+                    kept = f"the finished stages stay ({', '.join(done)}); " if done else ""
+                    say(
+                        f"Stage {name} failed: {kept}continue with the same command plus --resume (Python: "
+                        f"resume=True, output_dir={str(out)!r})."
+                    )
+                    raise
+                results[name], metrics = result, result.metrics
+            rows[name] = _row(method, metrics)
+            start, tokenizer = _next_start(out, name, folder, lora, preset, say)
 
-    files = _write_report(out, rows, stages, lora)
+        with rundir.staged() as staging:
+            _write_report(staging, rows, stages, lora, model)
+        rundir.finish()
+    files = {"metrics": str(out / "metrics.json"), "report": str(out / "report.md")}
     result = PipelineResult(str(out), results, rows, files)
     say(f"\nPipeline {' -> '.join(s.upper() for s in stages)}, report in {out}:\n{result.table()}")
     return result
@@ -212,9 +219,10 @@ def _check_stages(stages) -> tuple[str, ...]:
 
 
 def _state(folder: Path) -> str:
-    """``finished`` (its report is there), ``unfinished`` (a run's marker), else ``absent``."""
+    """``finished`` (its report is there), ``resumable`` (a run's marker and a complete checkpoint),
+    ``unfinished`` (a marker, nothing to resume from), else ``absent``."""
     if (folder / MARKER).is_file():
-        return "unfinished"
+        return "resumable" if last_checkpoint(folder)[0] else "unfinished"
     return "finished" if (folder / "metrics.json").is_file() else "absent"
 
 
@@ -227,7 +235,7 @@ def _next_start(out: Path, name: str, folder: Path, lora: str, preset: str, say)
         merged = out / f"{name}-merged"
         if not (merged / "config.json").is_file():
             say(f"Merging the LoRA adapter of {name} into its base: {merged}")
-            merge(folder, merged)
+            merge(folder, merged, overwrite=True)  # a merge cut short is redone; a foreign folder refused
         return str(merged), None
     from peft import PeftModel
 
@@ -259,57 +267,12 @@ def _row(method: str, m: dict) -> dict[str, Any]:
     }
 
 
-# --- The pipeline's folder and report ---
-_OURS = re.compile(
-    r"\d+-(" + "|".join(METHODS) + r")(-merged(\.partial)?)?|report\.md|metrics\.json|" + RECORD
-)
-
-
-def _check_folder(out: Path, names: list[str], resume: bool, overwrite: bool) -> None:
-    """The pipeline's folder can take this pipeline: new or empty; or, with ``resume``/``overwrite``, a
-    pipeline of smol_align's with the same stages and nothing else in it."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"Output directory {out} is a file, not a folder: pass another output_dir.")
-    busy = out.is_dir() and any(out.iterdir())
-    if not busy:
-        if resume:
-            raise ConfigError(f"resume=True: {out} does not exist or is empty; nothing to continue.")
-        return
-    record = out / RECORD
-    if not record.is_file():
-        raise ConfigError(
-            f"Output directory {out} exists and holds no smol_align pipeline (no {RECORD}): pass another "
-            "output_dir."
-        )
-    if not resume and not overwrite:
-        raise ConfigError(
-            f"Output directory {out} holds a pipeline already: pass resume=True (--resume) to continue it, "
-            "overwrite=True (--overwrite) to run it again, or another output_dir."
-        )
-    before = json.loads(record.read_text()).get("stages")
-    if resume and before != names:
-        raise ConfigError(f"resume=True: the pipeline in {out} has the stages {before}, not {names}.")
-    foreign = sorted(p.name for p in out.iterdir() if not _OURS.fullmatch(p.name))
-    if foreign:
-        raise ConfigError(
-            f"{out} holds what a pipeline does not write: {', '.join(foreign[:5])}. smol_align only runs "
-            "again in a folder of its own: move those away or pass another output_dir."
-        )
-    if overwrite and not resume:  # merged models of an earlier run are ours, and stale now
-        for merged in out.glob("*-merged"):
-            shutil.rmtree(merged)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(partial, path)
-
-
-def _write_report(out: Path, rows: dict, stages, lora: str) -> dict[str, str]:
-    """``metrics.json`` (the rows) and ``report.md`` (their table) in the pipeline's folder."""
-    files = {"metrics": str(out / "metrics.json"), "report": str(out / "report.md")}
-    write_metrics_json({"stages": list(stages), "lora": lora, "figures": rows}, files["metrics"])
+# --- The pipeline's report ---
+def _write_report(folder: Path, rows: dict, stages, lora: str, model: Any) -> None:
+    """``metrics.json`` (the settings and rows) and ``report.md`` (their table) in ``folder`` (the staging
+    folder: moved into the pipeline's folder whole)."""
+    record = {"stages": list(stages), "model": model_name(model), "lora": lora, "figures": rows}
+    write_metrics_json(record, str(folder / "metrics.json"))
     lines = [
         f"# Pipeline: {' -> '.join(s.upper() for s in stages)}",
         "Each stage starts from the model the one before it saved, which is also its reference (a LoRA "
@@ -319,7 +282,4 @@ def _write_report(out: Path, rows: dict, stages, lora: str) -> dict[str, str]:
         "## Stages\n\n"
         + "\n".join(f"- [{name}]({name}/report.md): from {row['model']}" for name, row in rows.items()),
     ]
-    partial = out / "report.md.partial"
-    partial.write_text("\n\n".join(lines) + "\n")
-    os.replace(partial, out / "report.md")
-    return files
+    (folder / "report.md").write_text("\n\n".join(lines) + "\n")

@@ -1,7 +1,7 @@
 """The output folder's one keeper: create it, lock it (one run per folder), stage the final files, finish, and
 clean up only what this run made; a resume picks the newest complete checkpoint.
 
-A run, ``compare`` and ``iterate`` each hold their folder through a :class:`RunDir`::
+A run, ``compare``, ``iterate`` and ``pipeline`` each hold their folder through a :class:`RunDir`::
 
     with RunDir(folder, overwrite=False, resume=False, inputs=[data_file, model_dir]) as rundir:
         ...  # checkpoints go into rundir.path; rundir.checkpoint is where a resume continues from
@@ -16,8 +16,9 @@ What smol_align writes in a folder, and how it knows the folder is its own:
   ``.smol_align-unfinished.json`` (who runs it: pid, host, start time, command; the settings a
   resume must keep), ``checkpoint-N`` folders, and :data:`STAGING` while the final files are
   written. Finished: the lock and marker go; the model, tokenizer and the report (``metrics.json``,
-  ``report.md``, plots) stay, with the runs of ``compare`` (``<method>/``) and ``iterate``
-  (``round-<k>/``) as subfolders, and a LoRA run's merged model (``merged/``, marked by :data:`MERGED`).
+  ``report.md``, plots) stay, with the runs of ``compare`` (``<method>/``), ``iterate``
+  (``round-<k>/``) and ``pipeline`` (``<k>-<method>/``, ``<k>-<method>-merged/``) as subfolders, and a LoRA
+  run's merged model (``merged/``, marked by :data:`MERGED`).
 - A folder is smol_align's when it holds :data:`MARKER` (unfinished), a ``metrics.json``
   (finished: written only by smol_align's report) or :data:`MERGED` (a merged model) and nothing else than the files a run writes
   (:data:`RUN_FILES`, :data:`RUN_PATTERNS`; subfolders likewise). ``overwrite=True`` empties only
@@ -27,7 +28,9 @@ What smol_align writes in a folder, and how it knows the folder is its own:
   :class:`~smol_align.errors.ConfigError` lists what is there and what to do.
 - On an error, only what this run created goes: a folder with a complete checkpoint stays to
   resume from (the error says which); a folder the run created and left with nothing to resume
-  goes; one it was given stays.
+  goes; one it was given stays. A folder whose runs are its subfolders (``runs_inside=True``: a
+  pipeline's stages, each holding its own folder and checkpoints) resumes from them: it stays while one
+  of them has finished or holds a complete checkpoint (:func:`kept_run`).
 
 A checkpoint is complete when every file transformers' ``Trainer.train(resume_from_checkpoint=...)``
 reads is there and readable (:func:`checkpoint_problem`): ``trainer_state.json`` parses, the
@@ -227,6 +230,17 @@ def last_checkpoint(folder: Path) -> tuple[Path | None, list[tuple[Path, str]]]:
     return None, skipped
 
 
+def kept_run(folder: Path) -> Path | None:
+    """The first subfolder of ``folder`` a resume keeps or continues (a pipeline's stages): a finished run
+    (``metrics.json``) or an unfinished one with a complete checkpoint; None when there is none."""
+    subfolders = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    for sub in sorted(subfolders):
+        unfinished = (sub / MARKER).is_file()
+        if (unfinished and last_checkpoint(sub)[0]) or (not unfinished and (sub / "metrics.json").is_file()):
+            return sub
+    return None
+
+
 def skipped_line(skipped: list[tuple[Path, str]]) -> str:
     """``Skipped checkpoint-12 (trainer_state.json is missing ...).`` for the run to say, or ''."""
     return "".join(f"Skipped {p.name}: {why}. " for p, why in skipped).strip()
@@ -293,11 +307,16 @@ def _listing(names: list[str], shown: int = 5) -> str:
 
 
 def check(
-    folder: Path, overwrite: bool = False, resume: bool = False, inputs: Iterable[Any] = ()
+    folder: Path,
+    overwrite: bool = False,
+    resume: bool = False,
+    inputs: Iterable[Any] = (),
+    runs_inside: bool = False,
 ) -> Path | None:
     """Check ``folder`` can take this run, writing nothing; return the checkpoint to continue from
     (``resume``), else None. A non-empty folder is refused unless ``overwrite`` (smol_align's own folder:
-    it will be emptied) or ``resume`` (an unfinished run with a complete checkpoint)."""
+    it will be emptied) or ``resume`` (an unfinished run with a complete checkpoint; ``runs_inside``: with
+    a subfolder's run finished or resumable, :func:`kept_run`)."""
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"Output directory {folder} is a file, not a folder: pass another output_dir.")
     busy = folder.is_dir() and any(p.name != LOCK for p in folder.iterdir())  # a lock alone: empty
@@ -316,6 +335,13 @@ def check(
             raise ConfigError(
                 f"resume=True: the run in {folder} {finished}; pass overwrite=True to train again."
             )
+        if runs_inside:
+            if kept_run(folder) is None:
+                raise ConfigError(
+                    f"resume=True: no run in {folder} has finished or holds a complete checkpoint; nothing "
+                    "to continue. Run without resume (with overwrite=True) to start again."
+                )
+            return None
         checkpoint, skipped = last_checkpoint(folder)
         if checkpoint is None:
             what = (
@@ -372,6 +398,7 @@ class RunDir:
         inputs: Iterable[Any] = (),
         main: bool = True,
         what: str = "run",
+        runs_inside: bool = False,
     ):
         self.path, self.overwrite, self.resume, self.main, self.what = (
             Path(folder),
@@ -381,6 +408,7 @@ class RunDir:
             what,
         )
         self.inputs = list(inputs)
+        self.runs_inside = runs_inside  # its runs are subfolders with their own checkpoints (a pipeline)
         self.checkpoint: Path | None = None  # where a resume continues from
         self.skipped: list[tuple[Path, str]] = []  # newer checkpoints a resume skipped, with why
         self.created = False  # the folder did not exist: this run made it
@@ -394,8 +422,8 @@ class RunDir:
             if self._lock is None and (self.path / LOCK).exists():
                 self._acquire()  # a run on it now: refused here, before any other message
                 self._release()
-            check(self.path, self.overwrite, self.resume, self.inputs)
-        if self.resume:
+            check(self.path, self.overwrite, self.resume, self.inputs, self.runs_inside)
+        if self.resume and not self.runs_inside:
             self.checkpoint, self.skipped = last_checkpoint(self.path)
         return self.checkpoint
 
@@ -434,6 +462,8 @@ class RunDir:
         with suppress(OSError):
             shutil.rmtree(self.path / STAGING, ignore_errors=True)
             checkpoint, _ = last_checkpoint(self.path)
+            if checkpoint is None and self.runs_inside:
+                checkpoint = kept_run(self.path)
             if checkpoint is None:
                 for entry in self.path.iterdir():
                     if entry.name not in self._before and entry.name != LOCK:
@@ -443,9 +473,9 @@ class RunDir:
         if self.created:
             self._remove_created()
         if full:
+            what = "a finished or resumable run" if self.runs_inside else "the last complete checkpoint"
             kept = (
-                f"Kept: {checkpoint}, the last complete checkpoint; free some space, then continue with the "
-                "same "
+                f"Kept: {checkpoint}, {what}; free some space, then continue with the same "
                 f"command plus `--resume --output-dir {self.path}` (Python: resume=True)."
                 if checkpoint
                 else "No complete checkpoint could be kept: free some space and start the run again."
