@@ -31,10 +31,14 @@ HOOKS = os.environ.get("SMOL_ALIGN_TRL_HOOKS", "1") != "0"  # the one switch for
 # run in a process), bitsandbytes >= 0.49 fetches a CPU kernel through ``kernels`` and, offline or without it,
 # logs the hub's "Skipping publisher trust check" and its own "Failed to load CPU gemm_4bit_forward" (a 4-bit
 # CPU-inference speed-up that no preset uses); TRL 1.16 reads ``model.is_gradient_checkpointing``, which
-# transformers 5 deprecates (a FutureWarning); the progress bars of datasets' map/filter (TRL's "Tokenizing",
+# transformers 5 deprecates (a FutureWarning); bitsandbytes 0.46's CPU ops call ``torch._check_is_size``, which
+# torch 2.13 deprecates (a FutureWarning per 4-bit step); the progress bars of datasets' map/filter (TRL's "Tokenizing",
 # smol_align's "Normalizing") and of transformers' loading and saving ("Loading weights", "Writing model shards").
 NOISY_LOGGERS = ("kernels", "bitsandbytes")  # their records below ERROR; the logger is not imported
-NOISY_WARNINGS = ((FutureWarning, r".*is_gradient_checkpointing. is deprecated"),)
+NOISY_WARNINGS = (
+    (FutureWarning, r".*is_gradient_checkpointing. is deprecated"),
+    (FutureWarning, r"_check_is_size will be removed"),
+)
 
 
 @contextmanager
